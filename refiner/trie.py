@@ -1,0 +1,79 @@
+"""Propose the patterns that replace a wildcard: the shortest safe prefixes of a CamelCase trie."""
+
+from __future__ import annotations
+
+import bisect
+import re
+
+from .patterns import Glob
+
+# A word starts at an upper-case letter that follows a lower-case letter or digit, at the last
+# capital of an acronym followed by a lower-case letter (CORSConfig -> CORS, Config), and after
+# a separator.
+_WORD_START = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])|(?<=[-_.])(?=.)")
+
+
+def word_prefixes(full_name: str) -> list[str]:
+    """The candidate prefixes of "service:Action": "", "service:", then one per word boundary,
+    ending with the whole name (GetBucketPolicy -> Get, GetBucket, GetBucketPolicy)."""
+    service, _, action = full_name.partition(":")
+    cuts = [0] + [m.start() for m in _WORD_START.finditer(action)] + [len(action)]
+    head = f"{service}:"
+    return ["", head] + [head + action[:cut] for cut in sorted(set(cuts)) if cut > 0]
+
+
+def shortest_safe_prefixes(
+    original: Glob,
+    used: list[str],
+    unused: list[str],
+    unused_services: set[str],
+) -> list[str]:
+    """Replace a wildcard by the fewest, shortest patterns that keep every used action.
+
+    used: catalog actions the wildcard matches that stay allowed; unused: the unused names it
+    matches (with or without a catalog entry). Nodes are the word prefixes of all these names,
+    and a node's actions are all names that start with its prefix as a string (so
+    `DescribeFleet` holds `DescribeFleets` too). A node is safe when no unused name starts with
+    it, it does not reach into a wholly unused service, and `prefix*` stays inside the original
+    wildcard. The safe nodes whose parent (longest proper prefix node) is unsafe are emitted:
+    `prefix*`, or the action itself when the node holds one; a used action on an unsafe node is
+    emitted by name."""
+    spelling: dict[str, str] = {}
+    for name in used + unused:
+        for prefix in word_prefixes(name):
+            spelling.setdefault(prefix.lower(), prefix)
+    nodes = sorted(spelling)  # a prefix sorts before everything that extends it
+
+    unsafe: set[str] = set()
+    for name in unused:
+        lower = name.lower()
+        unsafe.update(lower[:cut] for cut in range(len(lower) + 1) if lower[:cut] in spelling)
+    for node in nodes:
+        if node in unsafe:
+            continue
+        head = node.split(":", 1)[0] + ":" if ":" in node else None
+        reaches_unused_service = head is None or head[:-1] in unused_services
+        if reaches_unused_service or not original.covers_prefix(node):
+            unsafe.add(node)
+
+    used_lower = {name.lower(): name for name in used}
+    used_sorted = sorted(used_lower)
+    emitted: list[str] = []
+    for node in nodes:
+        if node in unsafe:
+            if node in used_lower:
+                emitted.append(used_lower[node])
+            continue
+        if _parent(node, spelling) not in unsafe:
+            continue
+        first = bisect.bisect_left(used_sorted, node)
+        single = first + 1 == len(used_sorted) or not used_sorted[first + 1].startswith(node)
+        emitted.append(used_lower[used_sorted[first]] if single else spelling[node] + "*")
+    return sorted(set(emitted), key=lambda text: (text.lower(), text))
+
+
+def _parent(node: str, nodes: dict[str, str]) -> str | None:
+    for cut in range(len(node) - 1, -1, -1):
+        if node[:cut] in nodes:
+            return node[:cut]
+    return None

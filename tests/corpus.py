@@ -1,0 +1,48 @@
+"""The shared AWS managed-policy corpus and seeded unused-permissions findings made from it."""
+
+from __future__ import annotations
+
+import json
+import random
+from functools import lru_cache
+from pathlib import Path
+
+from oracle import statement_allows
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "aws-managed-policies.jsonl"
+
+
+@lru_cache(maxsize=1)
+def policies() -> dict[str, dict]:
+    """name -> policy document, in corpus order."""
+    with CORPUS.open(encoding="utf-8") as lines:
+        return {entry["name"]: entry["document"] for entry in map(json.loads, lines)}
+
+
+def statements(document: dict) -> list[dict]:
+    statement = document["Statement"]
+    return statement if isinstance(statement, list) else [statement]
+
+
+def allowed_actions(document: dict, catalog_actions: list[str]) -> list[str]:
+    """Catalog actions some Allow statement of the document admits (oracle matching)."""
+    allows = [s for s in statements(document) if s.get("Effect") == "Allow"]
+    return [a for a in catalog_actions if any(statement_allows(s, a) for s in allows)]
+
+
+def generate_finding(allowed: list[str], rate: float, seed: int, whole_services: int = 0) -> list:
+    """A list-form finding: `rate` of the allowed actions unused, plus `whole_services`
+    services (among those allowed) reported wholly unused."""
+    chooser = random.Random(seed)
+    by_service: dict[str, list[str]] = {}
+    for action in allowed:
+        service, name = action.split(":", 1)
+        by_service.setdefault(service, []).append(name)
+    dead = set(chooser.sample(sorted(by_service), min(whole_services, len(by_service))))
+    finding = [{"serviceNamespace": service, "actions": []} for service in sorted(dead)]
+    for service in sorted(set(by_service) - dead):
+        names = sorted(by_service[service])
+        picked = [n for n in names if chooser.random() < rate]
+        if picked:
+            finding.append({"serviceNamespace": service, "actions": picked})
+    return finding
