@@ -25,6 +25,7 @@ class StatementChange:
 class Refinement:
     document: dict
     changes: list[StatementChange] = field(default_factory=list)
+    pairs: list[tuple[dict, dict | None]] = field(default_factory=list)  # by original position
 
     @property
     def detach(self) -> bool:
@@ -43,8 +44,10 @@ class Refiner:
     def refine_policy(self, policy: PolicyInput) -> Refinement:
         refined_statements = []
         changes = []
+        pairs = []
         for index, statement in enumerate(policy.statements):
             refined = self.refine_statement(statement)
+            pairs.append((statement, refined))
             if refined is not statement:
                 changes.append(StatementChange(index, statement, refined))
             if refined is not None:
@@ -54,7 +57,7 @@ class Refiner:
             document["Statement"] = refined_statements
         else:
             document["Statement"] = refined_statements[0] if refined_statements else []
-        return Refinement(document, changes)
+        return Refinement(document, changes, pairs)
 
     def refine_statement(self, statement: dict) -> dict | None:
         """The statement itself when nothing changes, a changed copy, or None when it goes."""
@@ -123,7 +126,7 @@ class Refiner:
 
 def _without_redundant(slots: list[tuple[str, bool]]) -> list[str]:
     """Drop new entries that another entry covers or repeats, so that no emitted pattern is
-    covered by another; kept originals always stay. (A pattern that covers `p*` or a name
+    covered by another; kept originals always stay, byte for byte, even when repeated. (A pattern that covers `p*` or a name
     has a literal prefix that starts it, which narrows the candidates to look at.)"""
     kept = {text.lower() for text, is_new in slots if not is_new}
     by_prefix: dict[str, list[str]] = {}
@@ -133,7 +136,7 @@ def _without_redundant(slots: list[tuple[str, bool]]) -> list[str]:
     seen: set[str] = set()
     for text, is_new in slots:
         lower = text.lower()
-        if lower in seen or (is_new and (lower in kept or _covered(text, by_prefix))):
+        if is_new and (lower in seen or lower in kept or _covered(text, by_prefix)):
             continue
         seen.add(lower)
         result.append(text)
