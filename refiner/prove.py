@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -234,10 +235,21 @@ class Checker:
             if verdict == z3.unsat:
                 return None
             if verdict == z3.sat:
-                return ("found", solver.model().eval(self._action).as_string())
+                return ("found", self._readable_witness())
             return ("unknown", f"solver gave no answer ({solver.reason_unknown()})")
         finally:
             solver.pop()
+
+    def _readable_witness(self) -> str:
+        """The model's string, preferring one of printable ASCII so a person can read it (the
+        preference only picks among counterexamples; it never decides a verdict)."""
+        model = self._solver.model()
+        self._solver.push()
+        self._solver.add(z3.InRe(self._action, z3.Star(z3.Range(" ", "~"))))
+        if self._solver.check() == z3.sat:
+            model = self._solver.model()
+        self._solver.pop()
+        return _decode(model.eval(self._action).as_string())
 
     # --- encoding ---------------------------------------------------------------------------
 
@@ -263,6 +275,11 @@ class Checker:
 
 
 _ABSENT = object()
+
+
+def _decode(z3_string: str) -> str:
+    """Z3 prints non-printable characters as \\u{hex}."""
+    return re.sub(r"\\u\{([0-9a-fA-F]+)\}", lambda m: chr(int(m.group(1), 16)), z3_string)
 
 
 def _report(found, kind: str, message: str):

@@ -126,8 +126,9 @@ class Refiner:
 
 def _without_redundant(slots: list[tuple[str, bool]]) -> list[str]:
     """Drop new entries that another entry covers or repeats, so that no emitted pattern is
-    covered by another; kept originals always stay, byte for byte, even when repeated. (A pattern that covers `p*` or a name
-    has a literal prefix that starts it, which narrows the candidates to look at.)"""
+    covered by another; kept originals always stay, byte for byte, even when repeated.
+    (A pattern that covers `p*` or a name has a literal prefix that starts it, which narrows
+    the candidates to look at.)"""
     kept = {text.lower() for text, is_new in slots if not is_new}
     by_prefix: dict[str, list[str]] = {}
     for text in dict.fromkeys(text for text, _ in slots):

@@ -7,7 +7,7 @@ import random
 from functools import lru_cache
 from pathlib import Path
 
-from oracle import statement_allows
+from oracle import allowed_by
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "aws-managed-policies.jsonl"
 
@@ -26,8 +26,10 @@ def statements(document: dict) -> list[dict]:
 
 def allowed_actions(document: dict, catalog_actions: list[str]) -> list[str]:
     """Catalog actions some Allow statement of the document admits (oracle matching)."""
-    allows = [s for s in statements(document) if s.get("Effect") == "Allow"]
-    return [a for a in catalog_actions if any(statement_allows(s, a) for s in allows)]
+    allowed: set[str] = set()
+    for statement in statements(document):
+        allowed |= allowed_by(statement, catalog_actions)
+    return [a for a in catalog_actions if a in allowed]
 
 
 def generate_finding(allowed: list[str], rate: float, seed: int, whole_services: int = 0) -> list:

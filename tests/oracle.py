@@ -35,3 +35,21 @@ def statement_allows(statement: dict | None, action: str) -> bool:
 def is_unused(action: str, unused_actions: set[str], unused_services: set[str]) -> bool:
     lower = action.lower()
     return lower in unused_actions or lower.split(":", 1)[0] in unused_services
+
+
+def union_matcher(patterns: list[str]):
+    """One compiled regex for a list of patterns (fast membership over a whole catalog)."""
+    body = "|".join(_regex(p).pattern for p in patterns) or "(?!)"
+    compiled = re.compile(f"(?:{body})", re.IGNORECASE | re.DOTALL)
+    return lambda action: compiled.fullmatch(action) is not None
+
+
+def allowed_by(statement: dict | None, actions: list[str]) -> set[str]:
+    """The actions one Allow statement admits (Resource and Condition aside), in bulk."""
+    if statement is None or statement.get("Effect") != "Allow":
+        return set()
+    if "Action" in statement:
+        match = union_matcher(entries(statement["Action"]))
+        return {a for a in actions if match(a)}
+    match = union_matcher(entries(statement["NotAction"]))
+    return {a for a in actions if not match(a)}

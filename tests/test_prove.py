@@ -1,0 +1,196 @@
+"""The proof gate (the trusted kernel): it accepts what is right, rejects what is wrong with a
+witness the brute-force oracle confirms, and fails closed when the solver gives no answer."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from conftest import EXAMPLES
+from hypothesis import given
+from hypothesis import strategies as st
+from oracle import is_unused, statement_allows
+from strategies import cases, patterns
+
+from refiner.finding import parse_finding
+from refiner.policy import load_policy
+from refiner.prove import Checker, Violation
+from refiner.refine import Refiner
+
+
+@pytest.fixture(scope="module")
+def example(catalog):
+    unused = parse_finding(json.loads((EXAMPLES / "unused.json").read_text()), catalog)
+    policy = load_policy(json.loads((EXAMPLES / "policy.json").read_text()))
+    refinement = Refiner(unused, catalog).refine_policy(policy)
+    checker = Checker(catalog.all_actions(), unused.actions, unused.services)
+    return checker, refinement.pairs
+
+
+def check(example, index, edit):
+    checker, pairs = example
+    original, refined = pairs[index]
+    mutated = copy.deepcopy(refined)
+    edit(mutated)
+    return checker.check_statement(index, original, mutated)
+
+
+def replace(old, new):
+    def edit(statement):
+        statement["Action"] = [new if a == old else a for a in statement["Action"]]
+    return edit
+
+
+def test_accepts_the_refiners_output(example):
+    checker, pairs = example
+    for index, (original, refined) in enumerate(pairs):
+        assert checker.check_statement(index, original, refined) == []
+
+
+def test_rejects_keeping_an_unused_action(example):
+    (violation,) = check(example, 0, lambda s: s["Action"].append("lambda:AddPermission"))
+    assert violation.kind == "unsound" and violation.witness == "lambda:addpermission"
+
+
+def test_rejects_widening_a_prefix(example):
+    (violation,) = check(example, 1, replace("s3:GetObject*", "s3:Get*"))
+    assert violation.kind == "unsound"
+    assert violation.witness.startswith("s3:get") and not violation.witness.startswith("s3:getobject")
+
+
+def test_rejects_dropping_a_used_action(example):
+    (violation,) = check(example, 1, lambda s: s["Action"].remove("s3:GetJobTagging"))
+    assert violation.kind == "incomplete" and violation.witness == "s3:getjobtagging"
+
+
+def test_rejects_a_changed_resource(example):
+    (violation,) = check(example, 1, lambda s: s.update(Resource="arn:aws:s3:::bucket/*"))
+    assert violation.kind == "structure" and "Resource" in violation.message
+
+
+def test_rejects_a_question_mark_turned_into_a_star(catalog):
+    original = {"Effect": "Allow", "Action": "s3:GetObjec?", "Resource": "*"}
+    refined = {"Effect": "Allow", "Action": "s3:GetObjec*", "Resource": "*"}
+    checker = Checker(catalog.all_actions(), [], [])
+    (violation,) = checker.check_statement(0, original, refined)
+    assert violation.kind == "unsound"
+    assert violation.witness.startswith("s3:getobjec") and len(violation.witness) != len("s3:getobject")
+
+
+def test_accepts_a_change_of_letter_case_only(example):
+    assert check(example, 1, replace("s3:GetObject*", "S3:getobject*")) == []
+
+
+def test_rejects_a_removed_or_changed_deny(catalog):
+    deny = {"Effect": "Deny", "Action": "s3:Delete*", "Resource": "*"}
+    checker = Checker(catalog.all_actions(), ["s3:DeleteObject"], [])
+    assert checker.check_statement(0, deny, None)[0].kind == "structure"
+    narrowed = dict(deny, Action="s3:DeleteBucket")
+    assert checker.check_statement(0, deny, narrowed)[0].kind == "structure"
+    assert checker.check_statement(0, deny, dict(deny)) == []
+
+
+def test_rejects_a_pattern_reaching_into_a_wholly_unused_service(catalog):
+    original = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+    refined = {"Effect": "Allow", "Action": ["s3:*", "ec2:Describe*"], "Resource": "*"}
+    checker = Checker([a for a in catalog.all_actions() if a.startswith(("s3:", "ec2:"))],
+                      [], ["ec2"])
+    (violation,) = checker.check_statement(0, original, refined)
+    assert violation.kind == "unsound" and violation.witness.startswith("ec2:describe")
+
+
+def test_not_action_must_exclude_unused_and_keep_used(catalog):
+    original = {"Effect": "Allow", "NotAction": ["iam:*"], "Resource": "*"}
+    checker = Checker(catalog.all_actions(), ["s3:DeleteBucket"], ["ec2"])
+    good = {"Effect": "Allow", "NotAction": ["iam:*", "ec2:*", "s3:DeleteBucket"], "Resource": "*"}
+    assert checker.check_statement(0, original, good) == []
+    missing = {"Effect": "Allow", "NotAction": ["iam:*", "ec2:*"], "Resource": "*"}
+    assert checker.check_statement(0, original, missing)[0].witness == "s3:deletebucket"
+    too_much = {"Effect": "Allow", "NotAction": ["iam:*", "ec2:*", "s3:Delete*"], "Resource": "*"}
+    (violation,) = checker.check_statement(0, original, too_much)
+    assert violation.kind == "incomplete" and violation.witness.startswith("s3:delete")
+    lost = {"Effect": "Allow", "NotAction": ["ec2:*", "s3:DeleteBucket"], "Resource": "*"}
+    assert checker.check_statement(0, original, lost)[0].witness.startswith("iam:")
+
+
+def test_a_solver_without_an_answer_rejects(catalog, monkeypatch):
+    import z3
+
+    checker = Checker(catalog.all_actions(), [], [])
+    monkeypatch.setattr(z3.Solver, "check", lambda self, *a: z3.unknown)
+    original = {"Effect": "Allow", "Action": "s3:Get*", "Resource": "*"}
+    refined = {"Effect": "Allow", "Action": "s3:GetObject*", "Resource": "*"}
+    violations = checker.check_statement(0, original, refined)
+    assert violations and all(v.kind in ("unknown", "incomplete") for v in violations)
+    assert any(v.kind == "unknown" for v in violations)
+
+
+def test_violation_describes_itself():
+    text = Violation("unsound", 2, "S3", "admits an unused action", "s3:x").describe()
+    assert text == "unsound: statement 2 (S3): admits an unused action: s3:x"
+
+
+# --- the checker against the brute-force oracle on random mutations ------------------------
+
+def mutate(data, catalog, statement):
+    mutated = copy.deepcopy(statement)
+    key = "Action" if "Action" in mutated else "NotAction"
+    values = [mutated[key]] if isinstance(mutated[key], str) else list(mutated[key])
+    move = data.draw(st.sampled_from(["add", "remove", "widen", "ask", "none"]))
+    if move == "add":
+        values.append(data.draw(patterns(catalog)))
+    elif move == "remove" and len(values) > 1:
+        values.pop(data.draw(st.integers(0, len(values) - 1)))
+    elif move == "widen":
+        at = data.draw(st.integers(0, len(values) - 1))
+        cut = data.draw(st.integers(values[at].index(":") + 1, len(values[at])))
+        values[at] = values[at][:cut] + "*"
+    elif move == "ask":
+        at = data.draw(st.integers(0, len(values) - 1))
+        if "*" in values[at]:
+            values[at] = values[at].replace("*", "?", 1)
+    mutated[key] = values
+    return mutated
+
+
+def oracle_violation(original, refined, strings, used, unused, dead_services):
+    for string in strings:
+        allowed = statement_allows(refined, string)
+        if allowed and not statement_allows(original, string):
+            return string
+        if allowed and is_unused(string, unused, dead_services):
+            return string
+    for action in used:
+        if statement_allows(original, action) and not statement_allows(refined, action):
+            return action
+    return None
+
+
+@given(cases(), st.data())
+def test_checker_rejects_exactly_the_mutations_the_oracle_faults(case, data):
+    catalog, document, finding = case
+    unused = parse_finding(finding, catalog)
+    refinement = Refiner(unused, catalog).refine_policy(load_policy(copy.deepcopy(document)))
+    checker = Checker(catalog.all_actions(), unused.actions, unused.services)
+    dead = set(unused.actions)
+    used = [a for a in catalog.all_actions() if not is_unused(a, dead, unused.services)]
+    for index, (original, refined) in enumerate(refinement.pairs):
+        if refined is None or original.get("Effect") != "Allow":
+            continue
+        mutated = mutate(data, catalog, refined)
+        violations = checker.check_statement(index, original, mutated)
+        assert all(v.kind in ("unsound", "incomplete") for v in violations), violations
+        strings = set(catalog.all_actions()) | set(unused.actions.values())
+        strings |= {f"{s}:Zz" for s in unused.services}
+        used_lower = {a.lower() for a in used}
+        for violation in violations:  # every witness is a real violation
+            w = violation.witness
+            if violation.kind == "unsound":
+                assert statement_allows(mutated, w)
+                assert not statement_allows(original, w) or is_unused(w, dead, unused.services)
+            else:
+                assert w in used_lower and statement_allows(original, w)
+                assert not statement_allows(mutated, w)
+        if oracle_violation(original, mutated, strings, used, dead, unused.services):
+            assert violations  # every fault the oracle sees is rejected
