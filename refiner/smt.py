@@ -1,0 +1,61 @@
+"""Export proof obligations as standalone SMT-LIB 2.6 files and re-discharge them with cvc5."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import z3
+
+from .errors import InputError
+
+HEADER = """; refiner proof obligation {label}
+; expected result: unsat (no string breaks the obligation)
+(set-logic QF_S)
+(set-info :smt-lib-version 2.6)
+(set-info :status unsat)
+"""
+
+
+def to_smtlib(label: str, formula: z3.BoolRef) -> str:
+    """One obligation as an SMT-LIB 2.6 script in the strings theory, ending in (check-sat)."""
+    solver = z3.Solver()
+    solver.add(formula)
+    body = [line for line in solver.to_smt2().splitlines()
+            if not line.startswith(("; benchmark", "(set-info :status"))]
+    return HEADER.format(label=label) + "\n".join(body) + "\n"
+
+
+def write_obligations(directory: str, obligations: list[tuple[str, str]]) -> list[Path]:
+    """Write (label, SMT-LIB text) pairs as numbered .smt2 files into directory."""
+    folder = Path(directory)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"cannot create {directory}: {error.strerror}") from None
+    paths = []
+    for number, (label, text) in enumerate(obligations):
+        path = folder / f"{number:05d}-{label}.smt2"
+        path.write_text(text, encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def cvc5_result(text: str, timeout_ms: int) -> str:
+    """What cvc5 answers to an SMT-LIB script's (check-sat): sat, unsat or unknown."""
+    import cvc5
+
+    solver = cvc5.Solver()
+    solver.setOption("tlimit-per", str(timeout_ms))
+    parser = cvc5.InputParser(solver)
+    parser.setIncrementalStringInput(cvc5.InputLanguage.SMT_LIB_2_6, "obligation")
+    parser.appendIncrementalStringInput(text)
+    symbols = parser.getSymbolManager()
+    answers = []
+    while True:
+        command = parser.nextCommand()
+        if command.isNull():
+            break
+        output = command.invoke(solver, symbols)
+        if output and output.strip() in ("sat", "unsat", "unknown"):
+            answers.append(output.strip())
+    return answers[-1] if answers else "unknown"
