@@ -41,6 +41,10 @@ class Catalog:
         service = service.lower()
         return [f"{service}:{name}" for name in self.services.get(service, [])]
 
+    def sorted_lower(self) -> list[str]:
+        """Every full name, lower-cased and sorted (kept once per catalog)."""
+        return self._sorted_lower
+
     def all_actions(self) -> list[str]:
         return list(self._canonical.values())
 

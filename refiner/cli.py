@@ -109,7 +109,7 @@ def refine_and_prove(policy, unused: Unused, catalog: Catalog, timeout_ms: int) 
     started = time.perf_counter()
     refinement = Refiner(unused, catalog).refine_policy(policy)
     refined_at = time.perf_counter()
-    checker = Checker(catalog.all_actions(), unused.actions, unused.services, timeout_ms)
+    checker = Checker(catalog, unused.actions, unused.services, timeout_ms)
     # Every statement is checked, changed or not: an unchanged one must admit nothing unused too.
     violations = [
         violation

@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import z3
@@ -25,6 +25,11 @@ import z3
 from .patterns import Pattern, parse
 
 DEFAULT_TIMEOUT_MS = 10_000
+# Ground facts (plus the patterns they name) per rewrite. Z3 5.4.1 was seen to abort on a
+# chunk of 4,000 facts with as many patterns (PowerUserAccess); speed is flat from 250 up.
+FACT_CHUNK = 1_000
+_PLAIN = re.compile(r'[ !#-\[\]-~]*')  # printable ASCII but the quote and the backslash
+QUERY_CHUNK = 16  # solver queries proven together (measured best on ReadOnlyAccess)
 STRUCTURE_KEYS_CHANGED = "structure"
 
 
@@ -60,7 +65,7 @@ class Checker:
 
     def __init__(
         self,
-        catalog_actions: Iterable[str],
+        catalog_actions: Iterable[str],  # or a Catalog, whose sorted lower-case list is reused
         unused_actions: Iterable[str],
         unused_services: Iterable[str],
         timeout_ms: int = DEFAULT_TIMEOUT_MS,
@@ -68,26 +73,19 @@ class Checker:
     ):
         self.unused_services = sorted({s.lower() for s in unused_services})
         self.unused = sorted({a.lower() for a in unused_actions})
-        unused = set(self.unused)
-        dead_services = set(self.unused_services)
-        self.used = sorted(
-            {
-                action.lower()
-                for action in catalog_actions
-                if action.lower() not in unused
-                and action.lower().split(":", 1)[0] not in dead_services
-            }
-        )
+        self._unused_set = set(self.unused)
+        self._dead_services = set(self.unused_services)
+        self._catalog = _sorted_lower(catalog_actions)
         self.timeout_ms = timeout_ms
         self.queries = 0
         self._solver = z3.Solver()
         self._solver.set("timeout", timeout_ms)
         self._action = z3.String("action")
-        self._regex_cache: dict[str, z3.ReRef] = {}
+        self._regex_cache: dict[str, str] = {}
         # With record=True every discharged obligation is kept as a formula that must be
         # unsatisfiable, so it can be exported as SMT-LIB and re-checked by another solver.
         self.record = record
-        self.obligations: list[tuple[str, z3.BoolRef]] = []
+        self.obligations: list[tuple[str, str]] = []  # (label, SMT-LIB assertions)
         self._statement = 0
 
     # --- statements -------------------------------------------------------------------------
@@ -114,10 +112,26 @@ class Checker:
         before = _entries(original[key])
         after = _entries(refined[key]) if refined is not None else []
         if key == "Action":
-            findings = self._check_action(before, after)
+            obligations = self._action_obligations(before, after)
         else:
-            findings = self._check_not_action(before, after)
-        return [violation(*finding) for finding in findings]
+            obligations = self._not_action_obligations(before, after)
+        # All obligations at once: one ground rewrite and one solver query. Only when that
+        # does not prove everything is each obligation taken alone, for a precise witness.
+        if all(o.queries is not None for o in obligations) and self._ground_all(
+            [claim for o in obligations for claim in o.claims]
+        ) and self._find_none([query for o in obligations for query in o.queries]):
+            return []
+        violations = []
+        for obligation in obligations:
+            found = obligation.precise()
+            message, pattern = obligation.message, obligation.pattern
+            if found is not None and obligation.name_from_witness is not None:
+                pattern = next((t for t in obligation.name_from_witness
+                                if t.lower() == found[1]), None)
+                message = message.format(pattern)
+            violations += [violation(*finding) for finding in _report(found, obligation.kind,
+                                                                      message, pattern)]
+        return violations
 
     def check_least(self, index: int, original: dict, refined: dict | None) -> list[Violation]:
         """Warnings (kind not-least) for new Action entries that admit no used action, only
@@ -132,7 +146,7 @@ class Checker:
         for position, text in enumerate(after):
             if text.lower() in before:
                 continue
-            admitted = self._members(self._with_prefix(self.used, literal_prefix(parse(text))), text)
+            admitted = self._members(self._used_with_prefix(literal_prefix(parse(text))), text)
             others = _Index(after[:position] + after[position + 1:])
             if not admitted:
                 message = f"{text} admits no used action and could be dropped"
@@ -148,50 +162,84 @@ class Checker:
 
     def _members(self, actions: list[str], text: str) -> list[str]:
         """The actions that Z3's rewriter shows to be matched by the pattern."""
-        regex = self._regex(text)
-        return [a for a in actions if z3.is_true(z3.simplify(z3.InRe(z3.StringVal(a), regex)))]
+        if not actions:
+            return []
+        facts = [f"(str.in_re {_smt_string(a)} r0)" for a in actions]
+        parsed = self._parse(self._define([text]) + "".join(f"(assert {f})" for f in facts))
+        return [a for a, fact in zip(actions, parsed, strict=True) if z3.is_true(z3.simplify(fact))]
 
-    def _check_action(self, before: list[str], after: list[str]):
+    def _action_obligations(self, before: list[str], after: list[str]) -> list[_Obligation]:
         """Allow+Action: refined ⊆ original, refined ∩ unused = ∅, used ∩ original ⊆ refined."""
         originals, refined = _Index(before), _Index(after)
         new = [text for text in after if text.lower() not in originals.lower]
         names = [text.lower() for text in new if not parse(text).has_wildcard]
-        found = self._uncovered(names, None, originals)  # all new names in one batch
-        named = next((t for t in new if found and t.lower() == found[1]), None)
-        yield from _report(found, "unsound", f"{named} admits an action the original does not", named)
-        for text in new:
-            if parse(text).has_wildcard:
-                found = self._outside(text, originals)
-                yield from _report(found, "unsound", f"{text} admits an action the original does not",
-                                   text)
-        for text in after:
-            found = self._meets_unused(text)
-            yield from _report(found, "unsound", f"{text} admits an unused action", text)
+        obligations = [self._covered_obligation(
+            "unsound", "{} admits an action the original does not", names, None, originals,
+            name_from_witness=new)]
+        obligations += [
+            self._inside_obligation("unsound", f"{text} admits an action the original does not",
+                                    text, originals)
+            for text in new if parse(text).has_wildcard
+        ]
+        obligations += [self._unused_obligation(text) for text in after]
         for text in before:
             if text.lower() not in refined.lower:
-                candidates = self._with_prefix(self.used, literal_prefix(parse(text)))
-                found = self._uncovered(candidates, text, refined)
-                yield from _report(found, "incomplete", f"loses a used action that {text} allowed")
+                candidates = self._used_with_prefix(literal_prefix(parse(text)))
+                obligations.append(self._covered_obligation(
+                    "incomplete", f"loses a used action that {text} allowed", candidates, text,
+                    refined))
+        return obligations
 
-    def _check_not_action(self, before: list[str], after: list[str]):
+    def _not_action_obligations(self, before: list[str], after: list[str]) -> list[_Obligation]:
         """Allow+NotAction: original exclusions stay excluded, unused actions become excluded,
         and nothing used that the original allowed gets excluded."""
         originals, refined = _Index(before), _Index(after)
-        for text in before:
-            if text.lower() not in refined.lower:
-                found = self._outside(text, refined)
-                yield from _report(found, "unsound", f"no longer excludes what {text} excluded")
-        found = self._uncovered(self.unused, None, refined)
-        yield from _report(found, "unsound", "does not exclude an unused action")
-        for service in self.unused_services:
-            found = self._outside(f"{service}:*", refined)
-            yield from _report(found, "unsound", f"does not exclude unused service {service}")
+        obligations = [
+            self._inside_obligation("unsound", f"no longer excludes what {text} excluded", text,
+                                    refined)
+            for text in before if text.lower() not in refined.lower
+        ]
+        obligations.append(self._covered_obligation(
+            "unsound", "does not exclude an unused action", self.unused, None, refined))
+        obligations += [
+            self._inside_obligation("unsound", f"does not exclude unused service {service}",
+                                    f"{service}:*", refined)
+            for service in self.unused_services
+        ]
         for text in after:
             if text.lower() not in originals.lower:
-                candidates = self._with_prefix(self.used, literal_prefix(parse(text)))
-                found = self._uncovered(candidates, text, originals)
-                yield from _report(found, "incomplete", f"{text} excludes a used action it allowed",
-                                   text)
+                candidates = self._used_with_prefix(literal_prefix(parse(text)))
+                obligations.append(self._covered_obligation(
+                    "incomplete", f"{text} excludes a used action it allowed", candidates, text,
+                    originals, pattern=text))
+        return obligations
+
+    def _covered_obligation(self, kind, message, actions, within, cover, pattern=None,
+                            name_from_witness=None) -> _Obligation:
+        """Every action (inside `within`, if given) is matched by some pattern of cover."""
+        return _Obligation(kind, message, pattern, self._claims(actions, within, cover), [],
+                           lambda: self._uncovered(actions, within, cover), name_from_witness)
+
+    def _inside_obligation(self, kind, message, text, union: _Index) -> _Obligation:
+        """Every string text matches is matched by some pattern of union."""
+        if not parse(text).has_wildcard:
+            return self._covered_obligation(kind, message, [text.lower()], None, union, text)
+        # A pattern with a wildcard has infinitely many strings: only a wildcard contains it.
+        candidates = [c for c in union.could_contain(literal_prefix(parse(text)))
+                      if parse(c).has_wildcard]
+        quick = [([text], candidates[:1])] if candidates else None
+        return _Obligation(kind, message, text, [], quick,
+                           lambda: self._outside(text, union))
+
+    def _unused_obligation(self, text: str) -> _Obligation:
+        """text matches no unused action and nothing of a wholly unused service."""
+        prefix = literal_prefix(parse(text))
+        names = self._with_prefix(self.unused, prefix)
+        services = [s for s in self.unused_services if _prefix_compatible(prefix, s + ":")]
+        return _Obligation("unsound", f"{text} admits an unused action", text,
+                           self._claims(names, text, _Index([])),
+                           [([text, f"{service}:*"], []) for service in services],
+                           lambda: self._meets_unused(text))
 
     # --- obligations ------------------------------------------------------------------------
     # Each returns None when proven, ("found", witness) or ("unknown", why) otherwise.
@@ -200,11 +248,12 @@ class Checker:
         """Is some string matched by text outside every pattern of union?"""
         if not parse(text).has_wildcard:
             return self._uncovered([text.lower()], None, union)
-        candidates = union.could_contain(literal_prefix(parse(text)))
+        candidates = [c for c in union.could_contain(literal_prefix(parse(text)))
+                      if parse(c).has_wildcard]
         for container in candidates:  # one container usually suffices and is cheap to prove
-            if self._find([self._regex(text)], [self._regex(container)]) is None:
+            if self._find([text], [container]) is None:
                 return None
-        return self._find([self._regex(text)], [self._regex(u) for u in candidates])
+        return self._find([text], candidates)
 
     def _meets_unused(self, text: str):
         """Does text match an unused action or anything of a wholly unused service?"""
@@ -215,7 +264,7 @@ class Checker:
             return found
         for service in self.unused_services:
             if _prefix_compatible(prefix, service + ":"):
-                found = self._find([self._regex(text), self._regex(f"{service}:*")], [])
+                found = self._find([text, f"{service}:*"], [])
                 if found is not None:
                     return found
         return None
@@ -228,67 +277,119 @@ class Checker:
         starts it, all in one rewrite; if that does not reduce to true, each action is redone
         against every cover pattern that could match it, so the pairing never hides a covered
         action, and one the rewriter cannot settle goes to the solver."""
-        batches: dict[str, list[str]] = {}
-        for action in actions:
-            batches.setdefault(cover.longest_prefix_of(action), []).append(action)
-        if self._ground_all(
-            [(batch, within, cover.by_prefix.get(owner, [])) for owner, batch in batches.items()]
-        ):
+        if self._ground_all(self._claims(actions, within, cover)):
             return None
         for action in actions:
-            if self._ground_all([([action], within, cover.could_contain(action))]):
+            candidates = cover.could_contain(action)
+            if self._ground_all([([action], within, candidates)]):
                 continue
-            found = self._find(
-                [z3.Re(z3.StringVal(action))] + ([self._regex(within)] if within else []),
-                [self._regex(t) for t in cover.could_contain(action)],
-            )
+            found = self._find([action] + ([within] if within else []), candidates,
+                               literal=action)
             if found is not None:
                 return found
         return None
 
+    @staticmethod
+    def _claims(actions: list[str], within: str | None, cover: _Index):
+        """Ground claims that every action (inside `within`) is in a cover pattern, each action
+        paired with the cover patterns of the longest literal prefix that starts it."""
+        batches: dict[str, list[str]] = {}
+        for action in actions:
+            batches.setdefault(cover.longest_prefix_of(action), []).append(action)
+        return [(batch, within, cover.by_prefix.get(owner, [])) for owner, batch in batches.items()]
+
+    def _find_none(self, queries: list[tuple[list[str], list[str]]]) -> bool:
+        """True when the solver proves at once that no query has a string (each query: in every
+        pattern of inside, in none of outside); the union of their languages is empty."""
+        return all(self._find_union(queries[start:start + QUERY_CHUNK]) is None
+                   for start in range(0, len(queries), QUERY_CHUNK))
+
     def _ground_all(self, claims: list[tuple[list[str], str | None, list[str]]]) -> bool:
         """True when Z3 rewrites every claim (actions, within, cover) — each action inside
-        `within` (when given) is in some cover pattern — to true. One call for all claims:
-        the rewriter's fixed cost per call outweighs a single membership."""
-        self.queries += 1
+        `within` (when given) is in some cover pattern — to true. Claims go to Z3 as SMT-LIB
+        text in chunks: one parse and rewrite per chunk is far cheaper than one per claim, and
+        bounded chunks keep Z3's recursion shallow."""
+        chunk, size = [], 0
+        for claim in claims:
+            chunk.append(claim)
+            size += len(claim[0]) + len(claim[2]) + 1
+            if size >= FACT_CHUNK:
+                if not self._ground_chunk(chunk):
+                    return False
+                chunk, size = [], 0
+        return self._ground_chunk(chunk)
+
+    def _ground_chunk(self, claims) -> bool:
+        patterns = sorted({t for _, within, cover in claims for t in cover + [within] if t})
+        names = {text: f"r{number}" for number, text in enumerate(patterns)}
         facts = []
         for actions, within, cover in claims:
             for action in actions:
-                word = z3.StringVal(action)
-                covered = z3.Or([z3.InRe(word, self._regex(t)) for t in cover]) if cover else False
-                facts.append(
-                    z3.Implies(z3.InRe(word, self._regex(within)), covered) if within else covered
-                )
+                word = _smt_string(action)
+                covered = " ".join(f"(str.in_re {word} {names[t]})" for t in cover)
+                covered = f"(or {covered} false)" if cover else "false"
+                facts.append(f"(=> (str.in_re {word} {names[within]}) {covered})"
+                             if within else covered)
         if not facts:
             return True
-        claim = z3.And(facts)
-        proven = z3.is_true(z3.simplify(claim))
+        self.queries += 1
+        claim = f"(and {' '.join(facts)} true)"
+        definitions = self._define(patterns)
+        try:
+            proven = z3.is_true(z3.simplify(self._parse(definitions + f"(assert {claim})")[0]))
+        except z3.Z3Exception:
+            return False  # each action is then redone alone, and the solver has the last word
         if proven and self.record:
-            self.obligations.append((f"statement{self._statement}-ground", z3.Not(claim)))
+            self.obligations.append((f"statement{self._statement}-ground",
+                                     f"{definitions}(assert (not {claim}))"))
         return proven
 
-    def _find(self, inside: list, outside: list):
-        """A string in every regex of inside and in none of outside, searched by the solver."""
+    def _find(self, inside: list[str], outside: list[str], literal: str | None = None):
+        """Search for a string in every pattern of inside (whose first element is the string
+        literal itself, when literal is given) and in none of outside; None when Z3 proves
+        there is none, else ("found", witness) or ("unknown", why)."""
+        if literal is not None:
+            return self._find_union([(inside[1:], outside)], literal)
+        return self._find_union([(inside, outside)])
+
+    def _find_union(self, queries: list[tuple[list[str], list[str]]], literal: str | None = None):
+        """Search for a string that satisfies one of the queries: in every pattern of its
+        inside (and equal to literal, if given) and in none of its outside."""
         self.queries += 1
-        # One membership in an intersection with a complement: Z3 decides the emptiness of a
-        # single regex much faster than a conjunction of memberships (measured: 2 ms vs 74 ms).
-        parts = list(inside)
-        if outside:
-            parts.append(z3.Complement(_union(outside)))
-        language = parts[0] if len(parts) == 1 else z3.Intersect(*parts)
+        patterns = sorted({t for inside, outside in queries for t in inside + outside})
+        names = {text: f"r{number}" for number, text in enumerate(patterns)}
+        languages = []
+        for inside, outside in queries:
+            # One membership in an intersection with a complement: Z3 decides the emptiness
+            # of one regex much faster than a conjunction of memberships (2 ms vs 74 ms).
+            parts = [names[t] for t in inside]
+            if literal is not None:
+                parts.insert(0, f"(str.to_re {_smt_string(literal)})")
+            if outside:
+                union = names[outside[0]] if len(outside) == 1 else \
+                    f"(re.union {' '.join(names[t] for t in outside)})"
+                parts.append(f"(re.comp {union})")
+            languages.append(parts[0] if len(parts) == 1 else f"(re.inter {' '.join(parts)})")
+        language = languages[0] if len(languages) == 1 else f"(re.union {' '.join(languages)})"
+        definitions = self._define(patterns)
+        assertion = f"(assert (str.in_re action {language}))"
         solver = self._solver
         solver.push()
         try:
-            membership = z3.InRe(self._action, language)
-            solver.add(membership)
+            solver.add(self._parse(definitions + assertion))
             verdict = solver.check()
             if verdict == z3.unsat:
                 if self.record:
-                    self.obligations.append((f"statement{self._statement}-query", membership))
+                    self.obligations.append((
+                        f"statement{self._statement}-query",
+                        f"{definitions}(declare-fun action () String){assertion}",
+                    ))
                 return None
             if verdict == z3.sat:
                 return ("found", self._readable_witness())
             return ("unknown", f"solver gave no answer ({solver.reason_unknown()})")
+        except z3.Z3Exception as error:
+            return ("unknown", f"solver error ({error})")
         finally:
             solver.pop()
 
@@ -305,19 +406,34 @@ class Checker:
 
     # --- encoding ---------------------------------------------------------------------------
 
-    def _regex(self, text: str) -> z3.ReRef:
+    def _define(self, patterns: list[str]) -> str:
+        """SMT-LIB definitions r0, r1, ... of the patterns' regular languages, in order."""
+        return "".join(f"(define-fun r{number} () RegLan {self._regex(text)})"
+                       for number, text in enumerate(patterns))
+
+    def _regex(self, text: str) -> str:
+        """A pattern as an SMT-LIB regular expression over lower-cased strings."""
         key = text.lower()
         if key not in self._regex_cache:
             parts = []
             for token in parse(text).tokens:
                 if token == "*":
-                    parts.append(z3.Star(z3.AllChar(z3.ReSort(z3.StringSort()))))
+                    parts.append("(re.* re.allchar)")
                 elif token == "?":
-                    parts.append(z3.AllChar(z3.ReSort(z3.StringSort())))
+                    parts.append("re.allchar")
                 else:
-                    parts.append(z3.Re(z3.StringVal(token.lower())))
-            self._regex_cache[key] = parts[0] if len(parts) == 1 else z3.Concat(*parts)
+                    parts.append(f"(str.to_re {_smt_string(token.lower())})")
+            self._regex_cache[key] = parts[0] if len(parts) == 1 else f"(re.++ {' '.join(parts)})"
         return self._regex_cache[key]
+
+    def _parse(self, text: str) -> z3.AstVector:
+        return z3.parse_smt2_string(text, decls={"action": self._action})
+
+    def _used_with_prefix(self, prefix: str) -> list[str]:
+        """Used catalog actions (lower case) that start with prefix."""
+        return [action for action in self._with_prefix(self._catalog, prefix)
+                if action not in self._unused_set
+                and action.split(":", 1)[0] not in self._dead_services]
 
     @staticmethod
     def _with_prefix(sorted_words: list[str], prefix: str) -> list[str]:
@@ -327,6 +443,15 @@ class Checker:
 
 
 _ABSENT = object()
+
+
+def _sorted_lower(actions: Iterable[str]) -> list[str]:
+    """The catalog as a sorted list of lower-case names; a catalog object that already keeps
+    one (refiner.catalog.Catalog.sorted_lower) is used as it is."""
+    keeps_one = getattr(actions, "sorted_lower", None)
+    if callable(keeps_one):
+        return keeps_one()
+    return sorted({action.lower() for action in actions})
 
 
 def _decode(z3_string: str) -> str:
@@ -343,6 +468,21 @@ def _report(found, kind: str, message: str, pattern: str | None = None):
         yield kind, message, detail, pattern
     else:
         yield "unknown", f"{message}? {detail}", None, pattern
+
+
+@dataclass
+class _Obligation:
+    """One proof obligation of a statement: its cheap form (ground claims and solver queries
+    that are proven together with the statement's others; queries None when it has no cheap
+    form) and the precise check that finds a witness when the cheap form fails."""
+
+    kind: str
+    message: str
+    pattern: str | None
+    claims: list
+    queries: list | None
+    precise: Callable[[], tuple | None]
+    name_from_witness: list[str] | None = None
 
 
 class _Index:
@@ -374,5 +514,12 @@ def _entries(value) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def _union(regexes: list) -> z3.ReRef:
-    return regexes[0] if len(regexes) == 1 else z3.Union(*regexes)
+def _smt_string(value: str) -> str:
+    """An SMT-LIB 2.6 string literal: quotes doubled, anything but printable ASCII (and the
+    backslash, which would start an escape) written as \\u{hex}."""
+    if _PLAIN.fullmatch(value):
+        return f'"{value}"'
+    return '"' + "".join(
+        '""' if c == '"' else c if " " <= c <= "~" and c != "\\" else f"\\u{{{ord(c):x}}}"
+        for c in value
+    ) + '"'

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import z3
-
 from .errors import InputError
 
 HEADER = """; refiner proof obligation {label}
@@ -16,13 +14,11 @@ HEADER = """; refiner proof obligation {label}
 """
 
 
-def to_smtlib(label: str, formula: z3.BoolRef) -> str:
-    """One obligation as an SMT-LIB 2.6 script in the strings theory, ending in (check-sat)."""
-    solver = z3.Solver()
-    solver.add(formula)
-    body = [line for line in solver.to_smt2().splitlines()
-            if not line.startswith(("; benchmark", "(set-info :status"))]
-    return HEADER.format(label=label) + "\n".join(body) + "\n"
+def to_smtlib(label: str, assertions: str) -> str:
+    """One obligation (the checker's definitions, declarations and assertion) as a standalone
+    SMT-LIB 2.6 script in the strings theory, ending in (check-sat)."""
+    body = assertions.replace(")(", ")\n(")
+    return HEADER.format(label=label) + body + "\n(check-sat)\n"
 
 
 def write_obligations(directory: str, obligations: list[tuple[str, str]]) -> list[Path]:

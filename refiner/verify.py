@@ -100,7 +100,7 @@ def verify(
     """All verdicts on replacing original by refined; with export or a second solver, the
     obligations Z3 discharged are kept as SMT-LIB (and re-discharged by cvc5)."""
     record = export or solver in ("cvc5", "both")
-    checker = Checker(catalog.all_actions(), unused.actions, unused.services, timeout_ms, record)
+    checker = Checker(catalog, unused.actions, unused.services, timeout_ms, record)
     report = Report()
     pairs, added = pair_statements(original.statements, refined.statements)
     for statement in added:
