@@ -16,7 +16,7 @@ from .errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_PROOF_FAILED, InputError
 from .finding import Unused, parse_finding
 from .policy import load_policy, read_json, write_atomically
 from .prove import DEFAULT_TIMEOUT_MS, Checker, Violation
-from .refine import Refinement, Refiner
+from .refine import SIZE_LIMITS, Refinement, Refiner
 from .render import (
     FORMATS,
     as_diff,
@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="overwrite POLICY itself, keeping POLICY.bak")
     refine.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_MS / 1000,
                         metavar="SECONDS", help="per proof obligation (default %(default)s)")
+    refine.add_argument("--max-size", type=int, metavar="N",
+                        help="if the result exceeds N characters (whitespace excluded), use "
+                        "coarser safe prefixes where that stays sound")
+    refine.add_argument("--policy-kind", choices=("managed", "inline"),
+                        help="size limit to warn about: managed 6,144, inline 10,240 (default: "
+                        "inline for get-role-policy output, else managed)")
     refine.add_argument("--stats", action="store_true",
                         help="print pattern counts and stage timings to stderr")
     verify = commands.add_parser(
@@ -104,10 +110,11 @@ class Run:
     queries: int = 0
 
 
-def refine_and_prove(policy, unused: Unused, catalog: Catalog, timeout_ms: int) -> Run:
+def refine_and_prove(policy, unused: Unused, catalog: Catalog, timeout_ms: int,
+                     compact: bool = False) -> Run:
     """Refine, then check every statement with the independent checker."""
     started = time.perf_counter()
-    refinement = Refiner(unused, catalog).refine_policy(policy)
+    refinement = Refiner(unused, catalog, compact).refine_policy(policy)
     refined_at = time.perf_counter()
     checker = Checker(catalog, unused.actions, unused.services, timeout_ms)
     # Every statement is checked, changed or not: an unchanged one must admit nothing unused too.
@@ -136,18 +143,24 @@ def _run_refine(args) -> int:
     unused = parse_finding(read_json(args.unused, "finding"), catalog)
     parsed = time.perf_counter() - began
     run = refine_and_prove(policy, unused, catalog, int(args.timeout * 1000))
+    if args.max_size is not None and not run.violations and run.refinement.size > args.max_size:
+        coarser = refine_and_prove(policy, unused, catalog, int(args.timeout * 1000), compact=True)
+        if coarser.violations or coarser.refinement.size < run.refinement.size:
+            run = coarser  # a failed proof of the coarser form is reported, never skipped
     if run.violations:
         for violation in run.violations:
             print(f"refiner: proof failed: {_with_catalog_case(violation, catalog)}",
                   file=sys.stderr)
         return EXIT_PROOF_FAILED
+    size_report = _size_report(run.refinement, args, policy.kind)
     rendered_at = time.perf_counter()
     if args.format == "json":
         text = as_json(run.refinement.document)
     elif args.format == "diff":
         text = as_diff(policy, run.refinement, Path(args.policy).name)
     else:
-        text = as_recommendation(policy, run.refinement, unused.resource_arn, started_at)
+        text = as_recommendation(policy, run.refinement, unused.resource_arn, started_at,
+                                 size_report)
     run.timings = {"load": parsed, **run.timings, "render": time.perf_counter() - rendered_at}
     if output:
         if args.in_place:
@@ -195,6 +208,21 @@ def _run_verify(args) -> int:
     else:
         sys.stdout.write(text)
     return code
+
+
+def _size_report(refinement: Refinement, args, kind: str) -> dict:
+    """Warn, on stderr and as fields of the aws output, when the result is over the limit."""
+    kind = args.policy_kind or kind
+    limit = args.max_size if args.max_size is not None else SIZE_LIMITS[kind]
+    size = refinement.size
+    if size <= limit:
+        return {}
+    what = f"--max-size {limit}" if args.max_size is not None else f"the {kind} policy limit"
+    print(f"refiner: warning: the refined policy has {size} characters (whitespace excluded), "
+          f"over {what} ({limit})"
+          + ("" if args.max_size is not None else "; --max-size N allows coarser safe prefixes"),
+          file=sys.stderr)
+    return {"policySizeExceedsLimit": True, "policySize": size, "policySizeLimit": limit}
 
 
 def _print_stats(policy, run: Run) -> None:

@@ -24,6 +24,7 @@ class PolicyInput:
     statements_as_list: bool
     policy_id: str | None = None
     updated_at: str | None = None
+    kind: str = "managed"  # "inline" for `iam get-role-policy` output: AWS's size limits differ
 
     @property
     def statements(self) -> list[dict]:
@@ -101,7 +102,9 @@ def load_policy(raw: object, label: str = "policy") -> PolicyInput:
         document = raw
     if not isinstance(document, dict) or "Statement" not in document:
         raise InputError(f"{label}: no Statement found (not an IAM policy document)")
-    policy = PolicyInput(document, isinstance(document["Statement"], list), policy_id, updated_at)
+    kind = "inline" if "PolicyDocument" in raw else "managed"
+    policy = PolicyInput(document, isinstance(document["Statement"], list), policy_id, updated_at,
+                         kind)
     for index, statement in enumerate(policy.statements):
         check_statement(statement, f"{label}: statement {index}")
     return policy

@@ -273,10 +273,9 @@ class Checker:
         """Is one of the (lower-case) actions matched by `within` (if given) but by no pattern
         of cover? These are ground facts, which Z3's rewriter decides without search.
 
-        Each action is first paired with the cover patterns of the longest literal prefix that
-        starts it, all in one rewrite; if that does not reduce to true, each action is redone
-        against every cover pattern that could match it, so the pairing never hides a covered
-        action, and one the rewriter cannot settle goes to the solver."""
+        All actions go into one rewrite, each with every cover pattern that could match it; if
+        that does not reduce to true, each action is redone alone to find the one that fails,
+        and one the rewriter cannot settle goes to the solver."""
         if self._ground_all(self._claims(actions, within, cover)):
             return None
         for action in actions:
@@ -292,11 +291,8 @@ class Checker:
     @staticmethod
     def _claims(actions: list[str], within: str | None, cover: _Index):
         """Ground claims that every action (inside `within`) is in a cover pattern, each action
-        paired with the cover patterns of the longest literal prefix that starts it."""
-        batches: dict[str, list[str]] = {}
-        for action in actions:
-            batches.setdefault(cover.longest_prefix_of(action), []).append(action)
-        return [(batch, within, cover.by_prefix.get(owner, [])) for owner, batch in batches.items()]
+        paired with the cover patterns whose literal prefix starts it (no other can match)."""
+        return [([action], within, cover.could_contain(action)) for action in actions]
 
     def _find_none(self, queries: list[tuple[list[str], list[str]]]) -> bool:
         """True when the solver proves at once that no query has a string (each query: in every
@@ -493,12 +489,6 @@ class _Index:
         self.by_prefix: dict[str, list[str]] = {}
         for text in texts:
             self.by_prefix.setdefault(literal_prefix(parse(text)), []).append(text)
-
-    def longest_prefix_of(self, string: str) -> str:
-        for cut in range(len(string), -1, -1):
-            if string[:cut] in self.by_prefix:
-                return string[:cut]
-        return ""
 
     def could_contain(self, string: str) -> list[str]:
         """Patterns whose literal prefix starts string, longest prefix first: only they can

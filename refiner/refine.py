@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, field
 
 from .catalog import Catalog
@@ -28,18 +29,32 @@ class Refinement:
     pairs: list[tuple[dict, dict | None]] = field(default_factory=list)  # by original position
 
     @property
+    def size(self) -> int:
+        """Characters as AWS counts them for its policy size limits (whitespace excluded)."""
+        return policy_size(self.document)
+
+    @property
     def detach(self) -> bool:
         """Nothing is left: the policy should be detached rather than replaced."""
         statements = self.document.get("Statement")
         return statements == [] or statements is None
 
 
+# AWS's limits on a policy's size, in characters without whitespace.
+SIZE_LIMITS = {"managed": 6_144, "inline": 10_240}
+
+
+def policy_size(document: dict) -> int:
+    return len(json.dumps(document, separators=(",", ":"), ensure_ascii=False))
+
+
 class Refiner:
     """Refines statements against one finding and one catalog."""
 
-    def __init__(self, unused: Unused, catalog: Catalog):
+    def __init__(self, unused: Unused, catalog: Catalog, compact: bool = False):
         self.unused = unused
         self.catalog = catalog
+        self.compact = compact  # coarser safe prefixes, for policies over the size limit
 
     def refine_policy(self, policy: PolicyInput) -> Refinement:
         refined_statements = []
@@ -108,7 +123,8 @@ class Refiner:
             for name in self.catalog.with_prefix(pattern.literal_prefix)
             if matcher.matches(name) and not self.unused.is_unused(name)
         ]
-        return shortest_safe_prefixes(matcher, used, unused_names, self.unused.services)
+        return shortest_safe_prefixes(matcher, used, unused_names, self.unused.services,
+                                      self.compact)
 
     def _extend_not_action(self, entries: list[str]) -> list[str]:
         """Allow+NotAction: exclude each unused action the statement still allows."""

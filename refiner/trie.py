@@ -27,6 +27,7 @@ def shortest_safe_prefixes(
     used: list[str],
     unused: list[str],
     unused_services: set[str],
+    compact: bool = False,
 ) -> list[str]:
     """Replace a wildcard by the fewest, shortest patterns that keep every used action.
 
@@ -37,7 +38,12 @@ def shortest_safe_prefixes(
     it, it does not reach into a wholly unused service, and `prefix*` stays inside the original
     wildcard. The safe nodes whose parent (longest proper prefix node) is unsafe are emitted:
     `prefix*`, or the action itself when the node holds one; a used action on an unsafe node is
-    emitted by name."""
+    emitted by name.
+
+    compact (for policies over AWS's size limit): each emitted node is cut back, character by
+    character, to the shortest prefix (still inside its service) that is safe by the same
+    test, and always written as `prefix*`. That admits more strings but no unused action and
+    nothing outside the original, so it stays sound and complete."""
     spelling: dict[str, str] = {}
     for name in used + unused:
         for prefix in word_prefixes(name):
@@ -58,18 +64,51 @@ def shortest_safe_prefixes(
 
     used_lower = {name.lower(): name for name in used}
     used_sorted = sorted(used_lower)
+    unused_sorted = sorted(name.lower() for name in unused)
     emitted: list[str] = []
     for node in nodes:
         if node in unsafe:
             if node in used_lower:
                 emitted.append(used_lower[node])
             continue
-        if _parent(node, spelling) not in unsafe:
+        parent = _parent(node, spelling)
+        if parent not in unsafe:
+            continue
+        if compact:
+            emitted.append(_shortest_safe_cut(node, parent, spelling[node], original,
+                                              unused_sorted))
             continue
         first = bisect.bisect_left(used_sorted, node)
         single = first + 1 == len(used_sorted) or not used_sorted[first + 1].startswith(node)
         emitted.append(used_lower[used_sorted[first]] if single else spelling[node] + "*")
-    return sorted(set(emitted), key=lambda text: (text.lower(), text))
+    emitted = sorted(set(emitted), key=lambda text: (text.lower(), text))
+    return _drop_covered(emitted) if compact else emitted
+
+
+def _shortest_safe_cut(node: str, parent: str, spelled: str, original: Glob,
+                       unused_sorted: list[str]) -> str:
+    """The shortest cut of a safe node, longer than its parent and than its service head,
+    under which no unused name lies and which stays inside the original, as `cut*`."""
+    start = max(len(parent) + 1, node.index(":") + 1)
+    for cut in range(start, len(node) + 1):
+        prefix = node[:cut]
+        at = bisect.bisect_left(unused_sorted, prefix)
+        no_unused_below = at == len(unused_sorted) or not unused_sorted[at].startswith(prefix)
+        if no_unused_below and original.covers_prefix(prefix):
+            return spelled[:cut] + "*"
+    return spelled + "*"
+
+
+def _drop_covered(patterns: list[str]) -> list[str]:
+    """Of `prefix*` patterns and names, drop those another `prefix*` already covers."""
+    stars = {p[:-1].lower() for p in patterns if p.endswith("*")}
+    kept = []
+    for pattern in patterns:
+        text = pattern.lower().rstrip("*")
+        cuts = range(len(text) if pattern.endswith("*") else len(text) + 1)
+        if not any(text[:cut] in stars for cut in cuts):
+            kept.append(pattern)
+    return kept
 
 
 def _parent(node: str, nodes: dict[str, str]) -> str | None:

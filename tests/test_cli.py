@@ -148,7 +148,7 @@ def test_failed_proof_exits_3_and_writes_nothing(tmp_path, capsys, monkeypatch):
     import refiner.refine as refine_module
 
     monkeypatch.setattr(refine_module, "shortest_safe_prefixes",
-                        lambda original, used, unused, services: ["s3:Get*"])
+                        lambda original, used, unused, services, compact: ["s3:Get*"])
     out = tmp_path / "out.json"
     code = refine(POLICY, "--unused", FINDING, "-o", str(out))
     captured = capsys.readouterr()
@@ -163,3 +163,32 @@ def test_installed_entry_point_runs_without_traceback(tmp_path):
                              "--unused", FINDING], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_size_limit_warning_and_max_size(tmp_path, capsys):
+    """A refinement over the limit is flagged; --max-size picks coarser prefixes, still proven."""
+    from refiner.refine import policy_size
+
+    policy = tmp_path / "wide.json"
+    policy.write_text(json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["ec2:*", "s3:*", "iam:*"], "Resource": "*"}]}))
+    finding = tmp_path / "finding.json"
+    finding.write_text(json.dumps([
+        {"serviceNamespace": "ec2", "actions": ["DescribeInstances", "DescribeVolumes",
+                                                "DescribeImages", "DescribeSnapshots"]},
+        {"serviceNamespace": "s3", "actions": ["GetObject", "GetBucketAcl"]},
+        {"serviceNamespace": "iam", "actions": ["GetRole", "ListRoles", "GetUser", "ListUsers"]},
+    ]))
+    assert refine(str(policy), "--unused", str(finding), "--format", "aws") == 0
+    captured = capsys.readouterr()
+    response = json.loads(captured.out)
+    normal_size = response["policySize"]
+    assert response["policySizeExceedsLimit"] is True and response["policySizeLimit"] == 6144
+    assert "warning" in captured.err and "6144" in captured.err
+
+    out = tmp_path / "coarse.json"
+    assert refine(str(policy), "--unused", str(finding), "--max-size", "6144", "-o", str(out)) == 0
+    coarse = json.loads(out.read_text())
+    assert policy_size(coarse) < normal_size
+    assert main(["verify", str(policy), str(out), "--unused", str(finding)]) == 0
+    capsys.readouterr()

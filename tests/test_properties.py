@@ -166,3 +166,22 @@ def test_new_entries_use_catalog_casing_without_duplicates(data):
         for entry in new:
             if not entry.endswith("*"):
                 assert catalog.canonical(entry) == entry
+
+
+@given(cases())
+def test_compact_refinement_is_proven_and_exact_on_the_catalog(case):
+    """--max-size's coarser prefixes: still proven, still admit exactly the used catalog
+    actions the original allowed (the CLI keeps whichever form is shorter)."""
+    catalog, document, finding = case
+    unused = parse_finding(finding, catalog)
+    normal = refine_and_prove(load_policy(copy.deepcopy(document)), unused, catalog, 20_000)
+    coarse = refine_and_prove(load_policy(copy.deepcopy(document)), unused, catalog, 20_000,
+                              compact=True)
+    assert coarse.violations == []
+    dead = set(unused.actions)
+    for (original, refined), (_, compact) in zip(normal.refinement.pairs,
+                                                 coarse.refinement.pairs, strict=True):
+        for action in catalog.all_actions():
+            used = not is_unused(action, dead, unused.services)
+            assert statement_allows(compact, action) == (statement_allows(original, action)
+                                                         and (used or original.get("Effect") != "Allow"))
