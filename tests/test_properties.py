@@ -174,13 +174,11 @@ def test_compact_refinement_is_proven_and_exact_on_the_catalog(case):
     actions the original allowed (the CLI keeps whichever form is shorter)."""
     catalog, document, finding = case
     unused = parse_finding(finding, catalog)
-    normal = refine_and_prove(load_policy(copy.deepcopy(document)), unused, catalog, 20_000)
     coarse = refine_and_prove(load_policy(copy.deepcopy(document)), unused, catalog, 20_000,
                               compact=True)
     assert coarse.violations == []
     dead = set(unused.actions)
-    for (original, refined), (_, compact) in zip(normal.refinement.pairs,
-                                                 coarse.refinement.pairs, strict=True):
+    for original, compact in coarse.refinement.pairs:
         for action in catalog.all_actions():
             used = not is_unused(action, dead, unused.services)
             assert statement_allows(compact, action) == (statement_allows(original, action)
