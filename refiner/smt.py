@@ -38,7 +38,10 @@ def write_obligations(directory: str, obligations: list[tuple[str, str]]) -> lis
 
 def cvc5_result(text: str, timeout_ms: int) -> str:
     """What cvc5 answers to an SMT-LIB script's (check-sat): sat, unsat or unknown."""
-    import cvc5
+    try:
+        import cvc5
+    except ImportError:
+        raise InputError("--solver cvc5 needs the cvc5 package: pip install cvc5") from None
 
     solver = cvc5.Solver()
     solver.setOption("tlimit-per", str(timeout_ms))
