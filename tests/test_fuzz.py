@@ -102,7 +102,7 @@ def test_adversarial_patterns_end_quickly(tmp_path, capsys, pattern):
 
 
 def test_ten_thousand_statements(tmp_path, capsys):
-    statements = [{"Sid": f"S{i}", "Effect": "Allow", "Action": ["s3:GetObject", f"s3:List*"],
+    statements = [{"Sid": f"S{i}", "Effect": "Allow", "Action": ["s3:GetObject", "s3:List*"],
                    "Resource": f"arn:aws:s3:::bucket{i}/*"} for i in range(10_000)]
     document = {"Version": "2012-10-17", "Statement": statements}
     started = time.perf_counter()
