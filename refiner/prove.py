@@ -15,6 +15,7 @@ share that prefix are left out of an obligation; a refined pattern equal to an o
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import re
 from collections.abc import Callable, Iterable
@@ -316,16 +317,25 @@ class Checker:
         return self._ground_chunk(chunk)
 
     def _ground_chunk(self, claims) -> bool:
-        patterns = sorted({t for _, within, cover in claims for t in cover + [within] if t})
+        patterns = sorted({t for _, within, cover in claims for t in cover + [within]
+                           if t and _shape(t)[0] == "glob"})
         names = {text: f"r{number}" for number, text in enumerate(patterns)}
+
+        def member(word: str, text: str) -> str:
+            shape, literal = _shape(text)
+            if shape == "equal":
+                return f"(= {word} {_smt_string(literal)})"
+            if shape == "prefix":
+                return f"(str.prefixof {_smt_string(literal)} {word})"
+            return f"(str.in_re {word} {names[text]})"
+
         facts = []
         for actions, within, cover in claims:
             for action in actions:
                 word = _smt_string(action)
-                covered = " ".join(f"(str.in_re {word} {names[t]})" for t in cover)
+                covered = " ".join(member(word, t) for t in cover)
                 covered = f"(or {covered} false)" if cover else "false"
-                facts.append(f"(=> (str.in_re {word} {names[within]}) {covered})"
-                             if within else covered)
+                facts.append(f"(=> {member(word, within)} {covered})" if within else covered)
         if not facts:
             return True
         self.queries += 1
@@ -439,6 +449,19 @@ class Checker:
 
 
 _ABSENT = object()
+
+
+@functools.lru_cache(maxsize=100_000)
+def _shape(text: str) -> tuple[str, str]:
+    """How a ground membership in the pattern is written: ("equal", w) for a pattern without
+    wildcards (its language is {w}), ("prefix", w) for w followed by one final `*` (its
+    language is the strings with prefix w), ("glob", "") for any other (a regex)."""
+    tokens = parse(text).tokens
+    if not any(token in ("*", "?") for token in tokens):
+        return "equal", text.lower()
+    if tokens[-1] == "*" and not any(token in ("*", "?") for token in tokens[:-1]):
+        return "prefix", "".join(tokens[:-1]).lower()
+    return "glob", ""
 
 
 def _sorted_lower(actions: Iterable[str]) -> list[str]:

@@ -1,0 +1,13 @@
+; refiner proof obligation statement1-query
+; expected result: unsat (no string breaks the obligation)
+(set-logic QF_S)
+(set-info :smt-lib-version 2.6)
+(set-info :status unsat)
+(define-fun r0 () RegLan (re.++ (str.to_re "s3:get") (re.* re.allchar)))
+(define-fun r1 () RegLan (re.++ (str.to_re "s3:getaccess") (re.* re.allchar)))
+(define-fun r2 () RegLan (re.++ (str.to_re "s3:getmulti") (re.* re.allchar)))
+(define-fun r3 () RegLan (re.++ (str.to_re "s3:getobject") (re.* re.allchar)))
+(define-fun r4 () RegLan (re.++ (str.to_re "s3:getstorage") (re.* re.allchar)))
+(declare-fun action () String)
+(assert (str.in_re action (re.union (re.inter r1 (re.comp r0)) (re.inter r2 (re.comp r0)) (re.inter r3 (re.comp r0)) (re.inter r4 (re.comp r0)))))
+(check-sat)
