@@ -143,15 +143,22 @@ class Checker:
         sid = original.get("Sid") if isinstance(original.get("Sid"), str) else None
         after = _entries(refined["Action"])
         before = {text.lower() for text in _entries(original.get("Action", []))}
+        new = [text for text in dict.fromkeys(after) if text.lower() not in before]
+        if not new:
+            return []
+        # Which entries match which used actions, for every action a new entry could match:
+        # one membership table, each cell a ground fact decided by Z3's rewriter.
+        entries = _Index(after)
+        actions = sorted({a for text in new
+                          for a in self._used_with_prefix(literal_prefix(parse(text)))})
+        table = self._membership(actions, entries)
         warnings = []
-        for position, text in enumerate(after):
-            if text.lower() in before:
-                continue
-            admitted = self._members(self._used_with_prefix(literal_prefix(parse(text))), text)
-            others = _Index(after[:position] + after[position + 1:])
+        for text in new:
+            admitted = [a for a in self._used_with_prefix(literal_prefix(parse(text)))
+                        if text in table[a]]
             if not admitted:
                 message = f"{text} admits no used action and could be dropped"
-            elif self._uncovered(admitted, None, others) is None:
+            elif all(table[a] - {text} for a in admitted):
                 message = f"{text} could be dropped: other entries admit every used action it does"
             elif parse(text).has_wildcard and len(admitted) == 1:
                 message = f"{text} admits one used action and could be narrowed to it"
@@ -161,13 +168,21 @@ class Checker:
             warnings.append(Violation("not-least", index, sid, message, witness, text))
         return warnings
 
-    def _members(self, actions: list[str], text: str) -> list[str]:
-        """The actions that Z3's rewriter shows to be matched by the pattern."""
-        if not actions:
-            return []
-        facts = [f"(str.in_re {_smt_string(a)} r0)" for a in actions]
-        parsed = self._parse(self._define([text]) + "".join(f"(assert {f})" for f in facts))
-        return [a for a, fact in zip(actions, parsed, strict=True) if z3.is_true(z3.simplify(fact))]
+    def _membership(self, actions: list[str], patterns: _Index) -> dict[str, set[str]]:
+        """For each action, the patterns that match it (only those whose literal prefix starts
+        it can), each membership a ground fact rewritten by Z3; one parse for all of them."""
+        cells = [(a, text) for a in actions for text in patterns.could_contain(a)]
+        table: dict[str, set[str]] = {a: set() for a in actions}
+        if not cells:
+            return table
+        texts = sorted({text for _, text in cells if _shape(text)[0] == "glob"})
+        names = {text: f"r{number}" for number, text in enumerate(texts)}
+        facts = "".join(f"(assert {_membership_fact(_smt_string(a), t, names)})"
+                        for a, t in cells)
+        for (action, text), fact in zip(cells, self._parse(self._define(texts) + facts), strict=True):
+            if z3.is_true(z3.simplify(fact)):
+                table[action].add(text)
+        return table
 
     def _action_obligations(self, before: list[str], after: list[str]) -> list[_Obligation]:
         """Allow+Action: refined ⊆ original, refined ∩ unused = ∅, used ∩ original ⊆ refined."""
@@ -322,12 +337,7 @@ class Checker:
         names = {text: f"r{number}" for number, text in enumerate(patterns)}
 
         def member(word: str, text: str) -> str:
-            shape, literal = _shape(text)
-            if shape == "equal":
-                return f"(= {word} {_smt_string(literal)})"
-            if shape == "prefix":
-                return f"(str.prefixof {_smt_string(literal)} {word})"
-            return f"(str.in_re {word} {names[text]})"
+            return _membership_fact(word, text, names)
 
         facts = []
         for actions, within, cover in claims:
@@ -449,6 +459,16 @@ class Checker:
 
 
 _ABSENT = object()
+
+
+def _membership_fact(word: str, text: str, regex_names: dict[str, str]) -> str:
+    """SMT-LIB for "the string literal word is matched by the pattern text" (see _shape)."""
+    shape, literal = _shape(text)
+    if shape == "equal":
+        return f"(= {word} {_smt_string(literal)})"
+    if shape == "prefix":
+        return f"(str.prefixof {_smt_string(literal)} {word})"
+    return f"(str.in_re {word} {regex_names[text]})"
 
 
 @functools.lru_cache(maxsize=100_000)

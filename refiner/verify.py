@@ -77,8 +77,8 @@ def _similarity(original: dict, refined: dict) -> float:
         score += 3
     before = {literal_prefix(parse(p)) for p in _entries(original)}
     after = [literal_prefix(parse(p)) for p in _entries(refined)]
-    if after:
-        inside = sum(any(a.startswith(b) for b in before) for a in after)
+    if after:  # share of refined patterns that some original pattern's prefix could hold
+        inside = sum(any(a[:cut] in before for cut in range(len(a) + 1)) for a in after)
         score += 4 * inside / len(after)
     return score
 
