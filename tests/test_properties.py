@@ -42,6 +42,15 @@ def paired(document, result):
     return result.refinement.pairs
 
 
+def new_entries(document, result):
+    """(original, refined, the refined Action entries not in the original) per kept statement."""
+    for original, refined in paired(document, result):
+        if refined is None or "Action" not in original:
+            continue
+        before = {p.lower() for p in entries(original["Action"])}
+        yield original, refined, [e for e in entries(refined["Action"]) if e.lower() not in before]
+
+
 def _same_shape(a, b):
     return {k: v for k, v in a.items() if k not in ("Action", "NotAction")} == {
         k: v for k, v in b.items() if k not in ("Action", "NotAction")
@@ -86,12 +95,9 @@ def test_least_general_each_new_wildcard_is_as_short_as_safe(case):
     leave every original pattern it came from."""
     catalog, document, finding = case
     unused, result = run(catalog, document, finding)
-    for original, refined in paired(document, result):
-        if refined is None or "Action" not in original:
-            continue
-        before = {p.lower() for p in entries(original["Action"])}
-        for entry in entries(refined["Action"]):
-            if entry.lower() in before or not entry.endswith("*"):
+    for original, _, new in new_entries(document, result):
+        for entry in new:
+            if not entry.endswith("*"):
                 continue
             service, _, action = entry[:-1].partition(":")
             words = WORD.findall(action)
@@ -110,11 +116,7 @@ def test_least_general_each_new_wildcard_is_as_short_as_safe(case):
 def test_no_emitted_pattern_covers_another_new_one(case):
     catalog, document, finding = case
     _, result = run(catalog, document, finding)
-    for original, refined in paired(document, result):
-        if refined is None or "Action" not in original:
-            continue
-        before = {p.lower() for p in entries(original["Action"])}
-        new = [e for e in entries(refined["Action"]) if e.lower() not in before]
+    for _, refined, new in new_entries(document, result):
         everything = entries(refined["Action"])
         for entry in new:
             probe = entry.replace("*", "")
@@ -157,11 +159,7 @@ def test_structure_is_preserved(case):
 def test_new_entries_use_catalog_casing_without_duplicates(data):
     catalog, document, finding = data.draw(cases())
     _, result = run(catalog, document, finding)
-    for original, refined in paired(document, result):
-        if refined is None or "Action" not in original or refined == original:
-            continue
-        before = {p.lower() for p in entries(original["Action"])}
-        new = [v for v in entries(refined["Action"]) if v.lower() not in before]
+    for _, _, new in new_entries(document, result):
         assert len({v.lower() for v in new}) == len(new), new
         for entry in new:
             if not entry.endswith("*"):
