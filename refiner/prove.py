@@ -9,7 +9,11 @@ breaks it: `unsat` proves the obligation, `sat` gives a witness, and anything el
 Reductions (each sound, argued in proofs/README.md): a pattern only matches strings that
 start with its literal prefix, so actions, unused names and candidate containers that cannot
 share that prefix are left out of an obligation; a refined pattern equal to an original one
-(ignoring case) has the same language, so it needs no containment query.
+(ignoring case) has the same language, so it needs no containment query. Obligations over a
+finite set of known strings (catalog actions, unused names) are ground facts that Z3's
+rewriter evaluates, with membership in `w` and `w*` written as `=` and `str.prefixof`; the
+others go to the solver. A statement's obligations are first proven all together; only if
+that fails is each one checked alone, to name the violation and its witness.
 """
 
 from __future__ import annotations
@@ -243,7 +247,7 @@ class Checker:
         # A pattern with a wildcard has infinitely many strings: only a wildcard contains it.
         candidates = [c for c in union.could_contain(literal_prefix(parse(text)))
                       if parse(c).has_wildcard]
-        quick = [([text], candidates[:1])] if candidates else None
+        quick = [([text], candidates)] if candidates else None
         return _Obligation(kind, message, text, [], quick,
                            lambda: self._outside(text, union))
 
