@@ -268,12 +268,13 @@ class Checker:
         """Is some string matched by text outside every pattern of union?"""
         if not parse(text).has_wildcard:
             return self._uncovered([text.lower()], None, union)
-        candidates = [c for c in union.could_contain(literal_prefix(parse(text)))
-                      if parse(c).has_wildcard]
+        candidates = union.could_contain(literal_prefix(parse(text)))
         for container in candidates:  # one container usually suffices and is cheap to prove
-            if self._find([text], [container]) is None:
+            if parse(container).has_wildcard and self._find([text], [container]) is None:
                 return None
-        return self._find([text], candidates)
+        # Not proven: search for a witness outside every pattern that could match any string
+        # of text (literal prefixes compatible), so the string reported is a real one.
+        return self._find([text], union.compatible(literal_prefix(parse(text))))
 
     def _meets_unused(self, text: str):
         """Does text match an unused action or anything of a wholly unused service?"""
@@ -536,6 +537,11 @@ class _Index:
         self.by_prefix: dict[str, list[str]] = {}
         for text in texts:
             self.by_prefix.setdefault(literal_prefix(parse(text)), []).append(text)
+
+    def compatible(self, prefix: str) -> list[str]:
+        """Patterns that can share a string with one whose literal prefix is prefix."""
+        return [text for key, texts in self.by_prefix.items()
+                if key.startswith(prefix) or prefix.startswith(key) for text in texts]
 
     def could_contain(self, string: str) -> list[str]:
         """Patterns whose literal prefix starts string, longest prefix first: only they can

@@ -194,3 +194,13 @@ def test_checker_rejects_exactly_the_mutations_the_oracle_faults(case, data):
                 assert not statement_allows(mutated, w)
         if oracle_violation(original, mutated, strings, used, dead, unused.services):
             assert violations  # every fault the oracle sees is rejected
+
+
+def test_witness_of_a_widened_pattern_is_outside_every_original(catalog):
+    original = {"Effect": "Allow", "Action": ["s3:GetObject*", "s3:GetBucketAcl"], "Resource": "*"}
+    refined = {"Effect": "Allow", "Action": ["s3:Get*"], "Resource": "*"}
+    checker = Checker(catalog, [], [])
+    violations = checker.check_statement(0, original, refined)
+    unsound = [v for v in violations if v.kind == "unsound"]
+    assert unsound and not statement_allows(original, unsound[0].witness)
+    assert statement_allows(refined, unsound[0].witness)
