@@ -132,8 +132,9 @@ def _run_refine(args) -> int:
     if args.in_place and (args.output or args.policy == "-"):
         raise InputError("--in-place rewrites POLICY itself: give a file and no -o")
     output = args.policy if args.in_place else args.output
-    if output and not args.in_place and args.policy != "-" and _same_file(output, args.policy):
-        raise InputError(f"refusing to overwrite the input {args.policy}: use --in-place")
+    if not args.in_place:
+        _refuse_overwriting(output, [args.policy, args.unused, args.catalog],
+                            " (--in-place rewrites POLICY, keeping a .bak)")
     if args.timeout <= 0:
         raise InputError("--timeout must be positive")
     started_at = datetime.now(timezone.utc)
@@ -178,9 +179,7 @@ def _run_refine(args) -> int:
 def _run_verify(args) -> int:
     if args.timeout <= 0:
         raise InputError("--timeout must be positive")
-    if args.output and any(_same_file(args.output, path) for path in
-                           (args.original, args.refined, args.unused) if path != "-"):
-        raise InputError(f"refusing to overwrite an input with the report {args.output}")
+    _refuse_overwriting(args.output, [args.original, args.refined, args.unused, args.catalog])
     catalog = _catalog(args)
     original = load_policy(read_json(args.original, "policy"), f"original {args.original}")
     refined_raw = read_json(args.refined, "policy")
@@ -238,6 +237,13 @@ def _with_catalog_case(violation: Violation, catalog: Catalog) -> str:
     spelled = catalog.canonical(violation.witness) or violation.witness
     return Violation(violation.kind, violation.statement, violation.sid, violation.message,
                      spelled).describe()
+
+
+def _refuse_overwriting(output: str | None, inputs: list[str | None], hint: str = "") -> None:
+    """No input file is ever overwritten by -o."""
+    for path in inputs:
+        if output and path and path != "-" and _same_file(output, path):
+            raise InputError(f"refusing to overwrite the input {path} with -o{hint}")
 
 
 def _same_file(a: str, b: str) -> bool:

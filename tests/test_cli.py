@@ -126,6 +126,11 @@ def test_output_file_is_written_and_input_never_overwritten(tmp_path, capsys):
     assert "refusing" in one_line_error(capsys, refine(str(policy), "--unused", FINDING,
                                                        "-o", str(policy)))
     assert policy.read_text() == original
+    finding_copy = tmp_path / "finding.json"
+    finding_copy.write_text((EXAMPLES / "unused.json").read_text())
+    assert "refusing" in one_line_error(capsys, refine(str(policy), "--unused", str(finding_copy),
+                                                       "-o", str(finding_copy)))
+    finding_copy.unlink()
     assert refine(str(policy), "--unused", FINDING, "--in-place") == 0
     assert (tmp_path / "policy.json.bak").read_text() == original
     assert policy.read_text() == out.read_text()
