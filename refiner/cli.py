@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="refiner",
         description="Formally verified least-privilege refinement of AWS IAM policies.",
         epilog="Exit codes: 0 refined and proven; 2 bad usage or bad input; "
-        "3 the proof failed or timed out (nothing is written).",
+        "3 the proof failed or timed out, or an internal error (nothing is written).",
     )
     parser.add_argument("--version", action="store_true", help="print versions and exit")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
@@ -280,6 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         print("refiner: out of memory on this input", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Exception as error:  # a bug: fail closed, nothing written, one line (or the trace)
+        if os.environ.get("REFINER_DEBUG"):
+            raise
+        print(f"refiner: internal error, nothing was written ({type(error).__name__}: {error}); "
+              "rerun with REFINER_DEBUG=1 for the trace", file=sys.stderr)
+        return EXIT_PROOF_FAILED
 
 
 if __name__ == "__main__":

@@ -197,3 +197,16 @@ def test_size_limit_warning_and_max_size(tmp_path, capsys):
     assert policy_size(coarse) < normal_size
     assert main(["verify", str(policy), str(out), "--unused", str(finding)]) == 0
     capsys.readouterr()
+
+
+def test_internal_error_fails_closed_in_one_line(capsys, monkeypatch, tmp_path):
+    import refiner.cli as cli
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli, "refine_and_prove", broken)
+    out = tmp_path / "out.json"
+    code = refine(POLICY, "--unused", FINDING, "-o", str(out))
+    line = one_line_error(capsys, code, expected_code=3)
+    assert "internal error" in line and not out.exists()
