@@ -225,7 +225,7 @@ def _size_report(refinement: Refinement, args, kind: str) -> dict:
 
 
 def _print_stats(policy, run: Run) -> None:
-    changed = len(run.refinement.changes)
+    changed = run.refinement.changed
     timing = ", ".join(f"{stage} {seconds * 1000:.0f} ms" for stage, seconds in run.timings.items())
     print(f"refiner: {changed} of {len(policy.statements)} statements changed, "
           f"{run.queries} proof queries; {timing}", file=sys.stderr)

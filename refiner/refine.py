@@ -14,19 +14,16 @@ from .trie import shortest_safe_prefixes
 
 
 @dataclass
-class StatementChange:
-    """One statement whose Action or NotAction changed (refined is None when it was removed)."""
-
-    index: int
-    original: dict
-    refined: dict | None
-
-
-@dataclass
 class Refinement:
+    """The refined document, and each original statement with its refined form (the same
+    object when unchanged, None when removed), in the original order."""
+
     document: dict
-    changes: list[StatementChange] = field(default_factory=list)
-    pairs: list[tuple[dict, dict | None]] = field(default_factory=list)  # by original position
+    pairs: list[tuple[dict, dict | None]] = field(default_factory=list)
+
+    @property
+    def changed(self) -> int:
+        return sum(refined is not original for original, refined in self.pairs)
 
     @property
     def size(self) -> int:
@@ -58,13 +55,10 @@ class Refiner:
 
     def refine_policy(self, policy: PolicyInput) -> Refinement:
         refined_statements = []
-        changes = []
         pairs = []
-        for index, statement in enumerate(policy.statements):
+        for statement in policy.statements:
             refined = self.refine_statement(statement)
             pairs.append((statement, refined))
-            if refined is not statement:
-                changes.append(StatementChange(index, statement, refined))
             if refined is not None:
                 refined_statements.append(refined)
         document = dict(policy.document)
@@ -72,7 +66,7 @@ class Refiner:
             document["Statement"] = refined_statements
         else:
             document["Statement"] = refined_statements[0] if refined_statements else []
-        return Refinement(document, changes, pairs)
+        return Refinement(document, pairs)
 
     def refine_statement(self, statement: dict) -> dict | None:
         """The statement itself when nothing changes, a changed copy, or None when it goes."""
