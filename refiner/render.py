@@ -76,10 +76,6 @@ RULES = {
 }
 
 
-def verdict_line(violation, location: str) -> str:
-    return f"{location}: {violation.describe()}"
-
-
 def as_verdicts_json(violations, lines: list[int | None], accepted: bool) -> str:
     return as_json({
         "accepted": accepted,
