@@ -201,7 +201,7 @@ def _run_verify(args) -> int:
                          for v, line in zip(report.verdicts, lines, strict=True)]
         summary = {0: "accepted", 1: "rejected", 3: "not proven (solver gave no answer)"}[code]
         text = "".join(line + "\n" for line in verdict_lines)
-        text += f"refiner verify: {summary}: {len(report.obligations) or report.queries} obligations\n"
+        text += f"refiner verify: {summary} ({report.queries} proof queries)\n"
     if args.output:
         write_atomically(args.output, text)
     else:
