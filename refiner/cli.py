@@ -135,17 +135,15 @@ def _run_refine(args) -> int:
     if not args.in_place:
         _refuse_overwriting(output, [args.policy, args.unused, args.catalog],
                             " (--in-place rewrites POLICY, keeping a .bak)")
-    if args.timeout <= 0:
-        raise InputError("--timeout must be positive")
     started_at = datetime.now(timezone.utc)
     began = time.perf_counter()
     catalog = _catalog(args)
     policy = load_policy(read_json(args.policy, "policy"), f"policy {args.policy}")
     unused = parse_finding(read_json(args.unused, "finding"), catalog)
     parsed = time.perf_counter() - began
-    run = refine_and_prove(policy, unused, catalog, int(args.timeout * 1000))
+    run = refine_and_prove(policy, unused, catalog, _timeout_ms(args))
     if args.max_size is not None and not run.violations and run.refinement.size > args.max_size:
-        coarser = refine_and_prove(policy, unused, catalog, int(args.timeout * 1000), compact=True)
+        coarser = refine_and_prove(policy, unused, catalog, _timeout_ms(args), compact=True)
         if coarser.violations or coarser.refinement.size < run.refinement.size:
             run = coarser  # a failed proof of the coarser form is reported, never skipped
     if run.violations:
@@ -177,15 +175,13 @@ def _run_refine(args) -> int:
 
 
 def _run_verify(args) -> int:
-    if args.timeout <= 0:
-        raise InputError("--timeout must be positive")
     _refuse_overwriting(args.output, [args.original, args.refined, args.unused, args.catalog])
     catalog = _catalog(args)
     original = load_policy(read_json(args.original, "policy"), f"original {args.original}")
     refined_raw = read_json(args.refined, "policy")
     refined = load_policy(refined_raw, f"refined {args.refined}")
     unused = parse_finding(read_json(args.unused, "finding"), catalog)
-    report = verify(original, refined, unused, catalog, int(args.timeout * 1000),
+    report = verify(original, refined, unused, catalog, _timeout_ms(args),
                     args.solver, export=bool(args.emit_smt))
     if args.emit_smt:
         write_obligations(args.emit_smt, report.obligations)
@@ -237,6 +233,13 @@ def _with_catalog_case(violation: Violation, catalog: Catalog) -> str:
     spelled = catalog.canonical(violation.witness) or violation.witness
     return Violation(violation.kind, violation.statement, violation.sid, violation.message,
                      spelled).describe()
+
+
+def _timeout_ms(args) -> int:
+    """The per-obligation timeout; never 0, which Z3 reads as no timeout at all."""
+    if not args.timeout > 0:
+        raise InputError("--timeout must be positive")
+    return max(1, round(args.timeout * 1000))
 
 
 def _refuse_overwriting(output: str | None, inputs: list[str | None], hint: str = "") -> None:

@@ -70,6 +70,9 @@ def test_bad_finding_exits_2_with_one_line(tmp_path, capsys, content, needle):
 
 def test_bad_usage_and_missing_files(capsys, tmp_path):
     assert "required" in one_line_error(capsys, refine(POLICY))
+    for timeout in ("0", "-1", "nan"):
+        assert "timeout" in one_line_error(capsys, refine(POLICY, "--unused", FINDING,
+                                                          "--timeout", timeout))
     assert "invalid choice" in one_line_error(capsys, refine(POLICY, "--unused", FINDING,
                                                              "--format", "yaml"))
     assert "cannot read" in one_line_error(capsys, refine(str(tmp_path / "nope.json"),
