@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -30,11 +31,11 @@ class Pattern:
     action: tuple[str, ...]
     tokens: tuple[str, ...] = field(repr=False)
 
-    @property
+    @functools.cached_property
     def has_wildcard(self) -> bool:
         return any(t in (STAR, ONE) for t in self.tokens)
 
-    @property
+    @functools.cached_property
     def literal_prefix(self) -> str:
         """The lower-cased characters before the first wildcard: every match starts with them."""
         prefix = []

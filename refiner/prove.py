@@ -11,9 +11,11 @@ start with its literal prefix, so actions, unused names and candidate containers
 share that prefix are left out of an obligation; a refined pattern equal to an original one
 (ignoring case) has the same language, so it needs no containment query. Obligations over a
 finite set of known strings (catalog actions, unused names) are ground facts that Z3's
-rewriter evaluates, with membership in `w` and `w*` written as `=` and `str.prefixof`; the
-others go to the solver. A statement's obligations are first proven all together; only if
-that fails is each one checked alone, to name the violation and its witness.
+rewriter evaluates, with membership in `w` and `w*` written as `=` and `str.prefixof`;
+containment of `w*` in prefix patterns `v*` is the ground fact that `w` is in one of them
+(exact: `w` itself is in `w*`); the others go to the solver. A statement's obligations are
+first proven all together; only if that fails is each one checked alone, to name the
+violation and its witness.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class Violation:
         return f"{self.kind}: {where}: {self.message}{found}"
 
 
+@functools.lru_cache(maxsize=200_000)
 def literal_prefix(pattern: Pattern) -> str:
     """The lower-cased characters before the first wildcard (kernel's own reading of tokens)."""
     head = itertools.takewhile(lambda token: token not in ("*", "?"), pattern.tokens)
@@ -250,6 +253,12 @@ class Checker:
         # A pattern with a wildcard has infinitely many strings: only a wildcard contains it.
         candidates = [c for c in union.could_contain(literal_prefix(parse(text)))
                       if parse(c).has_wildcard]
+        shape, head = _shape(text)
+        if candidates and shape == "prefix" and all(_shape(c)[0] == "prefix" for c in candidates):
+            # w* lies inside the union of v1*, v2*, ... exactly when some vi is a prefix of w,
+            # that is when the string w itself is in the union: a ground fact.
+            return _Obligation(kind, message, text, self._claims([head], None, _Index(candidates)),
+                               [], lambda: self._outside(text, union))
         quick = [([text], candidates)] if candidates else None
         return _Obligation(kind, message, text, [], quick,
                            lambda: self._outside(text, union))
@@ -540,6 +549,8 @@ class _Index:
         self.by_prefix: dict[str, list[str]] = {}
         for text in texts:
             self.by_prefix.setdefault(literal_prefix(parse(text)), []).append(text)
+        # Looking up only the prefix lengths that occur is far fewer probes than every cut.
+        self._lengths = sorted({len(key) for key in self.by_prefix}, reverse=True)
 
     def compatible(self, prefix: str) -> list[str]:
         """Patterns that can share a string with one whose literal prefix is prefix."""
@@ -551,7 +562,7 @@ class _Index:
         match string or contain a pattern whose literal prefix is string."""
         return [
             text
-            for cut in range(len(string), -1, -1)
+            for cut in self._lengths if cut <= len(string)
             for text in self.by_prefix.get(string[:cut], ())
         ]
 
