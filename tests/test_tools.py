@@ -1,0 +1,34 @@
+"""The hand-run tools still run: the corpus benchmark and the atheris fuzz target's body."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from corpus import CORPUS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(not CORPUS.exists(), reason="corpus not found")
+def test_benchmark_runs_on_a_few_policies():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "corpus.py"), "--limit", "3", "--rates", "0.3,services"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.strip().startswith(("30%", "services"))]
+    assert len(rows) == 2 and all(row.split()[4] == "0" for row in rows)  # no failures
+
+
+@pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris not installed")
+def test_fuzz_target_accepts_its_seeds():
+    sys.path.insert(0, str(ROOT / "fuzz"))
+    import fuzz_refiner
+
+    for seed in sorted((ROOT / "fuzz" / "seeds").iterdir()):
+        fuzz_refiner.test_one_input(seed.read_bytes())
+    fuzz_refiner.test_one_input(b"not json\0[]")
