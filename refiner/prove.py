@@ -95,6 +95,7 @@ class Checker:
         self.record = record
         self.obligations: list[tuple[str, str]] = []  # (label, SMT-LIB assertions)
         self._statement = 0
+        self._proven: dict[tuple, list[tuple]] = {}
 
     # --- statements -------------------------------------------------------------------------
 
@@ -119,6 +120,15 @@ class Checker:
             return []
         before = _entries(original[key])
         after = _entries(refined[key]) if refined is not None else []
+        # The obligations depend only on the two pattern lists: statements that repeat them
+        # (same actions, other resources) are proven once.
+        memo = (key, tuple(before), tuple(after))
+        if memo not in self._proven:
+            self._proven[memo] = self._prove(key, before, after)
+        return [violation(*finding) for finding in self._proven[memo]]
+
+    def _prove(self, key: str, before: list[str], after: list[str]) -> list[tuple]:
+        """(kind, message, witness, pattern) for each violated obligation of one statement."""
         if key == "Action":
             obligations = self._action_obligations(before, after)
         else:
@@ -129,7 +139,7 @@ class Checker:
             [claim for o in obligations for claim in o.claims]
         ) and self._find_none([query for o in obligations for query in o.queries]):
             return []
-        violations = []
+        findings = []
         for obligation in obligations:
             found = obligation.precise()
             message, pattern = obligation.message, obligation.pattern
@@ -137,9 +147,8 @@ class Checker:
                 pattern = next((t for t in obligation.name_from_witness
                                 if t.lower() == found[1]), None)
                 message = message.format(pattern)
-            violations += [violation(*finding) for finding in _report(found, obligation.kind,
-                                                                      message, pattern)]
-        return violations
+            findings += _report(found, obligation.kind, message, pattern)
+        return findings
 
     def check_least(self, index: int, original: dict, refined: dict | None) -> list[Violation]:
         """Warnings (kind not-least) for new Action entries that admit no used action, only

@@ -52,6 +52,8 @@ class Refiner:
         self.unused = unused
         self.catalog = catalog
         self.compact = compact  # coarser safe prefixes, for policies over the size limit
+        self._expansions: dict[str, list[str]] = {}  # a wildcard's replacement, once
+        self._refined_lists: dict[tuple[str, ...], list[str]] = {}
 
     def refine_policy(self, policy: PolicyInput) -> Refinement:
         refined_statements = []
@@ -101,6 +103,12 @@ class Refiner:
 
     def _refine_actions(self, entries: list[str]) -> list[str]:
         """Keep patterns that touch nothing unused, drop unused names, expand wildcards."""
+        key = tuple(entries)  # statements often repeat an Action list with other resources
+        if key not in self._refined_lists:
+            self._refined_lists[key] = self._refine_action_list(entries)
+        return list(self._refined_lists[key])
+
+    def _refine_action_list(self, entries: list[str]) -> list[str]:
         slots: list[tuple[str, bool]] = []  # (text, is it new)
         for text in entries:
             unused_names, reaches_service = self._unused_in(text)
@@ -111,6 +119,11 @@ class Refiner:
         return _without_redundant(slots)
 
     def _expand(self, text: str, unused_names: list[str]) -> list[str]:
+        if text not in self._expansions:
+            self._expansions[text] = self._propose(text, unused_names)
+        return self._expansions[text]
+
+    def _propose(self, text: str, unused_names: list[str]) -> list[str]:
         pattern, matcher = parse(text), glob(text)
         used = [
             name
