@@ -17,6 +17,10 @@ from .errors import InputError
 MAX_PATTERN_LENGTH = 256
 
 GRAMMAR_FILE = "action_pattern.lark"
+# Where a CamelCase word of an action name starts: an upper-case letter after a lower-case
+# letter or digit, the last capital of an acronym before a lower-case letter (CORSConfig ->
+# CORS, Config), and after a separator. The trie cuts candidate prefixes there.
+WORD_START = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])|(?<=[-_.])(?=.)")
 STAR = "*"
 ONE = "?"
 
@@ -193,3 +197,12 @@ def intersects_prefix(pattern: Pattern, prefix: str) -> bool:
         Glob(Pattern("", (), (), tuple(atoms[:cut]))).matches(prefix)
         for cut in range(len(atoms) + 1)
     )
+
+
+def word_prefixes(full_name: str) -> list[str]:
+    """The prefixes of "service:Action" that end at a word boundary: "", "service:", then one
+    per word, ending with the whole name (GetBucketPolicy -> Get, GetBucket, GetBucketPolicy)."""
+    service, _, action = full_name.partition(":")
+    cuts = [0] + [m.start() for m in WORD_START.finditer(action)] + [len(action)]
+    head = f"{service}:"
+    return ["", head] + [head + action[:cut] for cut in sorted(set(cuts)) if cut > 0]

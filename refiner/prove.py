@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import z3
 
-from .patterns import Pattern, parse
+from .patterns import Pattern, parse, word_prefixes
 
 DEFAULT_TIMEOUT_MS = 10_000
 # Ground facts (plus the patterns they name) per rewrite. Z3 5.4.1 was seen to abort on a
@@ -83,7 +83,13 @@ class Checker:
         self.unused = sorted({a.lower() for a in unused_actions})
         self._unused_set = set(self.unused)
         self._dead_services = set(self.unused_services)
-        self._catalog = _sorted_lower(catalog_actions)
+        if hasattr(catalog_actions, "canonical"):  # a Catalog: reuse its sorted list, spelling
+            self._catalog = catalog_actions.sorted_lower()
+            self._spell = catalog_actions.canonical
+        else:
+            casing = {action.lower(): action for action in catalog_actions}
+            self._catalog = sorted(casing)
+            self._spell = casing.get
         self.timeout_ms = timeout_ms
         self.queries = 0
         self._solver = z3.Solver()
@@ -181,11 +187,31 @@ class Checker:
                 message = f"{text} could be dropped: other entries admit every used action it does"
             elif parse(text).has_wildcard and len(admitted) == 1:
                 message = f"{text} admits one used action and could be narrowed to it"
+            elif narrower := self._next_word_boundary(text, admitted):
+                message = f"{text} cuts a word short and could be narrowed to {narrower}*"
             else:
                 continue
             witness = admitted[0] if admitted else None
             warnings.append(Violation("not-least", index, sid, message, witness, text))
         return warnings
+
+    def _next_word_boundary(self, text: str, admitted: list[str]) -> str | None:
+        """For `w*` cut inside a word of every used action it admits (`s3:GetObj*`), the
+        common longer prefix that ends at a word boundary (`s3:GetObject`), if there is one."""
+        shape, head = _shape(text)
+        if shape != "prefix":
+            return None
+        ends = set()
+        for action in admitted:
+            bounds = [b for b in word_prefixes(self._spelling(action)) if len(b) >= len(head)]
+            if bounds and bounds[0].lower() == head:
+                return None  # the cut is at a word boundary of some action it admits
+            ends.add(bounds[0] if bounds else None)
+        return ends.pop() if len(ends) == 1 and None not in ends else None
+
+    def _spelling(self, action: str) -> str:
+        """The catalog's casing of a lower-case action (word boundaries need it)."""
+        return self._spell(action) or action
 
     def _membership(self, actions: list[str], patterns: _Index) -> dict[str, set[str]]:
         """For each action, the patterns that match it (only those whose literal prefix starts
@@ -508,15 +534,6 @@ def _shape(text: str) -> tuple[str, str]:
     if tokens[-1] == "*" and not any(token in ("*", "?") for token in tokens[:-1]):
         return "prefix", "".join(tokens[:-1]).lower()
     return "glob", ""
-
-
-def _sorted_lower(actions: Iterable[str]) -> list[str]:
-    """The catalog as a sorted list of lower-case names; a catalog object that already keeps
-    one (refiner.catalog.Catalog.sorted_lower) is used as it is."""
-    keeps_one = getattr(actions, "sorted_lower", None)
-    if callable(keeps_one):
-        return keeps_one()
-    return sorted({action.lower() for action in actions})
 
 
 def _decode(z3_string: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .catalog import Catalog
@@ -116,7 +117,38 @@ class Refiner:
                 slots.append((text, False))
             elif parse(text).has_wildcard:
                 slots.extend((new, True) for new in self._expand(text, unused_names))
-        return _without_redundant(slots)
+        result = _without_redundant(slots)
+        new = {text for text, is_new in slots if is_new}
+        return self._without_catalog_redundant(result, [t for t in result if t in new])
+
+    def _without_catalog_redundant(self, entries: list[str], new: list[str]) -> list[str]:
+        """Drop a new wildcard whose used catalog actions the other entries all admit already
+        (kept names often do): the statement admits the same used actions without it."""
+        by_prefix: dict[str, list[str]] = {}
+        for entry in entries:
+            by_prefix.setdefault(parse(entry).literal_prefix, []).append(entry)
+        lengths = sorted({len(key) for key in by_prefix})
+        dropped: set[str] = set()
+
+        def admitted_by_another(action: str, text: str) -> bool:
+            lower = action.lower()
+            return any(glob(other).matches(action)
+                       for cut in lengths if cut <= len(lower)
+                       for other in by_prefix.get(lower[:cut], ())
+                       if other != text and other not in dropped)
+
+        for text in new:
+            if parse(text).has_wildcard and all(
+                admitted_by_another(action, text) for action in self._used_matches(text)
+            ):
+                dropped.add(text)
+        return [entry for entry in entries if entry not in dropped]
+
+    def _used_matches(self, text: str) -> Iterator[str]:
+        """Catalog actions the pattern matches that are not unused, lazily."""
+        pattern, matcher = parse(text), glob(text)
+        return (name for name in self.catalog.with_prefix(pattern.literal_prefix)
+                if matcher.matches(name) and not self.unused.is_unused(name))
 
     def _expand(self, text: str, unused_names: list[str]) -> list[str]:
         if text not in self._expansions:
@@ -124,14 +156,8 @@ class Refiner:
         return self._expansions[text]
 
     def _propose(self, text: str, unused_names: list[str]) -> list[str]:
-        pattern, matcher = parse(text), glob(text)
-        used = [
-            name
-            for name in self.catalog.with_prefix(pattern.literal_prefix)
-            if matcher.matches(name) and not self.unused.is_unused(name)
-        ]
-        return shortest_safe_prefixes(matcher, used, unused_names, self.unused.services,
-                                      self.compact)
+        return shortest_safe_prefixes(glob(text), list(self._used_matches(text)), unused_names,
+                                      self.unused.services, self.compact)
 
     def _extend_not_action(self, entries: list[str]) -> list[str]:
         """Allow+NotAction: exclude each unused action the statement still allows."""

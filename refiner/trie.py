@@ -3,23 +3,8 @@
 from __future__ import annotations
 
 import bisect
-import re
 
-from .patterns import Glob
-
-# A word starts at an upper-case letter that follows a lower-case letter or digit, at the last
-# capital of an acronym followed by a lower-case letter (CORSConfig -> CORS, Config), and after
-# a separator.
-_WORD_START = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])|(?<=[-_.])(?=.)")
-
-
-def word_prefixes(full_name: str) -> list[str]:
-    """The candidate prefixes of "service:Action": "", "service:", then one per word boundary,
-    ending with the whole name (GetBucketPolicy -> Get, GetBucket, GetBucketPolicy)."""
-    service, _, action = full_name.partition(":")
-    cuts = [0] + [m.start() for m in _WORD_START.finditer(action)] + [len(action)]
-    head = f"{service}:"
-    return ["", head] + [head + action[:cut] for cut in sorted(set(cuts)) if cut > 0]
+from .patterns import Glob, word_prefixes
 
 
 def shortest_safe_prefixes(

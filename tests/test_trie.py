@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 from oracle import matches
 from strategies import WORDS
 
-from refiner.patterns import glob
-from refiner.trie import shortest_safe_prefixes, word_prefixes
+from refiner.patterns import glob, word_prefixes
+from refiner.trie import shortest_safe_prefixes
 
 
 def test_word_prefixes_split_camel_case_and_acronyms():
