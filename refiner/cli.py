@@ -14,7 +14,7 @@ from . import __version__
 from .catalog import Catalog, load_default, load_file
 from .errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_PROOF_FAILED, InputError
 from .finding import Unused, parse_finding
-from .policy import load_policy, read_json, write_atomically
+from .policy import load_policy, parse_json_text, read_json, read_text, write_atomically
 from .prove import DEFAULT_TIMEOUT_MS, Checker, Violation
 from .refine import SIZE_LIMITS, Refinement, Refiner
 from .render import (
@@ -178,15 +178,15 @@ def _run_verify(args) -> int:
     _refuse_overwriting(args.output, [args.original, args.refined, args.unused, args.catalog])
     catalog = _catalog(args)
     original = load_policy(read_json(args.original, "policy"), f"original {args.original}")
-    refined_raw = read_json(args.refined, "policy")
-    refined = load_policy(refined_raw, f"refined {args.refined}")
+    refined_text = read_text(args.refined, "policy")  # read once: parsed, then searched for lines
+    refined = load_policy(parse_json_text(refined_text, f"policy {args.refined}"),
+                          f"refined {args.refined}")
     unused = parse_finding(read_json(args.unused, "finding"), catalog)
     report = verify(original, refined, unused, catalog, _timeout_ms(args),
                     args.solver, export=bool(args.emit_smt))
     if args.emit_smt:
         write_obligations(args.emit_smt, report.obligations)
     code = report.exit_code(args.strict)
-    refined_text = "" if args.refined == "-" else Path(args.refined).read_text(encoding="utf-8")
     lines = [pattern_line(refined_text, v) for v in report.verdicts]
     if args.format == "json":
         text = as_verdicts_json(report.verdicts, lines, code == 0)

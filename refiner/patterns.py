@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -35,11 +34,11 @@ class Pattern:
     action: tuple[str, ...]
     tokens: tuple[str, ...] = field(repr=False)
 
-    @functools.cached_property
+    @cached_property
     def has_wildcard(self) -> bool:
         return any(t in (STAR, ONE) for t in self.tokens)
 
-    @functools.cached_property
+    @cached_property
     def literal_prefix(self) -> str:
         """The lower-cased characters before the first wildcard: every match starts with them."""
         prefix = []

@@ -34,6 +34,11 @@ class PolicyInput:
 
 def read_json(path: str, what: str) -> object:
     """Parse a JSON file ("-" for standard input); any failure is one InputError line."""
+    return parse_json_text(read_text(path, what), f"{what} {path}")
+
+
+def read_text(path: str, what: str) -> str:
+    """A file's text ("-" for standard input), bounded in size; failures are InputErrors."""
     try:
         if path == "-":
             data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
@@ -47,10 +52,9 @@ def read_json(path: str, what: str) -> object:
     if not data.strip():
         raise InputError(f"{what} {path} is empty")
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InputError(f"{what} {path} is not UTF-8 text") from None
-    return parse_json_text(text, f"{what} {path}")
 
 
 def parse_json_text(text: str, label: str) -> object:

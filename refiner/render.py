@@ -119,8 +119,6 @@ def as_sarif(violations, lines: list[int | None], artifact: str, version: str) -
 
 def pattern_line(text: str, violation) -> int | None:
     """The 1-based line of the violation's pattern in a policy file (after its Sid, if any)."""
-    import json
-
     lines = text.splitlines()
     start = 0
     if violation.sid:
