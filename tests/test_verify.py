@@ -197,3 +197,16 @@ def test_an_unsound_obligation_is_sat_for_both_solvers():
             "(assert (str.in_re action (re.inter (re.++ (str.to_re \"s3:get\") (re.* re.allchar))"
             " (re.comp (re.++ (str.to_re \"s3:getobject\") (re.* re.allchar))))))\n(check-sat)\n")
     assert smt_answers(text) == ("sat", "sat")
+
+
+def test_refined_from_stdin_gets_pattern_lines(capsys, monkeypatch, refined_document):
+    import io
+    import sys
+
+    document = edited(refined_document, 1, swap("s3:GetObject*", "s3:Get*"))
+    text = json.dumps(document, indent=2)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    assert main(["verify", POLICY, "-", "--unused", FINDING, "--format", "json"]) == 1
+    (unsound,) = [v for v in json.loads(capsys.readouterr().out)["verdicts"]
+                  if v["verdict"] == "unsound"]
+    assert '"s3:Get*"' in text.splitlines()[unsound["line"] - 1]
