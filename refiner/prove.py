@@ -171,16 +171,15 @@ class Checker:
         # Which entries match which used actions, for every action a new entry could match:
         # one membership table, each cell a ground fact decided by Z3's rewriter.
         entries = _Index(after)
-        actions = sorted({a for text in new
-                          for a in self._used_with_prefix(literal_prefix(parse(text)))})
+        candidates = {text: self._used_with_prefix(literal_prefix(parse(text))) for text in new}
+        actions = sorted({a for found in candidates.values() for a in found})
         try:
             table = self._membership(actions, entries)
         except z3.Z3Exception as error:  # a lint, not a proof: say it was skipped
             return [Violation("not-least", index, sid, f"check skipped: solver error ({error})")]
         warnings = []
         for text in new:
-            admitted = [a for a in self._used_with_prefix(literal_prefix(parse(text)))
-                        if text in table[a]]
+            admitted = [a for a in candidates[text] if text in table[a]]
             if not admitted:
                 message = f"{text} admits no used action and could be dropped"
             elif all(table[a] - {text} for a in admitted):
@@ -306,7 +305,7 @@ class Checker:
         return _Obligation("unsound", f"{text} admits an unused action", text,
                            self._claims(names, text, _Index([])),
                            [([text, f"{service}:*"], []) for service in services],
-                           lambda: self._meets_unused(text))
+                           lambda: self._meets_unused(text, names, services))
 
     # --- obligations ------------------------------------------------------------------------
     # Each returns None when proven, ("found", witness) or ("unknown", why) otherwise.
@@ -323,19 +322,15 @@ class Checker:
         # of text (literal prefixes compatible), so the string reported is a real one.
         return self._find([text], union.compatible(literal_prefix(parse(text))))
 
-    def _meets_unused(self, text: str):
-        """Does text match an unused action or anything of a wholly unused service?"""
-        prefix = literal_prefix(parse(text))
-        names = self._with_prefix(self.unused, prefix)
+    def _meets_unused(self, text: str, names: list[str], services: list[str]):
+        """Does text match one of the unused names or reach one of the unused services (those
+        its literal prefix allows)?"""
         found = self._uncovered(names, text, _Index([])) if names else None
-        if found is not None:
-            return found
-        for service in self.unused_services:
-            if _prefix_compatible(prefix, service + ":"):
-                found = self._find([text, f"{service}:*"], [])
-                if found is not None:
-                    return found
-        return None
+        for service in services:
+            if found is not None:
+                break
+            found = self._find([text, f"{service}:*"], [])
+        return found
 
     def _uncovered(self, actions: list[str], within: str | None, cover: _Index):
         """Is one of the (lower-case) actions matched by `within` (if given) but by no pattern

@@ -28,7 +28,8 @@ def shortest_safe_prefixes(
     compact (for policies over AWS's size limit): each emitted node is cut back, character by
     character, to the shortest prefix (still inside its service) that is safe by the same
     test, and always written as `prefix*`. That admits more strings but no unused action and
-    nothing outside the original, so it stays sound and complete."""
+    nothing outside the original, so it stays sound and complete. Cut-back prefixes may cover
+    one another; the refine stage drops covered entries, as it does for every statement."""
     spelling: dict[str, str] = {}
     for name in used + unused:
         for prefix in word_prefixes(name):
@@ -66,8 +67,7 @@ def shortest_safe_prefixes(
         first = bisect.bisect_left(used_sorted, node)
         single = first + 1 == len(used_sorted) or not used_sorted[first + 1].startswith(node)
         emitted.append(used_lower[used_sorted[first]] if single else spelling[node] + "*")
-    emitted = sorted(set(emitted), key=lambda text: (text.lower(), text))
-    return _drop_covered(emitted) if compact else emitted
+    return sorted(set(emitted), key=lambda text: (text.lower(), text))
 
 
 def _shortest_safe_cut(node: str, parent: str, spelled: str, original: Glob,
@@ -82,18 +82,6 @@ def _shortest_safe_cut(node: str, parent: str, spelled: str, original: Glob,
         if no_unused_below and original.covers_prefix(prefix):
             return spelled[:cut] + "*"
     return spelled + "*"
-
-
-def _drop_covered(patterns: list[str]) -> list[str]:
-    """Of `prefix*` patterns and names, drop those another `prefix*` already covers."""
-    stars = {p[:-1].lower() for p in patterns if p.endswith("*")}
-    kept = []
-    for pattern in patterns:
-        text = pattern.lower().rstrip("*")
-        cuts = range(len(text) if pattern.endswith("*") else len(text) + 1)
-        if not any(text[:cut] in stars for cut in cuts):
-            kept.append(pattern)
-    return kept
 
 
 def _parent(node: str, nodes: dict[str, str]) -> str | None:
