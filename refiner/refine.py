@@ -124,17 +124,11 @@ class Refiner:
     def _without_catalog_redundant(self, entries: list[str], new: list[str]) -> list[str]:
         """Drop a new wildcard whose used catalog actions the other entries all admit already
         (kept names often do): the statement admits the same used actions without it."""
-        by_prefix: dict[str, list[str]] = {}
-        for entry in entries:
-            by_prefix.setdefault(parse(entry).literal_prefix, []).append(entry)
-        lengths = sorted({len(key) for key in by_prefix})
+        index = _ByLiteralPrefix(entries)
         dropped: set[str] = set()
 
         def admitted_by_another(action: str, text: str) -> bool:
-            lower = action.lower()
-            return any(glob(other).matches(action)
-                       for cut in lengths if cut <= len(lower)
-                       for other in by_prefix.get(lower[:cut], ())
+            return any(glob(other).matches(action) for other in index.starting(action.lower())
                        if other != text and other not in dropped)
 
         for text in new:
@@ -173,35 +167,46 @@ class Refiner:
         return entries + additions
 
 
+class _ByLiteralPrefix:
+    """Entries indexed by literal prefix: a pattern can match a string (or cover `p*`) only if
+    its literal prefix starts that string, so only those entries need a look."""
+
+    def __init__(self, entries):
+        self._entries: dict[str, list[str]] = {}
+        for entry in entries:
+            self._entries.setdefault(parse(entry).literal_prefix, []).append(entry)
+        self._lengths = sorted({len(key) for key in self._entries})
+
+    def starting(self, string: str) -> list[str]:
+        """Entries whose literal prefix starts string (lower case)."""
+        return [entry for cut in self._lengths if cut <= len(string)
+                for entry in self._entries.get(string[:cut], ())]
+
+
 def _without_redundant(slots: list[tuple[str, bool]]) -> list[str]:
     """Drop new entries that another entry covers or repeats, so that no emitted pattern is
-    covered by another; kept originals always stay, byte for byte, even when repeated.
-    (A pattern that covers `p*` or a name has a literal prefix that starts it, which narrows
-    the candidates to look at.)"""
+    covered by another; kept originals always stay, byte for byte, even when repeated."""
     kept = {text.lower() for text, is_new in slots if not is_new}
-    by_prefix: dict[str, list[str]] = {}
-    for text in dict.fromkeys(text for text, _ in slots):
-        by_prefix.setdefault(parse(text).literal_prefix, []).append(text)
+    index = _ByLiteralPrefix(dict.fromkeys(text for text, _ in slots))
     result: list[str] = []
     seen: set[str] = set()
     for text, is_new in slots:
         lower = text.lower()
-        if is_new and (lower in seen or lower in kept or _covered(text, by_prefix)):
+        if is_new and (lower in seen or lower in kept or _covered(text, index)):
             continue
         seen.add(lower)
         result.append(text)
     return result
 
 
-def _covered(text: str, by_prefix: dict[str, list[str]]) -> bool:
+def _covered(text: str, index: _ByLiteralPrefix) -> bool:
     pattern = parse(text)
     prefix = pattern.literal_prefix
     whole_prefix = pattern.has_wildcard  # new entries are names or "prefix*"
-    for cut in range(len(prefix) + 1):
-        for other in by_prefix.get(prefix[:cut], ()):
-            if other.lower() == text.lower():
-                continue
-            matcher = glob(other)
-            if matcher.covers_prefix(prefix) if whole_prefix else matcher.matches(text):
-                return True
+    for other in index.starting(prefix):
+        if other.lower() == text.lower():
+            continue
+        matcher = glob(other)
+        if matcher.covers_prefix(prefix) if whole_prefix else matcher.matches(text):
+            return True
     return False
