@@ -177,10 +177,11 @@ class _ByLiteralPrefix:
             self._entries.setdefault(parse(entry).literal_prefix, []).append(entry)
         self._lengths = sorted({len(key) for key in self._entries})
 
-    def starting(self, string: str) -> list[str]:
-        """Entries whose literal prefix starts string (lower case)."""
-        return [entry for cut in self._lengths if cut <= len(string)
-                for entry in self._entries.get(string[:cut], ())]
+    def starting(self, string: str) -> Iterator[str]:
+        """Entries whose literal prefix starts string (lower case), lazily: callers stop at
+        the first that matches."""
+        return (entry for cut in self._lengths if cut <= len(string)
+                for entry in self._entries.get(string[:cut], ()))
 
 
 def _without_redundant(slots: list[tuple[str, bool]]) -> list[str]:
