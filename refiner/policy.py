@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import jsontext
 from .errors import InputError
 from .patterns import parse
 
@@ -58,14 +58,7 @@ def read_text(path: str, what: str) -> str:
 
 
 def parse_json_text(text: str, label: str) -> object:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InputError(
-            f"{label} is not valid JSON: {error.msg} (line {error.lineno} column {error.colno})"
-        ) from None
-    except RecursionError:
-        raise InputError(f"{label} is nested too deeply") from None
+    value = jsontext.loads(text, label)
     if _depth(value) > MAX_NESTING:
         raise InputError(f"{label} is nested deeper than {MAX_NESTING} levels")
     return value

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from . import jsontext
 from .catalog import Catalog
 from .finding import Unused
 from .patterns import glob, intersects_prefix, parse
@@ -43,7 +43,7 @@ SIZE_LIMITS = {"managed": 6_144, "inline": 10_240}
 
 
 def policy_size(document: dict) -> int:
-    return len(json.dumps(document, separators=(",", ":"), ensure_ascii=False))
+    return len(jsontext.dumps(document))
 
 
 class Refiner:

@@ -6,6 +6,7 @@ import difflib
 import json
 from datetime import datetime, timezone
 
+from . import jsontext
 from .policy import PolicyInput
 from .refine import Refinement
 
@@ -13,7 +14,7 @@ FORMATS = ("json", "diff", "aws")
 
 
 def as_json(document: dict) -> str:
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    return jsontext.dumps(document, indent=2) + "\n"
 
 
 def as_diff(policy: PolicyInput, refinement: Refinement, name: str) -> str:
@@ -37,7 +38,7 @@ def as_recommendation(
     """An object shaped like Access Analyzer's GetFindingRecommendation response."""
     step: dict = {"recommendedAction": "DETACH_POLICY" if refinement.detach else "CREATE_POLICY"}
     if not refinement.detach:
-        step["recommendedPolicy"] = json.dumps(refinement.document, ensure_ascii=False)
+        step["recommendedPolicy"] = jsontext.dumps(refinement.document)
     if policy.policy_id:
         step["existingPolicyId"] = policy.policy_id
     if policy.updated_at:
