@@ -16,7 +16,7 @@ import atheris
 
 with atheris.instrument_imports():
     from refiner.catalog import Catalog
-    from refiner.cli import refine_and_prove
+    from refiner.pipeline import refine_and_prove
     from refiner.errors import InputError
     from refiner.finding import parse_finding
     from refiner.policy import load_policy, parse_json_text

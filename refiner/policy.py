@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-import urllib.parse
+import codecs
 from dataclasses import dataclass
-from pathlib import Path
 
 from .errors import InputError
-from .jsontext import parse_json_text, read_json, read_text  # noqa: F401 (re-exported)
+from .jsontext import dumps, parse_json_text, read_json, read_text  # noqa: F401 (re-exported)
 from .patterns import parse
+from .sniff import POLICY_SHAPES, read_json_as, value_kind, wrong_shape
+from .writeback import Source
 
 
 @dataclass
 class PolicyInput:
-    """A policy document as read, plus what the surrounding AWS CLI output said about it."""
+    """A policy document as read, plus what the surrounding AWS CLI output said about it and
+    the text it came from (so a refinement can be written back changing only what changed)."""
 
     document: dict
     statements_as_list: bool
     policy_id: str | None = None
     updated_at: str | None = None
     kind: str = "managed"  # "inline" for `iam get-role-policy` output: AWS's size limits differ
+    principal: tuple[str, str] | None = None  # ("role", name) for get-role-policy output, ...
+    source: Source | None = None
 
     @property
     def statements(self) -> list[dict]:
@@ -27,47 +31,73 @@ class PolicyInput:
         return statement if isinstance(statement, list) else [statement]
 
 
-def load_policy(raw: object, label: str = "policy") -> PolicyInput:
-    """Accept a policy document, `iam get-policy-version` or `iam get-role-policy` output
-    (a document given as a string may be URL-encoded), or refiner's own `--format aws`."""
+# The AWS CLI outputs of an inline policy name their principal with one of these keys.
+_PRINCIPAL_KEYS = {"RoleName": "role", "UserName": "user", "GroupName": "group"}
+
+
+def read_policy(path: str, label: str) -> PolicyInput:
+    """Read a policy file (or standard input, "-") in any shape load_policy accepts."""
+    text, raw = read_json_as(path, "policy", label, "an IAM policy", POLICY_SHAPES)
+    policy = load_policy(raw, label, text)
+    if path != "-" and policy.source is not None:
+        with open(path, "rb") as handle:
+            policy.source.bom = handle.read(3) == codecs.BOM_UTF8
+    return policy
+
+
+def load_policy(raw: object, label: str = "policy", text: str | None = None) -> PolicyInput:
+    """Accept a policy document, `iam get-policy-version`, `get-role-policy`/`get-user-policy`
+    output (a document given as a string may be URL-encoded), or refiner's own `--format aws`.
+    text: the JSON text raw was read from (without it, raw is written out with two-space
+    indentation to serve as one)."""
     if not isinstance(raw, dict):
-        raise InputError(f"{label}: expected a JSON object with a Statement")
-    policy_id = updated_at = None
+        raise InputError(wrong_shape(label, value_kind(raw), "an IAM policy", POLICY_SHAPES))
+    policy = PolicyInput({}, True)
+    path: tuple = ()
     if isinstance(raw.get("PolicyVersion"), dict):
-        version = raw["PolicyVersion"]
-        updated_at = version.get("CreateDate")
-        document = _document(version.get("Document"), label)
+        policy.updated_at = raw["PolicyVersion"].get("CreateDate")
+        path = ("PolicyVersion", "Document")
     elif "PolicyDocument" in raw:
-        policy_id = raw.get("PolicyName")
-        document = _document(raw["PolicyDocument"], label)
+        policy.policy_id = raw.get("PolicyName")
+        policy.kind = "inline"
+        path = ("PolicyDocument",)
+        policy.principal = next(((kind, raw[key]) for key, kind in _PRINCIPAL_KEYS.items()
+                                 if isinstance(raw.get(key), str)), None)
     elif isinstance(raw.get("recommendedSteps"), list):
-        document = _from_recommendation(raw, label)
-    else:
-        document = raw
-    if not isinstance(document, dict) or "Statement" not in document:
-        raise InputError(f"{label}: no Statement found (not an IAM policy document)")
-    kind = "inline" if "PolicyDocument" in raw else "managed"
-    policy = PolicyInput(document, isinstance(document["Statement"], list), policy_id, updated_at,
-                         kind)
+        path = _recommended_policy_path(raw, label)
+        if path is None:  # DETACH_POLICY: what is recommended has no statement at all
+            detached = {"Version": "2012-10-17", "Statement": []}
+            return PolicyInput(detached, True, source=Source(dumps(detached, indent=2)))
+    held: object = raw
+    for key in path:
+        held = held.get(key) if isinstance(held, dict) else held[key]
+    source = Source(text if text is not None else dumps(raw, indent=2) + "\n", path)
+    if isinstance(held, str):
+        source.encoding = "json" if held.lstrip().startswith("{") else "url"
+        held = parse_json_text(source.document_text(), f"{label} document")
+    if not isinstance(held, dict) or "Statement" not in held:
+        raise InputError(wrong_shape(label, value_kind(held) if held is not raw else None,
+                                     "an IAM policy (no Statement found)", POLICY_SHAPES))
+    policy.document, policy.source = held, source
+    policy.statements_as_list = isinstance(held["Statement"], list)
+    if not policy.statements:
+        raise InputError(f"{label}: Statement is empty (not a valid IAM policy)")
     for index, statement in enumerate(policy.statements):
         check_statement(statement, f"{label}: statement {index}")
     return policy
 
 
-def _document(value: object, label: str) -> object:
-    if isinstance(value, str):
-        text = value if value.lstrip().startswith("{") else urllib.parse.unquote(value)
-        return parse_json_text(text, f"{label} document")
-    return value
-
-
-def _from_recommendation(raw: dict, label: str) -> dict:
-    for step in raw["recommendedSteps"]:
-        detail = step.get("unusedPermissionsRecommendedStep", {}) if isinstance(step, dict) else {}
-        if detail.get("recommendedAction") == "CREATE_POLICY":
-            return _document(detail.get("recommendedPolicy"), label)
-        if detail.get("recommendedAction") == "DETACH_POLICY":
-            return {"Version": "2012-10-17", "Statement": []}
+def _recommended_policy_path(raw: dict, label: str) -> tuple | None:
+    """Where the policy of a recommendation's first CREATE_POLICY step is held (None for a
+    DETACH_POLICY step)."""
+    for number, step in enumerate(raw["recommendedSteps"]):
+        detail = step.get("unusedPermissionsRecommendedStep") if isinstance(step, dict) else None
+        action = detail.get("recommendedAction") if isinstance(detail, dict) else None
+        if action == "CREATE_POLICY":
+            return ("recommendedSteps", number, "unusedPermissionsRecommendedStep",
+                    "recommendedPolicy")
+        if action == "DETACH_POLICY":
+            return None
     raise InputError(f"{label}: recommendation has no CREATE_POLICY or DETACH_POLICY step")
 
 
@@ -84,6 +114,8 @@ def check_statement(statement: object, label: str) -> None:
     entries = [value] if isinstance(value, str) else value
     if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
         raise InputError(f"{label}: {keys[0]} must be a string or a list of strings")
+    if not entries:  # IAM refuses it; an empty NotAction would even read as "allow everything"
+        raise InputError(f"{label}: {keys[0]} is an empty list (not a valid IAM statement)")
     for entry in entries:
         try:
             parse(entry)
@@ -98,21 +130,3 @@ def action_key(statement: dict) -> str:
 def patterns_of(statement: dict) -> list[str]:
     value = statement[action_key(statement)]
     return [value] if isinstance(value, str) else list(value)
-
-
-def write_atomically(path: str, text: str) -> None:
-    """Write text to path through a temporary file in the same folder and a rename."""
-    import os
-    import tempfile
-
-    target = Path(path)
-    handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise

@@ -7,8 +7,6 @@ import json
 from datetime import datetime, timezone
 
 from . import jsontext
-from .policy import PolicyInput
-from .refine import Refinement
 
 FORMATS = ("json", "diff", "aws")
 
@@ -17,28 +15,25 @@ def as_json(document: dict) -> str:
     return jsontext.dumps(document, indent=2) + "\n"
 
 
-def as_diff(policy: PolicyInput, refinement: Refinement, name: str) -> str:
-    """Unified diff of the original and refined policy, both in the same pretty form."""
+def as_diff(run, name: str) -> str:
+    """Unified diff of the input file and the refined one, as they are written (empty when
+    nothing changes)."""
     lines = difflib.unified_diff(
-        as_json(policy.document).splitlines(keepends=True),
-        as_json(refinement.document).splitlines(keepends=True),
+        run.policy.source.text.splitlines(keepends=True),
+        (run.text or "").splitlines(keepends=True),
         fromfile=f"a/{name}",
         tofile=f"b/{name}",
     )
     return "".join(lines)
 
 
-def as_recommendation(
-    policy: PolicyInput,
-    refinement: Refinement,
-    resource_arn: str | None,
-    started_at: datetime,
-    extra: dict | None = None,
-) -> str:
-    """An object shaped like Access Analyzer's GetFindingRecommendation response."""
-    step: dict = {"recommendedAction": "DETACH_POLICY" if refinement.detach else "CREATE_POLICY"}
-    if not refinement.detach:
-        step["recommendedPolicy"] = jsontext.dumps(refinement.document)
+def as_recommendation(run, resource_arn: str | None, extra: dict | None = None) -> str:
+    """An object shaped like Access Analyzer's GetFindingRecommendation response; the
+    recommended policy is the refined document's text as written."""
+    policy = run.policy
+    step: dict = {"recommendedAction": "DETACH_POLICY" if run.detach else "CREATE_POLICY"}
+    if not run.detach:
+        step["recommendedPolicy"] = run.document_text
     if policy.policy_id:
         step["existingPolicyId"] = policy.policy_id
     if policy.updated_at:
@@ -49,8 +44,8 @@ def as_recommendation(
     response.update(
         {
             "status": "SUCCEEDED",
-            "startedAt": _timestamp(started_at),
-            "completedAt": _timestamp(datetime.now(timezone.utc)),
+            "startedAt": _timestamp(run.started_at),
+            "completedAt": _timestamp(run.completed_at),
             "recommendedSteps": [{"unusedPermissionsRecommendedStep": step}],
         }
     )

@@ -10,6 +10,7 @@ import pytest
 from conftest import EXAMPLES
 
 from refiner.cli import main
+from refiner.policy import load_policy
 
 POLICY = str(EXAMPLES / "policy.json")
 FINDING = str(EXAMPLES / "unused.json")
@@ -33,7 +34,7 @@ def one_line_error(capsys, code, expected_code=2):
     ("{", "not valid JSON"),
     ("", "empty"),
     ("   \n", "empty"),
-    ("[1, 2]", "expected a JSON object"),
+    ("[1, 2]", "is not an IAM policy"),
     ('{"Version": "2012-10-17"}', "no Statement"),
     ('{"Statement": [{"Effect": "Allow", "Action": "s3 Get", "Resource": "*"}]}', "invalid action"),
     ('{"Statement": [{"Effect": "Allow", "Action": 5, "Resource": "*"}]}', "string or a list"),
@@ -53,7 +54,7 @@ def test_bad_policy_exits_2_with_one_line(tmp_path, capsys, content, needle):
 
 @pytest.mark.parametrize("content,needle", [
     ('{"findings": []}', "GetFindingV2"),
-    ("7", "expected a list"),
+    ("7", "is not an unused-permissions finding"),
     ('[{"actions": ["GetObject"]}]', "serviceNamespace"),
     ('[{"serviceNamespace": "s3", "actions": ["Get*"]}]', "invalid action name"),
     ('[{"serviceNamespace": "s3", "actions": ["ec2:RunInstances"]}]', "listed under service"),
@@ -94,13 +95,17 @@ def test_policy_shapes_from_the_aws_cli(tmp_path, capsys):
         "role.json": {"RoleName": "ExampleRole", "PolicyName": "Inline",
                       "PolicyDocument": urllib.parse.quote(json.dumps(document))},
     }
-    outputs = []
+    documents = []
     for name, shape in shapes.items():
         path = tmp_path / name
         path.write_text(json.dumps(shape))
         assert refine(str(path), "--unused", FINDING) == 0
-        outputs.append(capsys.readouterr().out)
-    assert outputs[0] == outputs[1] == outputs[2]
+        written = json.loads(capsys.readouterr().out)
+        assert written.keys() == shape.keys()  # the AWS CLI wrapper is kept
+        documents.append(load_policy(written).document)
+    assert documents[0] == documents[1] == documents[2]
+    assert documents[0]["Statement"][0]["Action"] == ["lambda:Invoke*"]
+    assert written["RoleName"] == "ExampleRole" and written["PolicyDocument"].startswith("%7B")
     path = tmp_path / "role.json"
     assert refine(str(path), "--unused", FINDING, "--format", "aws") == 0
     step = json.loads(capsys.readouterr().out)["recommendedSteps"][0]
@@ -111,7 +116,7 @@ def test_single_statement_object_and_string_action(tmp_path, capsys):
     path = tmp_path / "p.json"
     path.write_text(json.dumps({"Version": "2012-10-17", "Statement": {
         "Effect": "Allow", "Action": "lambda:UpdateFunctionCode", "Resource": "*"}}))
-    assert refine(str(path), "--unused", FINDING, "--format", "aws") == 0
+    assert refine(str(path), "--unused", FINDING, "--format", "aws") == 4
     captured = capsys.readouterr()
     step = json.loads(captured.out)["recommendedSteps"][0]["unusedPermissionsRecommendedStep"]
     assert step == {"recommendedAction": "DETACH_POLICY"}
@@ -208,7 +213,7 @@ def test_internal_error_fails_closed_in_one_line(capsys, monkeypatch, tmp_path):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(cli, "refine_and_prove", broken)
+    monkeypatch.setattr(cli, "refine_within_size", broken)
     out = tmp_path / "out.json"
     code = refine(POLICY, "--unused", FINDING, "-o", str(out))
     line = one_line_error(capsys, code, expected_code=3)

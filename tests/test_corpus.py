@@ -11,7 +11,7 @@ import pytest
 from corpus import CORPUS, allowed_actions, generate_finding, policies, statements
 from oracle import allowed_by, entries, union_matcher
 
-from refiner.cli import refine_and_prove
+from refiner.pipeline import refine_and_prove
 from refiner.finding import parse_finding
 from refiner.policy import load_policy
 

@@ -1,0 +1,81 @@
+"""Write results without losing anything: atomic writes keeping modes, backups never overwritten."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+from .errors import InputError
+
+MAX_BACKUPS = 10_000
+
+
+def check_writable(path: str) -> None:
+    """An output path must name a file in an existing folder: anything else is bad usage."""
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(f"cannot write {path}: it is a directory")
+    folder = target.parent
+    if not folder.is_dir():
+        raise InputError(f"cannot write {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"cannot write {path}: the folder {folder} is not writable")
+
+
+def write_file(path: str, text: str, mode_of: str | None = None) -> None:
+    """Write text (UTF-8, exactly as given: no newline translation) to path through a temporary
+    file in the same folder and a rename. The file gets the mode path already had, else that
+    of mode_of (the input it was made from), else what a new file gets under the umask."""
+    check_writable(path)
+    target = Path(path)
+    mode = _mode(target) or (_mode(Path(mode_of)) if mode_of else None) or _default_mode()
+    try:
+        handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as error:
+        raise InputError(f"cannot write {path}: {error.strerror}") from None
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(text.encode("utf-8"))
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temp, mode)
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def backup(path: str) -> Path:
+    """Copy path's bytes and mode to the first free name of path.bak, path.bak.1, ...: an
+    existing backup is never overwritten, so the oldest original always survives."""
+    source = Path(path)
+    data, mode = source.read_bytes(), _mode(source) or _default_mode()
+    for number in range(MAX_BACKUPS):
+        candidate = Path(f"{path}.bak" + (f".{number}" if number else ""))
+        try:
+            descriptor = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise InputError(f"cannot write the backup {candidate}: {error.strerror}") from None
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        return candidate
+    raise InputError(f"{path} already has {MAX_BACKUPS} backups: remove some first")
+
+
+def _mode(path: Path) -> int | None:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None
+
+
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask

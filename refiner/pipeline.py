@@ -1,0 +1,98 @@
+"""Refine a policy end to end: refine, write it back into its text, read that again, prove it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from .catalog import Catalog
+from .finding import Unused
+from .policy import PolicyInput, load_policy, parse_json_text
+from .prove import Checker, Violation, same_json
+from .refine import Refinement, Refiner
+from .writeback import edit_document
+
+
+@dataclass
+class Run:
+    """A refinement, the text it was written into, and its proof.
+
+    text is the whole input with the refinement written back (None when no statement is
+    left: the policy is to be detached); refined is that text read again, which is what the
+    proof is about."""
+
+    policy: PolicyInput
+    refinement: Refinement
+    text: str | None
+    document_text: str | None
+    refined: PolicyInput | None
+    violations: list[Violation]
+    timings: dict[str, float] = field(default_factory=dict)
+    queries: int = 0
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    completed_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    @property
+    def detach(self) -> bool:
+        return self.text is None
+
+    @property
+    def changed(self) -> bool:
+        return self.text != self.policy.source.text
+
+
+def refine_and_prove(policy: PolicyInput, unused: Unused, catalog: Catalog, timeout_ms: int,
+                     compact: bool = False) -> Run:
+    """Refine, write the result into the policy's own text, read it back and check every
+    statement of what was read with the independent checker."""
+    started_at = datetime.now(timezone.utc)
+    started = time.perf_counter()
+    refinement = Refiner(unused, catalog, compact).refine_policy(policy)
+    document_text = edit_document(policy.source.document_text(), refinement.pairs)
+    text = refined = None
+    proof_pairs: list[tuple[dict, dict | None]] = [(original, None)
+                                                   for original, _ in refinement.pairs]
+    if document_text is not None:
+        text = policy.source.with_document(document_text)
+        refined = load_policy(parse_json_text(text, "refined policy"), "refined policy", text)
+        written = iter(refined.statements)
+        proof_pairs = [(original, next(written) if new is not None else None)
+                       for original, new in refinement.pairs]
+    refined_at = time.perf_counter()
+    checker = Checker(catalog, unused.actions, unused.services, timeout_ms)
+    violations = _outside_statements_changed(policy, refined)
+    # Every statement is checked, changed or not: an unchanged one must admit nothing unused too.
+    violations += [
+        violation
+        for index, (original, written_statement) in enumerate(proof_pairs)
+        for violation in checker.check_statement(index, original, written_statement)
+    ]
+    proven_at = time.perf_counter()
+    timings = {"refine": refined_at - started, "proof": proven_at - refined_at}
+    return Run(policy, refinement, text, document_text, refined, violations, timings,
+               checker.queries, started_at)
+
+
+def refine_within_size(policy: PolicyInput, unused: Unused, catalog: Catalog, timeout_ms: int,
+                       max_size: int | None = None) -> Run:
+    """refine_and_prove; when the result is over max_size characters, the coarser safe
+    prefixes too, keeping the shorter (a failed proof of the coarser form is reported)."""
+    run = refine_and_prove(policy, unused, catalog, timeout_ms)
+    if max_size is not None and not run.violations and run.refinement.size > max_size:
+        coarser = refine_and_prove(policy, unused, catalog, timeout_ms, compact=True)
+        if coarser.violations or coarser.refinement.size < run.refinement.size:
+            return coarser
+    return run
+
+
+def _outside_statements_changed(policy: PolicyInput, refined: PolicyInput | None) -> list[Violation]:
+    """Every top-level key but Statement (Version decides whether policy variables are
+    variables) must be read back exactly as it was."""
+    if refined is None:
+        return []
+    before = {k: v for k, v in policy.document.items() if k != "Statement"}
+    after = {k: v for k, v in refined.document.items() if k != "Statement"}
+    if same_json(before, after):
+        return []
+    return [Violation("structure", -1, None, "the policy's keys outside Statement changed")]

@@ -1,0 +1,72 @@
+"""Say what an input that is not the expected shape looks like, so the error line can name it."""
+
+from __future__ import annotations
+
+import re
+
+from .errors import InputError
+from .jsontext import parse_json_text, read_text
+
+POLICY_SHAPES = ("a policy document, `aws iam get-policy-version`, `get-role-policy` or "
+                 "`get-user-policy` output, or refiner's --format aws output")
+FINDING_SHAPES = ("a list of {serviceNamespace, actions} or an Access Analyzer GetFindingV2 "
+                  "response (findingDetails[].unusedPermissionDetails)")
+
+_YAML_KEY = re.compile(r"^(---|[A-Za-z_][\w.-]*:(\s|$))", re.MULTILINE)
+_HCL_BLOCK = re.compile(r'^\s*(resource|data|provider|variable|module|terraform)\s+("|\{)',
+                        re.MULTILINE)
+
+
+def value_kind(value: object) -> str | None:
+    """What a parsed JSON value looks like, when it is a known shape."""
+    if isinstance(value, list) and value and all(
+        isinstance(item, dict) and "serviceNamespace" in item for item in value
+    ):
+        return "an unused-permissions finding"
+    if not isinstance(value, dict):
+        return None
+    if "findingDetails" in value or "findingType" in value:
+        return "an Access Analyzer finding"
+    if "recommendedSteps" in value:
+        return "an Access Analyzer recommendation"
+    if "Resources" in value or "AWSTemplateFormatVersion" in value:
+        return "a CloudFormation template"
+    if "planned_values" in value or "resource_changes" in value or "terraform_version" in value:
+        return "a Terraform plan (terraform show -json)"
+    if "resource" in value and isinstance(value["resource"], dict | list):
+        return "a Terraform JSON configuration (.tf.json)"
+    if "RoleDetailList" in value or "UserDetailList" in value:
+        return "`aws iam get-account-authorization-details` output"
+    if "Statement" in value or "PolicyVersion" in value or "PolicyDocument" in value:
+        return "an IAM policy"
+    return None
+
+
+def text_kind(text: str) -> str | None:
+    """What a text that is not JSON looks like, when it is a known shape."""
+    if _HCL_BLOCK.search(text):
+        return "Terraform HCL (.tf)"
+    if "AWSTemplateFormatVersion" in text or re.search(r"^Resources:", text, re.MULTILINE):
+        return "a CloudFormation template in YAML"
+    if _YAML_KEY.search(text) and not text.lstrip().startswith(("{", "[")):
+        return "YAML"
+    return None
+
+
+def wrong_shape(label: str, kind: str | None, expected: str, shapes: str) -> str:
+    """One line: what the input looks like, what was expected, and the shapes accepted."""
+    looks = f" looks like {kind}, not {expected}" if kind else f" is not {expected}"
+    return f"{label}{looks}; it accepts {shapes}"
+
+
+def read_json_as(path: str, what: str, label: str, expected: str, shapes: str) -> tuple[str, object]:
+    """A JSON file's text and value; text that is not JSON but looks like a known shape (YAML,
+    HCL) is named in the error line."""
+    text = read_text(path, what)
+    try:
+        return text, parse_json_text(text, label)
+    except InputError:
+        kind = text_kind(text)
+        if kind is None:
+            raise
+        raise InputError(wrong_shape(label, kind, expected, shapes)) from None
