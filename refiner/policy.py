@@ -76,7 +76,8 @@ def load_policy(raw: object, label: str = "policy", text: str | None = None) -> 
         source.encoding = "json" if held.lstrip().startswith("{") else "url"
         held = parse_json_text(source.document_text(), f"{label} document")
     if not isinstance(held, dict) or "Statement" not in held:
-        raise InputError(wrong_shape(label, value_kind(held) if held is not raw else None,
+        kind = value_kind(held)
+        raise InputError(wrong_shape(label, None if kind == "an IAM policy" else kind,
                                      "an IAM policy (no Statement found)", POLICY_SHAPES))
     policy.document, policy.source = held, source
     policy.statements_as_list = isinstance(held["Statement"], list)
