@@ -11,8 +11,8 @@ import pytest
 from corpus import CORPUS, allowed_actions, generate_finding, policies, statements
 from oracle import allowed_by, entries, union_matcher
 
-from refiner.pipeline import refine_and_prove
 from refiner.finding import parse_finding
+from refiner.pipeline import refine_and_prove
 from refiner.policy import load_policy
 
 pytestmark = pytest.mark.skipif(not CORPUS.exists(), reason=f"corpus not found at {CORPUS}")

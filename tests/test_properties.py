@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from oracle import entries, is_unused, matches, statement_allows
 from strategies import cases
 
-from refiner.pipeline import refine_and_prove
 from refiner.finding import parse_finding
+from refiner.pipeline import refine_and_prove
 from refiner.policy import load_policy
 
 WORD = re.compile(r"[A-Z]+[0-9]*(?![a-z])|[A-Z][a-z0-9]*|[a-z0-9]+")

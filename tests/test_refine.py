@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from oracle import allowed_by, entries, matches
 
-from refiner.pipeline import refine_and_prove
 from refiner.finding import parse_finding
+from refiner.pipeline import refine_and_prove
 from refiner.policy import load_policy
 
 

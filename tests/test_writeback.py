@@ -4,6 +4,7 @@ cuts out removed statements; every other byte of the input stays as it was, in a
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 
 import pytest
@@ -85,9 +86,8 @@ def _same_outside_action_values(before: str, after: str, pairs) -> None:
             after[new_list.start:new_nodes[0].start]  # "[" and the layout after it
         assert before[old_list.members[-1].end:old_list.end] == \
             after[new_nodes[-1].end:new_list.end]
-        separators = {before[a.end:b.start] for a, b in zip(old_list.members,
-                                                             old_list.members[1:])}
-        assert {after[a.end:b.start] for a, b in zip(new_nodes, new_nodes[1:])} <= separators
+        separators = {before[a.end:b.start] for a, b in itertools.pairwise(old_list.members)}
+        assert {after[a.end:b.start] for a, b in itertools.pairwise(new_nodes)} <= separators
     for old, new, (original, refined) in zip(old_nodes, new_nodes, kept, strict=True):
         if refined is original:
             assert before[old.start:old.end] == after[new.start:new.end]
