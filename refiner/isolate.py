@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import multiprocessing
 import signal
 import time
@@ -65,6 +66,7 @@ def run_isolated(function: Callable[..., T], *args, deadline: float | None) -> T
 def _child(sender, function, args) -> None:
     # A Ctrl-C reaches the whole process group: the parent reports it, the child just ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    faulthandler.disable()  # a crash is reported by the parent in one line, not as a dump
     try:
         result = ("ok", function(*args))
     except BaseException as error:  # carried to the parent, which decides what it means
