@@ -140,28 +140,23 @@ class Glob:
             else:
                 segments[-1] += atom
         self.has_star = len(segments) > 1
-        self._segments = [
-            (re.compile("".join("." if c == ONE else re.escape(c) for c in seg), re.DOTALL), len(seg))
-            for seg in segments
-        ]
+        self._segments = [_Segment(segment) for segment in segments]
 
     def matches(self, string: str) -> bool:
         s = string.lower()
-        first, first_len = self._segments[0]
+        first = self._segments[0]
         if not self.has_star:
-            return len(s) == first_len and first.match(s) is not None
-        last, last_len = self._segments[-1]
-        if len(s) < first_len + last_len or not first.match(s):
+            return len(s) == first.length and first.at(s, 0)
+        last = self._segments[-1]
+        end = len(s) - last.length
+        if end < first.length or not first.at(s, 0) or not last.at(s, end):
             return False
-        end = len(s) - last_len
-        if not last.match(s, end):
-            return False
-        position = first_len
-        for segment, length in self._segments[1:-1]:
-            found = segment.search(s, position, end)
-            if found is None:
+        position = first.length
+        for segment in self._segments[1:-1]:
+            found = segment.find(s, position, end)
+            if found < 0:
                 return False
-            position = found.start() + length
+            position = found + segment.length
         return True
 
     def covers_prefix(self, prefix: str) -> bool:
@@ -171,6 +166,30 @@ class Glob:
         cannot match both prefix+"x" and prefix+"y" for its last literal; one that does is
         closed under extension, so matching the prefix itself is enough."""
         return self.ends_with_star and self.matches(prefix)
+
+
+class _Segment:
+    """A star-free run of a glob: plain text, compared with string methods, or (with "?") a
+    regular expression; compiling one for every segment made cold matching slow."""
+
+    __slots__ = ("text", "length", "_regex")
+
+    def __init__(self, text: str):
+        self.text, self.length = text, len(text)
+        self._regex = re.compile("".join("." if c == ONE else re.escape(c) for c in text),
+                                 re.DOTALL) if ONE in text else None
+
+    def at(self, s: str, position: int) -> bool:
+        if self._regex is None:
+            return s.startswith(self.text, position)
+        return self._regex.match(s, position) is not None
+
+    def find(self, s: str, start: int, end: int) -> int:
+        """The earliest position in [start, end) where the segment lies wholly before end."""
+        if self._regex is None:
+            return s.find(self.text, start, end)
+        found = self._regex.search(s, start, end)
+        return -1 if found is None else found.start()
 
 
 def _normalized_atoms(tokens: tuple[str, ...]) -> list[str]:

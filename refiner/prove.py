@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import z3
 
-from .patterns import Pattern, parse, word_prefixes
+from .patterns import Pattern, parse
 
 DEFAULT_TIMEOUT_MS = 10_000
 # Ground facts (plus the patterns they name) per rewrite. Z3 5.4.1 was seen to abort on a
@@ -84,13 +84,10 @@ class Checker:
         self.unused = sorted({a.lower() for a in unused_actions})
         self._unused_set = set(self.unused)
         self._dead_services = set(self.unused_services)
-        if hasattr(catalog_actions, "canonical"):  # a Catalog: reuse its sorted list, spelling
+        if hasattr(catalog_actions, "canonical"):  # a Catalog: reuse its sorted list
             self._catalog = catalog_actions.sorted_lower()
-            self._spell = catalog_actions.canonical
         else:
-            casing = {action.lower(): action for action in catalog_actions}
-            self._catalog = sorted(casing)
-            self._spell = casing.get
+            self._catalog = sorted({action.lower() for action in catalog_actions})
         self.timeout_ms = timeout_ms
         self.queries = 0
         self._solver = z3.Solver()
@@ -157,78 +154,6 @@ class Checker:
             findings += _report(found, obligation.kind, message, pattern)
         return findings
 
-    def check_least(self, index: int, original: dict, refined: dict | None) -> list[Violation]:
-        """Warnings (kind not-least) for new Action entries that admit no used action, only
-        used actions other entries admit too (could be dropped), or one used action (could be
-        narrowed to it). Entries kept from the original are never questioned."""
-        if refined is None or original.get("Effect") != "Allow" or "Action" not in refined:
-            return []
-        sid = original.get("Sid") if isinstance(original.get("Sid"), str) else None
-        after = _entries(refined["Action"])
-        before = {text.lower() for text in _entries(original.get("Action", []))}
-        new = [text for text in dict.fromkeys(after) if text.lower() not in before]
-        if not new:
-            return []
-        # Which entries match which used actions, for every action a new entry could match:
-        # one membership table, each cell a ground fact decided by Z3's rewriter.
-        entries = _Index(after)
-        candidates = {text: self._used_with_prefix(literal_prefix(parse(text))) for text in new}
-        actions = sorted({a for found in candidates.values() for a in found})
-        try:
-            table = self._membership(actions, entries)
-        except z3.Z3Exception as error:  # a lint, not a proof: say it was skipped
-            return [Violation("not-least", index, sid, f"check skipped: solver error ({error})")]
-        warnings = []
-        for text in new:
-            admitted = [a for a in candidates[text] if text in table[a]]
-            if not admitted:
-                message = f"{text} admits no used action and could be dropped"
-            elif all(table[a] - {text} for a in admitted):
-                message = f"{text} could be dropped: other entries admit every used action it does"
-            elif parse(text).has_wildcard and len(admitted) == 1:
-                message = f"{text} admits one used action and could be narrowed to it"
-            elif narrower := self._next_word_boundary(text, admitted):
-                message = f"{text} cuts a word short and could be narrowed to {narrower}*"
-            else:
-                continue
-            witness = admitted[0] if admitted else None
-            warnings.append(Violation("not-least", index, sid, message, witness, text))
-        return warnings
-
-    def _next_word_boundary(self, text: str, admitted: list[str]) -> str | None:
-        """For `w*` cut inside a word of every used action it admits (`s3:GetObj*`), the
-        common longer prefix that ends at a word boundary (`s3:GetObject`), if there is one."""
-        shape, head = _shape(text)
-        if shape != "prefix":
-            return None
-        ends = set()
-        for action in admitted:
-            bounds = [b for b in word_prefixes(self._spelling(action)) if len(b) >= len(head)]
-            if bounds and bounds[0].lower() == head:
-                return None  # the cut is at a word boundary of some action it admits
-            ends.add(bounds[0] if bounds else None)
-        return ends.pop() if len(ends) == 1 and None not in ends else None
-
-    def _spelling(self, action: str) -> str:
-        """The catalog's casing of a lower-case action (word boundaries need it)."""
-        return self._spell(action) or action
-
-    def _membership(self, actions: list[str], patterns: _Index) -> dict[str, set[str]]:
-        """For each action, the patterns that match it (only those whose literal prefix starts
-        it can), each membership a ground fact rewritten by Z3; one parse for all of them."""
-        cells = [(a, text) for a in actions for text in patterns.could_contain(a)]
-        table: dict[str, set[str]] = {a: set() for a in actions}
-        if not cells:
-            return table
-        texts = sorted({text for _, text in cells if _shape(text)[0] == "glob"})
-        names = {text: f"r{number}" for number, text in enumerate(texts)}
-        facts = "".join(f"(assert {_membership_fact(_smt_string(a), t, names)})"
-                        for a, t in cells)
-        for (action, text), fact in zip(cells, self._parse(self._define(texts) + facts), strict=True):
-            if z3.is_true(z3.simplify(fact)):
-                table[action].add(text)
-        return table
-
     def _action_obligations(self, before: list[str], after: list[str]) -> list[_Obligation]:
         """Allow+Action: refined ⊆ original, refined ∩ unused = ∅, used ∩ original ⊆ refined."""
         originals, refined = _Index(before), _Index(after)
@@ -289,10 +214,14 @@ class Checker:
         candidates = [c for c in union.could_contain(literal_prefix(parse(text)))
                       if parse(c).has_wildcard]
         shape, head = _shape(text)
-        if candidates and shape == "prefix" and all(_shape(c)[0] == "prefix" for c in candidates):
+        prefixes = [c for c in candidates if _shape(c)[0] == "prefix"]
+        if shape == "prefix" and prefixes and (len(prefixes) == len(candidates)
+                                               or self._ground_all([([head], None, prefixes)])):
             # w* lies inside the union of v1*, v2*, ... exactly when some vi is a prefix of w,
-            # that is when the string w itself is in the union: a ground fact.
-            return _Obligation(kind, message, text, self._claims([head], None, _Index(candidates)),
+            # that is when the string w itself is in the union: a ground fact. Inside the
+            # prefix patterns alone is inside the whole union, so the other candidates (globs,
+            # whose union makes slow queries) are needed only when that fact fails.
+            return _Obligation(kind, message, text, self._claims([head], None, _Index(prefixes)),
                                [], lambda: self._outside(text, union))
         quick = [([text], candidates)] if candidates else None
         return _Obligation(kind, message, text, [], quick,

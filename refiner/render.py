@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
+import os
+import urllib.parse
 from datetime import datetime, timezone
+from pathlib import Path
 
 from . import jsontext
 
@@ -59,22 +63,30 @@ def _timestamp(moment: datetime) -> str:
 
 # --- verify ---------------------------------------------------------------------------------
 
+INFORMATION_URI = "https://pypi.org/project/iam-refiner/"
+FINGERPRINT = "refinerVerdict/v1"
+# kind: (SARIF level, GitHub's security-severity (0-10), description)
 RULES = {
-    "unsound": ("error", "The refined policy admits an action the original did not, or an "
-                "unused action."),
-    "incomplete": ("error", "A catalog action the original allowed, and that is used, is lost."),
-    "structure": ("error", "A refined statement changes Effect, Resource, NotResource, Principal "
-                  "or Condition, changes a Deny statement, or adds a statement."),
-    "not-least": ("warning", "A new entry could be dropped or narrowed without losing a used "
-                  "catalog action."),
-    "unknown": ("error", "The solver gave no answer in time: the refinement is not accepted."),
-    "solver-disagreement": ("error", "Z3 and cvc5 disagree on a proof obligation."),
+    "unsound": ("error", "8.0", "The refined policy admits an action the original did not, or "
+                "an unused action."),
+    "structure": ("error", "7.0", "The refinement changes something other than Action or "
+                  "NotAction lists (Effect, Resource, Principal, Condition, Sid, a Deny "
+                  "statement, a top-level key such as Version) or adds a statement."),
+    "unknown": ("error", "5.0", "The solver gave no answer in time: the refinement is not "
+                "accepted."),
+    "solver-disagreement": ("error", "5.0", "Z3 and cvc5 disagree on a proof obligation."),
+    "incomplete": ("error", "3.0", "A catalog action the original allowed, and that is used, "
+                   "is lost."),
+    "not-least": ("warning", "2.0", "A new entry could be dropped or narrowed without losing a "
+                  "used catalog action."),
 }
 
 
-def as_verdicts_json(violations, lines: list[int | None], accepted: bool) -> str:
+def as_verdicts_json(violations, lines: list[int | None], accepted: bool, inputs: dict) -> str:
+    """The verdicts, and the inputs they are about (file names, the catalog's version)."""
     return as_json({
         "accepted": accepted,
+        "inputs": inputs,
         "verdicts": [
             {"verdict": v.kind, "statement": v.statement, "sid": v.sid, "message": v.message,
              "witness": v.witness, "pattern": v.pattern, "line": line}
@@ -83,34 +95,65 @@ def as_verdicts_json(violations, lines: list[int | None], accepted: bool) -> str
     })
 
 
-def as_sarif(violations, lines: list[int | None], artifact: str, version: str) -> str:
-    """SARIF 2.1.0 for GitHub code scanning: one rule per verdict kind, located in the refined
-    policy file at the pattern's line where it can be found."""
+def as_sarif(violations, lines: list[int | None], artifact: str, version: str,
+             root: str | None = None, failure: str | None = None) -> str:
+    """SARIF 2.1.0 for GitHub code scanning: one rule per verdict kind, results located in the
+    refined policy file (artifact, as a URI relative to root, default the working directory)
+    at the pattern's line where it can be found. failure: the run ended without verdicts
+    (bad input, no proof in time), said as a tool execution notification."""
+    uri = artifact_uri(artifact, root)
     results = []
     for violation, line in zip(violations, lines, strict=True):
-        level = RULES[violation.kind][0]
-        location = {"physicalLocation": {"artifactLocation": {"uri": artifact},
+        location = {"physicalLocation": {"artifactLocation": {"uri": uri},
                                          "region": {"startLine": line or 1}}}
         results.append({
             "ruleId": violation.kind,
-            "level": level,
+            "level": RULES[violation.kind][0],
             "message": {"text": violation.describe()},
             "locations": [location],
+            "partialFingerprints": {FINGERPRINT: _fingerprint(violation)},
         })
     rules = [
         {"id": kind, "name": kind.title().replace("-", ""),
          "shortDescription": {"text": text}, "fullDescription": {"text": text},
-         "defaultConfiguration": {"level": level}, "help": {"text": text}}
-        for kind, (level, text) in RULES.items()
+         "defaultConfiguration": {"level": level}, "help": {"text": text},
+         "properties": {"security-severity": severity,
+                        "tags": ["security", "iam", "least-privilege"]}}
+        for kind, (level, severity, text) in RULES.items()
     ]
+    invocation: dict = {"executionSuccessful": failure is None}
+    if failure is not None:
+        invocation["toolExecutionNotifications"] = [{"level": "error",
+                                                     "message": {"text": failure}}]
     return as_json({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
         "runs": [{
-            "tool": {"driver": {"name": "refiner", "version": version, "rules": rules}},
+            "tool": {"driver": {"name": "refiner", "version": version,
+                                "informationUri": INFORMATION_URI, "rules": rules}},
+            "invocations": [invocation],
             "results": results,
         }],
     })
+
+
+def artifact_uri(path: str, root: str | None = None) -> str:
+    """A file's URI as code scanning wants it: relative to root (the working directory by
+    default), with forward slashes and percent-encoding; a file outside root gets an
+    absolute file: URI."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        relative = absolute.relative_to(os.path.abspath(root or os.curdir))
+    except ValueError:
+        return absolute.as_uri()
+    return urllib.parse.quote(relative.as_posix())
+
+
+def _fingerprint(violation) -> str:
+    """Stable across runs and unrelated edits: the verdict's kind, Sid, pattern and message
+    (not the statement's position, not the solver's witness)."""
+    parts = [violation.kind, violation.sid or "", violation.pattern or "", violation.message]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 
 def pattern_line(text: str, violation) -> int | None:

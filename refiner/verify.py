@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+import bisect
+import functools
+import heapq
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from . import jsontext
 from .catalog import Catalog
 from .finding import Unused
+from .lint import Lint
 from .patterns import parse
 from .policy import PolicyInput
-from .prove import Checker, Violation, literal_prefix
+from .prove import Checker, Violation, literal_prefix, same_json
 from .smt import cvc5_result, to_smtlib
 
-STRUCTURE_KEYS = ("Effect", "Resource", "NotResource", "Principal", "NotPrincipal", "Condition")
-ADDED_STATEMENT_PENALTY = 1_000
+ACTION_KEYS = ("Action", "NotAction")
 REJECTING = ("unsound", "incomplete", "structure")
+# A group of statements of one structure whose quick pairing does not verify is searched
+# exhaustively up to this many (original, refined) cells, each cell one (memoized) proof.
+EXHAUSTIVE_CELLS = 400
+# Leftover statements are matched by similarity up to this many cells; beyond, in order.
+# Each cell looks at no more than SIMILARITY_SAMPLE refined entries: enough to tell.
+SIMILARITY_CELLS = 10_000
+SIMILARITY_SAMPLE = 8
+ADDED_STATEMENT_PENALTY = 1_000
+# The lint stops this long before the run's deadline, so that the report still gets out.
+LINT_RESERVE_SECONDS = 0.5
+
+Prove = Callable[[int, dict, "dict | None"], list[Violation]]
 
 
 @dataclass
@@ -32,60 +50,247 @@ class Report:
         return 0
 
 
-def pair_statements(original: list[dict], refined: list[dict]):
-    """Align refined statements with the original ones, in order, allowing original statements
-    to be dropped. Pairs are chosen to maximize similarity (same action key, equal Effect,
-    Resource, Condition..., equal Sid, overlapping patterns), so Sids help but are not needed.
-    Returns [(original index, original, refined or None)] and the refined statements left
-    over (additions)."""
-    n, m = len(original), len(refined)
+@dataclass
+class Pairing:
+    """Every original statement, in order, with the refined statement that replaces it (None:
+    it was dropped), and the positions of refined statements that replace none (additions)."""
+
+    pairs: list[tuple[int, dict, dict | None]]
+    added: list[int]
+
+
+def structure_key(statement: dict) -> str:
+    """Everything of a statement but its action list (Sid, Effect, Resource, Condition and any
+    other key), as canonical JSON, and which action key it uses: a refinement changes nothing
+    else, so only statements with equal structure keys can be a valid pair. The canonical
+    text keeps false and 0, 1 and 1.0 apart, as IAM does."""
+    rest = {key: value for key, value in statement.items() if key not in ACTION_KEYS}
+    return jsontext.dumps([rest, [key for key in ACTION_KEYS if key in statement]], sort_keys=True)
+
+
+def pair_statements(original: list[dict], refined: list[dict], prove: Prove | None = None) -> Pairing:
+    """Pair refined statements with the original ones they replace; originals may have been
+    dropped. Statements are grouped by structure key (so Sids pair statements in any order)
+    and paired in order within a group, each refined statement with the next original whose
+    patterns' literal prefixes could hold its own. When that pairing of a small group does not
+    verify (prove: check_statement), the order-preserving pairing with the most verified pairs
+    and drops is taken instead. Refined statements left over are paired with left-over originals
+    by similarity, so that the verdict says what changed, or else are additions."""
+    partner: dict[int, int] = {}  # original position -> refined position
+    originals_by_key = _group(original)
+    for key, refined_group in _group(refined).items():
+        if key in originals_by_key:
+            partner.update(_pair_group(originals_by_key[key], refined_group, original, refined,
+                                       prove))
+    taken = set(partner.values())
+    partner.update(_pair_by_similarity([i for i in range(len(original)) if i not in partner],
+                                       [j for j in range(len(refined)) if j not in taken],
+                                       original, refined))
+    taken = set(partner.values())
+    return Pairing(
+        [(i, statement, refined[partner[i]] if i in partner else None)
+         for i, statement in enumerate(original)],
+        [j for j in range(len(refined)) if j not in taken],
+    )
+
+
+def _group(statements: list[dict]) -> dict[str, list[int]]:
+    groups: dict[str, list[int]] = {}
+    for position, statement in enumerate(statements):
+        groups.setdefault(structure_key(statement), []).append(position)
+    return groups
+
+
+def _pair_group(olds: list[int], news: list[int], original: list[dict], refined: list[dict],
+                prove: Prove | None) -> dict[int, int]:
+    index = _PatternIndex([original[i] for i in olds])
+    quick = _quick_pairs(index, olds, news, refined)
+    if prove is None or len(olds) * len(news) > EXHAUSTIVE_CELLS:
+        return quick
+
+    @functools.cache
+    def pair_verifies(i: int, j: int) -> bool:
+        before, after = original[olds[i]], refined[news[j]]
+        # An implausible pair cannot verify (see _plausible): no proof is needed to know it.
+        return _plausible(before, index.anchors[i], after) and _verifies(
+            prove(olds[i], before, after))
+
+    @functools.cache
+    def drop_verifies(i: int) -> bool:
+        return _verifies(prove(olds[i], original[olds[i]], None))
+
+    position = {j: b for b, j in enumerate(news)}
+    chosen = {a: position[quick[i]] for a, i in enumerate(olds) if i in quick}
+    quick_score = (sum(pair_verifies(a, b) for a, b in chosen.items())
+                   + sum(drop_verifies(a) for a in range(len(olds)) if a not in chosen)
+                   - (len(news) - len(chosen)))
+    if quick_score == len(olds):  # every original replaced or dropped as proven, none added
+        return quick
+    score, best = _align(len(olds), len(news), pair_verifies, drop_verifies, -1)
+    return {olds[a]: news[b] for a, b in best} if score > quick_score else quick
+
+
+def _verifies(verdicts: list[Violation]) -> bool:
+    return not any(v.kind in REJECTING or v.kind == "unknown" for v in verdicts)
+
+
+def _quick_pairs(index: _PatternIndex, olds: list[int], news: list[int],
+                 refined: list[dict]) -> dict[int, int]:
+    """Each refined statement with the first original not yet passed that it could replace
+    (_plausible; originals passed over are dropped): near-linear through the index of the
+    originals' patterns."""
+    pairs: dict[int, int] = {}
+    start = 0
+    for j in news:
+        found = index.first_plausible(refined[j], start)
+        if found is not None:
+            pairs[olds[found]] = j
+            start = found + 1
+    return pairs
+
+
+class _PatternIndex:
+    """The original statements of one group, found by what their patterns let a refined
+    pattern be: a name kept as it was, or anything under a wildcard's literal prefix."""
+
+    def __init__(self, statements: list[dict]):
+        self.statements = statements
+        self.anchors = [_anchors(statement) for statement in statements]
+        self.positions: dict[tuple[str, str], list[int]] = {}  # ascending
+        for position, (prefixes, names) in enumerate(self.anchors):
+            for prefix in prefixes:
+                self.positions.setdefault(("*", prefix), []).append(position)
+            for name in names:
+                self.positions.setdefault(("=", name), []).append(position)
+
+    def first_plausible(self, refined: dict, start: int) -> int | None:
+        """The first position from start whose statement refined could replace (_plausible)."""
+        entries = _entries(refined)
+        if "Action" in refined and entries:  # only originals that could hold its first entry
+            keys = [("=", entries[0].lower())] + [
+                ("*", prefix) for prefix in _prefixes(literal_prefix(parse(entries[0])))]
+            runs = [itertools.islice(run, bisect.bisect_left(run, start), None) for key in keys
+                    if (run := self.positions.get(key))]
+            candidates = (k for k, _ in itertools.groupby(heapq.merge(*runs)))  # lazily
+        else:
+            candidates = range(start, len(self.statements))
+        return next((k for k in candidates if _plausible(self.statements[k], self.anchors[k],
+                                                         refined)), None)
+
+
+def _plausible(original: dict, anchors, refined: dict) -> bool:
+    """Whether refined could replace original, by literal prefixes alone: every refined Action
+    entry is an original name or lies under an original wildcard's literal prefix (NotAction:
+    every original entry under a refined one). A pair that verifies passes it: pick a
+    character no literal uses and put it right after the entry's literal prefix; only an
+    original wildcard whose literal prefix is a prefix of the entry's can match that string."""
+    if "Action" in refined:
+        return all(_could_hold(anchors, text) for text in _entries(refined))
+    refined_anchors = _anchors(refined)
+    return all(_could_hold(refined_anchors, text) for text in _entries(original))
+
+
+def _anchors(statement: dict) -> tuple[set[str], set[str]]:
+    """The literal prefixes of a statement's wildcard entries and its names (lower case)."""
+    prefixes, names = set(), set()
+    for text in _entries(statement):
+        pattern = parse(text)
+        if pattern.has_wildcard:
+            prefixes.add(literal_prefix(pattern))
+        else:
+            names.add(text.lower())
+    return prefixes, names
+
+
+def _could_hold(anchors: tuple[set[str], set[str]], text: str) -> bool:
+    prefixes, names = anchors
+    return text.lower() in names or any(
+        prefix in prefixes for prefix in _prefixes(literal_prefix(parse(text))))
+
+
+def _prefixes(text: str) -> list[str]:
+    return [text[:cut] for cut in range(len(text) + 1)]
+
+
+def _pair_by_similarity(olds: list[int], news: list[int], original: list[dict],
+                        refined: list[dict]) -> dict[int, int]:
+    """Left-over statements in order, each pair as similar as can be (same action key, equal
+    keys, equal Sid, refined patterns under original ones): their verdicts then name what
+    changed. Beyond SIMILARITY_CELLS cells they are simply taken in order."""
+    if not olds or not news:
+        return {}
+    if len(olds) * len(news) > SIMILARITY_CELLS:
+        return dict(zip(olds, news, strict=False))  # the shorter side runs out
+    anchors = [_anchors(original[i]) for i in olds]
+
+    def similarity(a: int, b: int) -> float:
+        return _similarity(original[olds[a]], anchors[a], refined[news[b]])
+
+    _, pairs = _align(len(olds), len(news), similarity, lambda a: 0,
+                      -ADDED_STATEMENT_PENALTY)
+    return {olds[a]: news[b] for a, b in pairs}
+
+
+def _similarity(original: dict, anchors, refined: dict) -> float:
+    score = 1.0
+    if _action_key(original) == _action_key(refined):
+        score += 4
+    others = (set(original) | set(refined)) - {*ACTION_KEYS, "Sid"}
+    score += 2 * sum(k in original and k in refined and same_json(original[k], refined[k])
+                     for k in others)
+    if original.get("Sid") and same_json(original.get("Sid"), refined.get("Sid")):
+        score += 3
+    after = _entries(refined)[:SIMILARITY_SAMPLE]
+    if after:  # share of refined patterns that some original pattern could hold
+        score += 4 * sum(_could_hold(anchors, text) for text in after) / len(after)
+    return score
+
+
+def _align(n: int, m: int, pair_score: Callable[[int, int], float],
+           drop_score: Callable[[int], float], add_score: float):
+    """The order-preserving assignment of n originals to m refined statements (each original
+    paired with one refined statement or dropped, each refined statement paired or added)
+    with the highest total score: (score, [(original, refined) positions])."""
     best = [[0.0] * (m + 1) for _ in range(n + 1)]
     move = [[""] * (m + 1) for _ in range(n + 1)]
     for j in range(1, m + 1):
-        best[0][j], move[0][j] = best[0][j - 1] - ADDED_STATEMENT_PENALTY, "add"
+        best[0][j], move[0][j] = best[0][j - 1] + add_score, "add"
     for i in range(1, n + 1):
-        best[i][0], move[i][0] = best[i - 1][0], "drop"
+        best[i][0], move[i][0] = best[i - 1][0] + drop_score(i - 1), "drop"
         for j in range(1, m + 1):
-            options = [
-                (best[i - 1][j - 1] + _similarity(original[i - 1], refined[j - 1]), "pair"),
-                (best[i - 1][j], "drop"),
-                (best[i][j - 1] - ADDED_STATEMENT_PENALTY, "add"),
-            ]
-            best[i][j], move[i][j] = max(options, key=lambda option: option[0])
-    pairs, added = [], []
+            best[i][j], move[i][j] = max(
+                (best[i - 1][j - 1] + pair_score(i - 1, j - 1), "pair"),
+                (best[i - 1][j] + drop_score(i - 1), "drop"),
+                (best[i][j - 1] + add_score, "add"),
+                key=lambda option: option[0])
+    pairs = []
     i, j = n, m
     while i > 0 or j > 0:
         step = move[i][j]
         if step == "pair":
-            pairs.append((i - 1, original[i - 1], refined[j - 1]))
-            i, j = i - 1, j - 1
-        elif step == "drop":
-            pairs.append((i - 1, original[i - 1], None))
-            i -= 1
+            pairs.append((i - 1, j - 1))
+        i, j = (i - 1 if step != "add" else i), (j - 1 if step != "drop" else j)
+    return best[n][m], pairs[::-1]
+
+
+def document_changes(original: dict, refined: dict) -> list[Violation]:
+    """Every top-level key of the document but Statement (Version, Id, ...) is structure:
+    without Version, or with 2008-10-17, policy variables such as ${aws:username} are literal
+    text, which changes what a statement allows."""
+    changes = []
+    for key in [*original, *(key for key in refined if key not in original)]:
+        if key == "Statement":
+            continue
+        if key not in refined:
+            what = f"drops {key}"
+        elif key not in original:
+            what = f"adds {key}"
+        elif not same_json(original[key], refined[key]):
+            what = f"changes {key}"
         else:
-            added.append(refined[j - 1])
-            j -= 1
-    return pairs[::-1], added[::-1]
-
-
-def _similarity(original: dict, refined: dict) -> float:
-    score = 1.0
-    if ("Action" in original) == ("Action" in refined):
-        score += 4
-    score += 2 * sum(original.get(k) == refined.get(k) for k in STRUCTURE_KEYS)
-    if original.get("Sid") and original.get("Sid") == refined.get("Sid"):
-        score += 3
-    before = {literal_prefix(parse(p)) for p in _entries(original)}
-    after = [literal_prefix(parse(p)) for p in _entries(refined)]
-    if after:  # share of refined patterns that some original pattern's prefix could hold
-        inside = sum(any(a[:cut] in before for cut in range(len(a) + 1)) for a in after)
-        score += 4 * inside / len(after)
-    return score
-
-
-def _entries(statement: dict) -> list[str]:
-    value = statement.get("Action", statement.get("NotAction", []))
-    return [value] if isinstance(value, str) else list(value)
+            continue
+        changes.append(Violation("structure", -1, None, f"the policy {what}"))
+    return changes
 
 
 def verify(
@@ -96,20 +301,24 @@ def verify(
     timeout_ms: int,
     solver: str = "z3",
     export: bool = False,
+    deadline: float | None = None,
+    coarse: bool = False,
 ) -> Report:
     """All verdicts on replacing original by refined; with export or a second solver, the
-    obligations Z3 discharged are kept as SMT-LIB (and re-discharged by cvc5)."""
+    obligations Z3 discharged are kept as SMT-LIB (and re-discharged by cvc5). The not-least
+    lint comes last and stops short of deadline (a monotonic time; the caller bounds the rest
+    of the run); coarse: refine --max-size's coarser prefixes are not taken for narrowable."""
     record = export or solver in ("cvc5", "both")
     checker = Checker(catalog, unused.actions, unused.services, timeout_ms, record)
     report = Report()
-    pairs, added = pair_statements(original.statements, refined.statements)
-    for statement in added:
-        sid = statement.get("Sid") if isinstance(statement.get("Sid"), str) else None
-        index = refined.statements.index(statement)
-        report.verdicts.append(Violation("structure", index, sid, "adds a statement"))
-    for index, before, after in pairs:
+    if refined.statements:  # a policy left with no statement allows nothing, whatever else
+        report.verdicts += document_changes(original.document, refined.document)
+    pairing = pair_statements(original.statements, refined.statements, checker.check_statement)
+    for index in pairing.added:
+        report.verdicts.append(Violation("structure", index, _sid(refined.statements[index]),
+                                         "adds a statement"))
+    for index, before, after in pairing.pairs:
         report.verdicts += checker.check_statement(index, before, after)
-        report.verdicts += checker.check_least(index, before, after)
     report.queries = checker.queries
     report.obligations = [(label, to_smtlib(label, formula)) for label, formula in checker.obligations]
     if solver in ("cvc5", "both"):
@@ -119,4 +328,19 @@ def verify(
                 report.verdicts.append(Violation(
                     "solver-disagreement" if answer == "sat" else "unknown", -1, None,
                     f"z3 proved obligation {label} but cvc5 answers {answer}"))
+    lint_deadline = None if deadline is None else deadline - LINT_RESERVE_SECONDS
+    report.verdicts += Lint(catalog, unused, coarse, lint_deadline).check_all(pairing.pairs)
     return report
+
+
+def _action_key(statement: dict) -> str | None:
+    return next((key for key in ACTION_KEYS if key in statement), None)
+
+
+def _entries(statement: dict) -> list[str]:
+    value = statement.get("Action", statement.get("NotAction", []))
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _sid(statement: dict) -> str | None:
+    return statement.get("Sid") if isinstance(statement.get("Sid"), str) else None

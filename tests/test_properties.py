@@ -182,15 +182,3 @@ def test_compact_refinement_is_proven_and_exact_on_the_catalog(case):
             used = not is_unused(action, dead, unused.services)
             assert statement_allows(compact, action) == (statement_allows(original, action)
                                                          and (used or original.get("Effect") != "Allow"))
-
-
-@given(cases())
-def test_verify_finds_nothing_to_narrow_in_refiners_output(case):
-    """The not-least lint of `verify` and the refiner agree on what least general means."""
-    from refiner.prove import Checker
-
-    catalog, document, finding = case
-    unused, result = run(catalog, document, finding)
-    checker = Checker(catalog, unused.actions, unused.services)
-    for index, (original, refined) in enumerate(result.refinement.pairs):
-        assert checker.check_least(index, original, refined) == []

