@@ -74,7 +74,7 @@ class Account:
                 if not isinstance(arn, str) or not isinstance(name, str):
                     raise InputError(f"authorization details {path}: a {kind} without Arn or name")
                 principal = self.principals.setdefault(arn, Principal(arn, kind, name))
-                for inline in detail.get(inline_key) or []:
+                for inline in _list(detail, inline_key, path):
                     principal.policies.append(_inline_policy(inline, "inline", path))
                 self._pending.append((principal, detail))
 
@@ -82,15 +82,17 @@ class Account:
         """Attach managed and group policies once every page is read (a page may name a
         policy that another page holds)."""
         for principal, detail in self._pending:
-            self._attach(principal, detail.get("AttachedManagedPolicies") or [], "managed")
-            for group_name in detail.get("GroupList") or []:
+            arn = principal.arn
+            self._attach(principal, _list(detail, "AttachedManagedPolicies", arn), "managed")
+            for group_name in _list(detail, "GroupList", arn, of=str):
                 group = self._groups.get(f"{_account_of(principal.arn)}:{group_name}")
                 if group is None:
                     principal.missing.append(f"group {group_name}")
                     continue
-                for inline in group.get("GroupPolicyList") or []:
+                for inline in _list(group, "GroupPolicyList", group_name):
                     principal.policies.append(_inline_policy(inline, "group", "group " + group_name))
-                self._attach(principal, group.get("AttachedManagedPolicies") or [], "group")
+                self._attach(principal, _list(group, "AttachedManagedPolicies", group_name),
+                             "group")
         self._pending = []
 
     def _attach(self, principal: Principal, attached: list, kind: str) -> None:
@@ -112,10 +114,13 @@ def read_json_object(path: str, what: str) -> dict:
     return value
 
 
-def _list(export: dict, key: str, path: str) -> list[dict]:
-    value = export.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-        raise InputError(f"authorization details {path}: {key} must be a list of objects")
+def _list(holder: dict, key: str, where: str, of: type = dict) -> list:
+    """holder[key] when it is a list of `of` (missing: empty); anything else is malformed
+    input, never read as "nothing attached"."""
+    value = holder.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(item, of) for item in value):
+        raise InputError(f"authorization details ({where}): {key} must be a list of "
+                         f"{'objects' if of is dict else 'names'}")
     return value
 
 
@@ -123,8 +128,7 @@ def _managed_policy(policy: dict, path: str) -> PolicyRef | None:
     arn = policy.get("Arn")
     if not isinstance(arn, str):
         raise InputError(f"authorization details {path}: a policy without Arn")
-    versions = [v for v in policy.get("PolicyVersionList") or []
-                if isinstance(v, dict) and v.get("IsDefaultVersion")]
+    versions = [v for v in _list(policy, "PolicyVersionList", arn) if v.get("IsDefaultVersion")]
     if not versions:
         return None
     # moto's export lacks PolicyName: the ARN's last part is the name.

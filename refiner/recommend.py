@@ -141,8 +141,9 @@ def recommend_one(task: dict) -> dict:
                      parse_json_text(text, f"finding {task['findingId']}"))
                     for number, text in enumerate(task["pages"], 1)]
         unused = merge_findings(labelled, catalog)
+        attached = sum(ref["kind"] == "managed" for ref in task["policies"])
         for ref in task["policies"]:
-            entry, step, diff = _one_policy(ref, unused, catalog, task["timeoutMs"])
+            entry, step, diff = _one_policy(ref, unused, catalog, task["timeoutMs"], attached)
             row["policies"].append(entry)
             row["proofQueries"] += entry.pop("proofQueries", 0)
             if step is not None:
@@ -174,7 +175,7 @@ class ProofFailed(Exception):
     pass
 
 
-def _one_policy(ref: dict, unused: Unused, catalog: Catalog, timeout_ms: int):
+def _one_policy(ref: dict, unused: Unused, catalog: Catalog, timeout_ms: int, attached: int):
     """(summary entry, recommended step or None, diff or None) for one policy."""
     label = f"policy {ref['name']}"
     entry: dict = {"policyId": ref["policyId"], "kind": ref["kind"]}
@@ -204,7 +205,8 @@ def _one_policy(ref: dict, unused: Unused, catalog: Catalog, timeout_ms: int):
         if run.refinement.size > limit:
             entry["overLimit"] = limit
             if ref["kind"] == "managed":
-                entry["split"] = split_policy(run.refined.document, limit, catalog, timeout_ms)
+                entry["split"] = split_policy(run.refined.document, limit, catalog, timeout_ms,
+                                              other_attached=attached - 1)
     from .render import as_diff  # the diff renderer is shared with `refine --format diff`
 
     return entry, step, {"policyId": ref["policyId"], "diff": as_diff(run, ref["name"])}

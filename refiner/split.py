@@ -13,14 +13,16 @@ from .refine import policy_size
 DEFAULT_ATTACHMENT_QUOTA = 10  # managed policies per role or user (AWS's default quota)
 
 
-def split_policy(document: dict, limit: int, catalog: Catalog, timeout_ms: int) -> dict:
+def split_policy(document: dict, limit: int, catalog: Catalog, timeout_ms: int,
+                 other_attached: int = 0) -> dict:
     """Parts of document, each at most limit characters (whitespace excluded), with the same
     statement keys and the Action lists of Allow statements divided among them.
 
     Each statement's pieces, joined again, are proven to admit exactly the strings the
     statement admitted (each contains the other, over all strings), so attaching every part
     grants what the one policy granted. NotAction and Deny statements are never divided (a
-    divided NotAction would allow more)."""
+    divided NotAction would allow more). other_attached: the managed policies the principal
+    has besides this one, which count against the same attachment quota."""
     shell = {key: value for key, value in document.items() if key != "Statement"}
     statements = document["Statement"] if isinstance(document["Statement"], list) \
         else [document["Statement"]]
@@ -48,7 +50,7 @@ def split_policy(document: dict, limit: int, catalog: Catalog, timeout_ms: int) 
     return {"parts": [dumps(d, indent=2) + "\n" for d in documents], "fits": fits,
             "proven": not problems,
             "problems": [p.describe() for p in problems[:3]],
-            "fitsAttachmentQuota": len(documents) <= DEFAULT_ATTACHMENT_QUOTA}
+            "fitsAttachmentQuota": other_attached + len(documents) <= DEFAULT_ATTACHMENT_QUOTA}
 
 
 def _pieces(statement: dict, room: int) -> list[dict]:

@@ -289,3 +289,41 @@ def _check_with_oracle(original: dict, refined: dict, actions, unused_actions, u
             used = {a for a in before if not is_unused(a, unused_actions, unused_services)}
             assert used <= after
     assert not remaining
+
+
+def test_a_managed_policy_refined_over_the_limit_gets_a_proven_split(tmp_path, catalog):
+    from corpus import generate_finding
+
+    document = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["ec2:*", "s3:*", "iam:*"], "Resource": "*"}]}
+    arn = "arn:aws:iam::111122223333:policy/Broad"
+    export = {"RoleDetailList": [{"RoleName": "App", "Arn": "arn:aws:iam::111122223333:role/App",
+                                  "RolePolicyList": [],
+                                  "AttachedManagedPolicies": [{"PolicyArn": arn}]}],
+              "Policies": [{"Arn": arn, "PolicyVersionList": [  # as moto writes it: no name
+                  {"Document": document, "IsDefaultVersion": True, "VersionId": "v1"}]}]}
+    allowed = [a for a in catalog.all_actions()
+               if a.lower().startswith(("ec2:", "s3:", "iam:"))]
+    details = tmp_path / "details.json"
+    details.write_text(json.dumps(export))
+    finding = {"id": "broad", "resource": "arn:aws:iam::111122223333:role/App",
+               "findingType": "UnusedPermission", "status": "ACTIVE",
+               "findingDetails": [{"unusedPermissionDetails": {
+                   "serviceNamespace": e["serviceNamespace"],
+                   "actions": [{"action": a} for a in e["actions"]]}}
+                   for e in generate_finding(allowed, 0.2, 3)]}
+    (tmp_path / "finding.json").write_text(json.dumps(finding))
+    out = tmp_path / "out"
+    assert main(["recommend", "--authorization-details", str(details), "--findings",
+                 str(tmp_path / "finding.json"), "-o", str(out)]) == 0
+    row = json.loads((out / "summary.json").read_text())["findings"][0]
+    (entry,) = row["policies"]
+    assert entry["overLimit"] == 6_144 and entry["characters"][1] > 6_144
+    split = entry["split"]
+    assert split["fits"] and split["proven"] and split["fitsAttachmentQuota"]
+    parts = [json.loads(text) for text in split["parts"]]
+    step = json.loads((out / "recommendations" / "broad.json").read_text())["recommendedSteps"][0]
+    refined = json.loads(step["unusedPermissionsRecommendedStep"]["recommendedPolicy"])
+    actions = catalog.all_actions()
+    assert set().union(*(allowed_by(s, actions) for p in parts for s in p["Statement"])) == \
+        set().union(*(allowed_by(s, actions) for s in refined["Statement"]))

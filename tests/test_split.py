@@ -29,6 +29,8 @@ def test_readonlyaccess_splits_into_parts_that_fit_and_admit_the_same(catalog):
     assert split["fits"] and split["proven"] and len(parts) > 1
     assert all(policy_size(part) <= 6_144 for part in parts)
     assert split["fitsAttachmentQuota"] == (len(parts) <= 10)
+    crowded = split_policy(refined, 6_144, catalog, 20_000, other_attached=10 - len(parts) + 1)
+    assert not crowded["fitsAttachmentQuota"]
     actions = catalog.all_actions()
     whole = set().union(*(allowed_by(s, actions) for s in refined["Statement"]))
     joined = set().union(*(allowed_by(s, actions) for part in parts for s in part["Statement"]))
