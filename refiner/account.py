@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -181,6 +182,11 @@ def finding_pages(paths: list[str]) -> dict[str, FindingPages]:
         found = pages.setdefault(value["id"], FindingPages(head=value))
         found.texts.append(text)
     return pages
+
+
+def finding_file_name(finding_id: str) -> str:
+    """A file name for a finding id that is safe on every file system."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", finding_id) + ".json"
 
 
 def _finding_texts(paths: list[str]) -> Iterator[tuple[str, str]]:

@@ -8,22 +8,20 @@ import functools
 import hashlib
 import json
 import multiprocessing
-import re
-import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
-from .account import Account, FindingPages, finding_pages
+from .account import Account, FindingPages, finding_file_name, finding_pages
 from .catalog import Catalog, load_default, load_file
 from .errors import InputError
 from .finding import Unused, merge_findings
 from .isolate import NoProof, run_isolated
 from .jsontext import dumps, parse_json_text
-from .output import write_file
+from .output import progress, write_file
 from .patterns import glob
 from .pipeline import refine_and_prove
 from .policy import load_policy, patterns_of
@@ -74,7 +72,7 @@ def recommend(job: Job) -> dict:
             rows.append(done)
         else:
             tasks.append(routed["task"])
-    with _progress(job.progress, len(tasks)) as advance:
+    with progress(job.progress, len(tasks), "refining and proving") as advance:
         for result in execute(tasks, job):
             _write_result(out, result)
             rows.append(result["row"])
@@ -323,22 +321,22 @@ def _failed(task: dict, code: str, message: str) -> dict:
 
 # --- output ----------------------------------------------------------------------------------------
 
-def _file_name(finding_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", finding_id) + ".json"
-
-
 def _write_result(out: Path, result: dict) -> None:
     """The recommendation first, then the state that says it is done: a run killed between the
     two redoes that finding, never skips it."""
-    name = _file_name(result["task"]["findingId"])
+    name = finding_file_name(result["task"]["findingId"])
     write_file(str(out / RECOMMENDATIONS / name), dumps(result["recommendation"], indent=2) + "\n")
-    state = {"digest": result["task"]["digest"], "row": result["row"], "diffs": result["diffs"]}
+    task = result["task"]
+    # What `refiner aws apply` needs to act safely: the principal and every policy as it was
+    # read, to refuse a recommendation whose policy changed since.
+    state = {"digest": task["digest"], "row": result["row"], "diffs": result["diffs"],
+             "principal": task["principal"], "policies": task["policies"]}
     write_file(str(out / STATE / name), dumps(state) + "\n")
 
 
 def _done_before(out: Path, task: dict) -> dict | None:
     """The summary row of a finding a previous run finished with the same inputs."""
-    name = _file_name(task["findingId"])
+    name = finding_file_name(task["findingId"])
     try:
         state = json.loads((out / STATE / name).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -354,7 +352,7 @@ def _diffs(out: Path, rows: list[dict]) -> Iterable[tuple[dict, list[dict]]]:
         diffs: list[dict] = []
         if row.get("status") in ("SUCCEEDED",):
             try:
-                state = json.loads((out / STATE / _file_name(row["findingId"])).read_text())
+                state = json.loads((out / STATE / finding_file_name(row["findingId"])).read_text())
                 diffs = state.get("diffs", [])
             except (OSError, ValueError):
                 diffs = []
@@ -378,27 +376,3 @@ def totals(rows: list[dict]) -> dict:
 
 def _timestamp(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-class _progress:
-    """A progress bar on standard error, only when it is a terminal."""
-
-    def __init__(self, enabled: bool, total: int):
-        self.enabled = enabled and sys.stderr.isatty() and total > 0
-        self.total = total
-
-    def __enter__(self) -> Callable[[], None]:
-        if not self.enabled:
-            return lambda: None
-        from rich.console import Console
-        from rich.progress import Progress
-
-        self._bar = Progress(console=Console(stderr=True), transient=True)
-        self._bar.start()
-        task = self._bar.add_task("refining and proving", total=self.total)
-        return lambda: self._bar.advance(task)
-
-    def __exit__(self, *exc) -> None:
-        if self.enabled:
-            self._bar.stop()
-

@@ -1,0 +1,35 @@
+"""Live AWS: fetch findings and IAM data, judge AWS's own recommendations, apply with a journal."""
+
+from __future__ import annotations
+
+from ..errors import InputError
+
+
+def session(profile: str | None = None, region: str | None = None):
+    """A boto3 session (boto3 is the `aws` extra). Endpoints follow the usual AWS settings,
+    including AWS_ENDPOINT_URL_IAM and AWS_ENDPOINT_URL_ACCESSANALYZER."""
+    try:
+        import boto3
+    except ImportError:
+        raise InputError("refiner aws needs boto3: pip install 'iam-refiner[aws]'") from None
+    import botocore.exceptions
+
+    try:
+        return boto3.Session(profile_name=profile, region_name=region)
+    except botocore.exceptions.ProfileNotFound as error:
+        raise InputError(str(error)) from None
+
+
+def client(aws_session, service: str):
+    """A client that backs off adaptively when AWS throttles."""
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "adaptive", "max_attempts": 10})
+    return aws_session.client(service, config=config)
+
+
+def aws_errors():
+    """The exceptions that mean AWS (or the network) said no: reported as one line."""
+    import botocore.exceptions
+
+    return (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
