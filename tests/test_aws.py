@@ -103,6 +103,24 @@ def aws_recommendations() -> dict[str, dict]:
                     **when, "error": {"code": "SERVICE_ERROR", "message": "try again"}}}
 
 
+CALLS: set[str] = set()  # every AWS operation the tests below make, as "prefix:Operation"
+
+
+@pytest.fixture(autouse=True)
+def record_calls(monkeypatch):
+    import botocore.client
+
+    original = botocore.client.BaseClient._make_api_call
+
+    def recording(self, name, params):
+        prefix = {"accessanalyzer": "access-analyzer"}.get(self.meta.service_model.service_name,
+                                                           self.meta.service_model.service_name)
+        CALLS.add(f"{prefix}:{name}")
+        return original(self, name, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
+
+
 @pytest.fixture
 def analyzer(aws, monkeypatch):
     fake = FakeAccessAnalyzer([{"arn": ANALYZER, "name": "unused", "type": "ACCOUNT_UNUSED_ACCESS",
@@ -275,3 +293,30 @@ def test_bad_bundle_and_outdir_are_one_line(tmp_path, capsys):
     assert "not an output folder" in capsys.readouterr().err
     assert run("recommend", "--bundle", tmp_path, "-o", tmp_path / "out") == 2
     assert "not a bundle" in capsys.readouterr().err
+
+
+def test_zz_refiners_own_policy_allows_every_call_it_made_and_no_other(catalog, tmp_path, capsys):
+    """examples/refiner-aws/policy.json is what refiner proves from `iam:*`, `sts:*` and
+    `access-analyzer:*` with everything but refiner.aws.PERMISSIONS unused; every call the
+    tests above made (fixtures' setup calls aside) is allowed by it, and nothing else is."""
+    from oracle import allowed_by
+
+    from refiner.aws import AUTHORIZED_BY, PERMISSIONS
+
+    setup = {"iam:CreateRole", "iam:CreateUser", "iam:ListRolePolicies", "iam:ListUserPolicies",
+             "iam:ListAttachedRolePolicies"}  # the tests' own IAM set-up and inspection
+    made = {AUTHORIZED_BY.get(call, call) for call in CALLS} - setup
+    assert len(made) >= 20, "run with the tests above"
+    policy = json.loads((EXAMPLES / "refiner-aws" / "policy.json").read_text())
+    actions = catalog.all_actions()
+    allowed = {a.lower() for s in policy["Statement"] for a in allowed_by(s, actions)}
+    permitted = {a.lower() for step in PERMISSIONS.values() for a in step}
+    assert {call.lower() for call in made} <= permitted
+    assert allowed == permitted  # no other catalog action
+    finding = tmp_path / "unused.json"
+    finding.write_text(json.dumps([
+        {"serviceNamespace": service, "actions": [a.split(":")[1] for a in catalog.actions_of(service)
+                                                  if a.lower() not in permitted]}
+        for service in ("access-analyzer", "iam", "sts")]))
+    assert run("refine", EXAMPLES / "refiner-aws" / "broad.json", "--unused", finding) == 0
+    assert json.loads(capsys.readouterr().out) == policy  # proven on today's catalog

@@ -4,6 +4,26 @@ from __future__ import annotations
 
 from ..errors import InputError
 
+# The IAM actions each step calls (tests record every call and hold them to this list;
+# examples/refiner-aws/ has the least-privilege policy refiner derives from it).
+PERMISSIONS = {
+    "fetch": ["access-analyzer:ListAnalyzers", "access-analyzer:ListFindings",
+              "access-analyzer:GetFinding", "iam:GetAccountAuthorizationDetails",
+              "sts:GetCallerIdentity", "sts:AssumeRole"],
+    "compare": ["access-analyzer:GenerateFindingRecommendation",
+                "access-analyzer:GetFindingRecommendation"],
+    "apply": ["iam:GetPolicy", "iam:GetPolicyVersion", "iam:ListPolicyVersions",
+              "iam:CreatePolicyVersion", "iam:DeletePolicyVersion", "iam:SetDefaultPolicyVersion",
+              "iam:CreatePolicy", "iam:DeletePolicy", "iam:ListPolicies",
+              "iam:ListEntitiesForPolicy", "iam:AttachRolePolicy", "iam:DetachRolePolicy",
+              "iam:AttachUserPolicy", "iam:DetachUserPolicy", "iam:GetRolePolicy",
+              "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:GetUserPolicy",
+              "iam:PutUserPolicy", "iam:DeleteUserPolicy"],
+}
+# API operations authorized by an IAM action of another name.
+AUTHORIZED_BY = {"access-analyzer:ListFindingsV2": "access-analyzer:ListFindings",
+                 "access-analyzer:GetFindingV2": "access-analyzer:GetFinding"}
+
 
 def session(profile: str | None = None, region: str | None = None):
     """A boto3 session (boto3 is the `aws` extra). Endpoints follow the usual AWS settings,
