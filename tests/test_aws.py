@@ -295,6 +295,22 @@ def test_bad_bundle_and_outdir_are_one_line(tmp_path, capsys):
     assert "not a bundle" in capsys.readouterr().err
 
 
+def test_organization_member_accounts_are_read_through_a_named_role(aws, analyzer, tmp_path,
+                                                                     capsys):
+    member = copy.deepcopy(analyzer.findings["dev"])
+    member.update(id="member", resource="arn:aws:iam::111111111111:role/Worker",
+                  resourceOwnerAccount="111111111111")
+    analyzer.findings["member"] = member
+    bundle = tmp_path / "bundle"
+    assert run("aws", "fetch", "-o", bundle) == 2
+    assert "could not read 111111111111" in capsys.readouterr().err
+    assert run("aws", "fetch", "-o", bundle, "--assume-role-name", "RefinerRead") == 0
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert manifest["accountsRead"] == ["111111111111", ACCOUNT]
+    assert (bundle / "authorization-details" / "111111111111-0001.json").is_file()
+    assert "sts:AssumeRole" in CALLS
+
+
 def test_zz_refiners_own_policy_allows_every_call_it_made_and_no_other(catalog, tmp_path, capsys):
     """examples/refiner-aws/policy.json is what refiner proves from `iam:*`, `sts:*` and
     `access-analyzer:*` with everything but refiner.aws.PERMISSIONS unused; every call the
