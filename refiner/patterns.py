@@ -80,7 +80,8 @@ def _grammar_text() -> str:
 
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
-    return Lark(_grammar_text(), parser="lalr", transformer=_ToPattern())
+    # cache=True: Lark keeps the built parser in a file keyed by the grammar (start-up).
+    return Lark(_grammar_text(), parser="lalr", transformer=_ToPattern(), cache=True)
 
 
 @lru_cache(maxsize=1)
@@ -97,6 +98,38 @@ def is_action_name(full_name: object) -> bool:
     return isinstance(full_name, str) and _action_name().fullmatch(full_name) is not None
 
 
+def parse_by_grammar(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The Lark parse: (service tokens, action tokens). The reference reading of a pattern."""
+    return _parser().parse(text)
+
+
+@lru_cache(maxsize=1)
+def _terminals() -> tuple[re.Pattern, re.Pattern, re.Pattern]:
+    """The grammar's language as regular expressions built from its own terminals (the
+    language is regular): a whole pattern, one part's tokens, and "*" alone."""
+    parser = _parser()
+    word = parser.get_terminal("WORD").pattern.to_regexp()
+    star, one = (re.escape(parser.get_terminal(name).pattern.value) for name in ("STAR", "ONE"))
+    token = f"{word}|{star}|{one}"
+    any_action = parser.get_terminal("ANY_ACTION").pattern.to_regexp()
+    whole = re.compile(f"(?:{token})+:(?:{token})+")
+    return whole, re.compile(token), re.compile(any_action)
+
+
+def _tokens_by_terminals(text: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """The grammar's reading of text by its terminals alone, about 20x faster than the LALR
+    parse (cold parsing was most of a refinement of a large policy). None when the text is
+    not plainly in the language; the parser then decides and words the error. A property
+    test holds both readings equal."""
+    whole, token, any_action = _terminals()
+    if any_action.fullmatch(text):
+        return ("*",), ()
+    if not whole.fullmatch(text):
+        return None
+    service, _, action = text.partition(":")
+    return tuple(token.findall(service)), tuple(token.findall(action))
+
+
 @lru_cache(maxsize=200_000)
 def parse(text: str) -> Pattern:
     """Parse one action pattern; raise InputError with a one-line reason if it is not one."""
@@ -104,10 +137,15 @@ def parse(text: str) -> Pattern:
         raise InputError(f"action pattern must be a string, got {type(text).__name__}")
     if len(text) > MAX_PATTERN_LENGTH:
         raise InputError(f"action pattern longer than {MAX_PATTERN_LENGTH} characters: {text[:40]!r}...")
-    try:
-        service, action = _parser().parse(text)
-    except UnexpectedInput:
-        raise InputError(f"invalid action pattern {text!r}: expected '*' or 'service:action'") from None
+    fast = _tokens_by_terminals(text)
+    if fast is not None:
+        service, action = fast
+    else:
+        try:
+            service, action = parse_by_grammar(text)
+        except UnexpectedInput:
+            raise InputError(f"invalid action pattern {text!r}: expected '*' or "
+                             "'service:action'") from None
     tokens = service + ((":",) + action if action else ())
     return Pattern(text=text, service=service, action=action, tokens=_merge_literals(tokens))
 

@@ -78,3 +78,19 @@ def test_adversarial_pattern_matches_quickly():
     glob = Glob(parse("s3:*a*a*a*a*a*a*a*a*a*a*a*b"))
     assert not glob.matches("s3:" + "a" * 200)
     assert glob.matches("s3:" + "a" * 200 + "b")
+
+
+@given(st.text(alphabet="s3:GetObject*?-_.é ", max_size=24) | st.text(max_size=12))
+def test_reading_by_terminals_agrees_with_the_grammar(text):
+    """The fast reading (the grammar's terminals as regular expressions) accepts exactly what
+    the Lark parser accepts, and reads it into the same tokens."""
+    from lark.exceptions import UnexpectedInput
+
+    from refiner.patterns import _tokens_by_terminals, parse_by_grammar
+
+    fast = _tokens_by_terminals(text)
+    try:
+        reference = parse_by_grammar(text)
+    except UnexpectedInput:
+        reference = None
+    assert fast == reference
