@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 
 from . import jsontext
 from .catalog import Catalog
+from .errors import InputError
 from .finding import Unused
 from .patterns import glob, intersects_prefix, parse
 from .policy import PolicyInput, action_key, patterns_of
-from .trie import shortest_safe_prefixes
+from .trie import character_prefixes, shortest_safe_prefixes
 
 
 @dataclass
@@ -38,8 +39,25 @@ class Refinement:
         return statements == [] or statements is None
 
 
+# How a wildcard that covers unused actions is replaced (every one is proven by the kernel):
+STRATEGIES = {
+    "words": "the shortest safe prefixes at CamelCase word boundaries (s3:GetObject*)",
+    "characters": "the shortest safe prefixes at any character (s3:GetO*)",
+    "exact": "no new wildcard: the used actions listed by name (no future action is admitted)",
+    "size": "the fewest characters that admit no unused action (today's --max-size form)",
+}
+DEFAULT_STRATEGY = "words"
+
+
+def check_strategy(strategy: str) -> str:
+    if strategy not in STRATEGIES:
+        raise InputError(f"unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    return strategy
+
+
 # AWS's limits on a policy's size, in characters without whitespace.
-SIZE_LIMITS = {"managed": 6_144, "inline": 10_240}
+SIZE_LIMITS = {"managed": 6_144, "inline": 10_240, "user-inline": 2_048, "group-inline": 5_120}
+# "inline" is a role's; a user's and a group's inline policies have limits of their own.
 
 
 def policy_size(document: dict) -> int:
@@ -49,10 +67,10 @@ def policy_size(document: dict) -> int:
 class Refiner:
     """Refines statements against one finding and one catalog."""
 
-    def __init__(self, unused: Unused, catalog: Catalog, compact: bool = False):
+    def __init__(self, unused: Unused, catalog: Catalog, strategy: str = DEFAULT_STRATEGY):
         self.unused = unused
         self.catalog = catalog
-        self.compact = compact  # coarser safe prefixes, for policies over the size limit
+        self.strategy = check_strategy(strategy)  # see STRATEGIES
         self._expansions: dict[str, list[str]] = {}  # a wildcard's replacement, once
         self._refined_lists: dict[tuple[str, ...], list[str]] = {}
 
@@ -138,6 +156,11 @@ class Refiner:
                 dropped.add(text)
         return [entry for entry in entries if entry not in dropped]
 
+    def matched(self, text: str) -> tuple[list[str], list[str]]:
+        """The used catalog actions and the unused names a pattern matches: the names of the
+        trie that replaces it (refiner explain draws it)."""
+        return list(self._used_matches(text)), self._unused_in(text)[0]
+
     def _used_matches(self, text: str) -> Iterator[str]:
         """Catalog actions the pattern matches that are not unused, lazily."""
         pattern, matcher = parse(text), glob(text)
@@ -150,8 +173,14 @@ class Refiner:
         return self._expansions[text]
 
     def _propose(self, text: str, unused_names: list[str]) -> list[str]:
-        return shortest_safe_prefixes(glob(text), list(self._used_matches(text)), unused_names,
-                                      self.unused.services, self.compact)
+        used = list(self._used_matches(text))
+        if self.strategy == "exact":
+            return sorted(used, key=lambda name: (name.lower(), name))
+        if self.strategy == "characters":
+            return shortest_safe_prefixes(glob(text), used, unused_names, self.unused.services,
+                                          False, character_prefixes)
+        return shortest_safe_prefixes(glob(text), used, unused_names, self.unused.services,
+                                      self.strategy == "size")
 
     def _extend_not_action(self, entries: list[str]) -> list[str]:
         """Allow+NotAction: exclude each unused action the statement still allows."""
