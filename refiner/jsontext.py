@@ -128,6 +128,11 @@ def read_json(path: str, what: str) -> object:
 
 def read_text(path: str, what: str) -> str:
     """A file's text ("-" for standard input), bounded in size; failures are InputErrors."""
+    return decode(read_bytes(path, what), path, what)
+
+
+def read_bytes(path: str, what: str) -> bytes:
+    """A file's bytes ("-" for standard input), read once, bounded in size."""
     try:
         if path == "-":
             data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
@@ -138,6 +143,11 @@ def read_text(path: str, what: str) -> str:
         raise InputError(f"cannot read {what} {path}: {error.strerror}") from None
     if len(data) > MAX_INPUT_BYTES:
         raise InputError(f"{what} {path} is larger than {MAX_INPUT_BYTES // 2**20} MiB")
+    return data
+
+
+def decode(data: bytes, path: str, what: str) -> str:
+    """UTF-8 text without its byte-order mark (read_bytes tells whether there was one)."""
     if not data.strip():
         raise InputError(f"{what} {path} is empty")
     try:

@@ -10,7 +10,7 @@ from .catalog import Catalog
 from .finding import Unused
 from .policy import PolicyInput, load_policy, parse_json_text
 from .prove import Checker, Violation, same_json
-from .refine import Refinement, Refiner
+from .refine import DEFAULT_STRATEGY, Refinement, Refiner
 from .writeback import edit_document
 
 
@@ -43,25 +43,31 @@ class Run:
 
 
 def refine_and_prove(policy: PolicyInput, unused: Unused, catalog: Catalog, timeout_ms: int,
-                     compact: bool = False) -> Run:
+                     compact: bool = False, strategy: str = DEFAULT_STRATEGY) -> Run:
     """Refine, write the result into the policy's own text, read it back and check every
-    statement of what was read with the independent checker."""
+    statement of what was read with the independent checker. strategy: how wildcards are
+    narrowed (refine.STRATEGIES); compact=True is the size strategy."""
     started_at = datetime.now(timezone.utc)
     started = time.perf_counter()
-    refinement = Refiner(unused, catalog, compact).refine_policy(policy)
+    refinement = Refiner(unused, catalog, "size" if compact else strategy).refine_policy(policy)
     document_text = edit_document(policy.source.document_text(), refinement.pairs)
     text = refined = None
     proof_pairs: list[tuple[dict, dict | None]] = [(original, None)
                                                    for original, _ in refinement.pairs]
+    violations: list[Violation] = []
     if document_text is not None:
         text = policy.source.with_document(document_text)
         refined = load_policy(parse_json_text(text, "refined policy"), "refined policy", text)
+        kept = sum(new is not None for _, new in refinement.pairs)
+        if len(refined.statements) != kept:  # every statement written must be one proven
+            violations.append(Violation("structure", -1, None, f"the written policy has "
+                                        f"{len(refined.statements)} statements, not {kept}"))
         written = iter(refined.statements)
-        proof_pairs = [(original, next(written) if new is not None else None)
+        proof_pairs = [(original, next(written, None) if new is not None else None)
                        for original, new in refinement.pairs]
     refined_at = time.perf_counter()
     checker = Checker(catalog, unused.actions, unused.services, timeout_ms)
-    violations = _outside_statements_changed(policy, refined)
+    violations += _outside_statements_changed(policy, refined)
     # Every statement is checked, changed or not: an unchanged one must admit nothing unused too.
     violations += [
         violation
@@ -75,11 +81,13 @@ def refine_and_prove(policy: PolicyInput, unused: Unused, catalog: Catalog, time
 
 
 def refine_within_size(policy: PolicyInput, unused: Unused, catalog: Catalog, timeout_ms: int,
-                       max_size: int | None = None) -> Run:
-    """refine_and_prove; when the result is over max_size characters, the coarser safe
-    prefixes too, keeping the shorter (a failed proof of the coarser form is reported)."""
-    run = refine_and_prove(policy, unused, catalog, timeout_ms)
-    if max_size is not None and not run.violations and run.refinement.size > max_size:
+                       max_size: int | None = None, strategy: str = DEFAULT_STRATEGY) -> Run:
+    """refine_and_prove; when the result is over max_size characters, the size strategy's
+    coarser safe prefixes too, keeping the shorter (a failed proof of the coarser form is
+    reported). The exact strategy never gets wildcards it did not ask for."""
+    run = refine_and_prove(policy, unused, catalog, timeout_ms, strategy=strategy)
+    if max_size is not None and strategy in ("words", "characters") and not run.violations \
+            and run.refinement.size > max_size:
         coarser = refine_and_prove(policy, unused, catalog, timeout_ms, compact=True)
         if coarser.violations or coarser.refinement.size < run.refinement.size:
             return coarser
@@ -93,6 +101,23 @@ def _outside_statements_changed(policy: PolicyInput, refined: PolicyInput | None
         return []
     before = {k: v for k, v in policy.document.items() if k != "Statement"}
     after = {k: v for k, v in refined.document.items() if k != "Statement"}
-    if same_json(before, after):
-        return []
-    return [Violation("structure", -1, None, "the policy's keys outside Statement changed")]
+    if not same_json(before, after):
+        return [Violation("structure", -1, None, "the policy's keys outside Statement changed")]
+    wrapper_before = _without_document(policy)
+    if not same_json(wrapper_before, _without_document(refined)):
+        return [Violation("structure", -1, None, "the file around the policy changed")]
+    return []
+
+
+def _without_document(policy: PolicyInput) -> object:
+    """The file's value with the policy document taken out (AWS CLI wrappers)."""
+    from .jsontext import loads
+
+    value = loads(policy.source.text, "policy")
+    if not policy.source.path:
+        return None
+    holder = value
+    for key in policy.source.path[:-1]:
+        holder = holder[key]
+    holder[policy.source.path[-1]] = None
+    return value

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import codecs
+import urllib.parse
 from dataclasses import dataclass
 
 from .errors import InputError
-from .jsontext import dumps, parse_json_text, read_json, read_text  # noqa: F401 (re-exported)
+from .jsontext import (  # noqa: F401 (read_json, read_text re-exported)
+    dumps,
+    parse_json_text,
+    read_bytes,
+    read_json,
+    read_text,
+)
 from .patterns import parse
 from .sniff import POLICY_SHAPES, read_json_as, value_kind, wrong_shape
 from .writeback import Source
@@ -37,11 +44,10 @@ _PRINCIPAL_KEYS = {"RoleName": "role", "UserName": "user", "GroupName": "group"}
 
 def read_policy(path: str, label: str) -> PolicyInput:
     """Read a policy file (or standard input, "-") in any shape load_policy accepts."""
-    text, raw = read_json_as(path, "policy", label, "an IAM policy", POLICY_SHAPES)
+    data = read_bytes(path, "policy")  # read once: a pipe or FIFO cannot be read again
+    text, raw = read_json_as(path, "policy", label, "an IAM policy", POLICY_SHAPES, data)
     policy = load_policy(raw, label, text)
-    if path != "-" and policy.source is not None:
-        with open(path, "rb") as handle:
-            policy.source.bom = handle.read(3) == codecs.BOM_UTF8
+    policy.source.bom = data.startswith(codecs.BOM_UTF8)
     return policy
 
 
@@ -59,10 +65,11 @@ def load_policy(raw: object, label: str = "policy", text: str | None = None) -> 
         path = ("PolicyVersion", "Document")
     elif "PolicyDocument" in raw:
         policy.policy_id = raw.get("PolicyName")
-        policy.kind = "inline"
         path = ("PolicyDocument",)
         policy.principal = next(((kind, raw[key]) for key, kind in _PRINCIPAL_KEYS.items()
                                  if isinstance(raw.get(key), str)), None)
+        owner = policy.principal[0] if policy.principal else "role"
+        policy.kind = "inline" if owner == "role" else f"{owner}-inline"
     elif isinstance(raw.get("recommendedSteps"), list):
         path = _recommended_policy_path(raw, label)
         if path is None:  # DETACH_POLICY: what is recommended has no statement at all
@@ -73,7 +80,7 @@ def load_policy(raw: object, label: str = "policy", text: str | None = None) -> 
         held = held.get(key) if isinstance(held, dict) else held[key]
     source = Source(text if text is not None else dumps(raw, indent=2) + "\n", path)
     if isinstance(held, str):
-        source.encoding = "json" if held.lstrip().startswith("{") else "url"
+        source.encoding = "json" if decoded_document(held) == held else "url"
         held = parse_json_text(source.document_text(), f"{label} document")
     if not isinstance(held, dict) or "Statement" not in held:
         kind = value_kind(held)
@@ -88,9 +95,17 @@ def load_policy(raw: object, label: str = "policy", text: str | None = None) -> 
     return policy
 
 
+def decoded_document(held: str) -> str:
+    """A policy document held in a string: JSON text, or URL-encoded JSON text (IAM's API)."""
+    return held if held.lstrip().startswith("{") else urllib.parse.unquote(held)
+
+
 def _recommended_policy_path(raw: dict, label: str) -> tuple | None:
-    """Where the policy of a recommendation's first CREATE_POLICY step is held (None for a
-    DETACH_POLICY step)."""
+    """Where the policy of a recommendation's one step is held (None for a DETACH_POLICY
+    step). A recommendation for several policies names none of them alone: refused."""
+    if len(raw["recommendedSteps"]) > 1:
+        raise InputError(f"{label}: the recommendation has {len(raw['recommendedSteps'])} steps "
+                         "(one per policy): give the recommendedPolicy of the one to check")
     for number, step in enumerate(raw["recommendedSteps"]):
         detail = step.get("unusedPermissionsRecommendedStep") if isinstance(step, dict) else None
         action = detail.get("recommendedAction") if isinstance(detail, dict) else None

@@ -27,6 +27,7 @@ from .pipeline import refine_and_prove
 from .policy import load_policy, patterns_of
 from .prove import DEFAULT_TIMEOUT_MS
 from .refine import SIZE_LIMITS, policy_size
+from .render import as_diff, timestamp
 from .report import write_report
 from .split import split_policy
 
@@ -53,10 +54,11 @@ def recommend(job: Job) -> dict:
     its finding (in parallel), write OUTDIR/recommendations/<id>.json, summary.json and
     report.html; return the summary's totals. Findings already done with the same inputs are
     not done again, so an interrupted run is finished by running it again."""
+    out = Path(job.outdir)
+    _refuse_overlap(out, job.findings + job.authorization_details)
     account = Account.read(job.authorization_details)
     pages = finding_pages(job.findings)
-    catalog = catalog_for(job.catalog)  # loaded before the workers fork: they share it
-    out = Path(job.outdir)
+    catalog = catalog_for(job.catalog, fresh=True)  # loaded before the workers fork
     for folder in (out, out / RECOMMENDATIONS, out / STATE):
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -64,16 +66,21 @@ def recommend(job: Job) -> dict:
             raise InputError(f"cannot create {folder}: {error.strerror}") from None
     rows: list[dict] = []
     tasks: list[dict] = []
+    digest = catalog_digest(catalog)
     for finding_id in sorted(pages):
-        routed = route(finding_id, pages[finding_id], account, job, catalog)
+        routed = route(finding_id, pages[finding_id], account, job, catalog, digest)
         if "task" not in routed:
             rows.append(routed)
         elif (done := _done_before(out, routed["task"])) is not None:
             rows.append(done)
         else:
             tasks.append(routed["task"])
+    # What this run does not produce must not linger from an earlier one: recommendations of
+    # findings now skipped or gone, and the temporary files of a run that was killed.
+    _keep_only(out, {finding_file_name(t["findingId"]) for t in tasks}
+               | {finding_file_name(r["findingId"]) for r in rows if "principal" in r})
     with progress(job.progress, len(tasks), "refining and proving") as advance:
-        for result in execute(tasks, job):
+        for result in execute(tasks, job, catalog):
             _write_result(out, result)
             rows.append(result["row"])
             advance()
@@ -88,7 +95,7 @@ def recommend(job: Job) -> dict:
 # --- routing: what each finding asks for ---------------------------------------------------------
 
 def route(finding_id: str, pages: FindingPages, account: Account, job: Job,
-          catalog: Catalog) -> dict:
+          catalog: Catalog, digest: str) -> dict:
     """A summary row for a finding that needs no policy work, else {"task": ...}."""
     head = pages.head
     arn = head.get("resource") if isinstance(head.get("resource"), str) else None
@@ -107,7 +114,7 @@ def route(finding_id: str, pages: FindingPages, account: Account, job: Job,
             "principal": {"arn": principal.arn, "kind": principal.kind, "name": principal.name,
                           "missing": principal.missing},
             "policies": [p.as_task() for p in principal.policies],
-            "catalog": job.catalog, "catalogVersion": catalog.version,
+            "catalog": job.catalog, "catalogVersion": catalog.version, "catalogDigest": digest,
             "timeoutMs": job.timeout_ms, "refiner": __version__}
     task["digest"] = hashlib.sha256(json.dumps(task, sort_keys=True).encode()).hexdigest()
     return {"task": task}
@@ -115,13 +122,29 @@ def route(finding_id: str, pages: FindingPages, account: Account, job: Job,
 
 # --- the work of one finding (in a worker process: JSON in, JSON out) ---------------------------
 
+_LOADED: dict[str | None, Catalog] = {}  # this process's catalog, by --catalog path
+
+
+def catalog_for(path: str | None, fresh: bool = False) -> Catalog:
+    """The catalog, loaded once per process (fresh: read again, as every run's parent does,
+    so that forked workers share what this run read)."""
+    if fresh or path not in _LOADED:
+        _LOADED[path] = load_file(path) if path else load_default()
+    return _LOADED[path]
+
+
+def catalog_digest(catalog: Catalog) -> str:
+    """What the catalog holds, not where it came from: a file edited in place is another
+    catalog, and findings refined with the old one are done again."""
+    return hashlib.sha256(json.dumps(catalog.services, sort_keys=True).encode()).hexdigest()
+
+
 @functools.lru_cache(maxsize=4)
-def catalog_for(path: str | None) -> Catalog:
-    """The catalog, loaded once per process."""
-    return load_file(path) if path else load_default()
+def _shipped_catalog(services_json: str, version: str) -> Catalog:
+    return Catalog(json.loads(services_json), version)
 
 
-def recommend_one(task: dict) -> dict:
+def recommend_one(task: dict, shipped: str | None = None) -> dict:
     """The recommendation for one finding: a step for every policy of the principal that the
     refinement changes, each proven. Any failure makes this finding FAILED, never the run."""
     started = datetime.now(timezone.utc)
@@ -134,14 +157,21 @@ def recommend_one(task: dict) -> dict:
     steps: list[dict] = []
     diffs: list[dict] = []
     try:
-        catalog = catalog_for(task["catalog"])
+        # A Dask worker gets the catalog itself (its files may not be where the client's are).
+        catalog = _shipped_catalog(shipped, task["catalogVersion"]) if shipped \
+            else catalog_for(task["catalog"])
+        if task["principal"]["missing"]:  # a partial answer would look like a whole one
+            raise InputError("the authorization details lack what is attached to this "
+                             f"principal ({', '.join(task['principal']['missing'])}): export "
+                             "them without --filter")
         labelled = [(f"finding {task['findingId']} page {number}",
                      parse_json_text(text, f"finding {task['findingId']}"))
                     for number, text in enumerate(task["pages"], 1)]
         unused = merge_findings(labelled, catalog)
         attached = sum(ref["kind"] == "managed" for ref in task["policies"])
         for ref in task["policies"]:
-            entry, step, diff = _one_policy(ref, unused, catalog, task["timeoutMs"], attached)
+            entry, step, diff = _one_policy(ref, unused, catalog, task["timeoutMs"], attached,
+                                            task["principal"]["kind"])
             row["policies"].append(entry)
             row["proofQueries"] += entry.pop("proofQueries", 0)
             if step is not None:
@@ -157,8 +187,8 @@ def recommend_one(task: dict) -> dict:
                                    "message": f"{type(failure).__name__}: {failure}"}
     response = {"resourceArn": task["resourceArn"],
                 "recommendationType": "UnusedPermissionRecommendation", "status": status,
-                "startedAt": _timestamp(started),
-                "completedAt": _timestamp(datetime.now(timezone.utc))}
+                "startedAt": timestamp(started),
+                "completedAt": timestamp(datetime.now(timezone.utc))}
     if error:
         response["error"] = error
         steps, diffs = [], []
@@ -173,7 +203,8 @@ class ProofFailed(Exception):
     pass
 
 
-def _one_policy(ref: dict, unused: Unused, catalog: Catalog, timeout_ms: int, attached: int):
+def _one_policy(ref: dict, unused: Unused, catalog: Catalog, timeout_ms: int, attached: int,
+                owner: str = "role"):
     """(summary entry, recommended step or None, diff or None) for one policy."""
     label = f"policy {ref['name']}"
     entry: dict = {"policyId": ref["policyId"], "kind": ref["kind"]}
@@ -186,7 +217,8 @@ def _one_policy(ref: dict, unused: Unused, catalog: Catalog, timeout_ms: int, at
         raise ProofFailed(f"{label}: " + "; ".join(v.describe() for v in run.violations[:3]))
     before = policy.statements
     after = run.refined.statements if run.refined else []
-    limit = SIZE_LIMITS["managed" if ref["kind"] == "managed" else "inline"]
+    limit = SIZE_LIMITS["managed" if ref["kind"] == "managed" else
+                        "inline" if owner == "role" else f"{owner}-inline"]
     entry.update(patterns=[_pattern_count(before), _pattern_count(after)],
                  characters=[policy_size(policy.document), run.refinement.size if after else 0],
                  changed=run.changed, proofQueries=run.queries)
@@ -205,8 +237,6 @@ def _one_policy(ref: dict, unused: Unused, catalog: Catalog, timeout_ms: int, at
             if ref["kind"] == "managed":
                 entry["split"] = split_policy(run.refined.document, limit, catalog, timeout_ms,
                                               other_attached=attached - 1)
-    from .render import as_diff  # the diff renderer is shared with `refine --format diff`
-
     return entry, step, {"policyId": ref["policyId"], "diff": as_diff(run, ref["name"])}
 
 
@@ -216,21 +246,23 @@ def _pattern_count(statements: list[dict]) -> int:
 
 def _unused_granted(text: str, label: str, unused: Unused, catalog: Catalog) -> list[str]:
     """Unused actions (catalog actions of wholly unused services too) that a group policy's
-    Allow+Action statements grant: a report for the group's owner, not a proof."""
+    Allow statements grant: a report for the group's owner, not a proof."""
     policy = load_policy(parse_json_text(text, label), label, text)
     names = list(unused.actions.values()) + [a for s in sorted(unused.services)
                                              for a in catalog.actions_of(s)]
     granted = set()
     for statement in policy.statements:
-        if statement.get("Effect") == "Allow" and "Action" in statement:
-            matchers = [glob(p) for p in patterns_of(statement)]
-            granted |= {n for n in names if any(m.matches(n) for m in matchers)}
+        if statement.get("Effect") != "Allow":
+            continue
+        matchers = [glob(p) for p in patterns_of(statement)]
+        listed = "Action" in statement  # Action admits what matches; NotAction what does not
+        granted |= {n for n in names if any(m.matches(n) for m in matchers) == listed}
     return sorted(granted, key=str.lower)
 
 
 # --- running the tasks ------------------------------------------------------------------------------
 
-def execute(tasks: list[dict], job: Job) -> Iterator[dict]:
+def execute(tasks: list[dict], job: Job, catalog: Catalog) -> Iterator[dict]:
     """Results of recommend_one for every task, as they finish, on a process pool (or a Dask
     cluster with job.scheduler). A worker that dies (a solver abort kills its process) breaks
     a process pool: the tasks that were in flight are redone one by one in a child each, so
@@ -238,7 +270,7 @@ def execute(tasks: list[dict], job: Job) -> Iterator[dict]:
     if not tasks:
         return
     if job.scheduler:
-        yield from _on_dask(tasks, job.scheduler)
+        yield from _on_dask(tasks, job.scheduler, catalog)
         return
     workers = job.workers or multiprocessing.cpu_count()
     # Forked workers share the catalog the parent loaded; elsewhere each loads it once.
@@ -288,17 +320,20 @@ def _isolated(task: dict) -> dict:
         return _failed(task, "SolverCrashed", str(failure))
 
 
-def _on_dask(tasks: list[dict], address: str) -> Iterator[dict]:
+def _on_dask(tasks: list[dict], address: str, catalog: Catalog) -> Iterator[dict]:
     try:
         from distributed import Client, as_completed
     except ImportError:
         raise InputError("--scheduler needs Dask: pip install 'iam-refiner[dask]'") from None
     try:
         client = Client(address, timeout="10s")
-    except OSError as error:
+    except (OSError, ValueError, TypeError) as error:
         raise InputError(f"cannot reach the Dask scheduler {address}: {error}") from None
     with client:
-        futures = {client.submit(recommend_one, task, pure=False): task for task in tasks}
+        # The catalog goes to every worker once, as JSON text.
+        shipped = client.scatter(json.dumps(catalog.services), broadcast=True)
+        futures = {client.submit(recommend_one, task, shipped, pure=False): task
+                   for task in tasks}
         for future in as_completed(futures):
             try:
                 yield future.result()
@@ -307,7 +342,7 @@ def _on_dask(tasks: list[dict], address: str) -> Iterator[dict]:
 
 
 def _failed(task: dict, code: str, message: str) -> dict:
-    now = _timestamp(datetime.now(timezone.utc))
+    now = timestamp(datetime.now(timezone.utc))
     error = {"code": code, "message": message}
     return {"task": task, "diffs": [],
             "recommendation": {"resourceArn": task["resourceArn"],
@@ -343,7 +378,25 @@ def _done_before(out: Path, task: dict) -> dict | None:
         return None
     if state.get("digest") != task["digest"] or not (out / RECOMMENDATIONS / name).is_file():
         return None
+    if state["row"].get("status") == "FAILED":  # a failure is tried again, never kept
+        return None
     return state["row"]
+
+
+def _keep_only(out: Path, names: set[str]) -> None:
+    for folder in (out / RECOMMENDATIONS, out / STATE):
+        for path in folder.iterdir():
+            if path.name not in names and (path.suffix == ".json" or path.name.startswith(".")):
+                path.unlink()
+
+
+def _refuse_overlap(out: Path, inputs: list[str]) -> None:
+    """OUTDIR must not hold an input, nor lie inside one (a re-run would read its own output)."""
+    target = out.resolve()
+    for path in inputs:
+        source = Path(path).resolve()
+        if source == target or target in source.parents or source in target.parents:
+            raise InputError(f"-o {out} overlaps the input {path}: give another folder")
 
 
 def _diffs(out: Path, rows: list[dict]) -> Iterable[tuple[dict, list[dict]]]:
@@ -374,5 +427,3 @@ def totals(rows: list[dict]) -> dict:
     return count
 
 
-def _timestamp(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -48,8 +48,8 @@ def as_recommendation(run, resource_arn: str | None, extra: dict | None = None) 
     response.update(
         {
             "status": "SUCCEEDED",
-            "startedAt": _timestamp(run.started_at),
-            "completedAt": _timestamp(run.completed_at),
+            "startedAt": timestamp(run.started_at),
+            "completedAt": timestamp(run.completed_at),
             "recommendedSteps": [{"unusedPermissionsRecommendedStep": step}],
         }
     )
@@ -57,7 +57,7 @@ def as_recommendation(run, resource_arn: str | None, extra: dict | None = None) 
     return as_json(response)
 
 
-def _timestamp(moment: datetime) -> str:
+def timestamp(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from .errors import InputError
-from .jsontext import parse_json_text, read_text
+from .jsontext import decode, parse_json_text, read_text
 
 POLICY_SHAPES = ("a policy document, `aws iam get-policy-version`, `get-role-policy` or "
                  "`get-user-policy` output, or refiner's --format aws output")
@@ -59,10 +59,11 @@ def wrong_shape(label: str, kind: str | None, expected: str, shapes: str) -> str
     return f"{label}{looks}; it accepts {shapes}"
 
 
-def read_json_as(path: str, what: str, label: str, expected: str, shapes: str) -> tuple[str, object]:
-    """A JSON file's text and value; text that is not JSON but looks like a known shape (YAML,
-    HCL) is named in the error line."""
-    text = read_text(path, what)
+def read_json_as(path: str, what: str, label: str, expected: str, shapes: str,
+                 data: bytes | None = None) -> tuple[str, object]:
+    """A JSON file's text and value (data: its bytes, when already read); text that is not
+    JSON but looks like a known shape (YAML, HCL) is named in the error line."""
+    text = read_text(path, what) if data is None else decode(data, path, what)
     try:
         return text, parse_json_text(text, label)
     except InputError:

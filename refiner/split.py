@@ -7,7 +7,7 @@ import copy
 from .catalog import Catalog
 from .jsontext import dumps
 from .policy import patterns_of
-from .prove import Checker
+from .prove import Checker, Violation
 from .refine import policy_size
 
 DEFAULT_ATTACHMENT_QUOTA = 10  # managed policies per role or user (AWS's default quota)
@@ -18,11 +18,13 @@ def split_policy(document: dict, limit: int, catalog: Catalog, timeout_ms: int,
     """Parts of document, each at most limit characters (whitespace excluded), with the same
     statement keys and the Action lists of Allow statements divided among them.
 
-    Each statement's pieces, joined again, are proven to admit exactly the strings the
-    statement admitted (each contains the other, over all strings), so attaching every part
-    grants what the one policy granted. NotAction and Deny statements are never divided (a
-    divided NotAction would allow more). other_attached: the managed policies the principal
-    has besides this one, which count against the same attachment quota."""
+    Each statement's pieces divide its Action list (checked here: joined again in order they
+    are the list, and every other key is the statement's), so together they admit exactly the
+    strings it admitted, and attaching every part grants what the one policy granted; the
+    kernel also checks each joined statement against the original both ways. NotAction and
+    Deny statements are never divided (a divided NotAction would allow more).
+    other_attached: the managed policies the principal has besides this one, which count
+    against the same attachment quota."""
     shell = {key: value for key, value in document.items() if key != "Statement"}
     statements = document["Statement"] if isinstance(document["Statement"], list) \
         else [document["Statement"]]
@@ -34,7 +36,9 @@ def split_policy(document: dict, limit: int, catalog: Catalog, timeout_ms: int,
     for index, piece in pieces:  # first fit, in statement order
         size = policy_size(piece) + 1
         for part in parts:
-            if sum(policy_size(p) + 1 for _, p in part) + size <= room:
+            # Two pieces of one statement in one part would repeat its Sid (IAM refuses that).
+            if all(i != index for i, _ in part) and \
+                    sum(policy_size(p) + 1 for _, p in part) + size <= room:
                 part.append((index, piece))
                 break
         else:
@@ -44,7 +48,13 @@ def split_policy(document: dict, limit: int, catalog: Catalog, timeout_ms: int,
     checker = Checker(catalog, [], [], timeout_ms)
     problems = []
     for index, statement in enumerate(statements):
-        joined = _joined(statement, [p for i, p in pieces if i == index])
+        own = [piece for part in documents for piece in part["Statement"]
+               if piece is not None and _index_of(piece, pieces) == index]
+        joined = _joined(statement, own)
+        if patterns_of(joined) != patterns_of(statement) or any(
+                {k: v for k, v in piece.items() if k != "Action"}
+                != {k: v for k, v in statement.items() if k != "Action"} for piece in own):
+            problems.append(Violation("structure", index, None, "the parts do not divide it"))
         problems += checker.check_statement(index, statement, joined)
         problems += checker.check_statement(index, joined, statement)
     return {"parts": [dumps(d, indent=2) + "\n" for d in documents], "fits": fits,
@@ -74,6 +84,10 @@ def _pieces(statement: dict, room: int) -> list[dict]:
         piece["Action"] = run
         result.append(piece)
     return result
+
+
+def _index_of(piece: dict, pieces: list[tuple[int, dict]]) -> int:
+    return next(index for index, candidate in pieces if candidate is piece)
 
 
 def _joined(statement: dict, pieces: list[dict]) -> dict:

@@ -14,8 +14,6 @@ import urllib.parse
 from dataclasses import dataclass
 from json.decoder import scanstring
 
-from .jsontext import dumps
-
 _SPACE = re.compile(r"[ \t\n\r]*")
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 
@@ -89,13 +87,21 @@ class Source:
         return urllib.parse.unquote(held) if self.encoding == "url" else held
 
     def with_document(self, document_text: str) -> str:
-        """The whole text with the document replaced (re-encoded the way it was held)."""
+        """The whole text with the document replaced, re-encoded the way it was held: the
+        text itself when the document did not change; a URL-encoded one keeps the characters
+        the original left unencoded."""
+        if document_text == self.document_text():
+            return self.text
         node = self._node()
         if self.encoding is None:
             replacement = document_text
         else:
-            held = urllib.parse.quote(document_text, safe="") if self.encoding == "url" \
-                else document_text
+            if self.encoding == "url":
+                held_before = json.loads(self.text[node.start:node.end])
+                plain = "".join(sorted({c for c in held_before if c != "%" and not c.isalnum()}))
+                held = urllib.parse.quote(document_text, safe=plain)
+            else:
+                held = document_text
             replacement = json.dumps(held, ensure_ascii=False)
         return self.text[:node.start] + replacement + self.text[node.end:]
 
@@ -124,17 +130,16 @@ def edit_document(text: str, pairs: list[tuple[dict, dict | None]]) -> str | Non
         new = _edit_statement(text, statement_node, original, refined, newline)
         return text[:statement_node.start] + new + text[statement_node.end:]
     elements = statement_node.members
-    kept = [(node, original, refined) for node, (original, refined) in zip(elements, pairs,
-                                                                             strict=True)
+    kept = [(number, node, original, refined)
+            for number, (node, (original, refined)) in enumerate(zip(elements, pairs, strict=True))
             if refined is not None]
     if not kept:
         return None
     pieces = [text[statement_node.start:elements[0].start]]  # "[" and what follows it
-    for number, (node, original, refined) in enumerate(kept):
+    for order, (number, node, original, refined) in enumerate(kept):
         pieces.append(_edit_statement(text, node, original, refined, newline))
-        if number + 1 < len(kept):  # the separator that followed this element
-            following = elements[elements.index(node) + 1]
-            pieces.append(text[node.end:following.start])
+        if order + 1 < len(kept):  # the separator that followed this element
+            pieces.append(text[node.end:elements[number + 1].start])
     pieces.append(text[elements[-1].end:statement_node.end])  # what precedes "]", and "]"
     return text[:statement_node.start] + "".join(pieces) + text[statement_node.end:]
 
@@ -169,8 +174,9 @@ def _render_value(text: str, statement: Node, value: Node, entries: str | list[s
         return "[" + head + separator.join(literals) + tail + "]"
     # A single string becomes a list: one entry a line, one level deeper than the key's line,
     # when the statement spans lines; on one line when it does not.
-    if "\n" not in text[statement.start:statement.end]:
-        return "[" + ", ".join(literals) + "]"
+    own = text[statement.start:statement.end]
+    if "\n" not in own:
+        return "[" + (", " if ", " in own else ",").join(literals) + "]"
     key_indent, statement_indent = _indentation(text, value.start), _indentation(text, statement.start)
     unit = key_indent[len(statement_indent):] if key_indent.startswith(statement_indent) else ""
     inner = newline + key_indent + (unit or "  ")
@@ -180,8 +186,3 @@ def _render_value(text: str, statement: Node, value: Node, entries: str | list[s
 def _indentation(text: str, at: int) -> str:
     line_start = text.rfind("\n", 0, at) + 1
     return _SPACE.match(text, line_start).group()[: at - line_start]
-
-
-def document_source(document: dict) -> Source:
-    """A source for a document that came without text (the Python API): two-space JSON."""
-    return Source(dumps(document, indent=2) + "\n")

@@ -50,7 +50,7 @@ def recommend(bundle, outdir: Path, *options) -> int:
 @pytest.fixture(scope="module")
 def first_run(bundle, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
-    assert recommend(bundle, out, "--workers", "2") == 0
+    assert recommend(bundle, out, "--workers", "2") == 1  # Role00011's broken policy FAILED
     return out
 
 
@@ -144,7 +144,7 @@ def test_pages_split_across_files_equal_the_whole_finding(bundle, first_run, tmp
     assert len(list(whole.glob("*.json"))) < len(list(findings.glob("*.json")))
     out = tmp_path / "out"
     assert main(["recommend", "--authorization-details", str(details), "--findings", str(whole),
-                 "-o", str(out)]) == 0
+                 "-o", str(out)]) == 1
     assert outputs(out) == outputs(first_run)
 
 
@@ -185,7 +185,7 @@ def test_a_run_killed_midway_finishes_the_same(bundle, first_run, tmp_path):
     done = len(list((out / "state").glob("*.json")))
     assert 0 < done < 51, "the run was not interrupted midway"
     assert not (out / "summary.json").exists()
-    assert recommend(bundle, out) == 0
+    assert recommend(bundle, out) == 1
     assert outputs(out) == outputs(first_run)
     assert not list(out.rglob(".*.json.*"))  # no temporary file left behind
 
@@ -203,7 +203,7 @@ def test_a_dying_worker_fails_only_its_finding(bundle, tmp_path, monkeypatch):
     # Workers are forked from this process, so they run the patched function.
     monkeypatch.setattr(refiner.recommend, "_one_policy", dies_on_one_policy)
     out = tmp_path / "out"
-    assert recommend(bundle, out, "--workers", "2") == 0
+    assert recommend(bundle, out, "--workers", "2") == 1
     rows = json.loads((out / "summary.json").read_text())["findings"]
     dead = [r for r in rows if r["status"] == "FAILED" and r["resourceArn"].endswith("Role00020")]
     assert len(dead) == 1 and dead[0]["error"]["code"] == "SolverCrashed"
@@ -215,7 +215,7 @@ def test_dask_local_cluster_gives_the_same_results(bundle, first_run, tmp_path):
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   host="127.0.0.1", dashboard_address=None) as cluster:
         out = tmp_path / "out"
-        assert recommend(bundle, out, "--scheduler", cluster.scheduler_address) == 0
+        assert recommend(bundle, out, "--scheduler", cluster.scheduler_address) == 1
     assert outputs(out) == outputs(first_run)
 
 
@@ -327,3 +327,109 @@ def test_a_managed_policy_refined_over_the_limit_gets_a_proven_split(tmp_path, c
     actions = catalog.all_actions()
     assert set().union(*(allowed_by(s, actions) for p in parts for s in p["Statement"])) == \
         set().union(*(allowed_by(s, actions) for s in refined["Statement"]))
+
+
+# --- found by review: each a regression test ---------------------------------------------------
+
+def small_account(folder: Path, policy: dict, attached: list | None = None,
+                  catalog_names: dict | None = None) -> tuple[Path, Path]:
+    export = {"RoleDetailList": [{"RoleName": "R", "Arn": "arn:aws:iam::111122223333:role/R",
+                                  "RolePolicyList": [{"PolicyName": "r-inline",
+                                                      "PolicyDocument": policy}],
+                                  "AttachedManagedPolicies": attached or []}]}
+    (folder / "details.json").write_text(json.dumps(export))
+    findings = folder / "findings"
+    findings.mkdir(exist_ok=True)
+    (findings / "f.json").write_text(json.dumps({
+        "id": "f", "resource": "arn:aws:iam::111122223333:role/R", "status": "ACTIVE",
+        "findingType": "UnusedPermission", "findingDetails": [{"unusedPermissionDetails": {
+            "serviceNamespace": "s3", "actions": [{"action": "GetObject"}]}}]}))
+    return folder / "details.json", findings
+
+
+S3_GET = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "s3:Get*", "Resource": "*"}]}
+
+
+def run_small(details, findings, out, *options) -> int:
+    return main(["recommend", "--authorization-details", str(details), "--findings",
+                 str(findings), "-o", str(out), "--workers", "1", *map(str, options)])
+
+
+def test_failures_are_tried_again_and_a_changed_catalog_redoes_the_work(tmp_path, monkeypatch):
+    import refiner.recommend
+
+    details, findings = small_account(tmp_path, S3_GET)
+    out = tmp_path / "out"
+    real = refiner.recommend._one_policy
+
+    def dies(ref, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+    monkeypatch.setattr(refiner.recommend, "_one_policy", dies)
+    assert run_small(details, findings, out) == 1
+    monkeypatch.setattr(refiner.recommend, "_one_policy", real)
+    assert run_small(details, findings, out) == 0  # the failure was not kept as done
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps({"s3": ["GetObject", "GetObjectAcl"]}))
+    assert run_small(details, findings, out, "--catalog", catalog) == 0
+    first = (out / "recommendations" / "f.json").read_text()
+    catalog.write_text(json.dumps({"s3": ["GetObject", "GetObjectAcl", "GetBucketAcl"]}))
+    assert run_small(details, findings, out, "--catalog", catalog) == 0
+    assert "GetBucketAcl" in (out / "recommendations" / "f.json").read_text() != first
+
+
+def test_a_principal_whose_policies_the_export_lacks_fails(tmp_path):
+    details, findings = small_account(tmp_path, S3_GET, attached=[
+        {"PolicyName": "Gone", "PolicyArn": "arn:aws:iam::111122223333:policy/Gone"}])
+    out = tmp_path / "out"
+    assert run_small(details, findings, out) == 1
+    row = json.loads((out / "summary.json").read_text())["findings"][0]
+    assert row["status"] == "FAILED" and "policy/Gone" in row["error"]["message"]
+
+
+def test_the_same_export_twice_makes_one_step_per_policy(tmp_path):
+    details, findings = small_account(tmp_path, S3_GET)
+    out = tmp_path / "out"
+    assert main(["recommend", "--authorization-details", str(details), str(details),
+                 "--findings", str(findings), "-o", str(out), "--workers", "1"]) == 0
+    steps = json.loads((out / "recommendations" / "f.json").read_text())["recommendedSteps"]
+    assert len(steps) == 1
+
+
+def test_stale_and_half_written_files_do_not_survive_a_run(tmp_path):
+    details, findings = small_account(tmp_path, S3_GET)
+    out = tmp_path / "out"
+    assert run_small(details, findings, out) == 0
+    (out / "state" / ".f.json.abc123").write_text("{")  # what kill -9 mid-write leaves
+    finding = json.loads((findings / "f.json").read_text())
+    (findings / "f.json").write_text(json.dumps({**finding, "status": "ARCHIVED"}))
+    assert run_small(details, findings, out) == 0
+    assert not list((out / "recommendations").iterdir()) and not list((out / "state").iterdir())
+
+
+def test_json_lines_keep_line_separators_inside_strings(tmp_path):
+    details, findings = small_account(tmp_path, S3_GET)
+    response = json.loads((findings / "f.json").read_text())
+    response["note"] = "a\u2028b"
+    lines = tmp_path / "findings.jsonl"
+    lines.write_text(json.dumps(response, ensure_ascii=False) + "\n")
+    assert run_small(details, lines, tmp_path / "out") == 0
+
+
+def test_outputs_that_overlap_inputs_and_unreachable_schedulers_are_refused(tmp_path, capsys):
+    details, findings = small_account(tmp_path, S3_GET)
+    assert run_small(details, findings, findings) == 2
+    assert "overlaps the input" in capsys.readouterr().err
+    assert run_small(details, findings, tmp_path / "out", "--scheduler", "bogus") == 2
+    assert "cannot reach the Dask scheduler" in capsys.readouterr().err
+
+
+def test_group_policies_with_not_action_report_what_they_grant(catalog):
+    from refiner.finding import parse_finding
+    from refiner.recommend import _unused_granted
+
+    unused = parse_finding([{"serviceNamespace": "ec2", "actions": ["RunInstances"]}], catalog)
+    text = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}]})
+    assert _unused_granted(text, "group policy", unused, catalog) == ["ec2:RunInstances"]

@@ -302,3 +302,111 @@ def test_closed_standard_output_ends_quietly(tmp_path):
     result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
     assert result.stdout == " 141\n", result
     assert "Traceback" not in result.stderr and "Broken pipe" not in result.stderr
+
+
+# --- found by review: each a regression test -------------------------------------------------
+
+def test_a_written_statement_that_was_not_proven_is_caught(monkeypatch, catalog):
+    import refiner.pipeline
+    from refiner.finding import parse_finding
+
+    real = refiner.pipeline.edit_document
+
+    def adds_a_statement(text, pairs):  # a writer bug that slips in an extra grant
+        edited = real(text, pairs)
+        return edited.replace('"Statement": [', '"Statement": [{"Effect": "Allow", '
+                              '"Action": "*", "Resource": "*"}, ', 1)
+
+    monkeypatch.setattr(refiner.pipeline, "edit_document", adds_a_statement)
+    policy = load_policy(json.loads(POLICY_TEXT), "p", POLICY_TEXT)
+    unused = parse_finding(json.loads((EXAMPLES / "unused.json").read_text()), catalog)
+    run = refiner.pipeline.refine_and_prove(policy, unused, catalog, 20_000)
+    assert any(v.kind == "structure" for v in run.violations)
+
+
+def test_documents_held_in_strings_are_not_re_encoded(tmp_path, capsys):
+    held = ('{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject",'
+            '"Resource":"arn:aws:s3:::b\\/a\\u0026b\\/*"}]}')
+    wrapper = tmp_path / "wrap.json"
+    wrapper.write_text('{"RoleName": "R", "PolicyName": "p", "PolicyDocument": '
+                       + json.dumps(held) + "}\n")
+    before = wrapper.read_text()
+    nothing = write(tmp_path / "none.json", NOTHING_UNUSED)
+    assert refine(wrapper, "--unused", nothing, "--exit-code") == 0
+    assert capsys.readouterr().out == before
+    assert refine(wrapper, "--unused", nothing, "--in-place") == 0
+    assert wrapper.read_text() == before and not (tmp_path / "wrap.json.bak").exists()
+    # URL-encoded, with "*" and ":" left as they were: a change keeps them unencoded elsewhere.
+    document = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:Get*", "Resource": "arn:aws:s3:::b/*"}]}
+    encoded = urllib.parse.quote(json.dumps(document), safe="*:/")
+    role = write(tmp_path / "role.json", {"RoleName": "R", "PolicyName": "p",
+                                          "PolicyDocument": encoded})
+    finding = write(tmp_path / "f.json", [{"serviceNamespace": "s3", "actions": ["GetObject"]}])
+    assert refine(role, "--unused", finding) == 0
+    written = json.loads(capsys.readouterr().out)["PolicyDocument"]
+    assert "arn:aws:s3:::b/*" in written and "%2A" not in written
+
+
+def test_inputs_of_other_kinds_and_places(tmp_path, capsys):
+    policy = write(tmp_path / "p.json", POLICY_TEXT)
+    # a FIFO is read once (it used to hang, read again for its byte-order mark)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    command = f"cat {policy} > {fifo} & {sys.executable} -m refiner.cli refine {fifo} --unused {LIST_FINDING}"
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and '"lambda:Invoke*"' in result.stdout
+    # --in-place through a symbolic link refines the file and keeps the link
+    real = tmp_path / "real.json"
+    real.write_text(POLICY_TEXT)
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    assert refine(link, "--unused", LIST_FINDING, "--in-place") == 0
+    assert link.is_symlink() and '"lambda:Invoke*"' in real.read_text()
+    # "-o -" is standard output
+    assert refine(policy, "--unused", LIST_FINDING, "-o", "-") == 0
+    assert '"lambda:Invoke*"' in capsys.readouterr().out and not (tmp_path / "-").exists()
+    # sizes and kinds that cannot be
+    assert "--max-size" in error_line(capsys, refine(policy, "--unused", LIST_FINDING,
+                                                     "--max-size", "0"))
+    empty = write(tmp_path / "catalog.json", {})
+    assert "empty" in error_line(capsys, refine(policy, "--unused", LIST_FINDING,
+                                                "--catalog", empty))
+
+
+def test_closed_standard_output_is_one_line(tmp_path):
+    policy = write(tmp_path / "p.json", POLICY_TEXT)
+    result = subprocess.run(["bash", "-c", f"{sys.executable} -m refiner.cli refine {policy} "
+                             f"--unused {LIST_FINDING} >&-"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and "standard output is closed" in result.stderr
+
+
+def test_a_wildcard_of_a_service_the_catalog_lacks_is_named(tmp_path, capsys):
+    policy = write(tmp_path / "p.json", {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:GetObject", "bedrockx:Get*"], "Resource": "*"}]})
+    finding = write(tmp_path / "f.json", [{"serviceNamespace": "bedrockx", "actions": ["GetFoo"]}])
+    assert refine(policy, "--unused", finding) == 0
+    captured = capsys.readouterr()
+    assert "bedrockx:Get*" in captured.err and "dropped, not narrowed" in captured.err
+
+
+def test_user_inline_policies_have_their_own_size_limit(tmp_path, capsys):
+    document = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:Get*", "ec2:Describe*"], "Resource": "*"}]}
+    user = write(tmp_path / "user.json", {"UserName": "dev", "PolicyName": "p",
+                                          "PolicyDocument": document})
+    finding = write(tmp_path / "f.json", [{"serviceNamespace": "s3", "actions": ["GetObject"]},
+                                          {"serviceNamespace": "ec2",
+                                           "actions": ["DescribeInstances"]}])
+    assert refine(user, "--unused", finding, "--fail-over-limit") == 5
+    assert "2048" in capsys.readouterr().err.replace(",", "")
+
+
+def test_a_recommendation_for_several_policies_is_not_one_policy(tmp_path, capsys):
+    step = {"unusedPermissionsRecommendedStep": {"recommendedAction": "CREATE_POLICY",
+                                                 "recommendedPolicy": POLICY_TEXT}}
+    several = write(tmp_path / "r.json", {"recommendedSteps": [step, step]})
+    policy = write(tmp_path / "p.json", POLICY_TEXT)
+    line = error_line(capsys, main(["verify", policy, several, "--unused", LIST_FINDING]))
+    assert "2 steps" in line
