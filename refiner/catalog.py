@@ -72,6 +72,8 @@ def load_default() -> Catalog:
     cached = _cache_path(data.data_version())
     try:  # one file per catalog version: every process after the first starts faster
         services = json.loads(cached.read_text(encoding="utf-8"))
+        if not isinstance(services, dict) or not all(isinstance(v, list) for v in services.values()):
+            raise ValueError("not a catalog")
     except (OSError, ValueError):
         services = {key.lower(): data.actions.get_actions_for_service(key)
                     for key in data.services.get_service_keys()}
