@@ -28,6 +28,7 @@ class Catalog:
 
     services: dict[str, list[str]]
     version: str
+    updated: str | None = None  # the day the catalog's data was taken (YYYY-MM-DD), if known
     _canonical: dict[str, str] = field(init=False, repr=False)
     _sorted_lower: list[str] = field(init=False, repr=False)
 
@@ -78,7 +79,8 @@ def load_default() -> Catalog:
         services = {key.lower(): data.actions.get_actions_for_service(key)
                     for key in data.services.get_service_keys()}
         _write_cache(cached, services)
-    return Catalog(checked(services, "embedded catalog"), version)
+    return Catalog(checked(services, "embedded catalog"), version,
+                   data.data_updated_at().strftime("%Y-%m-%d"))
 
 
 def _cache_path(version: str) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import os
@@ -61,10 +62,13 @@ def _catalog(args) -> Catalog:
     return load_file(args.catalog) if args.catalog else load_default()
 
 
-def _finding_arguments(command) -> None:
-    command.add_argument("--unused", metavar="FINDING", required=True, action="append",
+def _finding_arguments(command, unused_required: bool = True) -> None:
+    command.add_argument("--unused", metavar="FINDING", required=unused_required,
+                         action="append", default=None if unused_required else [],
                          help="unused-permissions finding (list form or GetFindingV2 JSON); "
-                         "repeat it for every page of a finding")
+                         "repeat it for every page of a finding"
+                         + ("" if unused_required else "; without it, verify checks only "
+                            "that REFINED admits nothing ORIGINAL did not (the gate)"))
     command.add_argument("--allow-inactive-finding", action="store_true",
                          help="use a finding whose status is not ACTIVE")
     command.add_argument("--catalog", metavar="FILE",
@@ -140,8 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Z3 has proven it sound and complete. Only changed Action/NotAction lists and removed "
         "statements differ from the input; everything else is kept byte for byte.",
     )
-    refine.add_argument("policy", metavar="POLICY", help="policy JSON file, or - for stdin")
+    refine.add_argument("policy", metavar="POLICY", help="policy JSON file, or - for stdin; "
+                        "or a CloudFormation template (JSON, YAML) or Terraform file (.tf, "
+                        ".tf.json): each identity policy in it is refined and written back")
     _finding_arguments(refine)
+    refine.add_argument("--policy", dest="policy_id", metavar="ID",
+                        help="in a template: refine only this policy (CloudFormation logical "
+                        "id, Logical.Policies[N] for an inline one, or Terraform address)")
     refine.add_argument("--format", choices=FORMATS, default="json", help="output form")
     refine.add_argument("-o", "--output", metavar="OUT", help="write here (atomically)")
     refine.add_argument("--in-place", action="store_true",
@@ -199,7 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("original", metavar="ORIGINAL", help="the policy as it was")
     verify.add_argument("refined", metavar="REFINED",
                         help="the proposed policy (any shape refine reads, or its --format aws)")
-    _finding_arguments(verify)
+    _finding_arguments(verify, unused_required=False)
+    verify.add_argument("--allow-new-policies", action="store_true",
+                        help="templates: accept a policy that REFINED adds (default: a new "
+                        "policy is a new grant, rejected)")
     verify.add_argument("--format", choices=("text", "json", "sarif"), default="text")
     verify.add_argument("-o", "--output", metavar="OUT", help="write the report here (atomically)")
     verify.add_argument("--strict", action="store_true", help="not-least warnings also reject")
@@ -213,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "still are)")
     verify.add_argument("--sarif-root", metavar="DIR",
                         help="--format sarif: file URIs relative to DIR (default: the working "
-                        "directory; give the repository root)")
+                        "directory; for templates and the gate, the git top level when inside "
+                        "a repository)")
     _proof_arguments(verify)
     _catalog_commands(commands)
     _explain_command(commands)
@@ -252,6 +265,8 @@ def _catalog_commands(commands) -> None:
 
 
 def _run_refine(args) -> int:
+    if args.policy_id is not None or _template_kind(args.policy) is not None:
+        return _run_template_refine(args)
     output = _refine_output(args)
     catalog = _catalog(args)
     label = f"policy {args.policy}"
@@ -363,6 +378,10 @@ def _finding(args, catalog: Catalog) -> Unused:
         print(f"refiner: warning: the finding names {len(unused.unknown)} actions or services "
               f"that catalog {catalog.version} does not know ({shown}{more}); they still count "
               "as unused (the catalog may be older than the finding)", file=sys.stderr)
+    if unused.analyzed_at and catalog.updated and unused.analyzed_at[:10] > catalog.updated:
+        print(f"refiner: warning: the finding was analyzed on {unused.analyzed_at[:10]}, after "
+              f"catalog {catalog.version} was taken: actions added since are not known to it "
+              "(refiner catalog diff shows what a newer one adds)", file=sys.stderr)
     return unused
 
 
@@ -386,6 +405,8 @@ def _sarif_on_failure(run_verify):
 
 @_sarif_on_failure
 def _run_verify(args) -> int:
+    if not args.unused or _template_kind(args.original) or _template_kind(args.refined):
+        return _run_template_verify(args)
     if args.max_size is not None and args.max_size <= 0:
         raise InputError("--max-size must be a positive number of characters")
     timeout_ms = _timeout_ms(args)
@@ -415,6 +436,139 @@ def _run_verify(args) -> int:
         summary = {0: "accepted", 1: "rejected", 3: "not proven (solver gave no answer)"}[code]
         text = "".join(line + "\n" for line in verdict_lines)
         text += f"refiner verify: {summary} ({report.queries} proof queries)\n"
+    _write_verify_report(args, text)
+    return code
+
+
+def _template_kind(path: str) -> str | None:
+    from .iac import template_kind
+
+    return template_kind(path)
+
+
+def _run_template_refine(args) -> int:
+    """refine on a CloudFormation template or a Terraform file: each policy in it (or the one
+    --policy names) refined against the finding and written back; refusals are warnings
+    unless nothing could be refined (exit 2)."""
+    from .iac import read_template, refine_template
+
+    kind = _template_kind(args.policy)
+    label = f"policy {args.policy}"
+    if kind is None:
+        raise InputError(f"--policy picks a policy of a template; {args.policy} is not a "
+                         "CloudFormation template or a Terraform file")
+    if kind == "terraform-plan":
+        raise InputError(f"{label} looks like a Terraform plan (terraform show -json): a plan "
+                         "is generated; refine the .tf files it comes from (verify reads plans)")
+    if args.format == "aws":
+        raise InputError("--format aws is for a policy file; a template is written as itself "
+                         "(json) or as a diff")
+    output = _refine_output(args)
+    template = read_template(args.policy, kind)
+    if args.policy_id is not None and template.policy(args.policy_id) is None:
+        known = ", ".join(p.id for p in template.policies) or "none"
+        raise InputError(f"{args.policy} has no policy {args.policy_id} (it has: {known})")
+    chosen = [p for p in template.policies if args.policy_id in (None, p.id)]
+    if not chosen:
+        raise InputError(f"{label} looks like {template.description}, with no identity policy "
+                         "in it")
+    refused = [p for p in chosen if p.refusal is not None]
+    if len(refused) == len(chosen):
+        raise InputError(f"{label} looks like {template.description}: no policy could be "
+                         "refined: " + "; ".join(f"{p.id} (line {p.refusal_line}): {p.refusal}"
+                                                 for p in refused))
+    catalog = _catalog(args)
+    unused = _finding(args, catalog)
+    result = run_isolated(refine_template, template, unused, catalog, _timeout_ms(args),
+                          args.max_size, args.strategy, args.policy_id,
+                          deadline=_deadline(args))
+    for policy in refused:
+        print(f"refiner: warning: {args.policy}:{policy.refusal_line}: {policy.id}: not "
+              f"refined: {policy.refusal}", file=sys.stderr)
+    if result.violations:
+        for policy_id, violation in result.violations:
+            print(f"refiner: proof failed: {policy_id}: {_with_catalog_case(violation, catalog)}",
+                  file=sys.stderr)
+        return EXIT_PROOF_FAILED
+    over = False
+    for outcome in result.outcomes:
+        if outcome.status != "refined":
+            continue
+        _warn_unknown_services(outcome.run, catalog)
+        limit = args.max_size if args.max_size is not None else \
+            SIZE_LIMITS[args.policy_kind or outcome.policy.kind]
+        if outcome.run.refinement.size > limit:
+            over = True
+            print(f"refiner: warning: {outcome.policy.id}: the refined policy has "
+                  f"{outcome.run.refinement.size} characters (whitespace excluded), over "
+                  f"{limit}", file=sys.stderr)
+    detached = [o.policy for o in result.outcomes if o.status == "detach"]
+    for policy in detached:
+        print(f"refiner: {args.policy}:{policy.line}: {policy.id}: no statement is left: remove "
+              "this policy from the template (it is written as it was)", file=sys.stderr)
+    if args.stats:
+        counts = {s: sum(o.status == s for o in result.outcomes)
+                  for s in ("refined", "unchanged", "refused", "detach")}
+        print("refiner: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + "; "
+              f"{sum(o.run.queries for o in result.outcomes if o.run)} proof queries",
+              file=sys.stderr)
+    if over and args.fail_over_limit:
+        print("refiner: a refined policy is over the size limit (--fail-over-limit): nothing "
+              "was written", file=sys.stderr)
+        return EXIT_OVER_LIMIT
+    if args.format == "diff":
+        name = Path(args.policy).name
+        text = "".join(difflib.unified_diff(template.text.splitlines(keepends=True),
+                                            result.text.splitlines(keepends=True),
+                                            fromfile=f"a/{name}", tofile=f"b/{name}"))
+    else:
+        text = ("\ufeff" if template.bom else "") + result.text
+    if args.in_place and not result.changed:
+        print(f"refiner: nothing to change; {args.policy} is left as it is", file=sys.stderr)
+    elif args.in_place:
+        target = os.path.realpath(args.policy)
+        saved = backup(target)
+        write_file(target, text, mode_of=target)
+        print(f"refiner: {args.policy} refined; the original is kept as {saved}", file=sys.stderr)
+    else:
+        _emit(text, output, args)
+    if detached:
+        return EXIT_DETACH
+    return EXIT_REJECTED if args.exit_code and result.changed else EXIT_OK
+
+
+def _run_template_verify(args) -> int:
+    """verify when a file is a template (policies paired by id), or without --unused: the gate
+    (HEAD admits nothing BASE did not)."""
+    from .gate import as_json, as_text, compare_templates, repository_root, sarif_for
+    from .iac import read_template
+
+    if args.max_size is not None and args.max_size <= 0:
+        raise InputError("--max-size must be a positive number of characters")
+    timeout_ms = _timeout_ms(args)
+    deadline = _deadline(args)
+    catalog = _catalog(args) if args.unused else None
+    base = read_template(args.original)
+    head = read_template(args.refined)
+    unused = _finding(args, catalog) if args.unused else None
+    comparison = run_isolated(compare_templates, base, head, unused, catalog, timeout_ms,
+                              args.allow_new_policies, args.solver, bool(args.emit_smt),
+                              deadline, args.max_size is not None, deadline=deadline)
+    if args.emit_smt:
+        write_obligations(args.emit_smt, comparison.obligations)
+    code = comparison.exit_code(args.strict)
+    plain = head.kind == "policy"
+    if args.format == "json":
+        inputs = {"original": args.original, "refined": args.refined,
+                  "findings": list(args.unused),
+                  "catalog": catalog.version if catalog is not None else None,
+                  "mode": "verify" if args.unused else "no new access"}
+        text = as_json(comparison, code, inputs)
+    elif args.format == "sarif":
+        text = sarif_for([(args.refined, comparison, plain)], __version__,
+                         args.sarif_root or repository_root())
+    else:
+        text = as_text(comparison, args.refined, plain, code)
     _write_verify_report(args, text)
     return code
 

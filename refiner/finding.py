@@ -19,6 +19,7 @@ class Unused:
     services: set[str] = field(default_factory=set)  # lower-case service prefixes
     resource_arn: str | None = None
     finding_id: str | None = None
+    analyzed_at: str | None = None  # when Access Analyzer looked (ISO 8601), if it says
     unknown: list[str] = field(default_factory=list)  # names the catalog lacks (still unused)
     _sorted: list[str] | None = field(default=None, repr=False)
 
@@ -67,6 +68,8 @@ def merge_findings(labelled: list[tuple[str, object]], catalog: Catalog,
         unused.resource_arn = first.get("resource") if isinstance(first.get("resource"), str) \
             else None
         unused.finding_id = first.get("id") if isinstance(first.get("id"), str) else None
+        unused.analyzed_at = first.get("analyzedAt") if isinstance(first.get("analyzedAt"), str) \
+            else None
         for label, raw in responses:
             for detail in raw["findingDetails"]:
                 if not isinstance(detail, dict):

@@ -32,3 +32,16 @@ def test_fuzz_target_accepts_its_seeds():
     for seed in sorted((ROOT / "fuzz" / "seeds").iterdir()):
         fuzz_refiner.test_one_input(seed.read_bytes())
     fuzz_refiner.test_one_input(b"not json\0[]")
+
+
+def test_every_subpackage_ships():
+    """pyproject.toml lists packages explicitly: a new subpackage missing there is absent from
+    wheels (an editable install hides it)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(re.search(r"^packages = \[(.*)\]", (root / "pyproject.toml").read_text(),
+                           re.MULTILINE)[1].replace('"', "").replace(" ", "").split(","))
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "refiner").rglob("__init__.py")}
+    assert found <= listed

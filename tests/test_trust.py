@@ -410,3 +410,12 @@ def test_a_recommendation_for_several_policies_is_not_one_policy(tmp_path, capsy
     policy = write(tmp_path / "p.json", POLICY_TEXT)
     line = error_line(capsys, main(["verify", policy, several, "--unused", LIST_FINDING]))
     assert "2 steps" in line
+
+
+def test_a_finding_newer_than_the_catalog_is_said(tmp_path, capsys):
+    policy = write(tmp_path / "p.json", POLICY_TEXT)
+    finding = write(tmp_path / "f.json", finding_with(analyzedAt="2099-01-01T00:00:00Z"))
+    assert refine(policy, "--unused", finding) == 0
+    assert "analyzed on 2099-01-01, after catalog" in capsys.readouterr().err
+    assert refine(policy, "--unused", str(EXAMPLES / "finding.json")) == 0  # analyzed in 2024
+    assert "analyzed on" not in capsys.readouterr().err

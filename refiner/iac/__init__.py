@@ -1,0 +1,217 @@
+"""Policies where they live: CloudFormation and Terraform files, read, refined and written back.
+
+template_kind(path) tells a template from a policy file; read_template(path) finds every
+identity-policy document in it (model.Template); refine_template refines each of them with
+pipeline.refine_within_size (refine, write into the document's JSON text, read back, prove),
+writes only the changed Action/NotAction lists (and cuts removed statements) back into the
+template's text at the spans the reader located, then reads the whole written template again
+and checks that every policy in it is exactly the proven document (or, untouched, exactly
+the one read). Nothing is written unless all of that holds."""
+
+from __future__ import annotations
+
+import codecs
+import os
+from dataclasses import dataclass, field
+
+from ..catalog import Catalog
+from ..errors import InputError
+from ..finding import Unused
+from ..jsontext import parse_json_text, read_text
+from ..pipeline import Run, refine_within_size
+from ..prove import Violation, same_json
+from ..refine import DEFAULT_STRATEGY
+from ..sniff import text_kind, value_kind
+from .edit import apply_edits
+from .model import KINDS, Located, Template, TextDocument, edits_for, text_document_lines
+
+__all__ = ["KINDS", "Located", "Template", "TemplateRun", "Outcome", "template_kind", "kind_of",
+           "read_template", "parse_template", "template_from_text", "read_policy_file",
+           "refine_template"]
+
+
+def template_kind(path: str) -> str | None:
+    """The kind of template a file is (a key of model.KINDS), or None for anything else (a
+    policy file, standard input, an unreadable file: the policy reader reports those)."""
+    if path == "-" or not os.path.isfile(path):
+        return None  # standard input and pipes are read once, by the policy reader
+    try:
+        text = read_text(path, "file")
+    except InputError:
+        return None
+    return kind_of(path, text)
+
+
+def kind_of(path: str, text: str) -> str | None:
+    """The kind of template a text is (its file name decides for .tf), or None."""
+    if path.lower().endswith(".tf"):
+        return "terraform"
+    try:
+        value = parse_json_text(text, path)
+    except InputError:
+        if text.lstrip().startswith(("{", "[")):
+            return None  # JSON with an error: the policy reader names it
+        kind = text_kind(text)
+        return {"Terraform HCL (.tf)": "terraform",
+                "a CloudFormation template in YAML": "cloudformation-yaml"}.get(kind)
+    kind = value_kind(value)
+    if kind == "a CloudFormation template":
+        return "cloudformation-json"
+    if kind == "a Terraform plan (terraform show -json)":
+        return "terraform-plan"
+    if kind == "a Terraform JSON configuration (.tf.json)" or (
+            path.lower().endswith(".tf.json") and isinstance(value, dict)
+            and ("data" in value or "resource" in value)):
+        return "terraform-json"
+    return None
+
+
+def template_from_text(path: str, text: str) -> Template | None:
+    """A template, or a policy file as a template of one policy, read from text; None when
+    the text is neither (the gate skips such files)."""
+    kind = kind_of(path, text)
+    if kind is not None:
+        return parse_template(path, text, kind)
+    try:
+        value = parse_json_text(text, path)
+    except InputError:
+        return None
+    if value_kind(value) != "an IAM policy":
+        return None
+    from ..policy import load_policy
+
+    return _policy_template(path, load_policy(value, f"policy {path}", text))
+
+
+def read_template(path: str, kind: str | None = None) -> Template:
+    kind = kind or template_kind(path)
+    if kind is None:
+        return read_policy_file(path)
+    text = read_text(path, "template")
+    with open(path, "rb") as handle:
+        bom = handle.read(3) == codecs.BOM_UTF8
+    template = parse_template(path, text, kind)
+    template.bom = bom
+    return template
+
+
+def parse_template(path: str, text: str, kind: str) -> Template:
+    from . import cloudformation, terraform
+
+    if kind == "cloudformation-yaml":
+        return cloudformation.read_yaml(path, text)
+    if kind == "terraform":
+        return terraform.read_hcl(path, text)
+    value = parse_json_text(text, path)
+    if not isinstance(value, dict):
+        raise InputError(f"{path} is not {KINDS[kind]}")
+    if kind == "cloudformation-json":
+        return cloudformation.read_json(path, text, value)
+    if kind == "terraform-json":
+        return terraform.read_tf_json(path, text, value)
+    if kind == "terraform-plan":
+        return terraform.read_plan(path, text, value)
+    raise InputError(f"{path}: unknown template kind {kind}")
+
+
+def read_policy_file(path: str) -> Template:
+    """A policy file (any shape refine reads) as a template of one policy, id "policy"."""
+    from ..policy import read_policy
+
+    return _policy_template(path, read_policy(path, f"policy {path}"))
+
+
+def _policy_template(path: str, policy) -> Template:
+    from ..writeback import locate
+
+    source = policy.source
+    located = Located("policy", 1, policy.kind, policy.document, source.document_text())
+    if source.encoding is None:
+        node = locate(source.text)
+        for key in source.path:
+            node = node.members[key]
+        writer = TextDocument(node.start, node.end)
+        located.line = source.text.count("\n", 0, node.start) + 1
+        located.statement_lines = text_document_lines(source.text, writer)
+    return Template(path, "policy", source.text, [located], source.bom)
+
+
+@dataclass
+class Outcome:
+    """What became of one policy: refined, unchanged, refused (see Located.refusal), detach
+    (no statement is left) or failed (its proof failed)."""
+
+    policy: Located
+    status: str
+    run: Run | None = None
+
+
+@dataclass
+class TemplateRun:
+    template: Template
+    text: str  # the template with every proven refinement written (the input when none)
+    outcomes: list[Outcome] = field(default_factory=list)
+    violations: list[tuple[str, Violation]] = field(default_factory=list)  # (policy id, ...)
+
+    @property
+    def changed(self) -> bool:
+        return self.text != self.template.text
+
+
+def refine_template(template: Template, unused: Unused, catalog: Catalog, timeout_ms: int,
+                    max_size: int | None = None, strategy: str = DEFAULT_STRATEGY,
+                    only: str | None = None) -> TemplateRun:
+    """Refine every policy of the template (or only the one with id `only`) against one
+    finding; see the module's docstring. A failed proof of any policy writes nothing."""
+    result = TemplateRun(template, template.text)
+    edits = []
+    for located in template.policies:
+        if only is not None and located.id != only:
+            continue
+        if located.refusal is not None:
+            result.outcomes.append(Outcome(located, "refused"))
+            continue
+        policy = located.policy_input(f"{template.path}: {located.id}")
+        policy.kind = located.kind
+        run = refine_within_size(policy, unused, catalog, timeout_ms, max_size, strategy)
+        if run.violations:
+            result.violations += [(located.id, violation) for violation in run.violations]
+            result.outcomes.append(Outcome(located, "failed", run))
+        elif run.detach:
+            result.outcomes.append(Outcome(located, "detach", run))
+        elif run.changed:
+            edits += edits_for(template.text, located, run)
+            result.outcomes.append(Outcome(located, "refined", run))
+        else:
+            result.outcomes.append(Outcome(located, "unchanged", run))
+    if result.violations or not edits:
+        return result
+    text = apply_edits(template.text, edits)
+    result.violations = written_differently(template, text, result.outcomes)
+    if not result.violations:
+        result.text = text
+    return result
+
+
+def written_differently(template: Template, text: str,
+                        outcomes: list[Outcome]) -> list[tuple[str, Violation]]:
+    """Read the written template again: every refined policy must read back as the proven
+    document, and every other policy as it was read (the proof is about what is written)."""
+    try:
+        again = parse_template(template.path, text, template.kind)
+    except InputError as error:
+        return [("", Violation("structure", -1, None,
+                               f"the written template does not read back ({error})"))]
+    if [p.id for p in again.policies] != [p.id for p in template.policies]:
+        return [("", Violation("structure", -1, None,
+                               "the written template holds other policies than it did"))]
+    refined = {o.policy.id: o.run.refined.document for o in outcomes if o.status == "refined"}
+    problems = []
+    for before, after in zip(template.policies, again.policies, strict=True):
+        expected = refined.get(before.id, before.document)
+        if not same_json(after.document, expected) or (
+                before.id in refined and after.refusal is not None):
+            problems.append((before.id, Violation(
+                "structure", -1, None, "the written template reads back as another policy "
+                "than the proven one")))
+    return problems

@@ -1,0 +1,349 @@
+"""Policies found in a template, with the way back to where each is written.
+
+A reader (cloudformation.py, terraform.py) returns a Template: the file's text and one Located
+per identity-policy document in it. A Located holds the document as a JSON value (intrinsic
+functions and Terraform expressions as objects, so that no policy value can be mistaken for
+them), the JSON text refine reads, why it cannot be refined (if so, naming the line), the
+lines of its statements and entries (for reports), and a writer:
+
+- TextDocument: the document is JSON text in the template (a CloudFormation JSON template, a
+  heredoc, a JSON string): refine's own byte-minimal writer edits that text, and it is put
+  back where it was, encoded the way it was held.
+- Structured: the document is written in the template's syntax (YAML, HCL, a Terraform JSON
+  data source): only the Action/NotAction values of changed statements are rewritten, in
+  their own layout, and removed statements are cut out."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass, field
+
+from ..policy import PolicyInput, load_policy, parse_json_text
+from ..writeback import locate
+from .edit import (
+    HCL_LIST,
+    JSON_LIST,
+    YAML_BLOCK,
+    YAML_FLOW,
+    Edit,
+    Item,
+    apply_edits,
+    line_end,
+    line_number,
+    remove_lines,
+    rewrite_list,
+)
+
+SYNTAXES = {"yaml-block": YAML_BLOCK, "yaml-flow": YAML_FLOW, "hcl": HCL_LIST, "json": JSON_LIST}
+ACTION_KEYS = ("Action", "NotAction")
+
+
+@dataclass
+class TextDocument:
+    """A document held as JSON text at [start, end) of the template. encoding: "text" (the
+    span is the JSON text itself), "json-string" / "json-string-ascii" (a JSON string holding
+    it), "yaml-single" / "yaml-double" (a one-line quoted YAML scalar), "yaml-block" (a literal
+    block scalar: its content lines, indented by `indent`)."""
+
+    start: int
+    end: int
+    encoding: str = "text"
+    indent: str = ""
+    newline: str = "\n"
+
+    def decode(self, text: str) -> str:
+        held = text[self.start:self.end]
+        if self.encoding == "text":
+            return held
+        if self.encoding.startswith("json-string") or self.encoding == "yaml-double":
+            return json.loads(held)
+        if self.encoding == "yaml-single":
+            return held[1:-1].replace("''", "'")
+        lines = held.split(self.newline)
+        return "\n".join(line[len(self.indent):] for line in lines)
+
+    def encode(self, document: str) -> str:
+        if self.encoding == "text":
+            return document
+        if self.encoding.startswith("json-string") or self.encoding == "yaml-double":
+            return json.dumps(document, ensure_ascii=self.encoding == "json-string-ascii")
+        if self.encoding == "yaml-single":
+            return "'" + document.replace("'", "''") + "'"
+        return self.newline.join(self.indent + line if line else line
+                                 for line in document.split("\n"))
+
+    def faithful(self, text: str) -> bool:
+        """Whether writing the document back unchanged gives the template's text back."""
+        try:
+            return self.encode(self.decode(text)) == text[self.start:self.end]
+        except ValueError:
+            return False
+
+    def line_of(self, text: str, offset: int) -> int:
+        """The template line of a position in the decoded document."""
+        base = line_number(text, self.start)
+        if self.encoding in ("text", "yaml-block"):
+            return base + self.decode(text).count("\n", 0, offset)
+        return base
+
+
+@dataclass
+class ActionValue:
+    """A statement's Action/NotAction value written in the template's syntax: its span, its
+    entries (items; None for a single string), and what writing a new list there needs."""
+
+    key: str
+    start: int
+    end: int
+    syntax: str  # yaml-block, yaml-flow, hcl, json (for a single string: the syntax a list gets)
+    items: list[Item] | None = None
+    values: list[str] = field(default_factory=list)
+    opening: int | None = None  # just after "[" of a bracketed list
+    quote: str = '"'  # YAML: "" plain when safe, "'" or '"'
+    # A single string that becomes a list: where the new list starts, and its indentation
+    # (YAML block: the dash's; HCL: the key line's); flow: written on one line.
+    list_start: int | None = None
+    list_indent: str = ""
+    flow: bool = False
+
+
+@dataclass
+class StatementSpot:
+    start: int
+    end: int
+    line: int
+    action: ActionValue | None
+    item: Item | None = None  # as an entry of the Statement list
+    entry_lines: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Structured:
+    """A document in the template's syntax. container: "list" (the statements are entries of
+    a list in `syntax`), "single" (one statement object) or "blocks" (HCL statement blocks)."""
+
+    statements: list[StatementSpot]
+    container: str
+    syntax: str = "json"
+    opening: int | None = None
+
+
+@dataclass
+class Located:
+    id: str
+    line: int
+    kind: str  # "managed" or "inline": AWS's size limit that applies
+    document: object = None  # the document as a JSON value (None: not read)
+    document_text: str | None = None  # the JSON text refine reads
+    writer: TextDocument | Structured | None = None
+    refusal: str | None = None  # why it cannot be refined or judged
+    refusal_line: int | None = None  # the line it is about
+    statement_lines: list[tuple[int, dict[str, int]]] = field(default_factory=list)
+
+    def refuse(self, line: int, reason: str) -> Located:
+        if self.refusal is None:
+            self.refusal, self.refusal_line = reason, line
+        return self
+
+    def policy_input(self, label: str) -> PolicyInput:
+        return load_policy(parse_json_text(self.document_text, label), label, self.document_text)
+
+    def line_of(self, statement: int | None, pattern: str | None = None) -> int:
+        """The line of an entry of a statement (or of the statement, or of the policy)."""
+        if statement is None or not 0 <= statement < len(self.statement_lines):
+            return self.line
+        line, entries = self.statement_lines[statement]
+        return entries.get(pattern, line) if pattern is not None else line
+
+
+@dataclass
+class Template:
+    path: str
+    kind: str  # a key of KINDS
+    text: str
+    policies: list[Located]
+    bom: bool = False
+
+    @property
+    def description(self) -> str:
+        return KINDS[self.kind]
+
+    def policy(self, policy_id: str) -> Located | None:
+        return next((p for p in self.policies if p.id == policy_id), None)
+
+
+KINDS = {
+    "cloudformation-json": "a CloudFormation template",
+    "cloudformation-yaml": "a CloudFormation template in YAML",
+    "terraform": "Terraform HCL (.tf)",
+    "terraform-json": "a Terraform JSON configuration (.tf.json)",
+    "terraform-plan": "a Terraform plan (terraform show -json)",
+    "policy": "an IAM policy",
+}
+
+
+# --- reading helpers ------------------------------------------------------------------------
+
+def finish(located: Located, label: str) -> Located:
+    """Check that refine can read the document (a refusal names the line otherwise) and
+    record where its statements and entries are, for a TextDocument."""
+    if located.refusal is not None or located.document_text is None:
+        return located
+    try:
+        located.policy_input(label)
+    except Exception as error:  # an InputError: the document is not a policy refine reads
+        message = str(error).removeprefix(label + ": ").removeprefix(label + " ")
+        return located.refuse(located.line, message)
+    return located
+
+
+def text_document_lines(text: str, writer: TextDocument) -> list[tuple[int, dict[str, int]]]:
+    """Lines of each statement of a JSON-text document and of its action entries."""
+    document_text = writer.decode(text)
+    node = locate(document_text)
+    statements = node.members.get("Statement") if isinstance(node.members, dict) else None
+    if statements is None:
+        return []
+    nodes = statements.members if isinstance(statements.members, list) else [statements]
+    result = []
+    for statement in nodes:
+        entries: dict[str, int] = {}
+        for key in ACTION_KEYS:
+            value = statement.members.get(key) if isinstance(statement.members, dict) else None
+            if value is None:
+                continue
+            for item in value.members if isinstance(value.members, list) else [value]:
+                literal = document_text[item.start:item.end]
+                if literal.startswith('"'):
+                    entries.setdefault(json.loads(literal), writer.line_of(text, item.start))
+        result.append((writer.line_of(text, statement.start), entries))
+    return result
+
+
+def action_refusal(value: object, key: str) -> str | None:
+    """Why an Action/NotAction value read from a template cannot be refined, if it cannot."""
+    entries = value if isinstance(value, list) else [value]
+    for entry in entries:
+        if isinstance(entry, dict):
+            return f"{key} uses {describe_expression(entry)}; refiner does not resolve it"
+        if isinstance(entry, str) and re.search(r"(?<!\$)\$\{|(?<!%)%\{", entry):
+            return f"{key} uses an interpolation ({entry}); refiner does not resolve it"
+    return None
+
+
+def describe_expression(value: dict) -> str:
+    if len(value) == 1:
+        (key, inner), = value.items()
+        if key == "terraform":
+            return f"the Terraform expression `{inner}`"
+        if key == "Ref" or key.startswith("Fn::") or key == "Condition":
+            return f"{key} (an intrinsic function)"
+    return "an object"
+
+
+# --- writing --------------------------------------------------------------------------------
+
+def edits_for(text: str, located: Located, run) -> list[Edit]:
+    """The edits that write a proven refinement (a pipeline.Run) back into the template."""
+    writer = located.writer
+    if isinstance(writer, TextDocument):
+        return [Edit(writer.start, writer.end, writer.encode(run.text))]
+    return _structured_edits(text, writer, run.refinement.pairs)
+
+
+def _structured_edits(text: str, document: Structured, pairs) -> list[Edit]:
+    changed: dict[int, list[Edit]] = {}
+    for index, (spot, (original, refined)) in enumerate(zip(document.statements, pairs,
+                                                            strict=True)):
+        if refined is not None and refined is not original:
+            key = next(k for k in ACTION_KEYS if k in original)
+            changed[index] = [_action_edit(text, spot.action, refined[key])]
+    removed = [index for index, (_, refined) in enumerate(pairs) if refined is None]
+    if not removed:
+        return [edit for edits in changed.values() for edit in edits]
+    if document.container == "blocks":
+        return [edit for edits in changed.values() for edit in edits] + [
+            remove_lines(text, document.statements[i].start, document.statements[i].end)
+            for i in removed]
+    operations = []
+    for index, spot in enumerate(document.statements):
+        if index in removed:
+            operations.append(("drop", index, None))
+        else:
+            new = apply_edits(text, changed[index], spot.start, spot.end) \
+                if index in changed else None
+            operations.append(("keep", index, new))
+    items = [spot.item for spot in document.statements]
+    return [rewrite_list(text, items, operations, SYNTAXES[document.syntax], document.opening,
+                         "Statement list")]
+
+
+def _action_edit(text: str, value: ActionValue, entries: str | list[str]) -> Edit:
+    """The edit that writes the new entries of one Action/NotAction value in its layout."""
+    new = [entries] if isinstance(entries, str) else list(entries)
+    written = dict(zip(value.values, [text[i.start:i.end] for i in value.items], strict=True)) \
+        if value.items is not None else {value.values[0]: text[value.start:value.end]}
+
+    def literal(entry: str) -> str:
+        return written.get(entry) or render(entry, value.syntax, value.quote)
+
+    if value.items is None:
+        if isinstance(entries, str):
+            return Edit(value.start, value.end, literal(entries))
+        return _scalar_to_list(text, value, [literal(entry) for entry in new])
+    operations = []
+    matcher = difflib.SequenceMatcher(None, value.values, new, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            operations += [("keep", i, None) for i in range(i1, i2)]
+            continue
+        added = [literal(entry) for entry in new[j1:j2]]
+        if i1 < i2 and added:
+            # The first new entry takes the first replaced entry's place: its line, with the
+            # indentation, comma and comment it had.
+            operations.append(("keep", i1, added.pop(0)))
+        elif i1 < i2:
+            operations.append(("drop", i1, None))
+        operations += [("add", None, entry) for entry in added]
+        operations += [("drop", i, None) for i in range(i1 + 1, i2)]
+    syntax = SYNTAXES[value.syntax]
+    return rewrite_list(text, value.items, operations, syntax, value.opening,
+                        f"{value.key} list")
+
+
+def _scalar_to_list(text: str, value: ActionValue, literals: list[str]) -> Edit:
+    newline = "\r\n" if "\r\n" in text else "\n"
+    if value.syntax == "yaml-block" and not value.flow:
+        lines = "".join(newline + value.list_indent + "- " + literal for literal in literals)
+        start = value.list_start if value.list_start is not None else value.start
+        if start == value.start:  # the value starts its own line: the list starts there
+            return Edit(start, value.end, lines[len(newline) + len(value.list_indent):])
+        # A comment after the string stays on the key's line, ahead of the new entries.
+        rest = text[value.end:line_end(text, value.end)].rstrip("\r\n")
+        if rest.strip().startswith("#"):
+            return Edit(start, value.end + len(rest), rest + lines)
+        return Edit(start, value.end, lines)
+    if value.flow or value.list_start is None:
+        return Edit(value.start, value.end, "[" + ", ".join(literals) + "]")
+    inner = newline + value.list_indent + "  "
+    return Edit(value.start, value.end,
+                "[" + inner + ("," + inner).join(literals) + "," + newline + value.list_indent + "]")
+
+
+_PLAIN_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9:_.*?-]*")
+_YAML_WORDS = re.compile(r"(?i)(true|false|null|yes|no|on|off|y|n|~|[-+]?[0-9][0-9_.eE+-]*)")
+
+
+def render(entry: str, syntax: str, quote: str = '"') -> str:
+    """A new entry written as a string literal of the syntax."""
+    if not syntax.startswith("yaml"):
+        return json.dumps(entry)
+    plain_ok = _PLAIN_SAFE.fullmatch(entry) and not entry.endswith(":") \
+        and not _YAML_WORDS.fullmatch(entry)
+    if quote == "" and plain_ok:
+        return entry
+    if quote == '"':
+        return json.dumps(entry)
+    return "'" + entry.replace("'", "''") + "'"

@@ -1,0 +1,206 @@
+"""`refiner verify BASE HEAD` without a finding: the "no new access" gate. HEAD may narrow access
+but never widen it, statement by statement, over all strings; a new policy is a new grant.
+With a finding, templates are verified policy by policy as refinements."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from conftest import EXAMPLES
+from iac_support import FIXTURES, finding
+
+from refiner.cli import main
+
+SERVERLESS = (FIXTURES / "serverless.yaml").read_text()
+DEPLOY = (FIXTURES / "deploy.json").read_text()
+UNUSED = {"dynamodb": ["UpdateTable", "DeleteItem", "DescribeTable"],
+          "sqs": ["DeleteQueue", "PurgeQueue"], "s3": ["GetBucketPolicy"]}
+
+
+def edited(text: str, old: str, new: str) -> str:
+    assert text.count(old) == 1, old
+    return text.replace(old, new)
+
+
+def write(path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def verify(capsys, base: str, head: str, *args) -> tuple[int, str]:
+    code = main(["verify", base, head, *args])
+    return code, capsys.readouterr().out
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(number for number, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+@pytest.fixture
+def base(tmp_path) -> str:
+    return write(tmp_path / "base.yaml", SERVERLESS)
+
+
+def test_a_widened_wildcard_is_rejected_at_its_line(tmp_path, capsys, base):
+    head_text = edited(SERVERLESS, "- dynamodb:Update*    # UpdateItem and friends",
+                       "- dynamodb:*    # UpdateItem and friends")
+    head = write(tmp_path / "head.yaml", head_text)
+    code, out = verify(capsys, base, head, "--format", "sarif", "--sarif-root", str(tmp_path))
+    assert code == 1
+    results = json.loads(out)["runs"][0]["results"]
+    assert len(results) == 1
+    result, = results
+    location = result["locations"][0]["physicalLocation"]
+    assert location["artifactLocation"]["uri"] == "head.yaml"
+    assert location["region"]["startLine"] == line_of(head_text, "- dynamodb:*")
+    assert result["ruleId"] == "unsound"
+    assert "ApiFunctionRole.Policies[0]" in result["message"]["text"]
+    assert "dynamodb:* admits an action the original does not" in result["message"]["text"]
+
+
+def test_an_added_action_is_rejected(tmp_path, capsys, base):
+    head_text = edited(SERVERLESS, "                  - dynamodb:Query\n",
+                       "                  - dynamodb:Query\n                  - dynamodb:Scan\n")
+    head = write(tmp_path / "head.yaml", head_text)
+    code, out = verify(capsys, base, head)
+    assert code == 1
+    assert f"{head}:{line_of(head_text, 'dynamodb:Scan')}: unsound: statement 0 (OrdersTable): " \
+        "ApiFunctionRole.Policies[0]: dynamodb:Scan admits an action the original does not" in out
+
+
+NEW_POLICY = """\
+        - PolicyName: worker-extra
+          PolicyDocument:
+            Version: '2012-10-17'
+            Statement:
+              - Effect: Allow
+                Action: s3:ListAllMyBuckets
+                Resource: '*'
+"""
+
+
+def test_a_new_policy_is_rejected_unless_allowed(tmp_path, capsys, base):
+    head_text = edited(SERVERLESS, "        - PolicyName: worker-logs\n",
+                       NEW_POLICY + "        - PolicyName: worker-logs\n")
+    head = write(tmp_path / "head.yaml", head_text)
+    code, out = verify(capsys, base, head, "--format", "json")
+    assert code == 1
+    verdicts = json.loads(out)["verdicts"]
+    # Policies are paired by id: the new entry is Policies[1], the old Policies[1] is now [2].
+    assert {v["policy"] for v in verdicts} == {"WorkerFunctionRole.Policies[1]",
+                                               "WorkerFunctionRole.Policies[2]"}
+    assert any(v["verdict"] == "structure" and v["policy"] == "WorkerFunctionRole.Policies[2]"
+               and "a new policy" in v["message"] for v in verdicts)
+    # Appended at the end instead, the others keep their ids: only the new one is judged.
+    head_text = edited(SERVERLESS, "  WorkerFunction:\n",
+                       "  Extra:\n    Type: AWS::IAM::ManagedPolicy\n    Properties:\n"
+                       "      PolicyDocument: {Statement: [{Effect: Allow, Action: 's3:*', "
+                       "Resource: '*'}]}\n\n  WorkerFunction:\n")
+    head = write(tmp_path / "head2.yaml", head_text)
+    code, out = verify(capsys, base, head)
+    assert code == 1
+    assert f"{head}:{line_of(head_text, 'Extra:') + 3}: structure: statement -1: Extra: a new " \
+        "policy, a new grant" in out
+    assert verify(capsys, base, head, "--allow-new-policies")[0] == 0
+
+
+def test_a_narrowing_is_accepted(tmp_path, capsys, base):
+    narrowed = edited(SERVERLESS, 'Action: "sqs:*"   # TODO: narrow',
+                      "Action: [sqs:ReceiveMessage, sqs:DeleteMessage]   # narrowed")
+    narrowed = edited(narrowed, """              - Sid: NoDeletes
+                Effect: Deny
+                Action: s3:DeleteObject""", """              - Sid: NoDeletes
+                Effect: Deny
+                Action: s3:Delete*""")  # a Deny that denies more
+    narrowed = edited(narrowed, "          PolicyDocument:\n            Version: '2012-10-17'\n"
+                      "            Statement:\n              - Effect: Allow\n"
+                      "                Action:\n                  - logs:CreateLogStream\n",
+                      "          PolicyDocument:\n            Version: '2012-10-17'\n"
+                      "            Statement:\n              - Effect: Deny\n"
+                      "                Action: logs:DeleteLogGroup\n"
+                      "                Resource: '*'\n"
+                      "              - Effect: Allow\n"
+                      "                Action:\n                  - logs:CreateLogStream\n")
+    head = write(tmp_path / "head.yaml", narrowed)
+    code, out = verify(capsys, base, head)
+    assert code == 0, out
+    assert "refiner verify: accepted (" in out
+    # refine's own output is a narrowing too.
+    refined = tmp_path / "refined.yaml"
+    unused = finding(tmp_path, UNUSED)
+    assert main(["refine", base, "--unused", unused, "-o", str(refined)]) == 0
+    capsys.readouterr()
+    assert verify(capsys, base, str(refined))[0] == 0
+
+
+@pytest.mark.parametrize("old,new,verdict", [
+    ("Resource: !GetAtt OrdersQueue.Arn\n\n", "Resource: '*'\n\n", "structure"),
+    ("                Effect: Deny\n                Action: s3:DeleteObject",
+     "                Effect: Deny\n                Action: s3:DeleteObjectVersion",
+     "the Deny statement no longer denies an action it denied"),
+    ("              - Sid: NoDeletes\n                Effect: Deny",
+     "              - Sid: NoDeletes\n                Effect: Allow", "structure"),
+])
+def test_what_else_widens_is_rejected(tmp_path, capsys, base, old, new, verdict):
+    head = write(tmp_path / "head.yaml", edited(SERVERLESS, old, new))
+    code, out = verify(capsys, base, head)
+    assert code == 1 and verdict in out
+
+
+def test_a_removed_deny_is_rejected(tmp_path, capsys, base):
+    start = SERVERLESS.index("              - Sid: NoDeletes")
+    end = SERVERLESS.index("  ReportFunction:\n")
+    head = write(tmp_path / "head.yaml", SERVERLESS[:start] + "\n" + SERVERLESS[end:])
+    code, out = verify(capsys, base, head)
+    assert code == 1 and "removes a Deny statement" in out
+
+
+def test_plain_policies_are_gated_too(tmp_path, capsys):
+    policy = (EXAMPLES / "policy.json").read_text()
+    document = json.loads(policy)
+    document["Statement"][0]["Action"] = ["lambda:*"]
+    wider = write(tmp_path / "wider.json", json.dumps(document, indent=2))
+    code, out = verify(capsys, str(EXAMPLES / "policy.json"), wider)
+    assert code == 1 and out.startswith(f"{wider}:") and "lambda:* admits" in out
+    assert verify(capsys, wider, str(EXAMPLES / "policy.json"))[0] == 0
+
+
+def test_an_unresolvable_action_list_is_judged_only_when_unchanged(tmp_path, capsys):
+    base = write(tmp_path / "base.json", DEPLOY)
+    same = write(tmp_path / "same.json", edited(DEPLOY, '"Description": "Read the artifacts"',
+                                                '"Description": "Read artifacts"'))
+    assert verify(capsys, base, same)[0] == 0
+    changed_text = edited(DEPLOY, '"s3:ListBucket",\n                    {"Fn::Join"',
+                          '"s3:ListBucket", "s3:GetObject",\n                    {"Fn::Join"')
+    changed = write(tmp_path / "changed.json", changed_text)
+    code, out = verify(capsys, base, changed)
+    assert code == 3
+    assert f"{changed}:{line_of(changed_text, 'Fn::Join')}: unknown: statement -1: " \
+        "DeployUser.Policies[0] cannot be judged" in out
+
+
+def test_with_a_finding_templates_are_verified_as_refinements(tmp_path, capsys, base):
+    unused = finding(tmp_path, UNUSED)
+    refined = tmp_path / "refined.yaml"
+    assert main(["refine", base, "--unused", unused, "-o", str(refined)]) == 0
+    capsys.readouterr()
+    assert verify(capsys, base, str(refined), "--unused", unused)[0] == 0
+    code, out = verify(capsys, base, base, "--unused", unused)  # unused actions still allowed
+    assert code == 1 and "admits an unused action" in out
+
+
+def test_sarif_paths_are_relative_to_the_repository_root(tmp_path, capsys, monkeypatch):
+    repository = tmp_path / "repo"
+    (repository / "infra" / "app").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(repository)], check=True)
+    base = write(repository / "infra" / "app" / "base.yaml", SERVERLESS)
+    head = write(repository / "infra" / "app" / "template.yaml",
+                 edited(SERVERLESS, "Action: sqs:SendMessage", "Action: sqs:Send*"))
+    monkeypatch.chdir(repository / "infra")
+    code, out = verify(capsys, base, head, "--format", "sarif")
+    assert code == 1
+    result, = json.loads(out)["runs"][0]["results"]
+    uri = result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+    assert uri == "infra/app/template.yaml"
