@@ -28,7 +28,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from corpus import allowed_actions, generate_finding, policies  # noqa: E402
 from oracle import allowed_by, entries  # noqa: E402
 
-import refiner.refine as refine_stage  # noqa: E402
+import refiner.refinement as refine_stage  # noqa: E402
 from refiner.catalog import load_default  # noqa: E402
 from refiner.finding import parse_finding  # noqa: E402
 from refiner.policy import load_policy  # noqa: E402

@@ -40,7 +40,7 @@ from refiner.finding import parse_finding  # noqa: E402
 from refiner.patterns import glob, is_action_name, parse  # noqa: E402
 from refiner.pipeline import refine_and_prove  # noqa: E402
 from refiner.policy import load_policy, parse_json_text  # noqa: E402
-from refiner.refine import STRATEGIES, policy_size  # noqa: E402
+from refiner.refinement import STRATEGIES, policy_size  # noqa: E402
 
 SEED = 20261125
 RESULTS = ROOT / "bench" / "results"

@@ -34,9 +34,9 @@ from .isolate import NoProof, deadline_after, run_isolated
 from .pipeline import Run, refine_within_size
 from .policy import PolicyInput, load_policy, parse_json_text, read_policy
 from .prove import DEFAULT_TIMEOUT_MS, Violation
-from .refine import DEFAULT_STRATEGY, STRATEGIES, check_strategy, policy_size
+from .refinement import DEFAULT_STRATEGY, STRATEGIES, check_strategy, policy_size
 from .render import as_diff
-from .verify import verify as verify_policies
+from .verification import verify as verify_policies
 
 PolicyLike = dict | str | os.PathLike  # a document, its JSON text, or a file
 FindingLike = dict | list | str | os.PathLike  # either finding shape, its JSON text, or a file

@@ -33,7 +33,7 @@ from .pipeline import Run, refine_within_size
 from .policy import patterns_of, read_policy
 from .prove import DEFAULT_TIMEOUT_MS, Violation
 from .recommend import Job, recommend
-from .refine import DEFAULT_STRATEGY, SIZE_LIMITS, STRATEGIES, Refinement
+from .refinement import DEFAULT_STRATEGY, SIZE_LIMITS, STRATEGIES, Refinement
 from .render import (
     FORMATS,
     as_diff,
@@ -43,7 +43,7 @@ from .render import (
     pattern_line,
 )
 from .smt import write_obligations
-from .verify import verify
+from .verification import verify
 
 
 class _Parser(argparse.ArgumentParser):

@@ -22,7 +22,7 @@ from .finding import Unused
 from .patterns import glob, parse
 from .pipeline import Run
 from .policy import patterns_of
-from .refine import Refiner
+from .refinement import Refiner
 from .render import as_diff
 from .trie import Trie, build_trie
 

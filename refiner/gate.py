@@ -25,7 +25,7 @@ from .policy import PolicyInput
 from .prove import Checker, Violation, same_json
 from .render import as_sarif
 from .smt import cvc5_result, to_smtlib
-from .verify import REJECTING, Report, document_changes, pair_statements, verify
+from .verification import REJECTING, Report, document_changes, pair_statements, verify
 
 NO_STATEMENT = {"Version": "2012-10-17", "Statement": []}
 

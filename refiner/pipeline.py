@@ -10,7 +10,7 @@ from .catalog import Catalog
 from .finding import Unused
 from .policy import PolicyInput, load_policy, parse_json_text
 from .prove import Checker, Violation, same_json
-from .refine import DEFAULT_STRATEGY, Refinement, Refiner
+from .refinement import DEFAULT_STRATEGY, Refinement, Refiner
 from .writeback import edit_document
 
 
@@ -46,7 +46,7 @@ def refine_and_prove(policy: PolicyInput, unused: Unused, catalog: Catalog, time
                      compact: bool = False, strategy: str = DEFAULT_STRATEGY) -> Run:
     """Refine, write the result into the policy's own text, read it back and check every
     statement of what was read with the independent checker. strategy: how wildcards are
-    narrowed (refine.STRATEGIES); compact=True is the size strategy."""
+    narrowed (refinement.STRATEGIES); compact=True is the size strategy."""
     started_at = datetime.now(timezone.utc)
     started = time.perf_counter()
     refinement = Refiner(unused, catalog, "size" if compact else strategy).refine_policy(policy)

@@ -26,7 +26,7 @@ from .patterns import glob
 from .pipeline import refine_and_prove
 from .policy import load_policy, patterns_of
 from .prove import DEFAULT_TIMEOUT_MS
-from .refine import SIZE_LIMITS, policy_size
+from .refinement import SIZE_LIMITS, policy_size
 from .render import as_diff, timestamp
 from .report import write_report
 from .split import split_policy

@@ -8,7 +8,7 @@ from .catalog import Catalog
 from .jsontext import dumps
 from .policy import patterns_of
 from .prove import Checker, Violation
-from .refine import policy_size
+from .refinement import policy_size
 
 DEFAULT_ATTACHMENT_QUOTA = 10  # managed policies per role or user (AWS's default quota)
 

@@ -89,7 +89,7 @@ def test_every_unused_action_gone_means_detach():
 
 
 def test_a_failed_proof_raises_with_the_violations_and_returns_nothing(monkeypatch):
-    import refiner.refine as refine_module
+    import refiner.refinement as refine_module
 
     monkeypatch.setattr(refine_module, "shortest_safe_prefixes",
                         lambda original, used, unused, services, compact: ["s3:Get*"])

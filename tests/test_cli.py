@@ -158,7 +158,7 @@ def test_stdin_and_version(monkeypatch, capsys):
 
 def test_failed_proof_exits_3_and_writes_nothing(tmp_path, capsys, monkeypatch):
     """A refiner bug is simulated by a trie that forgets the unused actions."""
-    import refiner.refine as refine_module
+    import refiner.refinement as refine_module
 
     monkeypatch.setattr(refine_module, "shortest_safe_prefixes",
                         lambda original, used, unused, services, compact: ["s3:Get*"])
@@ -180,7 +180,7 @@ def test_installed_entry_point_runs_without_traceback(tmp_path):
 
 def test_size_limit_warning_and_max_size(tmp_path, capsys):
     """A refinement over the limit is flagged; --max-size picks coarser prefixes, still proven."""
-    from refiner.refine import policy_size
+    from refiner.refinement import policy_size
 
     policy = tmp_path / "wide.json"
     policy.write_text(json.dumps({"Version": "2012-10-17", "Statement": [

@@ -19,7 +19,7 @@ from refiner.lint import SKIPPED, Lint
 from refiner.patterns import WORD_START
 from refiner.policy import load_policy
 from refiner.prove import Checker
-from refiner.refine import Refiner
+from refiner.refinement import Refiner
 
 CATALOG = Catalog({"s3": ["GetObject", "GetObjectAcl", "GetObjectTagging", "GetBucketAcl",
                           "GetBucketPolicy", "ListBucket", "PutObject"]}, "test")
@@ -91,7 +91,7 @@ def test_verify_reports_a_skipped_lint_as_a_warning(tmp_path, capsys, monkeypatc
     document = json.loads(refined.read_text())
     document["Statement"][1]["Action"].append("s3:GetObjectAcl")  # one not-least entry
     refined.write_text(json.dumps(document, indent=2))
-    monkeypatch.setattr("refiner.verify.LINT_RESERVE_SECONDS", 10**6)  # the lint has no time
+    monkeypatch.setattr("refiner.verification.LINT_RESERVE_SECONDS", 10**6)  # the lint has no time
     command = ["verify", policy, str(refined), "--unused", finding, "--format", "json"]
     assert main(command) == 0
     verdicts = json.loads(capsys.readouterr().out)["verdicts"]

@@ -16,7 +16,7 @@ from strategies import catalogs, findings, patterns
 
 from refiner.cli import main
 from refiner.jsontext import loads
-from refiner.verify import pair_statements, structure_key
+from refiner.verification import pair_statements, structure_key
 
 POLICY = str(EXAMPLES / "policy.json")
 FINDING = str(EXAMPLES / "finding.json")

@@ -16,7 +16,7 @@ from strategies import cases, patterns
 from refiner.finding import parse_finding
 from refiner.policy import load_policy
 from refiner.prove import Checker, Violation
-from refiner.refine import Refiner
+from refiner.refinement import Refiner
 
 
 @pytest.fixture(scope="module")

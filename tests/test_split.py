@@ -11,7 +11,7 @@ from oracle import allowed_by
 from refiner.finding import parse_finding
 from refiner.pipeline import refine_and_prove
 from refiner.policy import load_policy
-from refiner.refine import policy_size
+from refiner.refinement import policy_size
 from refiner.split import split_policy
 
 pytestmark = pytest.mark.skipif(not CORPUS.exists(), reason=f"corpus not found at {CORPUS}")

@@ -20,7 +20,7 @@ from refiner.errors import InputError
 from refiner.finding import parse_finding
 from refiner.pipeline import refine_and_prove
 from refiner.policy import load_policy
-from refiner.refine import STRATEGIES, Refiner
+from refiner.refinement import STRATEGIES, Refiner
 
 
 def run(case, strategy):

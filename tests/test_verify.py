@@ -123,7 +123,7 @@ def test_undecided_obligation_fails_closed(tmp_path, capsys, refined_document, m
 
 
 def test_solver_disagreement_is_an_error(tmp_path, capsys, refined_document, monkeypatch):
-    monkeypatch.setattr("refiner.verify.cvc5_result", lambda text, timeout: "sat")
+    monkeypatch.setattr("refiner.verification.cvc5_result", lambda text, timeout: "sat")
     code, verdicts = run_verify(tmp_path, capsys, refined_document, "--solver", "cvc5")
     assert code == 3 and verdicts[-1]["verdict"] == "solver-disagreement"
 
@@ -297,7 +297,7 @@ def test_a_solver_abort_is_no_proof(capsys, monkeypatch):
         faulthandler.disable()  # no traceback dump from the dying child
         os.kill(os.getpid(), signal.SIGSEGV)
 
-    monkeypatch.setattr("refiner.verify.Checker.check_statement", abort)
+    monkeypatch.setattr("refiner.verification.Checker.check_statement", abort)
     assert main(["verify", POLICY, POLICY, "--unused", FINDING]) == 3
     out, err = capsys.readouterr()
     assert out == "" and len(err.strip().splitlines()) == 1 and "SIGSEGV" in err

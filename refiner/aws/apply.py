@@ -19,7 +19,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..prove import same_json
 from ..recommend import RECOMMENDATIONS, STATE
-from ..refine import policy_size
+from ..refinement import policy_size
 from . import aws_errors, client, session
 
 MAX_VERSIONS = 5  # IAM keeps at most five versions of a managed policy

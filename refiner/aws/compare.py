@@ -17,7 +17,7 @@ from ..patterns import glob, parse
 from ..pipeline import refine_and_prove
 from ..policy import load_policy, patterns_of
 from ..prove import Violation
-from ..verify import REJECTING, verify
+from ..verification import REJECTING, verify
 from . import aws_errors, client, session
 from .fetch import MANIFEST, bundle_inputs
 

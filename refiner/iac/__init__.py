@@ -20,7 +20,7 @@ from ..finding import Unused
 from ..jsontext import parse_json_text, read_text
 from ..pipeline import Run, refine_within_size
 from ..prove import Violation, same_json
-from ..refine import DEFAULT_STRATEGY
+from ..refinement import DEFAULT_STRATEGY
 from ..sniff import text_kind, value_kind
 from .edit import apply_edits
 from .model import KINDS, Located, Template, TextDocument, edits_for, text_document_lines
