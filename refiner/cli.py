@@ -790,20 +790,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.version:
             _print_version()
             return EXIT_OK
-        if args.command == "refine":
-            return _run_refine(args)
-        if args.command == "verify":
-            return _run_verify(args)
-        if args.command == "recommend":
-            return _run_recommend(args)
-        if args.command == "catalog":
-            return _run_catalog(args)
-        if args.command == "explain":
-            return _run_explain(args)
-        if args.command == "aws":
-            return _run_aws(args)
-        build_parser().print_help(sys.stderr)
-        return EXIT_BAD_INPUT
+        runner = {"refine": _run_refine, "verify": _run_verify, "recommend": _run_recommend,
+                  "catalog": _run_catalog, "explain": _run_explain, "aws": _run_aws}.get(args.command)
+        if runner is None:
+            build_parser().print_help(sys.stderr)
+            return EXIT_BAD_INPUT
+        return runner(args)
     except InputError as error:
         print(f"refiner: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
