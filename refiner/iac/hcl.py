@@ -1,32 +1,44 @@
 """The part of HCL (Terraform's language) that holds IAM policies, read with every position.
 
-Blocks (`resource "aws_iam_policy" "p" { ... }`), attributes (`policy = ...`) and the literal
-values of expressions (objects, tuples, strings without interpolation, numbers, booleans,
-null) are read with their spans in the text, so a writer can edit them in place. Anything
-else an expression may be (a reference such as `var.actions`, a function call, an
-interpolated string `"${...}"`, a for expression) is kept as its source text, unresolved:
-refiner never evaluates Terraform."""
+The text is parsed by tree-sitter with the maintained HCL grammar (tree-sitter-hcl); this
+module turns its syntax tree into blocks (`resource "aws_iam_policy" "p" { ... }`),
+attributes (`policy = ...`) and the literal values of expressions (objects, tuples, strings
+without interpolation, numbers, booleans, null, heredocs, one-argument calls such as
+`jsonencode({...})`) with their spans in the text, so a writer can edit them in place.
+Anything else an expression may be (a reference such as `var.actions`, an interpolated string
+`"${...}"`, a for expression) is kept as its source text, unresolved: refiner never evaluates
+Terraform. A text the grammar does not parse, or that breaks a rule of HCL the grammar does
+not hold (newlines that end lines, a quoted string over lines, a repeated key), is refused.
+Where the grammar is stricter than HCL it errs on the side of refusing: `1e5` (an exponent
+without a fraction) does not parse, and `$$${x}` reads as an interpolation."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from itertools import accumulate
+
+import tree_sitter
+import tree_sitter_hcl
 
 from ..errors import InputError
 from ..jsontext import JsonNumber
 from .edit import line_number
 
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
-_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
-_HEREDOC = re.compile(r"<<(-?)([A-Za-z_][A-Za-z0-9_-]*)[ \t]*\r?\n")
-_PUNCTUATION = ("...", "==", "!=", "<=", ">=", "=>", "&&", "||")
+_LANGUAGE = tree_sitter.Language(tree_sitter_hcl.language())
+_ESCAPE = re.compile(r'\\(?:[nrt"\\]|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.?)|\$\$\{|%%\{', re.S)
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
-OPENING, CLOSING = "([{", ")]}"
+_TEMPLATE_PARTS = ("template_interpolation", "template_directive")
+_NESTED = ("string_lit", "quoted_template", "heredoc_template") + _TEMPLATE_PARTS
+OPENING, CLOSING = ("(", "[", "{"), (")", "]", "}")
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")  # HCL's (the grammar's: hex too)
+_LINE_END = re.compile(r"[ \t]*\r?\n")
+_SEQUENCE = re.compile(r"(?<![$%])[$%]\{")  # once $${ and %%{ are taken out
 
 
 @dataclass(frozen=True)
 class Token:
-    kind: str  # ident, number, string, heredoc, newline, comment, punct
+    kind: str  # ident, string, heredoc
     text: str
     start: int
     end: int
@@ -38,145 +50,19 @@ class HclError(InputError):
     pass
 
 
-def tokenize(text: str, name: str = "HCL") -> list[Token]:
-    tokens: list[Token] = []
-    at, size = 0, len(text)
-    while at < size:
-        char = text[at]
-        if char in " \t\ufeff":
-            at += 1
-        elif char == "\n" or text.startswith("\r\n", at):
-            end = at + (1 if char == "\n" else 2)
-            tokens.append(Token("newline", text[at:end], at, end))
-            at = end
-        elif char == "#" or text.startswith("//", at):
-            end = _end_of_line(text, at)
-            tokens.append(Token("comment", text[at:end], at, end))
-            at = end
-        elif text.startswith("/*", at):
-            end = text.find("*/", at + 2)
-            if end < 0:
-                raise HclError(f"{name}: line {line_number(text, at)}: a comment is not closed")
-            tokens.append(Token("comment", text[at:end + 2], at, end + 2))
-            at = end + 2
-        elif char == '"':
-            end, value = _string(text, at, name)
-            tokens.append(Token("string", text[at:end], at, end, value))
-            at = end
-        elif (heredoc := _HEREDOC.match(text, at)) is not None:
-            tokens.append(_heredoc(text, at, heredoc, name))
-            at = tokens[-1].end
-        elif (ident := _IDENT.match(text, at)) is not None:
-            tokens.append(Token("ident", ident.group(), at, ident.end()))
-            at = ident.end()
-        elif (number := _NUMBER.match(text, at)) is not None:
-            tokens.append(Token("number", number.group(), at, number.end()))
-            at = number.end()
-        else:
-            length = next((len(p) for p in _PUNCTUATION if text.startswith(p, at)), 1)
-            tokens.append(Token("punct", text[at:at + length], at, at + length))
-            at += length
-    return tokens
-
-
-def _end_of_line(text: str, at: int) -> int:
-    end = text.find("\n", at)
-    end = len(text) if end < 0 else end
-    return end - 1 if text[end - 1:end] == "\r" else end
-
-
-def _string(text: str, at: int, name: str) -> tuple[int, str | None]:
-    """The end of the quoted template starting at `at`, and its value (None when it holds an
-    interpolation or a directive)."""
-    parts: list[str] = []
-    interpolated = False
-    position = at + 1
-    while True:
-        if position >= len(text) or text[position] == "\n":
-            raise HclError(f"{name}: line {line_number(text, at)}: a string is not closed")
-        char = text[position]
-        if char == '"':
-            return position + 1, None if interpolated else "".join(parts)
-        if char == "\\":
-            code = text[position + 1:position + 2]
-            if code in _ESCAPES:
-                parts.append(_ESCAPES[code])
-                position += 2
-            elif code in ("u", "U"):
-                digits = 4 if code == "u" else 8
-                hexadecimal = text[position + 2:position + 2 + digits]
-                if not re.fullmatch(r"[0-9A-Fa-f]+", hexadecimal) or len(hexadecimal) != digits:
-                    raise HclError(f"{name}: line {line_number(text, at)}: a bad \\{code} escape")
-                parts.append(chr(int(hexadecimal, 16)))
-                position += 2 + digits
-            else:
-                raise HclError(f"{name}: line {line_number(text, at)}: an unknown escape \\{code}")
-        elif text.startswith(("$${", "%%{"), position):
-            parts.append(text[position + 1:position + 3])
-            position += 3
-        elif text.startswith(("${", "%{"), position):
-            interpolated = True
-            position = _skip_braces(text, position + 2, name)
-        else:
-            parts.append(char)
-            position += 1
-
-
-def _skip_braces(text: str, at: int, name: str) -> int:
-    """The position after the `}` that closes an interpolation whose body starts at `at`."""
-    depth = 1
-    while at < len(text):
-        char = text[at]
-        if char == '"':
-            at, _ = _string(text, at, name)
-            continue
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return at + 1
-        at += 1
-    raise HclError(f"{name}: an interpolation is not closed")
-
-
-def _heredoc(text: str, at: int, opener: re.Match, name: str) -> Token:
-    marker = opener.group(2)
-    content_start = position = opener.end()
-    while position < len(text):
-        end = text.find("\n", position)
-        end = len(text) if end < 0 else end
-        if text[position:end].strip() == marker:
-            closing = position + text[position:end].index(marker) + len(marker)
-            content = text[content_start:position]
-            return Token("heredoc", text[at:closing], at, closing, _template_value(content),
-                         (content_start, position))
-        position = end + 1
-    raise HclError(f"{name}: line {line_number(text, at)}: heredoc {marker} is not closed")
-
-
-def _template_value(content: str) -> str | None:
-    """A heredoc's literal text, or None when it interpolates (escapes $${ and %%{ unescaped)."""
-    if re.search(r"(?<![$%])[$%]\{", content.replace("$${", "").replace("%%{", "")):
-        return None
-    return content.replace("$${", "${").replace("%%{", "%{")
-
-
-# --- structure ------------------------------------------------------------------------------
-
 @dataclass
 class Value:
     """A literal value with its span; kind object, tuple, string, number, bool, null,
-    heredoc or unresolved (then `value` is its source text)."""
+    heredoc, call or unresolved (then `value` is its source text)."""
 
     kind: str
     start: int
     end: int
     value: object = None
     members: list[tuple[str, Token, Value]] = field(default_factory=list)  # objects
-    items: list[Value] = field(default_factory=list)  # tuples
+    items: list[Value] = field(default_factory=list)  # tuples, a call's argument
     commas: list[int | None] = field(default_factory=list)  # after each member/item
-    token: Token | None = None  # the string or heredoc token
+    token: Token | None = None  # the string or heredoc token, a call's name
 
     def get(self, key: str) -> Value | None:
         return next((value for name, _, value in self.members if name == key), None)
@@ -205,179 +91,299 @@ class Block:
 
 def parse(text: str, name: str = "HCL") -> Block:
     """The file as a block of type "" holding its top-level attributes and blocks."""
-    reader = _Reader(tokenize(text, name), text, name)
+    reader = _Reader(text, name)
+    if (carriage := re.search(r"\r(?!\n)", text)) is not None:  # a blank to the grammar
+        raise HclError(f"{name}: line {line_number(text, carriage.start())}: a carriage "
+                       "return that does not end a line")
+    tree = tree_sitter.Parser(_LANGUAGE).parse(reader.data)
+    if tree.root_node.has_error:
+        raise reader.error("not HCL that parses (a syntax error)", _first_error(tree.root_node))
     root = Block("", [], 0, len(text))
-    reader.body(root, closing=False)
+    body = next((c for c in tree.root_node.children if c.type == "body"), None)
+    if body is not None:
+        reader.body(root, body)
     return root
 
 
-class _Reader:
-    def __init__(self, tokens: list[Token], text: str, name: str):
-        self.tokens = [t for t in tokens if t.kind != "comment"]
-        self.text, self.name = text, name
-        self.at = 0
+def _first_error(node: tree_sitter.Node) -> tree_sitter.Node:
+    """The innermost ERROR or MISSING node on the path of first errors."""
+    found = node
+    while node is not None:
+        if node.is_error or node.is_missing:
+            found = node
+        node = next((c for c in node.children if c.has_error or c.is_missing), None)
+    return found
 
-    def error(self, message: str, token: Token | None = None) -> HclError:
-        where = token.start if token is not None else len(self.text)
+
+def _parts(node: tree_sitter.Node) -> list[tree_sitter.Node]:
+    return [child for child in node.children if child.type != "comment"]
+
+
+class _Reader:
+    def __init__(self, text: str, name: str):
+        self.text, self.name = text, name
+        self.data = text.encode("utf-8", "surrogatepass")
+        # tree-sitter counts bytes; the text is indexed by characters.
+        self.chars: list[int] | None = None
+        if len(self.data) != len(text):
+            self.chars = [0] * (len(self.data) + 1)
+            ends = accumulate(len(c.encode("utf-8", "surrogatepass")) for c in text)
+            for number, end in enumerate(ends, 1):
+                self.chars[end] = number
+
+    def at(self, byte: int) -> int:
+        return byte if self.chars is None else self.chars[byte]
+
+    def span(self, node: tree_sitter.Node) -> tuple[int, int]:
+        return self.at(node.start_byte), self.at(node.end_byte)
+
+    def source(self, node: tree_sitter.Node) -> str:
+        start, end = self.span(node)
+        return self.text[start:end]
+
+    def error(self, message: str, node: tree_sitter.Node | None = None) -> HclError:
+        where = self.at(node.start_byte) if node is not None else len(self.text)
         return HclError(f"{self.name}: line {line_number(self.text, where)}: {message}")
 
-    def peek(self) -> Token | None:
-        return self.tokens[self.at] if self.at < len(self.tokens) else None
+    def newline(self, start: int, end: int) -> bool:
+        return b"\n" in self.data[start:end]
 
-    def skip_newlines(self) -> None:
-        while self.peek() is not None and self.peek().kind == "newline":
-            self.at += 1
-
-    def body(self, block: Block, closing: bool) -> None:
-        while True:
-            self.skip_newlines()
-            token = self.peek()
-            if token is None:
-                if closing:
-                    raise self.error("a block is not closed")
-                return
-            if token.text == "}" and closing:
-                block.end = token.end
-                self.at += 1
-                return
-            if token.kind != "ident":
-                raise self.error(f"expected an attribute or a block, found {token.text!r}", token)
-            self.at += 1
-            following = self.peek()
-            if following is not None and following.text == "=":
-                self.at += 1
-                end = self.extent(stop=("}",), newline=True)
-                value = self.value(self.at, end)
-                block.attributes.append(Attribute(token.text, token.start, value, value.end))
-                self.at = end
+    def body(self, block: Block, body: tree_sitter.Node) -> None:
+        previous = None
+        for child in _parts(body):
+            if previous is not None and not self.newline(previous.end_byte, child.start_byte):
+                raise self.error("an argument or a block must start a new line", child)
+            previous = child
+            parts = _parts(child)
+            if child.type == "attribute":
+                self.one_logical_line(child)
+                value = self.value(parts[2])
+                block.attributes.append(Attribute(self.source(parts[0]), self.at(
+                    child.start_byte), value, value.end))
+            elif child.type == "block":
+                inner = next((part for part in parts if part.type == "body"), None)
+                self.block_lines(parts, _parts(inner) if inner is not None else [])
+                labels = [self.label(label) for label in parts[1:]
+                          if label.type in ("string_lit", "identifier")]
+                start, end = self.span(child)
+                nested = Block(self.source(parts[0]), labels, start, end)
+                if inner is not None:
+                    self.body(nested, inner)
+                block.blocks.append(nested)
             else:
-                labels = []
-                while self.peek() is not None and self.peek().kind in ("string", "ident"):
-                    label = self.peek()
-                    labels.append(label.value if label.kind == "string" else label.text)
-                    self.at += 1
-                opening = self.peek()
-                if opening is None or opening.text != "{":
-                    raise self.error(f"expected {{ after {token.text}", opening)
-                self.at += 1
-                child = Block(token.text, labels, token.start, opening.end)
-                self.body(child, closing=True)
-                block.blocks.append(child)
+                raise self.error(f"expected an attribute or a block, found {child.type}", child)
 
-    def extent(self, stop: tuple[str, ...], newline: bool, start: int | None = None) -> int:
-        """The index of the first token, from start, that ends an expression: a stop text or
-        (when newline) a newline at bracket depth 0, or an unmatched closing bracket."""
-        at = self.at if start is None else start
-        depth = 0
-        while at < len(self.tokens):
-            token = self.tokens[at]
-            if depth == 0 and (token.text in stop or (newline and token.kind == "newline")):
-                return at
-            if token.kind == "punct" and token.text in OPENING:
+    # The grammar takes newlines for blanks; HCL ends a line with them, which these hold.
+
+    def block_lines(self, parts: list[tree_sitter.Node], items: list[tree_sitter.Node]) -> None:
+        """A block's type, labels and { on one line; then one argument and } on that line
+        too, or a body on lines of its own and } on a line of its own."""
+        opening = next(n for n, part in enumerate(parts) if part.type == "block_start")
+        for before, after in zip(parts[:opening], parts[1:opening + 1], strict=True):
+            if self.newline(before.end_byte, after.start_byte):
+                raise self.error("a block's type, labels and { must be on one line", after)
+        start, end = parts[opening].end_byte, parts[-1].start_byte
+        if not self.newline(start, items[0].start_byte if items else end):
+            if len(items) > 1 or (items and (items[0].type != "attribute" or
+                                             self.newline(items[0].end_byte, end))):
+                raise self.error("a block on one line holds one argument and closes on that line", parts[0])
+        elif items and not self.newline(items[-1].end_byte, end):
+            raise self.error("a block's } must start its own line", parts[-1])
+
+    def one_logical_line(self, node: tree_sitter.Node) -> None:
+        """An attribute or an object's element on one line, but for what brackets, templates
+        and heredocs hold."""
+        if not self.newline(node.start_byte, node.end_byte):
+            return
+        previous, depth = node.start_byte, 0
+
+        def walk(child: tree_sitter.Node) -> None:
+            nonlocal previous, depth
+            if depth == 0 and self.newline(previous, child.start_byte):
+                raise self.error("a newline ends an expression outside brackets", child)
+            if child.type == "object":
+                for element in child.children:
+                    if element.type == "object_elem":
+                        self.one_logical_line(element)
+            elif child.type in _NESTED:
+                if child.type in ("string_lit", "quoted_template"):
+                    self.string(child)  # which must close on its line
                 depth += 1
-            elif token.kind == "punct" and token.text in CLOSING:
-                if depth == 0:
-                    return at
+                for grandchild in child.children:
+                    walk(grandchild)
                 depth -= 1
-            at += 1
-        return at
+            elif child.child_count:
+                for grandchild in child.children:
+                    walk(grandchild)
+            else:
+                depth += (child.type in OPENING) - (child.type in CLOSING)
+            previous = child.end_byte
 
-    def value(self, start: int, end: int) -> Value:
-        """The value of tokens[start:end]: a literal when they are exactly one, else unresolved."""
-        significant = [i for i in range(start, end) if self.tokens[i].kind != "newline"]
-        if not significant:
-            raise self.error("an expression is missing", self.tokens[start] if start <
-                             len(self.tokens) else None)
-        first, last = significant[0], significant[-1]
-        literal = self.literal(first, last + 1)
+        for child in node.children:
+            walk(child)
+
+    def value(self, expression: tree_sitter.Node) -> Value:
+        """An expression's value: a literal when it is one, else unresolved."""
+        parts = _parts(expression)
+        literal = self.literal(parts[0]) if len(parts) == 1 else None
         if literal is not None:
             return literal
-        source_start, source_end = self.tokens[first].start, self.tokens[last].end
-        return Value("unresolved", source_start, source_end, self.text[source_start:source_end])
+        start, end = self.at(parts[0].start_byte), self.at(parts[-1].end_byte)
+        return Value("unresolved", start, end, self.text[start:end])
 
-    def literal(self, first: int, end: int) -> Value | None:
-        token = self.tokens[first]
-        if end - first == 1:
-            if token.kind == "string":
-                kind = "string" if token.value is not None else "unresolved"
-                return Value(kind, token.start, token.end,
-                             token.value if token.value is not None else token.text, token=token)
-            if token.kind == "heredoc":
-                return Value("heredoc", token.start, token.end, token.value, token=token)
-            if token.kind == "number":
-                return Value("number", token.start, token.end, JsonNumber(token.text))
-            if token.kind == "ident" and token.text in ("true", "false"):
-                return Value("bool", token.start, token.end, token.text == "true")
-            if token.kind == "ident" and token.text == "null":
-                return Value("null", token.start, token.end, None)
+    def literal(self, node: tree_sitter.Node) -> Value | None:
+        start, end = self.span(node)
+        if node.type == "literal_value":
+            literal = node.children[0]
+            if literal.type == "string_lit":
+                string = self.string(literal)
+                token = Token("string", self.text[start:end], start, end, string)
+                return Value("string", start, end, string, token=token)
+            if literal.type == "numeric_lit":
+                number = self.source(literal)
+                return Value("number", start, end, JsonNumber(number)) if \
+                    _NUMBER.fullmatch(number) else None
+            if literal.type == "bool_lit":
+                return Value("bool", start, end, self.source(literal) == "true")
+            if literal.type == "null_lit":
+                return Value("null", start, end, None)
             return None
-        if end - first == 2 and token.text == "-" and self.tokens[first + 1].kind == "number":
-            number = self.tokens[first + 1]
-            return Value("number", token.start, number.end, JsonNumber("-" + number.text))
-        if token.text in ("{", "[") and self._closes(first, end - 1):
-            return self.object(first, end - 1) if token.text == "{" else self.tuple(first, end - 1)
-        if token.kind == "ident" and self.tokens[first + 1].text == "(" and end - first > 3 \
-                and self._closes(first + 1, end - 1):
+        if node.type == "template_expr":
+            template = node.children[0]
+            if template.type == "heredoc_template":
+                return self.heredoc(template)
+            self.string(template)  # a quoted string must close on its line
+            token = Token("string", self.text[start:end], start, end, None)
+            return Value("unresolved", start, end, self.text[start:end], token=token)
+        if node.type == "collection_value":
+            collection = node.children[0]
+            return self.object(collection) if collection.type == "object" else \
+                self.tuple(collection)
+        if node.type == "operation":
+            parts = _parts(node.children[0])
+            if node.children[0].type == "unary_operation" and parts[0].type == "-" and \
+                    parts[1].type == "literal_value" and parts[1].children[0].type == \
+                    "numeric_lit" and _NUMBER.fullmatch(self.source(parts[1])):
+                return Value("number", start, end, JsonNumber("-" + self.source(parts[1])))
+            return None
+        if node.type == "function_call":
             # A function call with one argument (jsonencode({...})): the argument is read.
-            if self.extent(stop=(",",), newline=False, start=first + 2) != end - 1:
+            parts = _parts(node)
+            if len(parts) != 4 or parts[2].type != "function_arguments":
                 return None
-            source = self.text[token.start:self.tokens[end - 1].end]
-            return Value("call", token.start, self.tokens[end - 1].end, source,
-                         items=[self.value(first + 2, end - 1)], token=token)
+            arguments = _parts(parts[2])
+            if len(arguments) == 2 and arguments[1].type == "ellipsis":  # f(list...)
+                first, last = self.at(arguments[0].start_byte), self.at(arguments[1].end_byte)
+                argument = Value("unresolved", first, last, self.text[first:last])
+            elif len(arguments) == 1:
+                argument = self.value(arguments[0])
+            else:
+                return None
+            name = Token("ident", self.source(parts[0]), *self.span(parts[0]))
+            return Value("call", start, end, self.text[start:end], items=[argument], token=name)
         return None
 
-    def _closes(self, opening: int, closing: int) -> bool:
-        """Whether the bracket at closing is the one that closes the bracket at opening."""
-        return self.extent(stop=(), newline=False, start=opening + 1) == closing
+    def string(self, node: tree_sitter.Node) -> str | None:
+        """A quoted string's value (None when it interpolates). Its raw text is read between
+        the quotes: the grammar leaves the blanks at the ends of a literal part out of it."""
+        start, end = self.span(node)
+        literal, interpolated = start + 1, False
+        for part in _parts(node):
+            if part.type in _TEMPLATE_PARTS:
+                self.one_line(node, literal, self.at(part.start_byte))
+                literal, interpolated = self.at(part.end_byte), True
+        self.one_line(node, literal, end - 1)
+        return None if interpolated else _ESCAPE.sub(self.escape(node), self.text[start + 1:end - 1])
 
-    def object(self, opening: int, closing: int) -> Value | None:
-        value = Value("object", self.tokens[opening].start, self.tokens[closing].end)
-        at = opening + 1
-        while True:
-            while at < closing and self.tokens[at].kind == "newline":
-                at += 1
-            if at >= closing:
-                return value
-            key = self.tokens[at]
-            if key.kind == "ident":
-                name = key.text
-            elif key.kind == "string" and key.value is not None:
-                name = key.value
-            else:
+    def label(self, node: tree_sitter.Node) -> str:
+        if node.type == "identifier":
+            return self.source(node)
+        # The grammar reads a label's "${" as text; HCL does not allow it there.
+        if _SEQUENCE.search(self.source(node).replace("$${", "").replace("%%{", "")):
+            raise self.error("a block label cannot hold a template sequence", node)
+        return self.string(node)
+
+    def one_line(self, node: tree_sitter.Node, start: int, end: int) -> None:
+        if "\n" in self.text[start:end]:
+            raise self.error("a string is not closed on its line", node)
+
+    def escape(self, node: tree_sitter.Node):
+        def unescaped(match: re.Match) -> str:
+            escape = match.group()
+            if escape in ("$${", "%%{"):
+                return escape[1:]
+            if escape[1:2] in _ESCAPES:
+                return _ESCAPES[escape[1:2]]
+            if escape[1:2] in ("u", "U") and int(escape[2:], 16) <= 0x10FFFF:
+                return chr(int(escape[2:], 16))
+            raise self.error(f"an unknown escape {escape}", node)
+        return unescaped
+
+    def heredoc(self, node: tree_sitter.Node) -> Value:
+        parts = _parts(node)
+        opener, closer = parts[1], parts[-1]
+        start, end = self.span(node)
+        line_end = _LINE_END.match(self.text, self.at(opener.end_byte))
+        if line_end is None:
+            raise self.error("a heredoc's marker must end its line", opener)
+        content_start = line_end.end()
+        content_end = self.text.rfind("\n", 0, self.at(closer.start_byte)) + 1
+        content = self.text[content_start:content_end]
+        literal = None if any(part.type in _TEMPLATE_PARTS for part in parts) else \
+            content.replace("$${", "${").replace("%%{", "%{")
+        token = Token("heredoc", self.text[start:end], start, end, literal,
+                      (content_start, content_end))
+        return Value("heredoc", start, end, literal, token=token)
+
+    def object(self, node: tree_sitter.Node) -> Value | None:
+        value = Value("object", *self.span(node))
+        parts = _parts(node)
+        previous = None
+        for number, element in enumerate(parts):
+            if element.type != "object_elem":
+                continue
+            if previous is not None and parts[number - 1].type != "," and \
+                    not self.newline(previous.end_byte, element.start_byte):
+                raise self.error("an object's element must start a new line", element)
+            previous = element
+            key, _, member = _parts(element)
+            token = self.key(key)
+            if token is None:
                 return None  # a computed key: the object cannot be read literally
-            if at + 1 >= closing or self.tokens[at + 1].text not in ("=", ":"):
-                return None
-            end = self.extent(stop=(",",), newline=True, start=at + 2)
-            if end > closing:
-                return None
+            name = token.value if token.kind == "string" else token.text
             if any(name == existing for existing, _, _ in value.members):
                 raise self.error(f"the key {name!r} is repeated in one object", key)
-            value.members.append((name, key, self.value(at + 2, end)))
-            comma = None
-            if end < closing and self.tokens[end].text == ",":
-                comma, end = self.tokens[end].end, end + 1
-            value.commas.append(comma)
-            at = end
+            value.members.append((name, token, self.value(member)))
+            comma = parts[number + 1]
+            if comma.type == "," and self.newline(element.end_byte, comma.start_byte):
+                raise self.error("a comma must end its element's line", comma)
+            value.commas.append(self.at(comma.end_byte) if comma.type == "," else None)
+        return value
 
-    def tuple(self, opening: int, closing: int) -> Value | None:
-        value = Value("tuple", self.tokens[opening].start, self.tokens[closing].end)
-        at = opening + 1
-        while True:
-            while at < closing and self.tokens[at].kind == "newline":
-                at += 1
-            if at >= closing:
-                return value
-            if self.tokens[at].kind == "ident" and self.tokens[at].text == "for":
-                return None  # a for expression
-            end = self.extent(stop=(",",), newline=False, start=at)
-            if end > closing:
-                return None
-            value.items.append(self.value(at, end))
-            comma = None
-            if end < closing and self.tokens[end].text == ",":
-                comma, end = self.tokens[end].end, end + 1
-            value.commas.append(comma)
-            at = end
+    def key(self, expression: tree_sitter.Node) -> Token | None:
+        """An object key written as a name or a literal string."""
+        parts = _parts(expression)
+        if len(parts) != 1:
+            return None
+        start, end = self.span(parts[0])
+        if parts[0].type == "variable_expr" or (parts[0].type == "literal_value" and
+                                               parts[0].children[0].type in ("bool_lit",
+                                                                             "null_lit")):
+            return Token("ident", self.text[start:end], start, end)
+        if parts[0].type == "literal_value" and parts[0].children[0].type == "string_lit":
+            return Token("string", self.text[start:end], start, end,
+                         self.string(parts[0].children[0]))
+        return None
+
+    def tuple(self, node: tree_sitter.Node) -> Value:
+        value = Value("tuple", *self.span(node))
+        parts = _parts(node)
+        for number, item in enumerate(parts):
+            if item.type == "expression":
+                value.items.append(self.value(item))
+                comma = parts[number + 1]
+                value.commas.append(self.at(comma.end_byte) if comma.type == "," else None)
+        return value
 
 
 def to_json(value: Value) -> object:
