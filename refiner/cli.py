@@ -433,7 +433,7 @@ def _run_verify(args) -> int:
     else:
         verdict_lines = [f"{args.refined}:{line or 1}: {v.describe()}"
                          for v, line in zip(report.verdicts, lines, strict=True)]
-        summary = {0: "accepted", 1: "rejected", 3: "not proven (solver gave no answer)"}[code]
+        summary = {0: "accepted", 1: "rejected", 3: "not proven (see the unknown verdicts)"}[code]
         text = "".join(line + "\n" for line in verdict_lines)
         text += f"refiner verify: {summary} ({report.queries} proof queries)\n"
     _write_verify_report(args, text)

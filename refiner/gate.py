@@ -21,6 +21,7 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 
+from .jsontext import dumps
 from .policy import PolicyInput
 from .prove import Checker, Violation, same_json
 from .render import as_sarif
@@ -60,8 +61,16 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
     record = export or solver in ("cvc5", "both")
     gate_checker = Checker([], [], [], timeout_ms, record) if unused is None else None
     before = {policy.id: policy for policy in base.policies}
+    context_changed = base.context != head.context
     for policy in head.policies:
         original = before.get(policy.id)
+        if unused is None and original is not None and context_changed and (
+                _has_expressions(policy) or _has_expressions(original)):
+            result.verdicts.append(Verdict(policy.id, Violation(
+                "unknown", -1, None, f"{policy.id} uses expressions, and what they read "
+                "(parameters, conditions, mappings, variables, locals) changed: the gate "
+                "cannot tell what the policy admits"), policy.line))
+            continue
         if original is None:
             if allow_new_policies:
                 result.notes.append(f"{policy.id}: a new policy (--allow-new-policies)")
@@ -179,6 +188,15 @@ def _sid(statement: dict) -> str | None:
     return statement.get("Sid") if isinstance(statement.get("Sid"), str) else None
 
 
+def _has_expressions(policy) -> bool:
+    """Whether a policy's document holds an expression (a CloudFormation intrinsic function,
+    a Terraform interpolation or reference), or could not be read at all."""
+    if policy.refusal is not None or policy.document is None:
+        return True
+    text = dumps(policy.document)
+    return any(marker in text for marker in ('"Fn::', '{"Ref":', '{"Condition":', "${", "%{"))
+
+
 def _label(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
 
@@ -211,7 +229,7 @@ def labelled(verdict: Verdict, plain: bool) -> Violation:
 
 def as_text(comparison: Comparison, head_path: str, plain: bool, code: int) -> str:
     lines = [f"{head_path}:{v.line}: {labelled(v, plain).describe()}" for v in comparison.verdicts]
-    summary = {0: "accepted", 1: "rejected", 3: "not proven (solver gave no answer)"}[code]
+    summary = {0: "accepted", 1: "rejected", 3: "not proven (see the unknown verdicts)"}[code]
     return "".join(line + "\n" for line in lines) + \
         f"refiner verify: {summary} ({comparison.queries} proof queries)\n"
 

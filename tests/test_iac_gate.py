@@ -204,3 +204,110 @@ def test_sarif_paths_are_relative_to_the_repository_root(tmp_path, capsys, monke
     result, = json.loads(out)["runs"][0]["results"]
     uri = result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
     assert uri == "infra/app/template.yaml"
+
+
+# --- found by review: ways HEAD could grant more and still pass ---------------------------------
+
+def _gate(tmp_path, base_text: str, head_text: str, suffix: str) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from refiner.cli import main
+
+    base, head = tmp_path / f"base{suffix}", tmp_path / f"head{suffix}"
+    base.write_text(base_text)
+    head.write_text(head_text)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["verify", str(base), str(head)])
+    return code, out.getvalue() + err.getvalue()
+
+
+NARROW_YAML = """Resources:
+  P:
+    Type: AWS::IAM::ManagedPolicy
+    Properties:
+      PolicyDocument:
+        Version: "2012-10-17"
+        Statement:
+          - Effect: Allow
+            Action: s3:GetObject
+            Resource: "*"
+"""
+
+
+def test_a_repeated_key_cannot_hide_a_wider_policy(tmp_path):
+    wider = NARROW_YAML + """      PolicyDocument:
+        Version: "2012-10-17"
+        Statement:
+          - Effect: Allow
+            Action: "*"
+            Resource: "*"
+"""
+    code, output = _gate(tmp_path, NARROW_YAML, wider, ".yaml")
+    assert code == 2 and "'PolicyDocument' twice" in output
+
+
+def test_a_merge_key_cannot_hide_a_policy(tmp_path):
+    merged = """Wide: &wide
+  PolicyDocument:
+    Version: "2012-10-17"
+    Statement:
+      - {Effect: Allow, Action: "*", Resource: "*"}
+Resources:
+  P:
+    Type: AWS::IAM::ManagedPolicy
+    Properties:
+      <<: *wide
+"""
+    code, output = _gate(tmp_path, NARROW_YAML, merged, ".yaml")
+    assert code == 2 and "merge key" in output
+
+
+def test_an_expression_whose_inputs_changed_cannot_be_judged(tmp_path):
+    base = """Conditions:
+  Wide: !Equals [a, b]
+Resources:
+  P:
+    Type: AWS::IAM::ManagedPolicy
+    Properties:
+      PolicyDocument:
+        Version: "2012-10-17"
+        Statement:
+          - Effect: Allow
+            Action: !If [Wide, "*", "s3:GetObject"]
+            Resource: "*"
+"""
+    code, output = _gate(tmp_path, base, base.replace("[a, b]", "[a, a]"), ".yaml")
+    assert code == 3 and "what they read" in output
+    code, _ = _gate(tmp_path, base, base, ".yaml")
+    assert code == 0  # nothing it reads changed: taken at its word
+    tf = """variable "acts" {
+  default = ["s3:GetObject"]
+}
+data "aws_iam_policy_document" "d" {
+  statement {
+    actions   = var.acts
+    resources = ["*"]
+  }
+}
+"""
+    code, output = _gate(tmp_path, tf, tf.replace('"s3:GetObject"', '"*"'), ".tf")
+    assert code == 3 and "what they read" in output
+
+
+def test_a_plan_whose_policy_is_known_only_at_apply_cannot_be_judged(tmp_path):
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]})
+    resource = {"address": "aws_iam_policy.p", "mode": "managed", "type": "aws_iam_policy",
+                "name": "p", "values": {"name": "p", "policy": policy}}
+    base = {"format_version": "1.2", "terraform_version": "1.9.0",
+            "planned_values": {"root_module": {"resources": [resource]}}}
+    unknown = {**resource, "values": {"name": "p"}}  # Terraform leaves unknown values out
+    head = {"format_version": "1.2", "terraform_version": "1.9.0",
+            "planned_values": {"root_module": {"resources": [unknown]}},
+            "prior_state": {"values": {"root_module": {"resources": [resource]}}},
+            "resource_changes": [{"address": "aws_iam_policy.p",
+                                  "change": {"after_unknown": {"policy": True}}}]}
+    code, output = _gate(tmp_path, json.dumps(base), json.dumps(head), ".json")
+    assert code == 3 and "not known until apply" in output

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from ..errors import InputError
-from ..jsontext import JsonNumber, parse_json_text
+from ..jsontext import JsonNumber, dumps, parse_json_text
 from ..writeback import Node, locate
 from .edit import Item, indentation, line_end, line_number
 from .model import (
@@ -44,12 +44,16 @@ DOCUMENTS = {
 
 # --- JSON -----------------------------------------------------------------------------------
 
+CONTEXT_SECTIONS = ("Parameters", "Mappings", "Conditions", "Globals", "Transform", "Rules")
+
+
 def read_json(path: str, text: str, value: dict) -> Template:
     root = locate(text)
     policies: list[Located] = []
     resources = value.get("Resources")
     if not isinstance(resources, dict):
         return Template(path, "cloudformation-json", text, [])
+    context = dumps({k: value.get(k) for k in CONTEXT_SECTIONS}, sort_keys=True)
     resource_nodes = root.members["Resources"].members
     for logical, resource in resources.items():
         if not isinstance(resource, dict) or not isinstance(resource.get("Properties"), dict):
@@ -79,7 +83,7 @@ def read_json(path: str, text: str, value: dict) -> Template:
             key, size_kind = DOCUMENTS[kind]
             policies.append(_json_document(path, text, logical, size_kind, properties[key],
                                            nodes[key]))
-    return Template(path, "cloudformation-json", text, policies)
+    return Template(path, "cloudformation-json", text, policies, context=context)
 
 
 def _json_document(path: str, text: str, policy_id: str, kind: str, value: object,
@@ -169,8 +173,38 @@ def read_yaml(path: str, text: str) -> Template:
         where = f" (line {mark.line + 1})" if mark is not None else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise InputError(f"{path} is not valid YAML: {problem}{where}") from None
+    _refuse_ambiguous_keys(path, root)
     reader = _Yaml(path, text, root)
-    return Template(path, "cloudformation-yaml", text, reader.policies())
+    context = dumps({name: reader.json(_get(root, name), loose=True) if _get(root, name) else None
+                     for name in CONTEXT_SECTIONS}, sort_keys=True)
+    return Template(path, "cloudformation-yaml", text, reader.policies(), context=context)
+
+
+def _refuse_ambiguous_keys(path: str, root) -> None:
+    """A key twice in one mapping (YAML readers keep one; which one CloudFormation deploys is
+    not ours to guess) or a merge key (<<, resolved only by `aws cloudformation package`)
+    anywhere in the template: refused, or a policy could hide behind one."""
+    stack, seen = [root], set()
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if _kind(node) == "map":
+            names = set()
+            for key, value in node.value:
+                name = _scalar(key)
+                line = key.start_mark.line + 1
+                if name == "<<":
+                    raise InputError(f"{path}:{line}: a YAML merge key (<<): write the keys out "
+                                     "(refiner reads a template as CloudFormation deploys it)")
+                if name in names:
+                    raise InputError(f"{path}:{line}: the key {name!r} twice in one mapping "
+                                     "(CloudFormation refuses it; YAML readers keep one)")
+                names.add(name)
+                stack.append(value)
+        elif _kind(node) == "seq":
+            stack.extend(node.value)
 
 
 class _Yaml:

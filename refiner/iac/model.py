@@ -165,6 +165,10 @@ class Template:
     text: str
     policies: list[Located]
     bom: bool = False
+    # What expressions in the policies can read besides the policies themselves, as written
+    # (CloudFormation Parameters, Mappings, Conditions, ...; Terraform variables and locals).
+    # The gate takes an expression at its word only while this is unchanged.
+    context: str = ""
 
     @property
     def description(self) -> str:

@@ -52,6 +52,8 @@ _INTERPOLATION = re.compile(r"(?<!\$)\$\{|(?<!%)%\{")
 def read_hcl(path: str, text: str) -> Template:
     root = hcl.parse(text, path)
     policies = []
+    context = "\n".join(text[block.start:block.end] for block in root.blocks
+                        if block.type in ("variable", "locals"))
     for block in root.blocks:
         if block.type == "resource" and len(block.labels) == 2 and \
                 block.labels[0] in POLICY_RESOURCES:
@@ -62,7 +64,7 @@ def read_hcl(path: str, text: str) -> Template:
                                                  POLICY_RESOURCES[block.labels[0]], attribute))
         elif block.type == "data" and len(block.labels) == 2 and block.labels[0] == DOCUMENT_DATA:
             policies.append(_data_document(path, text, f"data.{'.'.join(block.labels)}", block))
-    return Template(path, "terraform", text, policies)
+    return Template(path, "terraform", text, policies, context=context)
 
 
 def _resource_policy(path: str, text: str, address: str, kind: str,
@@ -269,7 +271,8 @@ def read_tf_json(path: str, text: str, value: dict) -> Template:
                                                 node.members["policy"]))
             elif mode == "data" and type_name == DOCUMENT_DATA:
                 policies.append(_tf_json_data(path, text, f"data.{type_name}.{name}", body, node))
-    return Template(path, "terraform-json", text, policies)
+    context = dumps({k: value.get(k) for k in ("variable", "locals")}, sort_keys=True)
+    return Template(path, "terraform-json", text, policies, context=context)
 
 
 def _tf_json_blocks(value, node: Node | None):
@@ -381,6 +384,10 @@ def _tf_json_data(path: str, text: str, address: str, body: dict, node: Node) ->
 def read_plan(path: str, text: str, value: dict) -> Template:
     root = locate(text)
     policies: dict[str, Located] = {}
+    unknown = {change.get("address") for change in value.get("resource_changes") or []
+               if isinstance(change, dict) and isinstance(change.get("change"), dict)
+               and isinstance(change["change"].get("after_unknown"), dict)
+               and change["change"]["after_unknown"].get("policy")}
     for section in ("planned_values", "prior_state"):
         module = value.get(section)
         module_node = root.members.get(section)
@@ -393,10 +400,19 @@ def read_plan(path: str, text: str, value: dict) -> Template:
             address = resource.get("address")
             if not isinstance(address, str) or address in policies:
                 continue
+            if section == "prior_state" and resource.get("mode") != "data":
+                continue  # what is deployed now is not what the plan makes
             values, values_node = resource.get("values"), node.members.get("values")
             if not isinstance(values, dict):
                 continue
             kind = resource.get("type")
+            if resource.get("mode") != "data" and kind in POLICY_RESOURCES and (
+                    "policy" not in values or address in unknown):
+                # Terraform leaves a value it learns only at apply out of planned_values.
+                policies[address] = Located(address, line_number(text, node.start),
+                                            POLICY_RESOURCES[kind], None).refuse(
+                    line_number(text, node.start), "the policy is not known until apply")
+                continue
             if resource.get("mode") == "data" and kind == DOCUMENT_DATA and "json" in values:
                 policies[address] = _plan_document(path, text, address, "managed",
                                                    values["json"], values_node.members["json"])
