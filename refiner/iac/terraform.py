@@ -214,13 +214,8 @@ def _data_document(path: str, text: str, address: str, block: hcl.Block) -> Loca
         spots.append(spot)
         refusal = refusal or problem
     document["Statement"] = statements
-    located.document = document
-    located.document_text = dumps(document, indent=2) + "\n"
-    located.statement_lines = [(spot.line, spot.entry_lines) for spot in spots]
-    if refusal is not None:
-        return located.refuse(*refusal)
-    located.writer = Structured(spots, "blocks")
-    return finish(located, f"{path}: {address}")
+    return _structured_document(located, document, spots, refusal,
+                                lambda: Structured(spots, "blocks"), f"{path}: {address}")
 
 
 def _data_statement(text: str, block: hcl.Block):
@@ -368,15 +363,24 @@ def _tf_json_data(path: str, text: str, address: str, body: dict, node: Node) ->
                                 for v, n in zip(value, value_node.members, strict=True)}
         spots.append(spot)
     document["Statement"] = statements
+    return _structured_document(
+        located, document, spots, refusal,
+        lambda: Structured(spots, "list" if isinstance(raw, list) else "single", "json",
+                           statement_node.start + 1 if isinstance(raw, list) and
+                           statement_node is not None else None), f"{path}: {address}")
+
+
+def _structured_document(located: Located, document: dict, spots: list, refusal, writer,
+                         label: str) -> Located:
+    """A document written in Terraform's own syntax, as read: refused with the first reason
+    found, else with the writer that edits its Action lists in place."""
     located.document = document
     located.document_text = dumps(document, indent=2) + "\n"
     located.statement_lines = [(spot.line, spot.entry_lines) for spot in spots]
     if refusal is not None:
         return located.refuse(*refusal)
-    located.writer = Structured(spots, "list" if isinstance(raw, list) else "single", "json",
-                                statement_node.start + 1 if isinstance(raw, list) and
-                                statement_node is not None else None)
-    return finish(located, f"{path}: {address}")
+    located.writer = writer()
+    return finish(located, label)
 
 
 # --- plans ----------------------------------------------------------------------------------
