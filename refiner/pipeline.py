@@ -8,9 +8,11 @@ from datetime import datetime, timezone
 
 from .catalog import Catalog
 from .finding import Unused
+from .jsontext import loads
 from .policy import PolicyInput, load_policy, parse_json_text
 from .prove import Checker, Violation, same_json
 from .refinement import DEFAULT_STRATEGY, Refinement, Refiner
+from .verification import document_changes
 from .writeback import edit_document
 
 
@@ -95,27 +97,22 @@ def refine_within_size(policy: PolicyInput, unused: Unused, catalog: Catalog, ti
 
 
 def _outside_statements_changed(policy: PolicyInput, refined: PolicyInput | None) -> list[Violation]:
-    """Every top-level key but Statement (Version decides whether policy variables are
-    variables) must be read back exactly as it was."""
+    """Every top-level key but Statement must be read back exactly as it was (verify's own
+    check), and so must the file around the document (AWS CLI wrappers)."""
     if refined is None:
         return []
-    before = {k: v for k, v in policy.document.items() if k != "Statement"}
-    after = {k: v for k, v in refined.document.items() if k != "Statement"}
-    if not same_json(before, after):
-        return [Violation("structure", -1, None, "the policy's keys outside Statement changed")]
-    wrapper_before = _without_document(policy)
-    if not same_json(wrapper_before, _without_document(refined)):
-        return [Violation("structure", -1, None, "the file around the policy changed")]
-    return []
+    changes = document_changes(policy.document, refined.document)
+    if not changes and not same_json(_without_document(policy), _without_document(refined)):
+        changes.append(Violation("structure", -1, None, "the file around the policy changed"))
+    return changes
 
 
 def _without_document(policy: PolicyInput) -> object:
-    """The file's value with the policy document taken out (AWS CLI wrappers)."""
-    from .jsontext import loads
-
-    value = loads(policy.source.text, "policy")
+    """The file's value with the policy document taken out (AWS CLI wrappers); None for a
+    bare document, whose text need not be read again."""
     if not policy.source.path:
         return None
+    value = loads(policy.source.text, "policy")
     holder = value
     for key in policy.source.path[:-1]:
         holder = holder[key]
