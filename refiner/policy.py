@@ -14,7 +14,7 @@ from .jsontext import (  # noqa: F401 (read_json, read_text re-exported)
     read_json,
     read_text,
 )
-from .patterns import parse
+from .patterns import glob, parse
 from .sniff import POLICY_SHAPES, read_json_as, value_kind, wrong_shape
 from .writeback import Source
 
@@ -146,3 +146,18 @@ def action_key(statement: dict) -> str:
 def patterns_of(statement: dict) -> list[str]:
     value = statement[action_key(statement)]
     return [value] if isinstance(value, str) else list(value)
+
+
+def pattern_count(statements: list[dict]) -> int:
+    """How many Action/NotAction entries the statements have."""
+    return sum(len(patterns_of(statement)) for statement in statements)
+
+
+def allowed_among(statement: dict, names) -> set[str]:
+    """The names an Allow statement admits, by the refiner's glob matcher (for reports, not
+    proofs): Action admits what some entry matches, NotAction what none does."""
+    if statement.get("Effect") != "Allow":
+        return set()
+    matchers = [glob(text) for text in patterns_of(statement)]
+    listed = "Action" in statement
+    return {name for name in names if any(m.matches(name) for m in matchers) == listed}

@@ -22,9 +22,8 @@ from .finding import Unused, merge_findings
 from .isolate import NoProof, run_isolated
 from .jsontext import dumps, parse_json_text
 from .output import progress, write_file
-from .patterns import glob
 from .pipeline import refine_and_prove
-from .policy import load_policy, patterns_of
+from .policy import allowed_among, load_policy, pattern_count
 from .prove import DEFAULT_TIMEOUT_MS
 from .refinement import SIZE_LIMITS, policy_size
 from .render import as_diff, timestamp
@@ -219,7 +218,7 @@ def _one_policy(ref: dict, unused: Unused, catalog: Catalog, timeout_ms: int, at
     after = run.refined.statements if run.refined else []
     limit = SIZE_LIMITS["managed" if ref["kind"] == "managed" else
                         "inline" if owner == "role" else f"{owner}-inline"]
-    entry.update(patterns=[_pattern_count(before), _pattern_count(after)],
+    entry.update(patterns=[pattern_count(before), pattern_count(after)],
                  characters=[policy_size(policy.document), run.refinement.size if after else 0],
                  changed=run.changed, proofQueries=run.queries)
     if not run.changed:
@@ -240,23 +239,13 @@ def _one_policy(ref: dict, unused: Unused, catalog: Catalog, timeout_ms: int, at
     return entry, step, {"policyId": ref["policyId"], "diff": as_diff(run, ref["name"])}
 
 
-def _pattern_count(statements: list[dict]) -> int:
-    return sum(len(patterns_of(statement)) for statement in statements)
-
-
 def _unused_granted(text: str, label: str, unused: Unused, catalog: Catalog) -> list[str]:
     """Unused actions (catalog actions of wholly unused services too) that a group policy's
     Allow statements grant: a report for the group's owner, not a proof."""
     policy = load_policy(parse_json_text(text, label), label, text)
     names = list(unused.actions.values()) + [a for s in sorted(unused.services)
                                              for a in catalog.actions_of(s)]
-    granted = set()
-    for statement in policy.statements:
-        if statement.get("Effect") != "Allow":
-            continue
-        matchers = [glob(p) for p in patterns_of(statement)]
-        listed = "Action" in statement  # Action admits what matches; NotAction what does not
-        granted |= {n for n in names if any(m.matches(n) for m in matchers) == listed}
+    granted = set().union(*(allowed_among(statement, names) for statement in policy.statements))
     return sorted(granted, key=str.lower)
 
 

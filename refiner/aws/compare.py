@@ -13,9 +13,9 @@ from ..errors import InputError
 from ..finding import merge_findings
 from ..jsontext import dumps, parse_json_text
 from ..output import progress, write_file
-from ..patterns import glob, parse
+from ..patterns import parse
 from ..pipeline import refine_and_prove
-from ..policy import load_policy, patterns_of
+from ..policy import allowed_among, load_policy, pattern_count, patterns_of
 from ..prove import Violation
 from ..verification import REJECTING, verify
 from . import aws_errors, client, session
@@ -144,13 +144,13 @@ def _judge(response: dict, recommendation: dict, account: Account, job: CompareJ
             refined = load_policy({"recommendedSteps": [step]}, f"AWS's {label}")
         report = verify(original, refined, unused, job.catalog, job.timeout_ms)
         judgement.verdicts = report.verdicts
-        judgement.aws_patterns = sum(len(patterns_of(s)) for s in refined.statements)
+        judgement.aws_patterns = pattern_count(refined.statements)
         if any(v.kind == "incomplete" for v in report.verdicts):
             judgement.lost = _used_actions_lost(original, refined, unused, job.catalog)
         ours = refine_and_prove(original, unused, job.catalog, job.timeout_ms)
         if not ours.violations:
-            judgement.refiner_patterns = sum(len(patterns_of(s)) for s in
-                                             (ours.refined.statements if ours.refined else []))
+            judgement.refiner_patterns = pattern_count(ours.refined.statements
+                                                       if ours.refined else [])
         judgements.append(judgement)
     return judgements
 
@@ -161,15 +161,11 @@ def _used_actions_lost(original, refined, unused, catalog: Catalog) -> list[str]
     def allowed(policy) -> set[str]:
         found: set[str] = set()
         for statement in policy.statements:
-            if statement.get("Effect") != "Allow":
-                continue
-            matchers = [glob(p) for p in patterns_of(statement)]
-            if "Action" in statement:
-                found |= {a for p in patterns_of(statement)
-                          for a in catalog.with_prefix(parse(p).literal_prefix)
-                          if any(m.matches(a) for m in matchers)}
-            else:
-                found |= {a for a in catalog.all_actions() if not any(m.matches(a) for m in matchers)}
+            # An Action entry can only match names that start with its literal prefix.
+            names = {a for p in patterns_of(statement)
+                     for a in catalog.with_prefix(parse(p).literal_prefix)} \
+                if "Action" in statement else catalog.all_actions()
+            found |= allowed_among(statement, names)
         return found
 
     return sorted((a for a in allowed(original) - allowed(refined) if not unused.is_unused(a)),
