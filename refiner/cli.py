@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import math
 import os
@@ -40,6 +39,7 @@ from .render import (
     as_recommendation,
     as_sarif,
     as_verdicts_json,
+    file_diff,
     pattern_line,
 )
 from .smt import write_obligations
@@ -304,16 +304,22 @@ def _run_refine(args) -> int:
         text = as_diff(run, Path(args.policy).name)
     else:
         text = as_recommendation(run, unused.resource_arn, size_report)
-    if args.in_place and not run.changed:
-        print(f"refiner: nothing to change; {args.policy} is left as it is", file=sys.stderr)
-    elif args.in_place:
-        target = os.path.realpath(args.policy)  # a link stays a link; its file is refined
-        saved = backup(target)
-        write_file(target, _with_bom(text, policy), mode_of=target)
-        print(f"refiner: {args.policy} refined; the original is kept as {saved}", file=sys.stderr)
+    if args.in_place:
+        _write_in_place(args, _with_bom(text, policy), run.changed)
     else:
         _emit(text if args.format != "json" else _with_bom(text, policy), output, args)
     return EXIT_REJECTED if args.exit_code and run.changed else EXIT_OK
+
+
+def _write_in_place(args, text: str, changed: bool) -> None:
+    """POLICY rewritten, its original kept as a backup; nothing written when nothing changed."""
+    if not changed:
+        print(f"refiner: nothing to change; {args.policy} is left as it is", file=sys.stderr)
+        return
+    target = os.path.realpath(args.policy)  # a link stays a link; its file is refined
+    saved = backup(target)
+    write_file(target, text, mode_of=target)
+    print(f"refiner: {args.policy} refined; the original is kept as {saved}", file=sys.stderr)
 
 
 def _refine_output(args) -> str | None:
@@ -517,19 +523,11 @@ def _run_template_refine(args) -> int:
               "was written", file=sys.stderr)
         return EXIT_OVER_LIMIT
     if args.format == "diff":
-        name = Path(args.policy).name
-        text = "".join(difflib.unified_diff(template.text.splitlines(keepends=True),
-                                            result.text.splitlines(keepends=True),
-                                            fromfile=f"a/{name}", tofile=f"b/{name}"))
+        text = file_diff(template.text, result.text, Path(args.policy).name)
     else:
         text = ("\ufeff" if template.bom else "") + result.text
-    if args.in_place and not result.changed:
-        print(f"refiner: nothing to change; {args.policy} is left as it is", file=sys.stderr)
-    elif args.in_place:
-        target = os.path.realpath(args.policy)
-        saved = backup(target)
-        write_file(target, text, mode_of=target)
-        print(f"refiner: {args.policy} refined; the original is kept as {saved}", file=sys.stderr)
+    if args.in_place:
+        _write_in_place(args, text, result.changed)
     else:
         _emit(text, output, args)
     if detached:

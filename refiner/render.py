@@ -22,13 +22,14 @@ def as_json(document: dict) -> str:
 def as_diff(run, name: str) -> str:
     """Unified diff of the input file and the refined one, as they are written (empty when
     nothing changes)."""
-    lines = difflib.unified_diff(
-        run.policy.source.text.splitlines(keepends=True),
-        (run.text or "").splitlines(keepends=True),
-        fromfile=f"a/{name}",
-        tofile=f"b/{name}",
-    )
-    return "".join(lines)
+    return file_diff(run.policy.source.text, run.text or "", name)
+
+
+def file_diff(before: str, after: str, name: str) -> str:
+    """A unified diff of two texts of the file called name."""
+    return "".join(difflib.unified_diff(before.splitlines(keepends=True),
+                                        after.splitlines(keepends=True),
+                                        fromfile=f"a/{name}", tofile=f"b/{name}"))
 
 
 def as_recommendation(run, resource_arn: str | None, extra: dict | None = None) -> str:
