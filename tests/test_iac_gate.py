@@ -208,19 +208,13 @@ def test_sarif_paths_are_relative_to_the_repository_root(tmp_path, capsys, monke
 
 # --- found by review: ways HEAD could grant more and still pass ---------------------------------
 
-def _gate(tmp_path, base_text: str, head_text: str, suffix: str) -> tuple[int, str]:
-    import contextlib
-    import io
-
-    from refiner.cli import main
-
-    base, head = tmp_path / f"base{suffix}", tmp_path / f"head{suffix}"
-    base.write_text(base_text)
-    head.write_text(head_text)
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["verify", str(base), str(head)])
-    return code, out.getvalue() + err.getvalue()
+def _gate(tmp_path, capsys, base_text: str, head_text: str, suffix: str) -> tuple[int, str]:
+    """verify BASE HEAD on two texts; the exit code and everything it printed."""
+    base = write(tmp_path / f"base{suffix}", base_text)
+    head = write(tmp_path / f"head{suffix}", head_text)
+    code = main(["verify", base, head])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
 
 
 NARROW_YAML = """Resources:
@@ -236,7 +230,7 @@ NARROW_YAML = """Resources:
 """
 
 
-def test_a_repeated_key_cannot_hide_a_wider_policy(tmp_path):
+def test_a_repeated_key_cannot_hide_a_wider_policy(tmp_path, capsys):
     wider = NARROW_YAML + """      PolicyDocument:
         Version: "2012-10-17"
         Statement:
@@ -244,11 +238,11 @@ def test_a_repeated_key_cannot_hide_a_wider_policy(tmp_path):
             Action: "*"
             Resource: "*"
 """
-    code, output = _gate(tmp_path, NARROW_YAML, wider, ".yaml")
+    code, output = _gate(tmp_path, capsys, NARROW_YAML, wider, ".yaml")
     assert code == 2 and "'PolicyDocument' twice" in output
 
 
-def test_a_merge_key_cannot_hide_a_policy(tmp_path):
+def test_a_merge_key_cannot_hide_a_policy(tmp_path, capsys):
     merged = """Wide: &wide
   PolicyDocument:
     Version: "2012-10-17"
@@ -260,11 +254,11 @@ Resources:
     Properties:
       <<: *wide
 """
-    code, output = _gate(tmp_path, NARROW_YAML, merged, ".yaml")
+    code, output = _gate(tmp_path, capsys, NARROW_YAML, merged, ".yaml")
     assert code == 2 and "merge key" in output
 
 
-def test_an_expression_whose_inputs_changed_cannot_be_judged(tmp_path):
+def test_an_expression_whose_inputs_changed_cannot_be_judged(tmp_path, capsys):
     base = """Conditions:
   Wide: !Equals [a, b]
 Resources:
@@ -278,9 +272,9 @@ Resources:
             Action: !If [Wide, "*", "s3:GetObject"]
             Resource: "*"
 """
-    code, output = _gate(tmp_path, base, base.replace("[a, b]", "[a, a]"), ".yaml")
+    code, output = _gate(tmp_path, capsys, base, base.replace("[a, b]", "[a, a]"), ".yaml")
     assert code == 3 and "what they read" in output
-    code, _ = _gate(tmp_path, base, base, ".yaml")
+    code, _ = _gate(tmp_path, capsys, base, base, ".yaml")
     assert code == 0  # nothing it reads changed: taken at its word
     tf = """variable "acts" {
   default = ["s3:GetObject"]
@@ -292,11 +286,11 @@ data "aws_iam_policy_document" "d" {
   }
 }
 """
-    code, output = _gate(tmp_path, tf, tf.replace('"s3:GetObject"', '"*"'), ".tf")
+    code, output = _gate(tmp_path, capsys, tf, tf.replace('"s3:GetObject"', '"*"'), ".tf")
     assert code == 3 and "what they read" in output
 
 
-def test_a_plan_whose_policy_is_known_only_at_apply_cannot_be_judged(tmp_path):
+def test_a_plan_whose_policy_is_known_only_at_apply_cannot_be_judged(tmp_path, capsys):
     policy = json.dumps({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]})
     resource = {"address": "aws_iam_policy.p", "mode": "managed", "type": "aws_iam_policy",
@@ -309,5 +303,5 @@ def test_a_plan_whose_policy_is_known_only_at_apply_cannot_be_judged(tmp_path):
             "prior_state": {"values": {"root_module": {"resources": [resource]}}},
             "resource_changes": [{"address": "aws_iam_policy.p",
                                   "change": {"after_unknown": {"policy": True}}}]}
-    code, output = _gate(tmp_path, json.dumps(base), json.dumps(head), ".json")
+    code, output = _gate(tmp_path, capsys, json.dumps(base), json.dumps(head), ".json")
     assert code == 3 and "not known until apply" in output
