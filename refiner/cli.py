@@ -31,7 +31,6 @@ from .patterns import parse
 from .pipeline import Run, refine_within_size
 from .policy import patterns_of, read_policy
 from .prove import DEFAULT_TIMEOUT_MS, Violation
-from .recommend import Job, recommend
 from .refinement import DEFAULT_STRATEGY, SIZE_LIMITS, STRATEGIES, Refinement
 from .render import (
     FORMATS,
@@ -579,6 +578,8 @@ def _write_verify_report(args, text: str) -> None:
 
 
 def _run_recommend(args) -> int:
+    from .recommend import Job, recommend  # only this command pays for its modules (start-up)
+
     if args.workers is not None and args.workers < 1:
         raise InputError("--workers must be at least 1")
     if args.bundle:
