@@ -8,14 +8,12 @@ import random
 import re
 
 import pytest
-from corpus import CORPUS, allowed_actions, generate_finding, policies, statements
+from corpus import allowed_actions, generate_finding, policies, statements
 from oracle import allowed_by, entries, union_matcher
 
 from refiner.finding import parse_finding
 from refiner.pipeline import refine_and_prove
 from refiner.policy import load_policy
-
-pytestmark = pytest.mark.skipif(not CORPUS.exists(), reason=f"corpus not found at {CORPUS}")
 
 SEED = 20261124
 RATES = (0.05, 0.3, 0.9)

@@ -6,8 +6,7 @@ import copy
 import json
 import time
 
-import pytest
-from corpus import CORPUS, allowed_actions, generate_finding, policies
+from corpus import allowed_actions, generate_finding, policies
 from hypothesis import given
 from oracle import matches
 from strategies import cases
@@ -142,7 +141,6 @@ def test_the_lint_finds_nothing_to_narrow_in_refiners_output(case):
         assert checker.check(index, original, refined) == []
 
 
-@pytest.mark.skipif(not CORPUS.exists(), reason=f"corpus not found at {CORPUS}")
 def test_refines_max_size_output_passes_verify_strict_with_max_size(tmp_path, capsys, catalog):
     """--max-size takes coarser safe prefixes on purpose: verify --max-size does not flag them."""
     document = policies()["ReadOnlyAccess"]

@@ -15,13 +15,11 @@ from pathlib import Path
 
 import pytest
 from account_bundle import build
-from corpus import CORPUS
 from oracle import allowed_by, is_unused
 
 from refiner.cli import main
 from refiner.jsontext import loads
 
-pytestmark = pytest.mark.skipif(not CORPUS.exists(), reason=f"corpus not found at {CORPUS}")
 TIMESTAMPS = ("startedAt", "completedAt")
 
 

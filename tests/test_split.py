@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from corpus import CORPUS, allowed_actions, generate_finding, policies
+from corpus import allowed_actions, generate_finding, policies
 from oracle import allowed_by
 
 from refiner.finding import parse_finding
@@ -13,8 +12,6 @@ from refiner.pipeline import refine_and_prove
 from refiner.policy import load_policy
 from refiner.refinement import policy_size
 from refiner.split import split_policy
-
-pytestmark = pytest.mark.skipif(not CORPUS.exists(), reason=f"corpus not found at {CORPUS}")
 
 
 def test_readonlyaccess_splits_into_parts_that_fit_and_admit_the_same(catalog):

@@ -8,12 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from corpus import CORPUS
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.skipif(not CORPUS.exists(), reason="corpus not found")
 def test_benchmark_runs_on_a_few_policies():
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "corpus.py"), "--limit", "3", "--rates", "0.3,services"],
