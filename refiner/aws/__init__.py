@@ -18,7 +18,11 @@ PERMISSIONS = {
               "iam:ListEntitiesForPolicy", "iam:AttachRolePolicy", "iam:DetachRolePolicy",
               "iam:AttachUserPolicy", "iam:DetachUserPolicy", "iam:GetRolePolicy",
               "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:GetUserPolicy",
-              "iam:PutUserPolicy", "iam:DeleteUserPolicy"],
+              "iam:PutUserPolicy", "iam:DeleteUserPolicy", "iam:GetRole", "iam:GetUser",
+              "iam:GetGroup", "iam:GetGroupPolicy", "iam:PutGroupPolicy", "iam:DeleteGroupPolicy",
+              "iam:ListAttachedRolePolicies", "iam:ListAttachedUserPolicies",
+              "access-analyzer:GetFinding", "access-analyzer:ListAnalyzers",
+              "sts:GetCallerIdentity", "sts:AssumeRole"],
 }
 # API operations authorized by an IAM action of another name.
 AUTHORIZED_BY = {"access-analyzer:ListFindingsV2": "access-analyzer:ListFindings",

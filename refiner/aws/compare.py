@@ -10,7 +10,7 @@ from pathlib import Path
 from ..account import Account, finding_file_name
 from ..catalog import Catalog
 from ..errors import InputError
-from ..finding import merge_findings
+from ..finding import Unused, merge_findings
 from ..jsontext import dumps, parse_json_text
 from ..output import progress, write_file
 from ..patterns import parse
@@ -146,7 +146,8 @@ def _judge(response: dict, recommendation: dict, account: Account, job: CompareJ
         judgement.verdicts = report.verdicts
         judgement.aws_patterns = pattern_count(refined.statements)
         if any(v.kind == "incomplete" for v in report.verdicts):
-            judgement.lost = _used_actions_lost(original, refined, unused, job.catalog)
+            judgement.lost = used_actions_lost(original.statements, refined.statements, unused,
+                                               job.catalog)
         ours = refine_and_prove(original, unused, job.catalog, job.timeout_ms)
         if not ours.violations:
             judgement.refiner_patterns = pattern_count(ours.refined.statements
@@ -155,12 +156,14 @@ def _judge(response: dict, recommendation: dict, account: Account, job: CompareJ
     return judgements
 
 
-def _used_actions_lost(original, refined, unused, catalog: Catalog) -> list[str]:
-    """Every used catalog action the original policy allowed and AWS's does not: a report
-    beside the kernel's verdict (which names one witness per obligation), by glob matching."""
-    def allowed(policy) -> set[str]:
+def used_actions_lost(original: list[dict], refined: list[dict], unused: Unused,
+                      catalog: Catalog) -> list[str]:
+    """Every used catalog action the original statements allowed and the refined ones do not:
+    a report beside the kernel's verdict (which names one witness per obligation), by glob
+    matching."""
+    def allowed(statements: list[dict]) -> set[str]:
         found: set[str] = set()
-        for statement in policy.statements:
+        for statement in statements:
             # An Action entry can only match names that start with its literal prefix.
             names = {a for p in patterns_of(statement)
                      for a in catalog.with_prefix(parse(p).literal_prefix)} \
