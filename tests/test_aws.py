@@ -336,3 +336,259 @@ def test_zz_refiners_own_policy_allows_every_call_it_made_and_no_other(catalog, 
         for service in ("access-analyzer", "iam", "sts")]))
     assert run("refine", EXAMPLES / "refiner-aws" / "broad.json", "--unused", finding) == 0
     assert json.loads(capsys.readouterr().out) == policy  # proven on today's catalog
+
+
+# --- apply and rollback on recommendations in the recommend/apply contract's shape ------------------
+# (/work CONTRACT: principal {arn, id, account, partition, kind, name}; policies by ref; reach)
+
+RW = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "*"}]}
+READ = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "*"}]}
+WRITE = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"}]}
+UPDATED = "2026-11-20T08:00:00Z"
+SCENES = iter(range(1, 10_000))
+MEMBER = "111111111111"
+
+
+@pytest.fixture
+def live(iam_server, monkeypatch):
+    """The shared moto server, not reset (each scene's names are its own), and an empty fake
+    Access Analyzer that scenes fill."""
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_IAM": iam_server,
+                       "AWS_ENDPOINT_URL_STS": iam_server}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    fake = FakeAccessAnalyzer([{"arn": ANALYZER, "name": "unused", "type": "ACCOUNT_UNUSED_ACCESS",
+                                "createdAt": "2024-01-01T00:00:00Z", "status": "ACTIVE"}], {}, {})
+    with fake:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_ACCESSANALYZER", fake.endpoint)
+        yield fake
+
+
+def member_iam():
+    """moto's IAM in the member account, as --assume-role-name reaches it."""
+    sts = boto3.client("sts")
+    granted = sts.assume_role(RoleArn=f"arn:aws:iam::{MEMBER}:role/RefinerAdmin",
+                              RoleSessionName="test")["Credentials"]
+    return boto3.client("iam", aws_access_key_id=granted["AccessKeyId"],
+                        aws_secret_access_key=granted["SecretAccessKey"],
+                        aws_session_token=granted["SessionToken"])
+
+
+class Scene:
+    """A fresh corner of the account (names end in this scene's number), its findings in the
+    fake analyzer, and recommend's output for it written in the contract's shape."""
+
+    def __init__(self, fake: FakeAccessAnalyzer, folder, iam=None, account: str = ACCOUNT):
+        self.n, self.fake, self.out = next(SCENES), fake, folder
+        self.iam, self.account = iam or boto3.client("iam"), account
+        for sub in ("state", "recommendations", "shared"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+
+    def name(self, base: str) -> str:
+        return f"{base}{self.n}"
+
+    def role(self, base: str, boundary: str | None = None) -> dict:
+        trust = json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": "sts:AssumeRole",
+            "Principal": {"Service": "lambda.amazonaws.com"}}]})
+        extra = {"PermissionsBoundary": boundary} if boundary else {}
+        role = self.iam.create_role(RoleName=self.name(base), AssumeRolePolicyDocument=trust,
+                                    **extra)["Role"]
+        return {"arn": role["Arn"], "id": role["RoleId"], "account": self.account,
+                "partition": "aws", "kind": "role", "name": role["RoleName"]}
+
+    def user(self, base: str) -> dict:
+        user = self.iam.create_user(UserName=self.name(base))["User"]
+        return {"arn": user["Arn"], "id": user["UserId"], "account": self.account,
+                "partition": "aws", "kind": "user", "name": user["UserName"]}
+
+    def inline(self, owner: dict, base: str, document: dict) -> dict:
+        """A principal's (or group's) inline policy, as the contract records it."""
+        kind = owner["kind"]
+        getattr(self.iam, f"put_{kind}_policy")(**{f"{kind.title()}Name": owner["name"]},
+                                                PolicyName=base, PolicyDocument=json.dumps(document))
+        via = "inline" if kind != "group" else f"group:{owner['arn']}"
+        reach = [{"arn": owner["arn"], "id": owner["id"], "via": via}] if kind != "group" else \
+            [{"arn": m["arn"], "id": m["id"], "via": via} for m in owner["members"]]
+        return {"ref": {"kind": f"{kind}-inline", "owner": owner["arn"], "name": base},
+                "text": json.dumps(document), "awsManaged": False, "reach": reach}
+
+    def managed(self, base: str, document: dict) -> str:
+        return self.iam.create_policy(PolicyName=self.name(base),
+                                      PolicyDocument=json.dumps(document))["Policy"]["Arn"]
+
+    def attach(self, principal: dict, arn: str) -> None:
+        kind = principal["kind"]
+        getattr(self.iam, f"attach_{kind}_policy")(**{f"{kind.title()}Name": principal["name"]},
+                                                   PolicyArn=arn)
+
+    def managed_entry(self, arn: str, reach: list[tuple[dict, str]]) -> dict:
+        policy = self.iam.get_policy(PolicyArn=arn)["Policy"]
+        text = json.dumps(self.iam.get_policy_version(
+            PolicyArn=arn, VersionId=policy["DefaultVersionId"])["PolicyVersion"]["Document"])
+        return {"ref": {"kind": "managed", "arn": arn}, "text": text,
+                "versionId": policy["DefaultVersionId"], "awsManaged": ":iam::aws:" in arn,
+                "reach": [{"arn": p["arn"], "id": p["id"], "via": via} for p, via in reach]}
+
+    def finding(self, principal: dict, unused: dict[str, list[str]]) -> str:
+        """An active UnusedPermission finding (service: unused actions; [] = the whole service)."""
+        finding_id = self.name(f"finding-{principal['name']}-")
+        details = [{"unusedPermissionDetails": {"serviceNamespace": service, **(
+            {"actions": [{"action": a} for a in actions]} if actions else {})}}
+            for service, actions in unused.items()]
+        self.fake.findings[finding_id] = {
+            "id": finding_id, "resource": principal["arn"], "resourceType":
+            "AWS::IAM::Role" if principal["kind"] == "role" else "AWS::IAM::User",
+            "resourceOwnerAccount": principal["account"], "status": "ACTIVE",
+            "findingType": "UnusedPermission", "createdAt": UPDATED, "updatedAt": UPDATED,
+            "analyzedAt": UPDATED, "findingDetails": details}
+        return finding_id
+
+    def recommend(self, finding_id: str, principal: dict, policies: list[dict],
+                  steps: list[dict]) -> None:
+        """recommend's two files for one finding: the state and the recommendation."""
+        from refiner.account import finding_file_name
+
+        name = finding_file_name(finding_id)
+        state = {"row": {"findingId": finding_id}, "principal": principal,
+                 "finding": {"findingId": finding_id, "updatedAt": UPDATED, "analyzedAt": UPDATED},
+                 "policies": policies}
+        (self.out / "state" / name).write_text(json.dumps(state))
+        (self.out / "recommendations" / name).write_text(json.dumps({
+            "resourceArn": principal["arn"], "status": "SUCCEEDED",
+            "recommendedSteps": steps}))
+
+    def shared(self, name: str, entry: dict, refined: dict | None, findings: list[str]) -> dict:
+        (self.out / "shared" / f"{name}.json").write_text(json.dumps({
+            **entry, "refined": json.dumps(refined) if refined else None,
+            "removed": [], "keptBecauseUsed": {}, "findings": findings}))
+        return {"sharedPolicy": name}
+
+
+def step(entry: dict, document: dict | None) -> dict:
+    ref = entry["ref"]
+    detail = {"existingPolicyId": ref.get("arn") or ref["name"],
+              "recommendedAction": "CREATE_POLICY" if document else "DETACH_POLICY"}
+    if document:
+        detail["recommendedPolicy"] = json.dumps(document)
+    return {"unusedPermissionsRecommendedStep": detail}
+
+
+def snapshot(iam, principals: list[dict], policies: list[str]) -> dict:
+    """What the scene's principals hold (inline documents, attachments) and every version of
+    the scene's managed policies and of every policy attached to them."""
+    state = {}
+    for principal in principals:
+        kind, key = principal["kind"], {f"{principal['kind'].title()}Name": principal["name"]}
+        state[principal["arn"], "inline"] = {
+            name: getattr(iam, f"get_{kind}_policy")(**key, PolicyName=name)["PolicyDocument"]
+            for name in getattr(iam, f"list_{kind}_policies")(**key)["PolicyNames"]}
+        attached = sorted(p["PolicyArn"] for p in getattr(
+            iam, f"list_attached_{kind}_policies")(**key)["AttachedPolicies"])
+        state[principal["arn"], "attached"] = attached
+        policies = policies + [a for a in attached if ":iam::aws:" not in a]
+    for arn in sorted(set(policies)):
+        try:
+            versions = iam.list_policy_versions(PolicyArn=arn)["Versions"]
+        except iam.exceptions.NoSuchEntityException:
+            state[arn] = None
+            continue
+        state[arn] = sorted((v["IsDefaultVersion"], json.dumps(iam.get_policy_version(
+            PolicyArn=arn, VersionId=v["VersionId"])["PolicyVersion"]["Document"], sort_keys=True))
+            for v in versions)
+    state["copies"] = sorted(p["Arn"] for p in iam.list_policies(Scope="Local")["Policies"]
+                             if "-refined-" in p["PolicyName"])
+    return state
+
+
+def s3_read_copy(iam) -> tuple[dict, dict]:
+    """AWS's S3 read-only policy and a refinement of it without s3-object-lambda."""
+    version = iam.get_policy(PolicyArn=S3_READ)["Policy"]["DefaultVersionId"]
+    original = iam.get_policy_version(PolicyArn=S3_READ, VersionId=version)["PolicyVersion"]["Document"]
+    refined = copy.deepcopy(original)
+    for statement in refined["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        statement["Action"] = [a for a in actions if not a.startswith("s3-object-lambda")]
+    return original, refined
+
+
+def journal_of(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture
+def scene(live, tmp_path):
+    """A role with an inline policy, its own customer managed policy, AWS's S3 read-only
+    policy and a policy to detach; a second role with the same AWS policy and finding; a
+    user. Each with a finding and recommend's output for it."""
+    s = Scene(live, tmp_path / "out")
+    app, peer = s.role("App"), s.role("Peer")
+    own = s.managed("AppOwn", RW)
+    extra = s.managed("AppExtra", WRITE)
+    for principal in (app, peer):
+        s.attach(principal, S3_READ)
+    s.attach(app, own)
+    s.attach(app, extra)
+    inline = s.inline(app, "app-inline", RW)
+    _, copy_document = s3_read_copy(s.iam)
+    policies = [inline, s.managed_entry(own, [(app, "attached")]),
+                s.managed_entry(extra, [(app, "attached")]),
+                s.managed_entry(S3_READ, [(app, "attached"), (peer, "attached")])]
+    app_finding = s.finding(app, {"s3": ["PutObject"], "s3-object-lambda": []})
+    s.recommend(app_finding, app, policies, [
+        step(policies[0], READ), step(policies[1], READ), step(policies[2], None),
+        step(policies[3], copy_document)])
+    peer_policies = [s.managed_entry(S3_READ, [(app, "attached"), (peer, "attached")])]
+    peer_finding = s.finding(peer, {"s3-object-lambda": []})
+    s.recommend(peer_finding, peer, peer_policies, [step(peer_policies[0], copy_document)])
+    s.app, s.peer, s.own, s.extra = app, peer, own, extra
+    s.principals, s.policies = [app, peer], [own, extra]
+    s.findings = {"app": app_finding, "peer": peer_finding}
+    return s
+
+
+def test_apply_checks_live_and_rollback_undoes_exactly(scene, capsys):
+    iam, out = scene.iam, scene.out
+    before = snapshot(iam, scene.principals, scene.policies)
+    assert run("aws", "apply", out) == 0  # a dry run: every check, no change, no journal
+    plan = capsys.readouterr().out
+    assert "put-inline" in plan and "version" in plan and "detach" in plan and "copy" in plan
+    assert snapshot(iam, scene.principals, scene.policies) == before
+    assert not (out / "journal.jsonl").exists()
+
+    assert run("aws", "apply", out, "--yes") == 0
+    after = snapshot(iam, scene.principals, scene.policies)
+    app, peer = scene.app["arn"], scene.peer["arn"]
+    assert after[app, "inline"]["app-inline"] == READ
+    assert S3_READ not in after[app, "attached"] and S3_READ not in after[peer, "attached"]
+    (copy_arn,) = after["copies"]  # one copy for the one distinct document, both attached
+    assert copy_arn in after[app, "attached"] and copy_arn in after[peer, "attached"]
+    assert scene.extra not in after[app, "attached"]
+    assert [d for d, _ in after[scene.own]] == [False, True] and \
+        json.loads(next(t for d, t in after[scene.own] if d)) == READ
+    journal = journal_of(out / "journal.jsonl")
+    from refiner.aws.journal import checksum
+
+    assert all(e["sum"] == checksum(e) for e in journal)
+    assert [e["seq"] for e in journal] == list(range(1, len(journal) + 1))
+    assert len({e["run"] for e in journal}) == 1
+    intents = [e for e in journal if e["state"] == "intent"]
+    assert {e["op"] for e in intents} == {"put_inline", "create_policy_version", "detach",
+                                          "create_policy", "attach"}
+    inline = next(e for e in intents if e["op"] == "put_inline")
+    assert inline["ref"] == {"kind": "role-inline", "owner": app, "name": "app-inline"}
+    assert inline["owner"]["id"] == scene.app["id"]
+    created = next(e for e in intents if e["op"] == "create_policy")
+    assert created["policyArn"] == copy_arn  # the ARN is on disk before the copy exists
+    capsys.readouterr()
+
+    assert run("aws", "apply", out, "--yes") == 1  # again: nothing is what was refined now
+    assert snapshot(iam, scene.principals, scene.policies) == after
+    assert run("aws", "rollback", out / "journal.jsonl") == 0
+    assert snapshot(iam, scene.principals, scene.policies) == before
+    assert run("aws", "rollback", out / "journal.jsonl") == 0  # nothing left: no call
+    assert snapshot(iam, scene.principals, scene.policies) == before
