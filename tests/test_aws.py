@@ -592,3 +592,126 @@ def test_apply_checks_live_and_rollback_undoes_exactly(scene, capsys):
     assert snapshot(iam, scene.principals, scene.policies) == before
     assert run("aws", "rollback", out / "journal.jsonl") == 0  # nothing left: no call
     assert snapshot(iam, scene.principals, scene.policies) == before
+
+
+def refusals(capsys) -> str:
+    return capsys.readouterr().err
+
+
+def test_a_recreated_role_and_another_account_are_refused(scene, capsys):
+    iam, out = scene.iam, scene.out
+    # App is deleted and re-created under the same name: a new RoleId.
+    for arn in (S3_READ, scene.own, scene.extra):
+        iam.detach_role_policy(RoleName=scene.app["name"], PolicyArn=arn)
+    iam.delete_role_policy(RoleName=scene.app["name"], PolicyName="app-inline")
+    iam.delete_role(RoleName=scene.app["name"])
+    recreated = scene.role("App")
+    iam.put_role_policy(RoleName=recreated["name"], PolicyName="app-inline",
+                        PolicyDocument=json.dumps(RW))
+    assert run("aws", "apply", out, "--yes", "--only", scene.app["arn"]) == 1
+    err = refusals(capsys)
+    assert err.count("was deleted and re-created since the recommendation") == 4
+    assert iam.get_role_policy(RoleName=recreated["name"], PolicyName="app-inline")[
+        "PolicyDocument"] == RW
+
+
+def test_a_member_accounts_principal_is_changed_there_or_refused(live, tmp_path, capsys):
+    own = Scene(live, tmp_path / "out")
+    member = Scene(live, tmp_path / "out", member_iam(), MEMBER)
+    member.n = own.n  # the same role name in both accounts
+    mine, theirs = own.role("Worker"), member.role("Worker")
+    assert mine["name"] == theirs["name"] and theirs["arn"].startswith(f"arn:aws:iam::{MEMBER}:")
+    own.inline(mine, "work", RW)
+    entry = member.inline(theirs, "work", RW)
+    finding = member.finding(theirs, {"s3": ["PutObject"]})
+    member.recommend(finding, theirs, [entry], [step(entry, READ)])
+    assert run("aws", "apply", tmp_path / "out", "--yes") == 1
+    assert f"account {MEMBER} is not the credentials' account ({ACCOUNT}): give " \
+        "--assume-role-name" in refusals(capsys)
+    assert run("aws", "apply", tmp_path / "out", "--yes", "--assume-role-name", "Admin") == 0
+    assert member.iam.get_role_policy(RoleName=theirs["name"], PolicyName="work")[
+        "PolicyDocument"] == READ
+    assert own.iam.get_role_policy(RoleName=mine["name"], PolicyName="work")[
+        "PolicyDocument"] == RW  # the caller's same-named role is untouched
+    assert run("aws", "rollback", tmp_path / "out" / "journal.jsonl") == 0  # via the same role
+    assert member.iam.get_role_policy(RoleName=theirs["name"], PolicyName="work")[
+        "PolicyDocument"] == RW
+
+
+def test_arns_of_every_partition(tmp_path):
+    from refiner.aws.live import Refused, aws_managed, parse_arn
+    from refiner.aws.plan import Change
+
+    for partition in ("aws", "aws-cn", "aws-us-gov"):
+        assert aws_managed(f"arn:{partition}:iam::aws:policy/ReadOnlyAccess")
+        assert not aws_managed(f"arn:{partition}:iam::123456789012:policy/ReadOnlyAccess")
+        assert parse_arn(f"arn:{partition}:iam::123456789012:role/a/b/R")["partition"] == partition
+        principal = {"arn": f"arn:{partition}:iam::123456789012:role/R", "id": "AROA1",
+                     "account": "123456789012", "partition": partition, "kind": "role",
+                     "name": "R"}
+        change = Change("k", [], principal, {"kind": "managed", "arn":
+                        f"arn:{partition}:iam::aws:policy/ReadOnlyAccess"},
+                        {"text": "{}", "reach": []}, "CREATE_POLICY", "{}")
+        assert change.how == "copy"  # AWS's own policy: replaced by a copy, never edited
+    with pytest.raises(Refused):
+        parse_arn("arn:azure:iam::1:role/R")
+
+
+def test_policies_are_named_by_owner_and_kind(live, tmp_path, capsys):
+    s = Scene(live, tmp_path / "out")
+    dev = s.user("dev")
+    group = s.iam.create_group(GroupName=s.name("team"))["Group"]
+    s.iam.add_user_to_group(GroupName=group["GroupName"], UserName=dev["name"])
+    team = {"arn": group["Arn"], "id": group["GroupId"], "kind": "group",
+            "name": group["GroupName"], "members": [dev]}
+    mine = s.inline(dev, "same-name", RW)
+    groups = s.inline(team, "same-name", RW)
+    finding = s.finding(dev, {"s3": ["PutObject"]})
+    s.recommend(finding, dev, [groups, mine], [step(mine, READ)])  # existingPolicyId: the name
+    assert run("aws", "apply", s.out, "--yes") == 0
+    assert s.iam.get_user_policy(UserName=dev["name"], PolicyName="same-name")[
+        "PolicyDocument"] == READ
+    assert s.iam.get_group_policy(GroupName=team["name"], PolicyName="same-name")[
+        "PolicyDocument"] == RW  # the group's same-named policy is another policy
+    (intent,) = [e for e in journal_of(s.out / "journal.jsonl") if e["state"] == "intent"]
+    assert intent["ref"] == {"kind": "user-inline", "owner": dev["arn"], "name": "same-name"}
+    # A per-finding step on the group's policy is refused: only a consolidated one may change it.
+    s.recommend(finding, dev, [groups], [{"unusedPermissionsRecommendedStep": {
+        "ref": groups["ref"], "existingPolicyId": "same-name",
+        "recommendedAction": "CREATE_POLICY", "recommendedPolicy": json.dumps(READ)}}])
+    capsys.readouterr()
+    assert run("aws", "apply", s.out, "--yes") == 1
+    assert "a group's policy is changed only by a consolidated recommendation" in refusals(capsys)
+
+
+def test_a_finding_updated_or_now_used_is_refused(scene, capsys):
+    out, fake = scene.out, scene.fake
+    only = ("--only", scene.app["arn"])
+    fake.findings[scene.findings["app"]]["updatedAt"] = "2026-11-21T08:00:00Z"
+    before = snapshot(scene.iam, scene.principals, scene.policies)
+    assert run("aws", "apply", out, "--yes", *only) == 1
+    err = refusals(capsys)
+    assert err.count("was updated since the recommendation (2026-11-20T08:00:00Z -> "
+                     "2026-11-21T08:00:00Z): re-run recommend") == 4
+    # The same time, written as +00:00: not a change. PutObject is used now: refused.
+    finding = fake.findings[scene.findings["app"]]
+    finding["updatedAt"] = "2026-11-20T08:00:00+00:00"
+    finding["findingDetails"] = [{"unusedPermissionDetails": {"serviceNamespace":
+                                                              "s3-object-lambda"}}]
+    assert run("aws", "apply", out, "--yes", *only) == 1
+    err = refusals(capsys)
+    assert "role-inline" not in err and err.count("uses s3:PutObject now, which this change "
+                                                  "removes: re-run recommend") == 3
+    finding["status"] = "RESOLVED"
+    assert run("aws", "apply", out, "--yes", *only) == 1
+    assert refusals(capsys).count("is RESOLVED now") == 4
+    assert snapshot(scene.iam, scene.principals, scene.policies)[scene.app["arn"], "inline"] == \
+        before[scene.app["arn"], "inline"]
+    # The policy text check stays.
+    finding.update(status="ACTIVE", findingDetails=[{"unusedPermissionDetails": {
+        "serviceNamespace": "s3", "actions": [{"action": "PutObject"}]}}, {
+        "unusedPermissionDetails": {"serviceNamespace": "s3-object-lambda"}}])
+    scene.iam.put_role_policy(RoleName=scene.app["name"], PolicyName="app-inline",
+                              PolicyDocument=json.dumps(WRITE))
+    assert run("aws", "apply", out, "--yes", *only) == 1
+    assert "app-inline: the policy changed since the recommendation" in refusals(capsys)
