@@ -311,33 +311,6 @@ def test_organization_member_accounts_are_read_through_a_named_role(aws, analyze
     assert "sts:AssumeRole" in CALLS
 
 
-def test_zz_refiners_own_policy_allows_every_call_it_made_and_no_other(catalog, tmp_path, capsys):
-    """examples/refiner-aws/policy.json is what refiner proves from `iam:*`, `sts:*` and
-    `access-analyzer:*` with everything but refiner.aws.PERMISSIONS unused; every call the
-    tests above made (fixtures' setup calls aside) is allowed by it, and nothing else is."""
-    from oracle import allowed_by
-
-    from refiner.aws import AUTHORIZED_BY, PERMISSIONS
-
-    setup = {"iam:CreateRole", "iam:CreateUser", "iam:ListRolePolicies", "iam:ListUserPolicies",
-             "iam:ListAttachedRolePolicies"}  # the tests' own IAM set-up and inspection
-    made = {AUTHORIZED_BY.get(call, call) for call in CALLS} - setup
-    assert len(made) >= 20, "run with the tests above"
-    policy = json.loads((EXAMPLES / "refiner-aws" / "policy.json").read_text())
-    actions = catalog.all_actions()
-    allowed = {a.lower() for s in policy["Statement"] for a in allowed_by(s, actions)}
-    permitted = {a.lower() for step in PERMISSIONS.values() for a in step}
-    assert {call.lower() for call in made} <= permitted
-    assert allowed == permitted  # no other catalog action
-    finding = tmp_path / "unused.json"
-    finding.write_text(json.dumps([
-        {"serviceNamespace": service, "actions": [a.split(":")[1] for a in catalog.actions_of(service)
-                                                  if a.lower() not in permitted]}
-        for service in ("access-analyzer", "iam", "sts")]))
-    assert run("refine", EXAMPLES / "refiner-aws" / "broad.json", "--unused", finding) == 0
-    assert json.loads(capsys.readouterr().out) == policy  # proven on today's catalog
-
-
 # --- apply and rollback on recommendations in the recommend/apply contract's shape ------------------
 # (/work CONTRACT: principal {arn, id, account, partition, kind, name}; policies by ref; reach)
 
@@ -500,20 +473,24 @@ def snapshot(iam, principals: list[dict], policies: list[str]) -> dict:
         state[arn] = sorted((v["IsDefaultVersion"], json.dumps(iam.get_policy_version(
             PolicyArn=arn, VersionId=v["VersionId"])["PolicyVersion"]["Document"], sort_keys=True))
             for v in versions)
-    state["copies"] = sorted(p["Arn"] for p in iam.list_policies(Scope="Local")["Policies"]
-                             if "-refined-" in p["PolicyName"])
     return state
 
 
-def s3_read_copy(iam) -> tuple[dict, dict]:
-    """AWS's S3 read-only policy and a refinement of it without s3-object-lambda."""
+def s3_read_copy(scene: Scene) -> tuple[dict, str]:
+    """A refinement of AWS's S3 read-only policy without s3-object-lambda (its Sid names the
+    scene, so each scene has its own copy), and the ARN its copy gets."""
+    from refiner.aws.apply import copy_name
+
+    iam = scene.iam
     version = iam.get_policy(PolicyArn=S3_READ)["Policy"]["DefaultVersionId"]
     original = iam.get_policy_version(PolicyArn=S3_READ, VersionId=version)["PolicyVersion"]["Document"]
     refined = copy.deepcopy(original)
     for statement in refined["Statement"]:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         statement["Action"] = [a for a in actions if not a.startswith("s3-object-lambda")]
-    return original, refined
+        statement["Sid"] = f"Scene{scene.n}"
+    name = copy_name(S3_READ, json.dumps(refined))
+    return refined, f"arn:aws:iam::{scene.account}:policy/{name}"
 
 
 def journal_of(path) -> list[dict]:
@@ -534,7 +511,7 @@ def scene(live, tmp_path):
     s.attach(app, own)
     s.attach(app, extra)
     inline = s.inline(app, "app-inline", RW)
-    _, copy_document = s3_read_copy(s.iam)
+    copy_document, s.copy_arn = s3_read_copy(s)
     policies = [inline, s.managed_entry(own, [(app, "attached")]),
                 s.managed_entry(extra, [(app, "attached")]),
                 s.managed_entry(S3_READ, [(app, "attached"), (peer, "attached")])]
@@ -546,7 +523,7 @@ def scene(live, tmp_path):
     peer_finding = s.finding(peer, {"s3-object-lambda": []})
     s.recommend(peer_finding, peer, peer_policies, [step(peer_policies[0], copy_document)])
     s.app, s.peer, s.own, s.extra = app, peer, own, extra
-    s.principals, s.policies = [app, peer], [own, extra]
+    s.principals, s.policies = [app, peer], [own, extra, s.copy_arn]
     s.findings = {"app": app_finding, "peer": peer_finding}
     return s
 
@@ -565,7 +542,8 @@ def test_apply_checks_live_and_rollback_undoes_exactly(scene, capsys):
     app, peer = scene.app["arn"], scene.peer["arn"]
     assert after[app, "inline"]["app-inline"] == READ
     assert S3_READ not in after[app, "attached"] and S3_READ not in after[peer, "attached"]
-    (copy_arn,) = after["copies"]  # one copy for the one distinct document, both attached
+    copy_arn = scene.copy_arn  # one copy for the one distinct document, both attached
+    assert after[copy_arn] and not before[copy_arn]
     assert copy_arn in after[app, "attached"] and copy_arn in after[peer, "attached"]
     assert scene.extra not in after[app, "attached"]
     assert [d for d, _ in after[scene.own]] == [False, True] and \
@@ -715,3 +693,152 @@ def test_a_finding_updated_or_now_used_is_refused(scene, capsys):
                               PolicyDocument=json.dumps(WRITE))
     assert run("aws", "apply", out, "--yes", *only) == 1
     assert "app-inline: the policy changed since the recommendation" in refusals(capsys)
+
+
+HOLD = """
+import sys
+from refiner.aws.journal import Journal
+with Journal(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_one_writer_per_journal(scene, capsys):
+    journal = scene.out / "journal.jsonl"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(journal)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        before = snapshot(scene.iam, scene.principals, scene.policies)
+        assert run("aws", "apply", scene.out, "--yes") == 2
+        assert "is in use by another refiner apply or rollback: refused" in refusals(capsys)
+        assert run("aws", "rollback", journal) == 2
+        assert snapshot(scene.iam, scene.principals, scene.policies) == before
+    finally:
+        holder.communicate("", timeout=30)
+    assert run("aws", "apply", scene.out, "--yes") == 0  # the lock died with its holder
+
+
+def test_the_journal_is_synced_checksummed_and_a_torn_tail_reported(scene, monkeypatch, capsys):
+    import stat
+
+    synced = []
+    real_fsync = os.fsync
+
+    def recording(descriptor):
+        synced.append("folder" if stat.S_ISDIR(os.fstat(descriptor).st_mode) else "file")
+        return real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    journal = scene.out / "journal.jsonl"
+    assert run("aws", "apply", scene.out, "--yes", "--only", scene.peer["arn"]) == 0
+    assert synced[0] == "folder" and synced.count("file") == len(journal_of(journal))
+    # A crash cut the last line short: reported, kept as an entry, never taken for a call.
+    whole = journal.read_bytes()
+    journal.write_bytes(whole + b'{"run": "x", "seq": 9, "state": "inte')
+    before = snapshot(scene.iam, scene.principals, scene.policies)
+    capsys.readouterr()
+    assert run("aws", "apply", scene.out, "--yes", "--only", scene.app["arn"]) == 0
+    assert f"journal line {len(whole.splitlines()) + 1} was cut short by a crash" in \
+        refusals(capsys)
+    entries = journal_of(journal)
+    torn = next(e for e in entries if e["state"] == "torn")
+    assert torn["text"] == '{"run": "x", "seq": 9, "state": "inte'
+    assert torn["line"] == len(whole.splitlines()) + 1
+    assert len({e["run"] for e in entries}) == 2  # two runs, each numbered from 1
+    assert run("aws", "rollback", journal) == 0
+    assert snapshot(scene.iam, scene.principals, scene.policies) != before  # peer too: undone
+    # An entry changed in the middle: the journal is refused, nothing is undone blindly.
+    lines = journal.read_text().splitlines()
+    assert '"intent"' in lines[1]
+    lines[1] = lines[1].replace('"intent"', '"done"')
+    journal.write_text("\n".join(lines) + "\n")
+    assert run("aws", "rollback", journal) == 2
+    assert "line 2 is damaged" in refusals(capsys)
+
+
+def test_rollback_skips_what_was_changed_since_and_goes_on(scene, capsys):
+    iam, out = scene.iam, scene.out
+    journal = out / "journal.jsonl"
+    before = snapshot(iam, scene.principals, scene.policies)
+    assert run("aws", "apply", out, "--yes") == 0
+    app = scene.app["name"]
+    # After apply: someone edits the inline policy, sets the old default version back, and
+    # attaches the copy to a role of their own.
+    edited = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]}
+    iam.put_role_policy(RoleName=app, PolicyName="app-inline", PolicyDocument=json.dumps(edited))
+    iam.set_default_policy_version(PolicyArn=scene.own, VersionId="v1")
+    iam.create_policy_version(PolicyArn=scene.own, PolicyDocument=json.dumps(WRITE),
+                              SetAsDefault=True)
+    copy_arn = scene.copy_arn
+    other = scene.role("Other")
+    scene.attach(other, copy_arn)
+    capsys.readouterr()
+    assert run("aws", "rollback", journal) == 1
+    err = refusals(capsys)
+    assert "inline policy app-inline was changed since apply: left as it is (--force" in err
+    assert "default version is v3, not v2 (apply's)" in err
+    assert f"{copy_arn} is attached to {other['name']}: not deleted" in err
+    now = snapshot(iam, scene.principals, scene.policies)
+    assert now[scene.app["arn"], "inline"]["app-inline"] == edited  # theirs, kept
+    assert S3_READ in now[scene.app["arn"], "attached"]  # the other undos went on
+    assert scene.extra in now[scene.app["arn"], "attached"]
+    assert copy_arn not in now[scene.app["arn"], "attached"]
+    assert run("aws", "rollback", journal) == 1  # again: the same three left, nothing else
+    assert refusals(capsys).count("refiner: not undone:") == 3
+    iam.detach_role_policy(RoleName=other["name"], PolicyArn=copy_arn)
+    assert run("aws", "rollback", journal, "--force") == 0
+    now = snapshot(iam, scene.principals, scene.policies)
+    assert now[scene.app["arn"], "inline"] == before[scene.app["arn"], "inline"]
+    assert now[copy_arn] is None
+
+
+def test_copies_respect_the_quota_and_never_regrant(live, tmp_path, capsys):
+    s = Scene(live, tmp_path / "out")
+    full, gone = s.role("Full"), s.role("Gone")
+    copy_document, copy_arn = s3_read_copy(s)
+    for principal in (full, gone):
+        s.attach(principal, S3_READ)
+        entry = s.managed_entry(S3_READ, [(principal, "attached")])
+        finding = s.finding(principal, {"s3-object-lambda": []})
+        s.recommend(finding, principal, [entry], [step(entry, copy_document)])
+    for number in range(9):  # Full has 10 attached: no room for the copy beside the original
+        s.attach(full, s.managed(f"Filler{number}-", READ))
+    s.iam.detach_role_policy(RoleName=gone["name"], PolicyArn=S3_READ)  # security took it away
+    assert run("aws", "apply", s.out, "--yes") == 1
+    err = refusals(capsys)
+    assert "has 10 managed policies attached, the quota (10; --attachment-quota)" in err
+    assert f"{S3_READ} is no longer attached to {gone['arn']}" in err
+    assert snapshot(s.iam, [full, gone], [copy_arn])[copy_arn] is None  # no orphan copy
+    assert not snapshot(s.iam, [gone], [])[gone["arn"], "attached"]  # nothing re-granted
+    assert run("aws", "apply", s.out, "--yes", "--attachment-quota", "20") == 1
+    assert copy_arn in snapshot(s.iam, [full], [])[full["arn"], "attached"]
+
+
+def test_zz_refiners_own_policy_allows_every_call_it_made_and_no_other(catalog, tmp_path, capsys):
+    """examples/refiner-aws/policy.json is what refiner proves from `iam:*`, `sts:*` and
+    `access-analyzer:*` with everything but refiner.aws.PERMISSIONS unused; every call the
+    tests above made (fixtures' setup calls aside) is allowed by it, and nothing else is."""
+    from oracle import allowed_by
+
+    from refiner.aws import AUTHORIZED_BY, PERMISSIONS
+
+    setup = {"iam:CreateRole", "iam:CreateUser", "iam:ListRolePolicies", "iam:ListUserPolicies",
+             "iam:ListAttachedRolePolicies"}  # the tests' own IAM set-up and inspection
+    made = {AUTHORIZED_BY.get(call, call) for call in CALLS} - setup
+    assert len(made) >= 20, "run with the tests above"
+    policy = json.loads((EXAMPLES / "refiner-aws" / "policy.json").read_text())
+    actions = catalog.all_actions()
+    allowed = {a.lower() for s in policy["Statement"] for a in allowed_by(s, actions)}
+    permitted = {a.lower() for step in PERMISSIONS.values() for a in step}
+    assert {call.lower() for call in made} <= permitted
+    assert allowed == permitted  # no other catalog action
+    finding = tmp_path / "unused.json"
+    finding.write_text(json.dumps([
+        {"serviceNamespace": service, "actions": [a.split(":")[1] for a in catalog.actions_of(service)
+                                                  if a.lower() not in permitted]}
+        for service in ("access-analyzer", "iam", "sts")]))
+    assert run("refine", EXAMPLES / "refiner-aws" / "broad.json", "--unused", finding) == 0
+    assert json.loads(capsys.readouterr().out) == policy  # proven on today's catalog

@@ -78,9 +78,10 @@ class Change:
 
     def matches(self, only: list[str]) -> bool:
         names = {self.ref.get("arn"), self.ref.get("owner"), *(f["id"] for f in self.findings)}
-        names |= {r["arn"] for r in self.policy.get("reach", [])}
         if self.principal:
             names.add(self.principal["arn"])
+        else:  # a consolidated change is every reached principal's
+            names |= {r["arn"] for r in self.policy.get("reach", [])}
         return bool(names & set(only))
 
 
