@@ -842,3 +842,100 @@ def test_zz_refiners_own_policy_allows_every_call_it_made_and_no_other(catalog, 
         for service in ("access-analyzer", "iam", "sts")]))
     assert run("refine", EXAMPLES / "refiner-aws" / "broad.json", "--unused", finding) == 0
     assert json.loads(capsys.readouterr().out) == policy  # proven on today's catalog
+
+
+def shared_scene(live, tmp_path):
+    """A customer managed policy attached to roles A and B, the boundary of role C, and a
+    group's inline policy with two members; each principal with a finding."""
+    s = Scene(live, tmp_path / "out")
+    shared = s.managed("Shared", RW)
+    a, b, c = s.role("A"), s.role("B"), s.role("C", boundary=shared)
+    for principal in (a, b):
+        s.attach(principal, shared)
+    u1, u2 = s.user("u"), s.user("v")
+    group = s.iam.create_group(GroupName=s.name("team"))["Group"]
+    for user in (u1, u2):
+        s.iam.add_user_to_group(GroupName=group["GroupName"], UserName=user["name"])
+    team = {"arn": group["Arn"], "id": group["GroupId"], "kind": "group",
+            "name": group["GroupName"], "members": [u1, u2]}
+    managed = s.managed_entry(shared, [(a, "attached"), (b, "attached"), (c, "boundary")])
+    group_entry = s.inline(team, "team", RW)
+    findings = {p["name"]: s.finding(p, {"s3": ["PutObject"]}) for p in (a, b, c, u1, u2)}
+    pointer = s.shared("shared-policy", managed, READ, [findings[p["name"]] for p in (a, b, c)])
+    for principal in (a, b, c):
+        s.recommend(findings[principal["name"]], principal, [managed], [pointer])
+    pointer = s.shared("team-policy", group_entry, READ, [findings[u["name"]] for u in (u1, u2)])
+    for user in (u1, u2):
+        s.recommend(findings[user["name"]], user, [group_entry], [pointer])
+    s.shared_arn, s.group, s.principals = shared, team, [a, b, c, u1, u2]
+    return s
+
+
+def test_a_shared_policy_changes_only_while_it_reaches_the_same_principals(live, tmp_path,
+                                                                             capsys):
+    s = shared_scene(live, tmp_path)
+    a, b, c, u1, u2 = s.principals
+    before = snapshot(s.iam, s.principals, [s.shared_arn])
+    assert run("aws", "apply", s.out) == 0
+    plan = capsys.readouterr().out
+    assert plan.count("shared shared-policy") == 1 and plan.count("shared team-policy") == 1
+    # Since the recommendation: a new role holds the policy, C lost its boundary, and the
+    # group has a third member.
+    d = s.role("D")
+    s.attach(d, s.shared_arn)
+    s.iam.delete_role_permissions_boundary(RoleName=c["name"])
+    w = s.user("w")
+    s.iam.add_user_to_group(GroupName=s.group["name"], UserName=w["name"])
+    assert run("aws", "apply", s.out, "--yes") == 1
+    err = refusals(capsys)
+    assert f"reaches role {d['name']} (attached) since the recommendation; no longer reaches " \
+        f"{c['arn']} (boundary): refused, re-run recommend" in err
+    assert f"reaches {w['arn']} (group:{s.group['arn']}) since the recommendation" in err
+    assert snapshot(s.iam, s.principals, [s.shared_arn]) == before
+    # Put back as it was: one new default version, one new group document.
+    s.iam.detach_role_policy(RoleName=d["name"], PolicyArn=s.shared_arn)
+    s.iam.put_role_permissions_boundary(RoleName=c["name"], PermissionsBoundary=s.shared_arn)
+    s.iam.remove_user_from_group(GroupName=s.group["name"], UserName=w["name"])
+    assert run("aws", "apply", s.out, "--yes") == 0
+    after = snapshot(s.iam, s.principals, [s.shared_arn])
+    assert len(after[s.shared_arn]) == 2 and (True, json.dumps(READ, sort_keys=True)) in \
+        after[s.shared_arn]
+    assert s.iam.get_group_policy(GroupName=s.group["name"], PolicyName="team")[
+        "PolicyDocument"] == READ
+    assert run("aws", "rollback", s.out / "journal.jsonl") == 0
+    assert snapshot(s.iam, s.principals, [s.shared_arn]) == before
+    assert s.iam.get_group_policy(GroupName=s.group["name"], PolicyName="team")[
+        "PolicyDocument"] == RW
+
+
+def test_a_holder_without_a_finding_keeps_everything(live, tmp_path, capsys):
+    s = Scene(live, tmp_path / "out")
+    shared = s.managed("Shared", RW)
+    a, b = s.role("A"), s.role("B")
+    for principal in (a, b):
+        s.attach(principal, shared)
+    entry = s.managed_entry(shared, [(a, "attached"), (b, "attached")])
+    finding = s.finding(a, {"s3": ["PutObject"]})  # B has none: it uses everything
+    s.recommend(finding, a, [entry], [s.shared("p", entry, READ, [finding])])
+    assert run("aws", "apply", s.out, "--yes") == 1
+    assert f"{b['arn']} uses s3:PutObject now, which this change removes" in refusals(capsys)
+
+
+def test_shared_copy_steps_detach_and_attach_per_principal(live, tmp_path, capsys):
+    s = Scene(live, tmp_path / "out")
+    shared = s.managed("Shared", RW)
+    a, b = s.role("A"), s.role("B")
+    for principal in (a, b):
+        s.attach(principal, shared)
+    entry = s.managed_entry(shared, [(a, "attached"), (b, "attached")])
+    finding = s.finding(a, {"s3": ["PutObject"]})
+    s.recommend(finding, a, [entry], [step(entry, READ)])  # --shared copy: A's own copy
+    before = snapshot(s.iam, [a, b], [shared])
+    assert run("aws", "apply", s.out, "--yes") == 0
+    after = snapshot(s.iam, [a, b], [shared])
+    assert after[shared] == before[shared]  # the shared document itself is untouched
+    assert after[b["arn"], "attached"] == [shared]
+    (copy_arn,) = after[a["arn"], "attached"]
+    assert "Shared" in copy_arn and "-refined-" in copy_arn
+    assert run("aws", "rollback", s.out / "journal.jsonl") == 0
+    assert snapshot(s.iam, [a, b], [shared, copy_arn]) == {**before, copy_arn: None}

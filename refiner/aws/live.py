@@ -7,7 +7,6 @@ import re
 import urllib.parse
 from dataclasses import dataclass
 
-from ..errors import InputError
 from . import client
 
 # arn:PARTITION:iam::ACCOUNT:RESOURCE, in every partition (aws, aws-cn, aws-us-gov, ...)
@@ -181,44 +180,48 @@ def document_now(iam, ref: dict) -> dict | None:
 
 # --- reach -----------------------------------------------------------------------------------------
 
-def reach_now(iam, ref: dict, recorded: list[dict]) -> set[tuple[str, str]]:
-    """Every principal a document reaches now, as (unique id, how): attached, inline,
-    group:<group ARN>, boundary. For a managed policy ListEntitiesForPolicy, once per usage
-    (PolicyUsageFilter); each boundary use is confirmed by reading the principal, and the
-    recorded boundary holders are read too, since not every IAM implementation filters."""
+def reach_now(iam, ref: dict, recorded: list[dict]) -> dict[tuple[str, str], str]:
+    """Every principal a document reaches now, as {(unique id, how): name}, how being
+    attached, inline, group:<group ARN> or boundary. For a managed policy ListEntitiesForPolicy,
+    once per usage (PolicyUsageFilter); each boundary use is confirmed by reading the
+    principal, and the recorded boundary holders are read too, since not every IAM
+    implementation filters."""
     if ref["kind"] in ("role-inline", "user-inline"):
-        kind = inline_owner_kind(ref)
-        live = principal_now(iam, kind, owner_name(ref["owner"]))
-        return {(live.id, "inline")} if live.id else set()
+        kind, name = inline_owner_kind(ref), owner_name(ref["owner"])
+        live = principal_now(iam, kind, name)
+        return {(live.id, "inline"): f"{kind} {name}"} if live.id else {}
     if ref["kind"] == "group-inline":
         return _members(iam, owner_name(ref["owner"]))
     arn = ref["arn"]
-    reach: set[tuple[str, str]] = set()
-    boundary_candidates: set[tuple[str, str]] = set()
+    reach: dict[tuple[str, str], str] = {}
+    candidates: set[tuple[str, str]] = set()
     for usage in ("PermissionsPolicy", "PermissionsBoundary"):
         for page in iam.get_paginator("list_entities_for_policy").paginate(
                 PolicyArn=arn, PolicyUsageFilter=usage):
             if usage == "PermissionsBoundary":
-                boundary_candidates |= {("role", r["RoleName"]) for r in page["PolicyRoles"]}
-                boundary_candidates |= {("user", u["UserName"]) for u in page["PolicyUsers"]}
+                candidates |= {("role", r["RoleName"]) for r in page["PolicyRoles"]}
+                candidates |= {("user", u["UserName"]) for u in page["PolicyUsers"]}
                 continue
-            reach |= {(r["RoleId"], "attached") for r in page["PolicyRoles"]}
-            reach |= {(u["UserId"], "attached") for u in page["PolicyUsers"]}
+            reach |= {(r["RoleId"], "attached"): f"role {r['RoleName']}"
+                      for r in page["PolicyRoles"]}
+            reach |= {(u["UserId"], "attached"): f"user {u['UserName']}"
+                      for u in page["PolicyUsers"]}
             for group in page["PolicyGroups"]:
                 reach |= _members(iam, group["GroupName"])
-    boundary_candidates |= {(parse_arn(r["arn"])["resource"].split("/", 1)[0],
-                             owner_name(r["arn"])) for r in recorded if r.get("via") == "boundary"}
-    for kind, name in boundary_candidates:
+    candidates |= {(parse_arn(r["arn"])["resource"].split("/", 1)[0], owner_name(r["arn"]))
+                   for r in recorded if r.get("via") == "boundary"}
+    for kind, name in sorted(candidates):
         live = principal_now(iam, kind, name)
         if live.id and live.boundary == arn:
-            reach.add((live.id, "boundary"))
+            reach[live.id, "boundary"] = f"{kind} {name}"
     return reach
 
 
-def _members(iam, group: str) -> set[tuple[str, str]]:
-    members: set[tuple[str, str]] = set()
+def _members(iam, group: str) -> dict[tuple[str, str], str]:
+    members: dict[tuple[str, str], str] = {}
     for page in iam.get_paginator("get_group").paginate(GroupName=group):
-        members |= {(u["UserId"], f"group:{page['Group']['Arn']}") for u in page["Users"]}
+        members |= {(u["UserId"], f"group:{page['Group']['Arn']}"): u["Arn"]
+                    for u in page["Users"]}
     return members
 
 
@@ -226,28 +229,11 @@ def reach_differs(iam, ref: dict, recorded: list[dict]) -> str | None:
     """One line saying how the live reach differs from the recorded one (None: the same)."""
     if not recorded:
         return "the recommendation does not say whom the policy reaches (re-run recommend)"
-    want = {(r["id"], r["via"]) for r in recorded}
+    want = {(r["id"], r["via"]): r["arn"] for r in recorded}
     have = reach_now(iam, ref, recorded)
-    if want == have:
+    if set(want) == set(have):
         return None
-    names = {r["id"]: r["arn"] for r in recorded}
-    added = sorted(have - want)
-    gone = sorted(want - have)
-    parts = [f"reaches {names.get(i, i)} ({via}) since the recommendation" for i, via in added]
-    parts += [f"no longer reaches {names.get(i, i)} ({via})" for i, via in gone]
+    parts = [f"reaches {have[key]} ({key[1]}) since the recommendation"
+             for key in sorted(set(have) - set(want))]
+    parts += [f"no longer reaches {want[key]} ({key[1]})" for key in sorted(set(want) - set(have))]
     return "; ".join(parts)
-
-
-def managed_policy_exists(iam, arn: str) -> bool:
-    return default_version(iam, arn) is not None
-
-
-def check_account(accounts: Accounts, arn: str) -> object:
-    """The IAM client for the account an ARN is in (refused when it cannot be reached)."""
-    parts = parse_arn(arn)
-    return accounts.iam(parts["account"], parts["partition"])
-
-
-def require(condition: bool, message: str) -> None:
-    if not condition:
-        raise InputError(message)
