@@ -939,3 +939,73 @@ def test_shared_copy_steps_detach_and_attach_per_principal(live, tmp_path, capsy
     assert "Shared" in copy_arn and "-refined-" in copy_arn
     assert run("aws", "rollback", s.out / "journal.jsonl") == 0
     assert snapshot(s.iam, [a, b], [shared, copy_arn]) == {**before, copy_arn: None}
+
+
+KILL = """
+import os, signal, sys
+import botocore.client
+from refiner.aws import journal
+
+point, number = sys.argv[1].split(":")
+count = 0
+
+def tick():
+    global count
+    count += 1
+    if count == int(number):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+if point == "line":  # killed once the Nth journal line is on disk
+    write = journal.Journal.write
+    def counted(self, entry):
+        written = write(self, entry)
+        tick()
+        return written
+    journal.Journal.write = counted
+else:  # killed once the Nth IAM write has been made, before the journal says so
+    call = botocore.client.BaseClient._make_api_call
+    def counted_call(self, name, params):
+        result = call(self, name, params)
+        if name.startswith(("Put", "Create", "Attach", "Detach", "Delete", "Set")):
+            tick()
+        return result
+    botocore.client.BaseClient._make_api_call = counted_call
+from refiner.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+# The scene's apply writes 17 journal lines around 8 IAM writes; its rollback 16 lines around
+# 9 writes. A sample of the kill points runs by default, every one with -m slow.
+SAMPLE = {"apply": {"line:2", "line:10", "call:4"}, "rollback": {"line:6", "call:2"}}
+KILL_POINTS = [pytest.param(stage, point, marks=() if point in SAMPLE[stage] else pytest.mark.slow)
+               for stage, lines, calls in (("apply", 16, 8), ("rollback", 15, 9))
+               for point in [f"line:{n}" for n in range(1, lines + 1)]
+               + [f"call:{n}" for n in range(1, calls + 1)]]
+
+
+def killed(point: str, *args) -> None:
+    done = subprocess.run([sys.executable, "-c", KILL, point, *map(str, args)],
+                          env=os.environ.copy(), capture_output=True, timeout=120)
+    assert done.returncode == -9, done.stderr.decode()[-2000:]
+
+
+@pytest.mark.parametrize("stage,point", KILL_POINTS)
+def test_kill_9_at_each_step_leaves_iam_and_the_journal_agreeing(scene, stage, point, capsys):
+    iam, journal = scene.iam, scene.out / "journal.jsonl"
+    before = snapshot(iam, scene.principals, scene.policies)
+    if stage == "apply":
+        killed(point, "aws", "apply", scene.out, "--yes")
+        entries = journal_of(journal)  # whole: every line checksummed, none torn
+        intents = [(e["run"], e["seq"]) for e in entries if e["state"] == "intent"]
+        finished = {(e["run"], e["of"]) for e in entries if e["state"] == "done"}
+        assert set(intents) - finished <= set(intents[-1:])  # at most the last is in doubt
+        code = run("aws", "rollback", journal)
+        if code == 1:  # only a detach apply could not know it made is left, and said so
+            assert refusals(capsys).count("apply was interrupted around this detach") == 1
+            code = run("aws", "rollback", journal, "--force")
+    else:
+        assert run("aws", "apply", scene.out, "--yes") == 0
+        killed(point, "aws", "rollback", journal)
+        code = run("aws", "rollback", journal)  # finishes what the killed one began
+    assert code == 0
+    assert snapshot(iam, scene.principals, scene.policies) == before
+    assert run("aws", "rollback", journal) == 0
