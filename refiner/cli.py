@@ -108,6 +108,10 @@ def _aws_commands(commands) -> None:
                          metavar="SECONDS", help="per proof obligation (default %(default)s)")
     compare.add_argument("--poll-seconds", type=float, default=2.0, metavar="SECONDS",
                          help="wait between polls of GetFindingRecommendation (default 2)")
+    compare.add_argument("--concurrency", type=int, default=8, metavar="N",
+                         help="findings asked about at once (default %(default)s)")
+    compare.add_argument("--assume-role-name", metavar="NAME",
+                         help="read member accounts' policies through this role")
     connection(compare)
     apply = steps.add_parser("apply", help="apply recommend's output to IAM (a dry run unless --yes)")
     apply.add_argument("outdir", metavar="OUTDIR")
@@ -637,7 +641,9 @@ def _run_aws(args) -> int:
 
         catalog = _catalog(args)
         judgements = compare(CompareJob(args.bundle, catalog, _timeout_ms(args), args.profile,
-                                        args.region, args.poll_seconds))
+                                        args.region, args.poll_seconds,
+                                        assume_role_name=args.assume_role_name,
+                                        concurrency=args.concurrency))
         verdicts = [v for j in judgements for v in j.verdicts]
         if args.format == "json":
             text = dumps({"accepted": exit_code(judgements) == 0, "catalog": catalog.version,

@@ -695,6 +695,48 @@ def test_a_finding_updated_or_now_used_is_refused(scene, capsys):
     assert "app-inline: the policy changed since the recommendation" in refusals(capsys)
 
 
+def test_compare_judges_the_live_state_and_goes_on_past_an_unreadable_answer(aws, analyzer,
+                                                                            tmp_path, capsys):
+    import threading
+
+    iam, managed = aws
+    bundle = tmp_path / "bundle"
+    assert run("aws", "fetch", "-o", bundle) == 0
+    # Since fetch: the customer managed policy gained a version; dev's answer is unreadable.
+    iam.create_policy_version(PolicyArn=managed, SetAsDefault=True, PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": "*"}]}))
+    analyzer.recommendations["dev"]["status"] = "SUCCEEDED"
+    analyzer.recommendations["dev"].pop("error")
+    analyzer.denied.add("dev")
+    analyzer.gather = threading.Barrier(2)  # both findings' answers asked for at once
+    capsys.readouterr()
+    code = run("aws", "compare", bundle, "--format", "json", "--poll-seconds", "0.01",
+               "--concurrency", "2")
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1
+    (dev,) = [s for s in report["steps"] if s["findingId"] == "dev"]
+    assert dev["verdicts"][0]["verdict"] == "unknown"
+    assert "could not be read" in dev["verdicts"][0]["message"]
+    app = [s for s in report["steps"] if s["findingId"] == "app"]
+    assert all(s["bundleStale"] == f"policy {managed} changed since fetch" for s in app)
+    # AWS's answer has a step for the inline policy only; the S3 policy still grants unused
+    # actions: incomplete, not accepted by silence.
+    (s3,) = [s for s in app if s["policyId"] == S3_READ]
+    assert s3["recommendedAction"] == "none" and not s3["accepted"]
+    assert s3["verdicts"][0]["verdict"] == "incomplete"
+    assert "AWS's answer has no step for policy AmazonS3ReadOnlyAccess" in \
+        s3["verdicts"][0]["message"]
+    # No steps at all for a finding whose policies grant unused actions: incomplete too.
+    analyzer.gather = None
+    analyzer.denied.clear()
+    analyzer.recommendations["app"]["recommendedSteps"] = []
+    assert run("aws", "compare", bundle, "--format", "json", "--poll-seconds", "0.01") == 1
+    report = json.loads(capsys.readouterr().out)
+    assert {s["verdicts"][0]["verdict"] for s in report["steps"] if s["findingId"] == "app"} == \
+        {"incomplete"}
+
+
 HOLD = """
 import sys
 from refiner.aws.journal import Journal
