@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from ..errors import InputError
 
 # The IAM actions each step calls (tests record every call and hold them to this list;
@@ -14,7 +16,7 @@ PERMISSIONS = {
                 "access-analyzer:GetFindingRecommendation"],
     "apply": ["iam:GetPolicy", "iam:GetPolicyVersion", "iam:ListPolicyVersions",
               "iam:CreatePolicyVersion", "iam:DeletePolicyVersion", "iam:SetDefaultPolicyVersion",
-              "iam:CreatePolicy", "iam:DeletePolicy", "iam:ListPolicies",
+              "iam:CreatePolicy", "iam:DeletePolicy",
               "iam:ListEntitiesForPolicy", "iam:AttachRolePolicy", "iam:DetachRolePolicy",
               "iam:AttachUserPolicy", "iam:DetachUserPolicy", "iam:GetRolePolicy",
               "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:GetUserPolicy",
@@ -39,9 +41,19 @@ def session(profile: str | None = None, region: str | None = None):
     import botocore.exceptions
 
     try:
-        return boto3.Session(profile_name=profile, region_name=region)
+        made = boto3.Session(profile_name=profile, region_name=region)
     except botocore.exceptions.ProfileNotFound as error:
         raise InputError(str(error)) from None
+    made._session.register_component("data_loader", _loader())
+    return made
+
+
+@functools.lru_cache(maxsize=1)
+def _loader():
+    """botocore's service models, read once per process rather than once per session."""
+    from botocore.loaders import create_loader
+
+    return create_loader()
 
 
 def client(aws_session, service: str):
