@@ -665,15 +665,19 @@ def _run_aws(args) -> int:
         if report.torn:
             print(f"refiner: warning: {report.torn}", file=sys.stderr)
         for outcome in report.outcomes:
-            if outcome.done:
+            if outcome.done and outcome.reason:
+                print(f"already: {outcome.change.label}: {outcome.reason}")
+            elif outcome.done:
                 print(("apply: " if args.yes else "plan: ") + outcome.change.describe())
             else:
                 print(f"refiner: refused: {outcome.change.label}: {outcome.reason}",
                       file=sys.stderr)
-        made, refused = len(report.outcomes) - len(report.refused), len(report.refused)
+        refused = len(report.refused)
+        already = sum(o.done and bool(o.reason) for o in report.outcomes)
+        made = len(report.outcomes) - refused - already
         print(f"refiner: {made} changes {'made' if args.yes else 'would be made (dry run; --yes makes them)'}"
-              f", {refused} refused" + (f"; journal {job.journal_path}" if args.yes else ""),
-              file=sys.stderr)
+              f", {already} already made, {refused} refused"
+              + (f"; journal {job.journal_path}" if args.yes else ""), file=sys.stderr)
         return EXIT_REJECTED if refused else EXIT_OK
     if args.aws_command == "rollback":
         from .aws.rollback import RollbackJob, describe, rollback

@@ -133,6 +133,9 @@ class Run:
     def __init__(self, job: ApplyJob, accounts: Accounts, findings: Findings,
                  journal: Journal | None):
         self.job, self.accounts, self.findings, self.journal = job, accounts, findings, journal
+        import botocore.exceptions
+
+        self._rejected = botocore.exceptions.ClientError
         self._catalog = job.catalog
 
     @property
@@ -147,21 +150,24 @@ class Run:
         if change.problem:
             return Outcome(change, False, change.problem)
         try:
-            self._checked_change(change)
-        except Refused as refusal:
+            already = self._checked_change(change)
+        except (Refused, InputError) as refusal:
             return Outcome(change, False, str(refusal))
         except aws_errors() as error:
             return Outcome(change, False, f"AWS refused: {error}")
-        return Outcome(change, True)
+        return Outcome(change, True, "already as recommended: nothing to do" if already else "")
 
     # --- checks -------------------------------------------------------------------------------
 
-    def _checked_change(self, change: Change) -> None:
+    def _checked_change(self, change: Change) -> bool:
+        """Check, then make the change; True when IAM already holds what it would make."""
         iam = self._iam_of(change)
         if change.principal is not None:
             same_principal(iam, change.principal)
-        self._fresh_findings(change)
         live = document_now(iam, change.ref)
+        if self._already(iam, change, live):
+            return True
+        self._fresh_findings(change)
         if live is None:
             raise Refused("the policy no longer exists")
         if not same_json(live, json.loads(change.policy["text"])):
@@ -172,6 +178,25 @@ class Run:
             if differs:
                 raise Refused(f"{differs}: refused, re-run recommend")
         getattr(self, "_" + change.how.replace("-", "_"))(iam, change)
+        return False
+
+    def _already(self, iam, change: Change, live: dict | None) -> bool:
+        """A change an earlier apply made (a re-run after a crash or a success)."""
+        wanted = json.loads(change.document) if change.document else None
+        if change.how in ("put-inline", "version"):
+            return live is not None and same_json(live, wanted)
+        if change.how == "delete-inline":
+            return live is None
+        if change.how == "detach":  # whoever detached it, nothing is left to take away
+            principal = change.principal
+            return change.ref["arn"] not in attached_arns(iam, principal["kind"], principal["name"])
+        if change.how == "copy":
+            principal = change.principal
+            attached = attached_arns(iam, principal["kind"], principal["name"])
+            copy = (f"arn:{principal['partition']}:iam::{principal['account']}:policy/"
+                    f"{copy_name(change.ref['arn'], change.document)}")
+            return change.ref["arn"] not in attached and copy in attached
+        return False
 
     def _iam_of(self, change: Change):
         if change.principal is not None:
@@ -227,7 +252,11 @@ class Run:
         if self.journal is None:
             return {}
         entry = self.journal.write({"state": "intent", **intent})
-        result = action() or {}
+        try:
+            result = action() or {}
+        except self._rejected as error:  # IAM answered no: the call changed nothing
+            self.journal.write({"state": "failed", "of": entry["seq"], "error": str(error)})
+            raise
         result = {k: v for k, v in result.items() if k != "ResponseMetadata"}
         self.journal.write({"state": "done", "of": entry["seq"], **result})
         return result

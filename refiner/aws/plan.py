@@ -14,6 +14,7 @@ from ..refinement import policy_size
 from .live import aws_managed
 
 SHARED = "shared"
+PRINCIPAL_FIELDS = ("arn", "id", "account", "partition", "kind", "name")
 INLINE_KINDS = ("role-inline", "user-inline", "group-inline")
 
 
@@ -99,22 +100,53 @@ def plan(outdir: str, only: list[str] | None = None) -> list[Change]:
         if recommendation.get("status") != "SUCCEEDED":
             continue
         state = _read(out / STATE / path.name)
-        if not isinstance(state.get("principal"), dict) or "id" not in state["principal"]:
-            raise InputError(f"{out / STATE / path.name} was written by a refiner recommend that "
-                             "did not record the principal's unique id: run recommend again")
+        principal = state.get("principal")
+        lacking = [key for key in PRINCIPAL_FIELDS if not isinstance(principal, dict)
+                   or not isinstance(principal.get(key), str)]
+        if lacking:
+            raise InputError(f"{out / STATE / path.name} does not name the principal's "
+                             f"{', '.join(lacking)} (written by an older refiner recommend?): "
+                             "run recommend again")
         finding = _finding_of(state)
-        for number, step in enumerate(recommendation.get("recommendedSteps", []), 1):
-            detail = step.get("unusedPermissionsRecommendedStep", {})
-            shared = step.get("sharedPolicy") or detail.get("sharedPolicy")
-            if shared:
-                if shared not in shared_done:
-                    shared_done.add(shared)
-                    change = _consolidated(out, shared)
-                    if change is not None:
-                        changes.append(change)
-                continue
-            changes.append(_per_finding(finding, state, detail, f"{path.stem}#{number}"))
+        try:
+            changes += _steps(out, path, recommendation, state, finding, shared_done)
+        except (AttributeError, KeyError, TypeError) as error:
+            raise InputError(f"{path} or a file it names is not in the shape refiner recommend "
+                             f"writes (at {error!r}): run recommend again") from None
+    for change in changes:
+        change.problem = change.problem or _unreadable(change)
     return [c for c in changes if not only or c.matches(only)]
+
+
+def _steps(out: Path, path: Path, recommendation: dict, state: dict, finding: dict,
+           shared_done: set[str]) -> list[Change]:
+    changes: list[Change] = []
+    for number, step in enumerate(recommendation.get("recommendedSteps", []), 1):
+        detail = step.get("unusedPermissionsRecommendedStep", {})
+        shared = step.get("sharedPolicy") or detail.get("sharedPolicy")
+        if shared:
+            if shared not in shared_done:
+                shared_done.add(shared)
+                change = _consolidated(out, shared)
+                if change is not None:
+                    changes.append(change)
+            continue
+        changes.append(_per_finding(finding, state, detail, f"{path.stem}#{number}"))
+    return changes
+
+
+def _unreadable(change: Change) -> str | None:
+    """Why a change's recorded documents cannot be read (None: they can)."""
+    for what, text in (("recorded policy", change.policy.get("text")),
+                       ("recommended policy", change.document)):
+        if text is None and what == "recommended policy" and change.action == "DETACH_POLICY":
+            continue
+        try:
+            if not isinstance(json.loads(text), dict):
+                return f"the {what} is not a JSON object"
+        except (TypeError, ValueError):
+            return f"the {what} is not JSON"
+    return None
 
 
 def _per_finding(finding: dict, state: dict, detail: dict, key: str) -> Change:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..errors import InputError
 from ..prove import same_json
@@ -56,6 +57,8 @@ def describe(intent: dict) -> str:
 
 
 def rollback(job: RollbackJob) -> RollbackReport:
+    if not Path(job.journal).is_file():
+        raise InputError(f"no journal {job.journal}")
     with Journal(job.journal) as journal:  # the exclusive lock: no apply runs meanwhile
         report = RollbackReport()
         contents = journal.contents
@@ -65,13 +68,14 @@ def rollback(job: RollbackJob) -> RollbackReport:
         entries = contents.entries
         intents = [e for e in entries if e.get("state") == "intent"]
         done = {(e["run"], e["of"]): e for e in entries if e.get("state") == "done"}
+        failed = {(e["run"], e["of"]) for e in entries if e.get("state") == "failed"}
         started = {tuple(e["of"]) for e in entries if e.get("state") == "undo"}
         finished = {tuple(e["of"]) for e in entries if e.get("state") == "undone"}
         runs = {e["run"] for e in intents}
         if job.run and job.run not in runs:
             raise InputError(f"journal {job.journal} has no run {job.run}")
         begin = next((e for e in reversed(entries) if e.get("state") == "begin"), {})
-        pending = [e for e in reversed(intents) if (e["run"], e["seq"]) not in finished
+        pending = [e for e in reversed(intents) if (e["run"], e["seq"]) not in finished | failed
                    and (not job.run or e["run"] == job.run)]
         if not pending:
             return report
@@ -90,6 +94,9 @@ def rollback(job: RollbackJob) -> RollbackReport:
                 continue
             except aws_errors() as error:
                 report.skipped.append((intent, f"AWS refused: {error}"))
+                continue
+            except (AttributeError, KeyError, TypeError, ValueError) as error:
+                report.skipped.append((intent, f"an entry this refiner cannot undo ({error!r})"))
                 continue
             journal.write({"state": "undone", "of": list(key)})
             report.undone.append(intent)
