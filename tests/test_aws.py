@@ -1007,3 +1007,38 @@ def test_kill_9_at_each_step_leaves_iam_and_the_journal_agreeing(scene, stage, p
     assert code == 0
     assert snapshot(iam, scene.principals, scene.policies) == before
     assert run("aws", "rollback", journal) == 0
+
+
+def test_an_iam_refusal_is_journaled_and_a_half_written_outdir_is_one_line(scene, monkeypatch,
+                                                                           capsys):
+    import botocore.client
+    import botocore.exceptions
+
+    original = botocore.client.BaseClient._make_api_call
+
+    def refusing(self, name, params):
+        if name == "DetachRolePolicy" and params["PolicyArn"] == scene.extra:
+            raise botocore.exceptions.ClientError(
+                {"Error": {"Code": "UnmodifiableEntity", "Message": "no"}}, name)
+        return original(self, name, params)
+
+    before = snapshot(scene.iam, scene.principals, scene.policies)
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", refusing)
+    assert run("aws", "apply", scene.out, "--yes") == 1
+    assert "AppExtra" in refusals(capsys)
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", original)
+    failed = [e for e in journal_of(scene.out / "journal.jsonl") if e["state"] == "failed"]
+    assert len(failed) == 1 and "UnmodifiableEntity" in failed[0]["error"]
+    assert run("aws", "rollback", scene.out / "journal.jsonl") == 0  # nothing refused for it
+    assert snapshot(scene.iam, scene.principals, scene.policies) == before
+
+    assert run("aws", "rollback", scene.out / "missing.jsonl") == 2
+    assert "no journal" in refusals(capsys)
+    state = next((scene.out / "state").glob("*.json"))
+    state.write_text(state.read_text()[:40])  # a recommend killed while writing
+    assert run("aws", "apply", scene.out) == 2
+    err = refusals(capsys)
+    assert "half-written" in err and len(err.splitlines()) == 1
+    state.write_text(json.dumps({"principal": {"arn": scene.app["arn"], "kind": "role"}}))
+    assert run("aws", "apply", scene.out) == 2
+    assert "does not name the principal's id, account, partition, name" in refusals(capsys)
