@@ -242,6 +242,12 @@ def test_organization_member_accounts_are_read_through_a_named_role(aws, analyze
     assert manifest["accountsRead"] == ["111111111111", ACCOUNT]
     assert (bundle / "authorization-details" / "111111111111-0001.json").is_file()
     assert "sts:AssumeRole" in CALLS
+    assert "accountUnreadable" not in json.loads((bundle / "findings" / "member.json").read_text())
+    # The member account cannot be read again: its old pages go, its findings are marked.
+    assert run("aws", "fetch", "-o", bundle) == 2
+    assert not list((bundle / "authorization-details").glob("111111111111-*.json"))
+    assert json.loads((bundle / "findings" / "member.json").read_text())["accountUnreadable"]
+    assert "accountUnreadable" not in json.loads((bundle / "findings" / "dev.json").read_text())
 
 
 # --- apply and rollback on recommendations in the recommend/apply contract's shape ------------------
