@@ -1048,3 +1048,32 @@ def test_an_iam_refusal_is_journaled_and_a_half_written_outdir_is_one_line(scene
     state.write_text(json.dumps({"principal": {"arn": scene.app["arn"], "kind": "role"}}))
     assert run("aws", "apply", scene.out) == 2
     assert "does not name the principal's id, account, partition, name" in refusals(capsys)
+
+
+def test_a_file_that_is_not_a_journal_is_never_cut(scene, capsys):
+    summary = scene.out / "summary.json"
+    summary.write_text('{"totals": {"findings": 2}}')  # one line, no newline: not torn
+    assert run("aws", "apply", scene.out, "--yes", "--journal", summary) == 2
+    assert "is not a journal refiner wrote" in refusals(capsys)
+    assert summary.read_text() == '{"totals": {"findings": 2}}'
+    assert run("aws", "rollback", summary) == 2
+    assert summary.read_text() == '{"totals": {"findings": 2}}'
+
+
+def test_a_copy_never_stands_in_for_a_group_or_boundary_policy(tmp_path):
+    from refiner.aws.plan import plan
+
+    out = tmp_path / "out"
+    s = Scene.__new__(Scene)  # files only: no AWS
+    s.n, s.out, s.account = 0, out, ACCOUNT
+    for sub in ("state", "recommendations", "shared"):
+        (out / sub).mkdir(parents=True)
+    user = {"arn": f"arn:aws:iam::{ACCOUNT}:user/u", "id": "AIDA1", "account": ACCOUNT,
+            "partition": "aws", "kind": "user", "name": "u"}
+    group = f"arn:aws:iam::{ACCOUNT}:group/g"
+    entry = {"ref": {"kind": "managed", "arn": S3_READ}, "text": json.dumps(RW),
+             "awsManaged": True, "reach": [{"arn": user["arn"], "id": "AIDA1",
+                                            "via": f"group:{group}"}]}
+    s.recommend("f", user, [entry], [step(entry, READ)])
+    (change,) = plan(str(out))
+    assert change.how == "copy" and "otherwise than attached" in change.problem

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import InputError
 
-KEY = ("run", "seq")  # an entry's identity within a journal
+START = b'{"run": "'  # how every entry's line begins (json.dumps keeps the key order)
 
 
 def checksum(entry: dict) -> str:
@@ -56,7 +56,7 @@ def _parse(path: str, data: bytes) -> Contents:
     for number, raw in enumerate(complete, 1):
         entry = _entry(raw)
         if entry is None:
-            if number == len(complete) and not tail:
+            if number == len(complete) and not tail and _ours(raw):
                 contents.torn, contents.torn_line = raw.decode("utf-8", "replace"), number
                 break
             raise InputError(f"journal {path} line {number} is damaged (not an entry refiner "
@@ -64,9 +64,18 @@ def _parse(path: str, data: bytes) -> Contents:
         contents.entries.append(entry)
         offset += len(raw) + 1
     if tail:  # even a whole entry whose newline never reached the disk counts as torn
+        if not _ours(tail):
+            raise InputError(f"{path} is not a journal refiner wrote (line {len(complete) + 1}): "
+                             "refused")
         contents.torn, contents.torn_line = tail.decode("utf-8", "replace"), len(complete) + 1
     contents.whole_bytes = offset
     return contents
+
+
+def _ours(raw: bytes) -> bool:
+    """Whether a cut line could be the start of an entry (each begins with its run id), so
+    that a file that is not a journal is never cut short as if it were one."""
+    return raw.startswith(START) or START.startswith(raw)
 
 
 def _entry(raw: bytes) -> dict | None:

@@ -178,10 +178,10 @@ def _per_finding(finding: dict, state: dict, detail: dict, key: str) -> Change:
         change.problem = "a group's policy is changed only by a consolidated recommendation"
     elif policy["ref"]["kind"] in INLINE_KINDS and policy["ref"].get("owner") != principal["arn"]:
         change.problem = "an inline policy of another owner"
-    elif change.how == "copy" and any(r.get("via") == "boundary" and r.get("id") == principal["id"]
-                                      for r in policy.get("reach", [])):
-        change.problem = "the policy is this principal's permissions boundary: a copy cannot " \
-            "replace a boundary"
+    elif change.how == "copy" and {r.get("via") for r in policy.get("reach", [])
+                                   if r.get("id") == principal["id"]} != {"attached"}:
+        change.problem = "the policy reaches this principal otherwise than attached to it (a " \
+            "group or a boundary): a copy cannot replace it for this principal alone"
     return change
 
 
