@@ -125,7 +125,7 @@ def record_calls(monkeypatch):
 def analyzer(aws, monkeypatch):
     fake = FakeAccessAnalyzer([{"arn": ANALYZER, "name": "unused", "type": "ACCOUNT_UNUSED_ACCESS",
                                 "createdAt": "2024-01-01T00:00:00Z", "status": "ACTIVE"}],
-                              findings(), aws_recommendations(), page_size=1, throttle_every=7)
+                              findings(), aws_recommendations(), page_size=1)
     with fake:
         monkeypatch.setenv("AWS_ENDPOINT_URL_ACCESSANALYZER", fake.endpoint)
         yield fake
@@ -160,8 +160,10 @@ def run(*args) -> int:
 def test_fetch_recommend_apply_rollback(aws, analyzer, tmp_path, capsys):
     iam, managed = aws
     bundle, out = tmp_path / "bundle", tmp_path / "out"
+    analyzer.throttle_every = 7
     assert run("aws", "fetch", "-o", bundle) == 0
     assert analyzer.throttled > 0  # throttled requests were retried, not fatal
+    analyzer.throttle_every = 0
     fetched = {p.stem for p in (bundle / "findings").glob("*.json")}
     assert fetched == {"app", "dev", "old"}  # the archived one is not listed
     app = json.loads((bundle / "findings" / "app.json").read_text())
