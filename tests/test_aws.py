@@ -894,27 +894,26 @@ def test_a_shared_policy_changes_only_while_it_reaches_the_same_principals(live,
         "PolicyDocument"] == RW
 
 
-def test_a_holder_without_a_finding_keeps_everything(live, tmp_path, capsys):
+def two_holders(live, tmp_path):
+    """Roles A and B holding one customer managed policy; a finding for A only."""
     s = Scene(live, tmp_path / "out")
     shared = s.managed("Shared", RW)
     a, b = s.role("A"), s.role("B")
     for principal in (a, b):
         s.attach(principal, shared)
     entry = s.managed_entry(shared, [(a, "attached"), (b, "attached")])
-    finding = s.finding(a, {"s3": ["PutObject"]})  # B has none: it uses everything
+    return s, a, b, shared, entry, s.finding(a, {"s3": ["PutObject"]})
+
+
+def test_a_holder_without_a_finding_keeps_everything(live, tmp_path, capsys):
+    s, a, b, shared, entry, finding = two_holders(live, tmp_path)
     s.recommend(finding, a, [entry], [s.shared("p", entry, READ, [finding])])
     assert run("aws", "apply", s.out, "--yes") == 1
     assert f"{b['arn']} uses s3:PutObject now, which this change removes" in refusals(capsys)
 
 
 def test_shared_copy_steps_detach_and_attach_per_principal(live, tmp_path, capsys):
-    s = Scene(live, tmp_path / "out")
-    shared = s.managed("Shared", RW)
-    a, b = s.role("A"), s.role("B")
-    for principal in (a, b):
-        s.attach(principal, shared)
-    entry = s.managed_entry(shared, [(a, "attached"), (b, "attached")])
-    finding = s.finding(a, {"s3": ["PutObject"]})
+    s, a, b, shared, entry, finding = two_holders(live, tmp_path)
     s.recommend(finding, a, [entry], [step(entry, READ)])  # --shared copy: A's own copy
     before = snapshot(s.iam, [a, b], [shared])
     assert run("aws", "apply", s.out, "--yes") == 0
