@@ -193,7 +193,7 @@ def test_fetch_recommend_apply_rollback(aws, analyzer, tmp_path, capsys):
     inline = after["role App inline"]["app-inline"]
     assert inline["Statement"][0]["Action"] == ["lambda:Invoke*"]
     assert S3_READ not in after["role App attached"]  # AWS's policy replaced by a refined copy
-    replacement = [a for a in after["role App attached"] if a.endswith("AmazonS3ReadOnlyAccess-refined")]
+    replacement = [a for a in after["role App attached"] if ":policy/AmazonS3ReadOnlyAccess-refined-" in a]
     assert len(replacement) == 1
     assert len(after[managed]) == 2  # a new default version of the customer managed policy
     assert after["user dev inline"]["dev-inline"] != before["user dev inline"]["dev-inline"]
@@ -1078,3 +1078,33 @@ def test_a_copy_never_stands_in_for_a_group_or_boundary_policy(tmp_path):
     s.recommend("f", user, [entry], [step(entry, READ)])
     (change,) = plan(str(out))
     assert change.how == "copy" and "otherwise than attached" in change.problem
+
+
+def test_a_journal_cut_anywhere_keeps_every_whole_entry_and_reports_the_rest(tmp_path):
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from refiner.aws.journal import Journal, read_journal
+
+    path = tmp_path / "j.jsonl"
+    with Journal(str(path)) as journal:
+        for number in range(6):
+            journal.write({"state": "intent", "op": "put_inline", "text": "é\n\"" * number})
+    whole = path.read_bytes()
+    ends = [i + 1 for i, byte in enumerate(whole) if byte == ord("\n")]
+
+    @given(st.integers(0, len(whole)))
+    def cut_at(length: int) -> None:
+        path.write_bytes(whole[:length])
+        contents = read_journal(str(path))
+        kept = sum(end <= length for end in ends)
+        assert len(contents.entries) == kept  # every whole entry, nothing invented
+        assert (contents.torn is not None) == (length not in [0, *ends])
+        if contents.torn is not None:  # a writer keeps the cut bytes as an entry
+            with Journal(str(path)) as reopened:
+                assert reopened.contents.torn == contents.torn
+            entries = read_journal(str(path)).entries
+            assert entries[-1]["state"] == "torn" and entries[-1]["text"] == contents.torn
+            assert len(entries) == kept + 1
+
+    cut_at()
