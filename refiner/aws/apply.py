@@ -362,6 +362,9 @@ class Run:
                            PolicyName=name, PolicyDocument=change.document,
                            Description=f"refiner: proven refinement of {original}"[:1000])
                            ["Policy"]["Arn"]})
+            if self.journal is not None:  # IAM is eventually consistent: attach once it is seen
+                iam.get_waiter("policy_exists").wait(
+                    PolicyArn=arn, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
         else:
             self._record(change, f"reuse {name}")
         if arn not in attached:
