@@ -687,6 +687,15 @@ with Journal(sys.argv[1]):
     sys.stdin.read()
 """
 
+HOLD_FOLDER = """
+import os, sys, tempfile
+from refiner.aws.journal import Journal
+with Journal(os.path.join(tempfile.mkdtemp(), "j.jsonl")) as journal:
+    journal.lock_folder(sys.argv[1])
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
 
 def test_one_writer_per_journal(scene, capsys):
     journal = scene.out / "journal.jsonl"
@@ -701,7 +710,16 @@ def test_one_writer_per_journal(scene, capsys):
         assert snapshot(scene.iam, scene.principals, scene.policies) == before
     finally:
         holder.communicate("", timeout=30)
-    assert run("aws", "apply", scene.out, "--yes") == 0  # the lock died with its holder
+    # Another journal for the same output: refused as well, it would make the same changes.
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_FOLDER, str(scene.out)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert run("aws", "apply", scene.out, "--yes", "--journal", scene.out / "other.jsonl") == 2
+        assert "is being applied by another refiner apply: refused" in refusals(capsys)
+    finally:
+        holder.communicate("", timeout=30)
+    assert run("aws", "apply", scene.out, "--yes") == 0  # the locks died with their holders
 
 
 def test_the_journal_is_synced_checksummed_and_a_torn_tail_reported(scene, monkeypatch, capsys):

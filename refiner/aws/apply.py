@@ -95,6 +95,8 @@ def apply(job: ApplyJob) -> ApplyReport:
         raise InputError(f"AWS refused or could not be reached: {error}") from None
     journal = Journal(job.journal_path) if job.yes else None
     try:
+        if journal is not None:
+            journal.lock_folder(job.outdir)
         run = Run(job, accounts, Findings(analyzer, analyzer_arn), journal)
         torn = None
         if journal is not None:

@@ -109,6 +109,7 @@ class Journal:
             os.close(self._fd)
             raise InputError(f"journal {path} is in use by another refiner apply or rollback: "
                              "refused (one writer at a time)") from None
+        self._folder_lock = None
         if created:
             _sync_folder(folder)
         self.contents = _parse(path, _read_all(self._fd))
@@ -134,10 +135,25 @@ class Journal:
         os.fsync(self._fd)
         return entry
 
+    def lock_folder(self, folder: str) -> None:
+        """Also hold a folder (recommend's output): two applies of one output, each with its
+        own journal, would make the same changes twice."""
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(descriptor)
+            raise InputError(f"{folder} is being applied by another refiner apply: refused "
+                             "(one at a time)") from None
+        self._folder_lock = descriptor
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # releases the lock
             self._fd = None
+        if self._folder_lock is not None:
+            os.close(self._folder_lock)
+            self._folder_lock = None
 
     def __enter__(self) -> Journal:
         return self
