@@ -23,11 +23,11 @@ from ..prove import Violation, same_json
 from ..refinement import DEFAULT_STRATEGY
 from ..sniff import text_kind, value_kind
 from .edit import apply_edits
-from .model import KINDS, Located, Template, TextDocument, edits_for, text_document_lines
+from .model import IDENTITY, KINDS, Located, Template, TextDocument, edits_for, text_document_lines
 
 __all__ = ["KINDS", "Located", "Template", "TemplateRun", "Outcome", "template_kind", "kind_of",
            "read_template", "parse_template", "template_from_text", "read_policy_file",
-           "refine_template"]
+           "refine_template", "not_refined"]
 
 
 def template_kind(path: str) -> str | None:
@@ -136,10 +136,23 @@ def _policy_template(path: str, policy) -> Template:
     return Template(path, "policy", source.text, [located], source.bom)
 
 
+def not_refined(located: Located) -> tuple[int, str] | None:
+    """(line, why) when refine leaves a policy as it is: not an identity policy (an unused-
+    access finding is about what a principal's identity policies grant), refused, or read
+    but not writable. None when it is refined."""
+    if located.document_type != IDENTITY:
+        return located.line, f"left as it is: {located.type_description} (an unused-access " \
+            "finding is about identity policies)"
+    if located.not_refinable is not None:
+        return located.refusal_line or located.line, f"not refined: {located.not_refinable}"
+    return None
+
+
 @dataclass
 class Outcome:
-    """What became of one policy: refined, unchanged, refused (see Located.refusal), detach
-    (no statement is left) or failed (its proof failed)."""
+    """What became of one policy: refined, unchanged, refused (see Located.refusal and
+    read_only), left (a trust, resource or unknown policy: an identity finding says nothing
+    about it), detach (no statement is left) or failed (its proof failed)."""
 
     policy: Located
     status: str
@@ -168,7 +181,10 @@ def refine_template(template: Template, unused: Unused, catalog: Catalog, timeou
     for located in template.policies:
         if only is not None and located.id != only:
             continue
-        if located.refusal is not None:
+        if located.document_type != IDENTITY:
+            result.outcomes.append(Outcome(located, "left"))
+            continue
+        if located.not_refinable is not None:
             result.outcomes.append(Outcome(located, "refused"))
             continue
         policy = located.policy_input(f"{template.path}: {located.id}")

@@ -174,6 +174,17 @@ class Located:
             self.refusal, self.refusal_line = reason, line
         return self
 
+    @property
+    def not_refinable(self) -> str | None:
+        """Why refine cannot write this document (refused, or read but not writable)."""
+        return self.refusal if self.refusal is not None else self.read_only
+
+    @property
+    def type_description(self) -> str:
+        return {IDENTITY: "an identity policy", TRUST: "a trust policy (who may assume the "
+                "role)", RESOURCE: "a resource policy", UNKNOWN: "a policy of unknown kind"}[
+            self.document_type]
+
     def policy_input(self, label: str) -> PolicyInput:
         return load_policy(parse_json_text(self.document_text, label), label, self.document_text)
 
