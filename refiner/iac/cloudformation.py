@@ -205,7 +205,9 @@ def template_unknowns(value: dict, line_of) -> list[tuple[int, str]]:
     transform = value.get("Transform")
     for name in transform if isinstance(transform, list) else [transform] if transform else []:
         if not isinstance(name, str) or name not in KNOWN_TRANSFORMS:
-            found.append((line_of(("Transform",)), f"the Transform {_what(name) if not isinstance(name, str) else name} is a macro: refiner does not run it"))
+            shown = name if isinstance(name, str) else _what(name)
+            found.append((line_of(("Transform",)), f"the Transform {shown} is a macro: "
+                          "refiner does not run it"))
     resources = value.get("Resources")
     if not isinstance(resources, dict):
         return found

@@ -4,10 +4,10 @@ A reader (cloudformation.py, terraform.py) returns a Template: the file's text, 
 per policy document in it, and what the reader did not model (Template.unknowns). A Located
 says what the document is (document_type: an identity policy, a role's trust policy, a
 resource's policy) and, where the reader knows it, whose it is (principal_hint); what its
-expressions read (inputs: names of Template.definitions, or outside the file); it holds the document as a JSON value (intrinsic
-functions and Terraform expressions as objects, so that no policy value can be mistaken for
-them), the JSON text refine reads, why it cannot be refined (if so, naming the line), the
-lines of its statements and entries (for reports), and a writer:
+expressions read (inputs: names of Template.definitions, or outside the file); the document
+as a JSON value (intrinsic functions and Terraform expressions as objects, so that no policy
+value can be mistaken for them), the JSON text refine reads, why it cannot be refined (if so,
+naming the line), the lines of its statements and entries (for reports), and a writer:
 
 - TextDocument: the document is JSON text in the template (a CloudFormation JSON template, a
   heredoc, a JSON string): refine's own byte-minimal writer edits that text, and it is put
