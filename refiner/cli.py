@@ -812,8 +812,11 @@ def main(argv: list[str] | None = None) -> int:
         print("refiner: out of memory on this input", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as error:  # a bug: fail closed, nothing written, one line (or the trace)
-        if os.environ.get("REFINER_DEBUG"):
-            raise
+        if os.environ.get("REFINER_DEBUG"):  # the trace, and the same exit code
+            import traceback
+
+            traceback.print_exc()
+            return EXIT_PROOF_FAILED
         print(f"refiner: internal error, nothing was written ({type(error).__name__}: {error}); "
               "rerun with REFINER_DEBUG=1 for the trace", file=sys.stderr)
         return EXIT_PROOF_FAILED

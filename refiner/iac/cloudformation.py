@@ -496,7 +496,9 @@ def read_yaml(path: str, text: str) -> Template:
     from ruamel.yaml.error import YAMLError
 
     try:
-        root = YAML().compose(text)
+        reader = YAML()
+        reader.version = (1, 1)  # as CloudFormation and the SAM and AWS CLIs (PyYAML) read it
+        root = reader.compose(text)
     except YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -618,11 +620,12 @@ class _Yaml:
             located.document = self.json(node)
         except InputError as error:
             located.document = self.json(node, loose=True)
-            return located.refuse(line, str(error))
+            where = re.match(r"line (\d+): ", str(error))
+            return located.refuse(int(where.group(1)) if where else line, str(error))
         if self.uses.get(id(node), 0) > 1:
             return located.refuse(line, "the document is a YAML alias of another one")
-        if node.tag.startswith("!"):
-            return located.refuse(line, f"the document is {self.what(node)}")
+        if node.tag.startswith("!") or _is_intrinsic_value(located.document):
+            return located.refuse(line, f"the document is {_what(located.document)}")
         if _kind(node) == "scalar" and isinstance(located.document, str):
             return self.string_document(located, node)
         if _kind(node) != "map":
@@ -647,11 +650,12 @@ class _Yaml:
             writer = TextDocument(content, end, "yaml-block", first,
                                   "\r\n" if "\r\n" in text[content:end + 2] else "\n")
         else:
-            return located.refuse(located.line, "the document is a YAML string in a style "
-                                  "refiner does not rewrite (use a mapping, quotes or |)")
+            return self.unwritable_string(located, node, "the document is a YAML string in a "
+                                          "style refiner does not rewrite (use a mapping, "
+                                          "quotes or |)")
         if not writer.faithful(text):
-            return located.refuse(located.line, "the document string's layout cannot be "
-                                  "written back unchanged")
+            return self.unwritable_string(located, node, "the document string's layout cannot "
+                                          "be written back unchanged")
         located.writer = writer
         located.document_text = writer.decode(text)
         try:
@@ -661,6 +665,17 @@ class _Yaml:
         located.statement_lines = text_document_lines(text, writer)
         return finish(located, f"{self.path}: {located.id}")
 
+    def unwritable_string(self, located: Located, node, why: str) -> Located:
+        """A document string read as YAML reads it (folded, plain, ...), to be judged, but
+        which refine cannot write back in its layout."""
+        located.read_only = why
+        located.document_text = _scalar_value(node)
+        try:
+            located.document = parse_json_text(located.document_text, located.id)
+        except InputError as error:
+            return located.refuse(located.line, f"the document string is not JSON ({error})")
+        return finish(located, f"{self.path}: {located.id}")
+
     def structured(self, located: Located, node) -> Located:
         from ..jsontext import dumps
 
@@ -668,20 +683,23 @@ class _Yaml:
         statement = _get(node, "Statement")
         if statement is None:
             return finish(located, f"{self.path}: {located.id}")
-        if statement.tag.startswith("!") or self.uses.get(id(statement), 0) > 1:
-            return located.refuse(self.line(statement), "Statement is "
-                                  + (self.what(statement) if statement.tag.startswith("!")
-                                     else "a YAML alias"))
+        if _is_intrinsic_value(located.document.get("Statement")) or \
+                self.uses.get(id(statement), 0) > 1:
+            return located.refuse(self.line(statement), "Statement is " + (
+                _what(located.document["Statement"]) if self.uses.get(id(statement), 0) <= 1
+                else "a YAML alias"))
         if _kind(statement) == "seq":
             nodes, container = statement.value, "list"
         else:
             nodes, container = [statement], "single"
         spots = []
         for item in nodes:
-            if _kind(item) != "map" or item.tag.startswith("!") or self.uses.get(id(item), 0) > 1:
+            value = self.json(item, loose=True)
+            if _kind(item) != "map" or _is_intrinsic_value(value) or \
+                    self.uses.get(id(item), 0) > 1:
                 return located.refuse(self.line(item), "a statement is " + (
-                    self.what(item) if item.tag.startswith("!") or _kind(item) != "map"
-                    else "a YAML alias"))
+                    "a YAML alias" if self.uses.get(id(item), 0) > 1 else _what(value)
+                    if _is_intrinsic_value(value) else self.what(item)))
             spot = self.statement(item, statement, located)
             if spot is None:
                 return located
@@ -790,7 +808,13 @@ class _Yaml:
             return result
         if kind == "seq":
             return [self.json(child, loose) for child in node.value]
-        return _scalar_value(node)
+        value = _scalar_value(node)
+        if isinstance(value, Ambiguous):
+            if not loose:
+                raise InputError(f"line {self.line(node)}: {node.value!r} {value.why}: quote "
+                                 "it, so that every reader reads a string")
+            return node.value
+        return value
 
 
 def _kind(node) -> str | None:
@@ -828,16 +852,60 @@ def _untagged(node):
 
 
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+# YAML 1.1 as PyYAML (the AWS and SAM CLIs, cfn-lint) resolves it: these booleans, and ints
+# written in octal (0777), hexadecimal, binary, with underscores, or base 60 (1:20).
+_BOOLEANS = {"yes": True, "true": True, "on": True, "no": False, "false": False, "off": False}
+_PYYAML_FLOAT = re.compile(r"[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|"
+                           r"\.[0-9_]+(?:[eE][-+][0-9]+)?")
+
+
+@dataclass
+class Ambiguous:
+    """A scalar YAML readers read differently (so what deploys is not ours to say)."""
+
+    why: str
 
 
 def _scalar_value(node) -> object:
-    """A scalar as CloudFormation reads it: numbers kept as written (when JSON can write them),
-    booleans and null as such, everything else (dates included) as its text."""
+    """A scalar as CloudFormation reads it (YAML 1.1): numbers kept as written when JSON can
+    write them, else as the integer YAML 1.1 makes of them; booleans (yes/no/on/off too) and
+    null as such; everything else (dates included) as its text. A scalar that YAML 1.1
+    readers disagree on (y, n, a float only some read as one) is Ambiguous."""
     tag, value = node.tag, node.value
     if tag.endswith(":bool"):
-        return value.lower() == "true"
+        if value.lower() not in _BOOLEANS or value not in (value.lower(), value.upper(),
+                                                            value.capitalize()):
+            return Ambiguous("is a boolean to some YAML 1.1 readers and a string to others")
+        return _BOOLEANS[value.lower()]
     if tag.endswith(":null"):
         return None
-    if (tag.endswith(":int") or tag.endswith(":float")) and _JSON_NUMBER.fullmatch(value):
-        return JsonNumber(value)
+    if tag.endswith(":int"):
+        if _JSON_NUMBER.fullmatch(value):
+            return JsonNumber(value)
+        return JsonNumber(str(_yaml11_int(value)))
+    if tag.endswith(":float"):
+        if _JSON_NUMBER.fullmatch(value) and _PYYAML_FLOAT.fullmatch(value):
+            return JsonNumber(value)
+        return Ambiguous("is a number to some YAML readers and a string to others")
+    if node.style == ">":  # ruamel.yaml's composer marks where a folded scalar folds with \a
+        return value.replace("\a", "")
     return value
+
+
+def _yaml11_int(text: str) -> int:
+    """A YAML 1.1 integer's value (PyYAML's construct_yaml_int)."""
+    text = text.replace("_", "")
+    sign = -1 if text.startswith("-") else 1
+    text = text.lstrip("+-")
+    if text.startswith("0b"):
+        return sign * int(text[2:], 2)
+    if text.startswith("0x"):
+        return sign * int(text[2:], 16)
+    if ":" in text:
+        total = 0
+        for part in text.split(":"):
+            total = total * 60 + int(part)
+        return sign * total
+    if text != "0" and text.startswith("0"):
+        return sign * int(text, 8)
+    return sign * int(text)
