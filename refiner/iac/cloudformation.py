@@ -544,8 +544,11 @@ class _Yaml:
     def __init__(self, path: str, text: str, root):
         self.path, self.text, self.root = path, text, root
         self.uses: dict[int, int] = {}  # id(node) -> how often the template reaches it
+        self.anchors: dict[int, tuple[str, int]] = {}  # id(node) -> its anchor, for messages
         if root is not None:
             self._count(root)
+            self._anchors(root)
+            self._share()
         self.offset = self._sequence_offset()
 
     def _count(self, node) -> None:
@@ -555,11 +558,43 @@ class _Yaml:
         for child in self._children(node):
             self._count(child)
 
+    def _share(self) -> None:
+        """Everything under a node the template reaches twice (an alias of a resource, of a
+        Properties mapping, ...) is reached twice too: one edit there would change both."""
+        stack, seen = [self.root], set()
+        while stack:
+            node = stack.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            for child in self._children(node):
+                if self.uses.get(id(node), 0) > 1:
+                    self.uses[id(child)] = max(self.uses.get(id(child), 0), 2)
+                    self.anchors.setdefault(id(child), self.anchors.get(id(node)))
+                stack.append(child)
+
+    def alias(self, node) -> str:
+        anchor = self.anchors.get(id(node))
+        return f"shared through the YAML alias *{anchor[0]} (anchored at line {anchor[1]})" \
+            if anchor else "a YAML alias of another one"
+
     @staticmethod
     def _children(node):
         if isinstance(node.value, list):
             for entry in node.value:
                 yield from entry if isinstance(entry, tuple) else (entry,)
+
+    def _anchors(self, root) -> None:
+        stack, seen = [root], set()
+        while stack:
+            node = stack.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            anchor = getattr(node, "anchor", None)
+            if anchor and self.uses.get(id(node), 0) > 1:
+                self.anchors[id(node)] = (str(anchor), node.start_mark.line + 1)
+            stack.extend(self._children(node))
 
     def _sequence_offset(self) -> int:
         """How far the template indents a block list's dashes below its key (2 by default)."""
@@ -622,8 +657,10 @@ class _Yaml:
             located.document = self.json(node, loose=True)
             where = re.match(r"line (\d+): ", str(error))
             return located.refuse(int(where.group(1)) if where else line, str(error))
-        if self.uses.get(id(node), 0) > 1:
-            return located.refuse(line, "the document is a YAML alias of another one")
+        if self.uses.get(id(node), 0) > 1:  # read and judged; one edit would change both
+            located.read_only = f"the document is {self.alias(node)}"
+            located.document_text = dumps(located.document, indent=2) + "\n"
+            return finish(located, f"{self.path}: {located.id}")
         if node.tag.startswith("!") or _is_intrinsic_value(located.document):
             return located.refuse(line, f"the document is {_what(located.document)}")
         if _kind(node) == "scalar" and isinstance(located.document, str):
@@ -687,7 +724,7 @@ class _Yaml:
                 self.uses.get(id(statement), 0) > 1:
             return located.refuse(self.line(statement), "Statement is " + (
                 _what(located.document["Statement"]) if self.uses.get(id(statement), 0) <= 1
-                else "a YAML alias"))
+                else self.alias(statement)))
         if _kind(statement) == "seq":
             nodes, container = statement.value, "list"
         else:
@@ -698,7 +735,7 @@ class _Yaml:
             if _kind(item) != "map" or _is_intrinsic_value(value) or \
                     self.uses.get(id(item), 0) > 1:
                 return located.refuse(self.line(item), "a statement is " + (
-                    "a YAML alias" if self.uses.get(id(item), 0) > 1 else _what(value)
+                    self.alias(item) if self.uses.get(id(item), 0) > 1 else _what(value)
                     if _is_intrinsic_value(value) else self.what(item)))
             spot = self.statement(item, statement, located)
             if spot is None:
