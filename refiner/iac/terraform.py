@@ -20,7 +20,7 @@ import re
 from ..errors import InputError
 from ..jsontext import dumps, parse_json_text
 from ..writeback import Node, locate
-from . import hcl
+from . import dynamic, hcl
 from .edit import Item, indentation, line_number
 from .model import (
     IDENTITY,
@@ -103,12 +103,14 @@ def read_hcl(path: str, text: str) -> Template:
     template = Template(path, "terraform", text, [], context=context)
     inputs = Inputs.of_hcl(text, root)
     kinds = DocumentKinds()
+    locals_ = {a.name: a.value for block in root.blocks if block.type == "locals"
+               for a in block.attributes}
     for block in root.blocks:
         address = ".".join(block.labels)
         if block.type == "module" and block.labels:
             kinds.consumed_by_module(text[block.start:block.end])
         if block.type == "data" and len(block.labels) == 2 and block.labels[0] == DOCUMENT_DATA:
-            located = _data_document(path, text, f"data.{address}", block)
+            located = _data_document(path, text, f"data.{address}", block, locals_)
             template.policies.append(inputs.complete(located, _meta(block), f"data.{address}"))
             kinds.data_sources[block.labels[1]] = located
             continue
@@ -318,7 +320,7 @@ class Inputs:
         read |= {f"{address}.{name}" for name in meta}
         read = {f"{address}.for_each" if name == "each" else f"{address}.count"
                 if name == "count" else name for name in read}
-        located.inputs = self.closed(read - {address, f"data.{address}"})
+        located.inputs = self.closed((read | located.inputs) - {address, f"data.{address}"})
         return located
 
     def closed(self, names: set[str]) -> set[str]:
@@ -473,7 +475,8 @@ def _text_action_refusal(document: object, text: str, writer: TextDocument):
     return None
 
 
-def _data_document(path: str, text: str, address: str, block: hcl.Block) -> Located:
+def _data_document(path: str, text: str, address: str, block: hcl.Block,
+                   locals_: dict[str, hcl.Value] | None = None) -> Located:
     line = line_number(text, block.start)
     located = Located(address, line, "managed")
     document: dict = {}
@@ -483,25 +486,65 @@ def _data_document(path: str, text: str, address: str, block: hcl.Block) -> Loca
         document[DOCUMENT_KEYS.get(attribute.name, attribute.name)] = hcl.to_json(attribute.value)
     document.setdefault("Version", "2012-10-17")
     statements, spots, refusal = [], [], None
+    made = []  # statements a dynamic block makes: read, not written by refine
     for child in block.blocks:
         if child.type == "dynamic":
-            refusal = refusal or (line_number(text, child.start),
-                                  "a dynamic block: refiner does not expand it")
-            document.setdefault("dynamic", []).append(text[child.start:child.end])
+            expanded = _dynamic(text, child, locals_ or {}, located)
+            if expanded is None:
+                document.setdefault("dynamic", []).append(text[child.start:child.end])
+            elif child.labels[:1] == ["statement"]:
+                made += [_expanded_statement(one) for one in expanded]
+            else:
+                for one in expanded:
+                    document.setdefault(one.type, []).append(_expanded_json(one))
             continue
         if child.type != "statement":
             document.setdefault(child.type, []).append(_block_json(child))
             continue
-        statement, spot, problem = _data_statement(text, child)
+        statement, spot, problem = _data_statement(text, child, locals_ or {}, located)
         statements.append(statement)
         spots.append(spot)
         refusal = refusal or problem
-    document["Statement"] = statements
+    document["Statement"] = statements + made
+    if made:
+        located.read_only = "statements made by a dynamic block (refine the literal they " \
+            "come from)"
     return _structured_document(located, document, spots, refusal,
                                 lambda: Structured(spots, "blocks"), f"{path}: {address}")
 
 
-def _data_statement(text: str, block: hcl.Block):
+def _dynamic(text: str, block: hcl.Block, locals_: dict[str, hcl.Value],
+             located: Located) -> list | None:
+    """The blocks a dynamic block makes, or None (then the block is one of located's
+    unknowns, and what its for_each and content read are inputs)."""
+    try:
+        return dynamic.expand(text, block, locals_)
+    except dynamic.NotLiteral as why:
+        kind = block.labels[0] if block.labels else "?"
+        located.unknowns.append((line_number(text, block.start), f"the dynamic \"{kind}\" "
+                                 f"block: {why}; refiner does not expand it"))
+        located.inputs |= references(text[block.start:block.end])
+        return None
+
+
+def _expanded_statement(expanded) -> dict:
+    statement = {STATEMENT_KEYS.get(k, k): v for k, v in expanded.attributes.items()}
+    for child in expanded.blocks:
+        statement.setdefault(STATEMENT_KEYS.get(child.type, child.type), []).append(
+            _expanded_json(child))
+    statement.setdefault("Effect", "Allow")
+    return statement
+
+
+def _expanded_json(expanded) -> dict:
+    result = dict(expanded.attributes)
+    for child in expanded.blocks:
+        result.setdefault(child.type, []).append(_expanded_json(child))
+    return result
+
+
+def _data_statement(text: str, block: hcl.Block, locals_: dict[str, hcl.Value],
+                    located: Located):
     statement: dict = {}
     spot = StatementSpot(block.start, block.end, line_number(text, block.start), None)
     problem = None
@@ -522,6 +565,14 @@ def _data_statement(text: str, block: hcl.Block):
                                       [v.value for v in value.items], value.start + 1)
             spot.entry_lines = _entry_lines(text, value)
     for child in block.blocks:
+        if child.type == "dynamic":  # principals or condition blocks made by for_each
+            expanded = _dynamic(text, child, locals_, located)
+            if expanded is None:
+                statement.setdefault("dynamic", []).append(text[child.start:child.end])
+            for one in expanded or []:
+                statement.setdefault(STATEMENT_KEYS.get(one.type, one.type), []).append(
+                    _expanded_json(one))
+            continue
         key = STATEMENT_KEYS.get(child.type, child.type)
         statement.setdefault(key, []).append(_block_json(child))
     statement.setdefault("Effect", "Allow")
@@ -685,6 +736,10 @@ def _tf_json_data(path: str, text: str, address: str, body: dict, node: Node) ->
     line = line_number(text, node.start)
     located = Located(address, line, "managed")
     body = _uncommented(body)
+    if "dynamic" in body:
+        located.unknowns.append((line_number(text, node.members["dynamic"].start),
+                                 "a dynamic block: refiner does not expand it"))
+        located.inputs |= references(dumps(body["dynamic"]))
     document = {DOCUMENT_KEYS.get(k, k): v for k, v in body.items()
                 if k not in ("statement", *META_ARGUMENTS)}
     document.setdefault("Version", "2012-10-17")
