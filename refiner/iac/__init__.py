@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from ..catalog import Catalog
 from ..errors import InputError
 from ..finding import Unused
-from ..jsontext import MAX_INPUT_BYTES, parse_json_text, read_text
+from ..jsontext import MAX_INPUT_BYTES, parse_json_text, read_bytes, read_text
 from ..pipeline import Run, refine_within_size
 from ..prove import Violation, same_json
 from ..refinement import DEFAULT_STRATEGY
@@ -37,6 +37,8 @@ def template_kind(path: str) -> str | None:
     policy file, standard input, an unreadable file: the policy reader reports those)."""
     if path == "-" or not os.path.isfile(path):
         return None  # standard input and pipes are read once, by the policy reader
+    if path.lower().endswith(".tf"):
+        return "terraform"
     try:
         text = read_text(path, "file")
     except InputError:
@@ -163,6 +165,8 @@ def read_template(path: str, kind: str | None = None) -> Template:
     kind = kind or template_kind(path)
     if kind is None:
         return read_policy_file(path)
+    if kind in ("terraform", "terraform-json") and not read_bytes(path, "template").strip():
+        return Template(path, kind, "", [])  # an empty Terraform file declares nothing
     text = read_text(path, "template")
     with open(path, "rb") as handle:
         bom = handle.read(3) == codecs.BOM_UTF8

@@ -153,7 +153,7 @@ def _sam_policies(logical: str, policies: object) -> list[Spot]:
     spots = []
     for number, entry in enumerate(entries):
         path = ("Policies",) if single else ("Policies", number)
-        policy_id = f"{logical}.Policies" if single else f"{logical}.Policies[{number}]"
+        policy_id = f"{logical}.Policies[{number}]"
         spot = Spot(policy_id, path, "inline", hint=logical)
         if isinstance(entry, str):
             arn = entry if entry.startswith("arn:") else f"arn:aws:iam::aws:policy/{entry}"

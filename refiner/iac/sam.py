@@ -52,5 +52,4 @@ def expand(name: str, values: object) -> tuple[dict | None, str | None]:
             return [substituted(item) for item in node]
         return node
 
-    document = substituted(template["Definition"])
-    return {"Version": "2012-10-17", **document}, None
+    return substituted(template["Definition"]), None  # as the translator writes it: no Version

@@ -90,8 +90,8 @@ _REFERENCE = re.compile(
     r"(?<![\w.\-\"])(?:(var|local|module)\.([A-Za-z_][\w-]*)|(data)\.([A-Za-z_][\w-]*)\."
     r"([A-Za-z_][\w-]*)|(each|count|path|terraform)\b|([a-z][a-z0-9]*_[a-z0-9_]+)\.([A-Za-z_][\w-]*))")
 _FILE_CALL = re.compile(r"\b(?:file|templatefile|filebase64)\(\s*\"([^\"]*)\"")
-_DOCUMENT_REFERENCE = re.compile(r"\bdata\.aws_iam_policy_document\.([A-Za-z_][\w-]*)\."
-                                 r"(?:json|minified_json)\b")
+_DOCUMENT_REFERENCE = re.compile(r"\bdata\.aws_iam_policy_document\.([A-Za-z_][\w-]*)"
+                                 r"(?:\[[^\]]*\])?\.(?:json|minified_json)\b")
 
 
 # --- .tf ------------------------------------------------------------------------------------
@@ -327,10 +327,16 @@ class Inputs:
         result, todo = set(), list(names)
         while todo:
             name = todo.pop()
-            if name not in result:
+            if name not in result and self.meaningful(name):
                 result.add(name)
                 todo += self.reads.get(name, ())
         return result
+
+    def meaningful(self, name: str) -> bool:
+        """Whether a name read is an input: not another block's each/count, nor a dynamic
+        block's iterator (which reads like a resource's attribute)."""
+        return name.startswith(("var.", "local.", "module.", "data.", "file:", "aws_")) or \
+            name in self.definitions
 
 
 def references(source: str) -> set[str]:
@@ -795,6 +801,8 @@ def _structured_document(located: Located, document: dict, spots: list, refusal,
     located.document = document
     located.document_text = dumps(document, indent=2) + "\n"
     located.statement_lines = [(spot.line, spot.entry_lines) for spot in spots]
+    if refusal is None and not document.get("Statement") and located.unknowns:
+        refusal = located.unknowns[0]  # every statement is made by a dynamic block
     if refusal is not None:
         return located.refuse(*refusal)
     located.writer = writer()
