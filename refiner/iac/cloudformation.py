@@ -158,7 +158,9 @@ def _sam_policies(logical: str, policies: object) -> list[Spot]:
         if isinstance(entry, str):
             arn = entry if entry.startswith("arn:") else f"arn:aws:iam::aws:policy/{entry}"
             spot.managed_arn = arn
-            spot.read_only = "a managed policy (refine it where it is defined)"
+            spot.read_only = f"the AWS managed policy {entry} (AWS's to change: attach a " \
+                "refined copy instead)" if is_aws_managed(arn) else \
+                f"the managed policy {entry} (refine it where it is defined)"
             document = document_for_arn(arn)
             if document is None:
                 spot.document_type = UNKNOWN if not is_aws_managed(arn) else IDENTITY
