@@ -44,6 +44,7 @@ class Change:
     shared: str | None = None  # the consolidated recommendation's name
     problem: str | None = None  # why it cannot be applied, known from the files alone
     calls: list[str] = field(default_factory=list)
+    copy: bool = False  # recommend --shared copy: this principal's own copy of a shared policy
 
     @property
     def how(self) -> str:
@@ -55,7 +56,7 @@ class Change:
             return "detach"
         if self.principal is None:
             return "version"
-        if self.policy.get("awsManaged") or aws_managed(self.ref["arn"]):
+        if self.copy or self.policy.get("awsManaged") or aws_managed(self.ref["arn"]):
             return "copy"
         others = {r["id"] for r in self.policy.get("reach", [])} - {self.principal.get("id")}
         return "copy" if others else "version"
@@ -131,7 +132,7 @@ def _steps(out: Path, path: Path, recommendation: dict, state: dict, finding: di
                 if change is not None:
                     changes.append(change)
             continue
-        changes.append(_per_finding(finding, state, detail, f"{path.stem}#{number}"))
+        changes.append(_per_finding(out, finding, state, detail, f"{path.stem}#{number}"))
     return changes
 
 
@@ -149,14 +150,15 @@ def _unreadable(change: Change) -> str | None:
     return None
 
 
-def _per_finding(finding: dict, state: dict, detail: dict, key: str) -> Change:
+def _per_finding(out: Path, finding: dict, state: dict, detail: dict, key: str) -> Change:
     principal = state["principal"]
     action = detail.get("recommendedAction")
     change = Change(key, [finding], principal, {"kind": "managed", "arn": ""},
                     {"text": "{}"}, action, detail.get("recommendedPolicy"))
     policies = [p for p in state.get("policies", []) if isinstance(p.get("ref"), dict)]
-    if "ref" in detail:
-        found = [p for p in policies if ref_key(p["ref"]) == ref_key(detail["ref"])]
+    named = detail.get("policyRef") or detail.get("ref")
+    if isinstance(named, dict):
+        found = [p for p in policies if ref_key(p["ref"]) == ref_key(named)]
     else:  # Access Analyzer's shape: existingPolicyId is a managed ARN or the inline name
         wanted = detail.get("existingPolicyId")
         own = f"{principal['kind']}-inline"
@@ -169,7 +171,12 @@ def _per_finding(finding: dict, state: dict, detail: dict, key: str) -> Change:
                           "principal's recorded policies")
         return change
     policy = found[0]
+    if policy.get("sharedPolicy") and not ("reach" in policy and "text" in policy):
+        # A shared document's reach (and text) are kept once, in its shared record.
+        record = _read(_shared_path(out, policy["sharedPolicy"]))
+        policy = {**policy, "reach": record["reach"], "text": policy.get("text") or record["text"]}
     change.ref, change.policy = policy["ref"], policy
+    change.copy = isinstance(detail.get("copyOf"), dict)
     if action not in ("CREATE_POLICY", "DETACH_POLICY"):
         change.problem = f"unknown recommendedAction {action!r}"
     elif action == "CREATE_POLICY" and not isinstance(change.document, str):
@@ -186,10 +193,15 @@ def _per_finding(finding: dict, state: dict, detail: dict, key: str) -> Change:
 
 
 def _consolidated(out: Path, name: str) -> Change | None:
-    path = out / SHARED / f"{name}.json"
-    if not path.is_file():
-        path = out / SHARED / name
-    shared = _read(path)
+    shared = _read(_shared_path(out, name))
+    if shared.get("status", "CHANGED") != "CHANGED":  # unchanged, copied, reported, failed
+        return None
+    if shared.get("recommendedAction") == "DETACH_POLICY":
+        change = Change(f"shared:{name}", [], None, shared["ref"], shared, "DETACH_POLICY", None,
+                        shared=name)
+        change.problem = ("a consolidated DETACH_POLICY (nothing of the document is used by "
+                          "anyone it reaches) is not applied: detach it from each by hand")
+        return change
     if shared.get("refined") is None:  # unchanged: nothing to apply
         return None
     policy = {**shared, "text": shared["text"], "reach": shared.get("reach", [])}
@@ -207,6 +219,11 @@ def _consolidated(out: Path, name: str) -> Change | None:
                                                or aws_managed(shared["ref"]["arn"])):
         change.problem = "an AWS managed policy cannot be changed in place"
     return change
+
+
+def _shared_path(out: Path, name: str) -> Path:
+    path = out / SHARED / f"{name}.json"
+    return path if path.is_file() else out / SHARED / name
 
 
 def _finding_of(state: dict) -> dict:
