@@ -378,9 +378,13 @@ class Scene:
 
     def shared(self, name: str, entry: dict, refined: dict | None, findings: list[str]) -> dict:
         (self.out / "shared" / f"{name}.json").write_text(json.dumps({
+            "status": "CHANGED" if refined else "UNCHANGED",
             **entry, "refined": json.dumps(refined) if refined else None,
             "removed": [], "keptBecauseUsed": {}, "findings": findings}))
-        return {"sharedPolicy": name}
+        ref = entry["ref"]  # the step each holder's recommendation has, as recommend writes it
+        return {"unusedPermissionsRecommendedStep": {
+            "existingPolicyId": ref.get("arn") or ref["name"], "sharedPolicy": name,
+            "policyRef": ref}}
 
 
 def step(entry: dict, document: dict | None) -> dict:
@@ -932,7 +936,15 @@ def test_a_holder_without_a_finding_keeps_everything(live, tmp_path, capsys):
 
 def test_shared_copy_steps_detach_and_attach_per_principal(live, tmp_path, capsys):
     s, a, b, shared, entry, finding = two_holders(live, tmp_path)
-    s.recommend(finding, a, [entry], [step(entry, READ)])  # --shared copy: A's own copy
+    # As recommend --shared copy writes it: the reach kept once in the shared record, the
+    # state naming it, the step naming the policy by ref and saying it is A's own copy.
+    s.shared("shared-copy", {**entry, "status": "COPIED", "mode": "copy"}, None, [finding])
+    held = {"ref": entry["ref"], "awsManaged": False, "via": "attached",
+            "sharedPolicy": "shared-copy", "text": entry["text"]}
+    copy_step = step(entry, READ)
+    copy_step["unusedPermissionsRecommendedStep"].update(policyRef=entry["ref"],
+                                                         copyOf=entry["ref"])
+    s.recommend(finding, a, [held], [copy_step])
     before = snapshot(s.iam, [a, b], [shared])
     assert run("aws", "apply", s.out, "--yes") == 0
     after = snapshot(s.iam, [a, b], [shared])
