@@ -1214,12 +1214,12 @@ def test_recommend_then_apply_keeps_every_principal_whole(aws, analyzer, tmp_pat
              "Resource": "*"}]}))
     for member in (u1, u2):
         iam.add_user_to_group(GroupName="Team", UserName=member["name"])
-    unused = {r1: {"s3": ["PutObject", "DeleteObject"]},
-              r2: {"s3": ["PutObject", "DeleteObject", "ListBucket"]},
-              r3: {"s3": ["DeleteObject"], "sqs": []},
-              u1: {"sqs": ["DeleteQueue"]}, u2: {"sqs": ["DeleteQueue", "SendMessage"]}}
-    for principal, services in unused.items():
-        s.finding(principal, services)
+    unused = {r1["arn"]: {"s3": ["PutObject", "DeleteObject"]},
+              r2["arn"]: {"s3": ["PutObject", "DeleteObject", "ListBucket"]},
+              r3["arn"]: {"s3": ["DeleteObject"], "sqs": []},
+              u1["arn"]: {"sqs": ["DeleteQueue"]}, u2["arn"]: {"sqs": ["DeleteQueue", "SendMessage"]}}
+    for principal in (r1, r2, r3, u1, u2):
+        s.finding(principal, unused[principal["arn"]])
     actions = [a for service in ("s3", "sqs") for a in catalog.actions_of(service)]
     before = held_actions(iam, actions)
     bundle, out = tmp_path / "bundle", tmp_path / "out"
@@ -1231,7 +1231,7 @@ def test_recommend_then_apply_keeps_every_principal_whole(aws, analyzer, tmp_pat
 
     def unused_by(principal: dict, action: str) -> bool:
         service, name = action.split(":")
-        listed = unused.get(principal, {}).get(service)
+        listed = unused.get(principal["arn"], {}).get(service)
         return listed == [] or (listed is not None and name in listed)
 
     for principal in (r1, r2, r3, r4, u1, u2):
