@@ -45,7 +45,7 @@ def aws(iam_server, monkeypatch):
     inline, a customer managed policy and AWS's S3 read-only policy; user dev; role Old."""
     import requests
 
-    requests.post(f"{iam_server}/moto-api/reset", timeout=10)
+    requests.post(f"{iam_server}/moto-api/reset", timeout=120)  # reloads AWS managed policies
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_IAM": iam_server,
                        "AWS_ENDPOINT_URL_STS": iam_server}.items():
