@@ -824,35 +824,6 @@ def test_copies_respect_the_quota_and_never_regrant(live, tmp_path, capsys):
     assert copy_arn in snapshot(s.iam, [full], [])[full["arn"], "attached"]
 
 
-def test_zz_refiners_own_policy_allows_every_call_it_made_and_no_other(catalog, tmp_path, capsys):
-    """examples/refiner-aws/policy.json is what refiner proves from `iam:*`, `sts:*` and
-    `access-analyzer:*` with everything but refiner.aws.PERMISSIONS unused; every call the
-    tests above made (fixtures' setup calls aside) is allowed by it, and nothing else is."""
-    from oracle import allowed_by
-
-    from refiner.aws import AUTHORIZED_BY, PERMISSIONS
-
-    setup = {"iam:CreateRole", "iam:CreateUser", "iam:ListRolePolicies", "iam:ListUserPolicies",
-             "iam:CreateGroup", "iam:AddUserToGroup", "iam:RemoveUserFromGroup",
-             "iam:DeleteRole", "iam:PutRolePermissionsBoundary",
-             "iam:DeleteRolePermissionsBoundary", "iam:ListPolicies"}  # the tests' own
-    made = {AUTHORIZED_BY.get(call, call) for call in CALLS} - setup
-    assert len(made) >= 20, "run with the tests above"
-    policy = json.loads((EXAMPLES / "refiner-aws" / "policy.json").read_text())
-    actions = catalog.all_actions()
-    allowed = {a.lower() for s in policy["Statement"] for a in allowed_by(s, actions)}
-    permitted = {a.lower() for step in PERMISSIONS.values() for a in step}
-    assert {call.lower() for call in made} <= permitted
-    assert allowed == permitted  # no other catalog action
-    finding = tmp_path / "unused.json"
-    finding.write_text(json.dumps([
-        {"serviceNamespace": service, "actions": [a.split(":")[1] for a in catalog.actions_of(service)
-                                                  if a.lower() not in permitted]}
-        for service in ("access-analyzer", "iam", "sts")]))
-    assert run("refine", EXAMPLES / "refiner-aws" / "broad.json", "--unused", finding) == 0
-    assert json.loads(capsys.readouterr().out) == policy  # proven on today's catalog
-
-
 def shared_scene(live, tmp_path):
     """A customer managed policy attached to roles A and B, the boundary of role C, and a
     group's inline policy with two members; each principal with a finding."""
@@ -1251,3 +1222,32 @@ def test_recommend_then_apply_keeps_every_principal_whole(aws, analyzer, tmp_pat
     assert group["GroupName"] == "Team"
     assert run("aws", "rollback", out / "journal.jsonl") == 0
     assert held_actions(iam, actions) == before
+
+
+def test_zz_refiners_own_policy_allows_every_call_it_made_and_no_other(catalog, tmp_path, capsys):
+    """examples/refiner-aws/policy.json is what refiner proves from `iam:*`, `sts:*` and
+    `access-analyzer:*` with everything but refiner.aws.PERMISSIONS unused; every call the
+    tests above made (fixtures' setup calls aside) is allowed by it, and nothing else is."""
+    from oracle import allowed_by
+
+    from refiner.aws import AUTHORIZED_BY, PERMISSIONS
+
+    setup = {"iam:CreateRole", "iam:CreateUser", "iam:ListRolePolicies", "iam:ListUserPolicies",
+             "iam:CreateGroup", "iam:AddUserToGroup", "iam:RemoveUserFromGroup",
+             "iam:DeleteRole", "iam:PutRolePermissionsBoundary",
+             "iam:DeleteRolePermissionsBoundary", "iam:ListPolicies"}  # the tests' own
+    made = {AUTHORIZED_BY.get(call, call) for call in CALLS} - setup
+    assert len(made) >= 20, "run with the tests above"
+    policy = json.loads((EXAMPLES / "refiner-aws" / "policy.json").read_text())
+    actions = catalog.all_actions()
+    allowed = {a.lower() for s in policy["Statement"] for a in allowed_by(s, actions)}
+    permitted = {a.lower() for step in PERMISSIONS.values() for a in step}
+    assert {call.lower() for call in made} <= permitted
+    assert allowed == permitted  # no other catalog action
+    finding = tmp_path / "unused.json"
+    finding.write_text(json.dumps([
+        {"serviceNamespace": service, "actions": [a.split(":")[1] for a in catalog.actions_of(service)
+                                                  if a.lower() not in permitted]}
+        for service in ("access-analyzer", "iam", "sts")]))
+    assert run("refine", EXAMPLES / "refiner-aws" / "broad.json", "--unused", finding) == 0
+    assert json.loads(capsys.readouterr().out) == policy  # proven on today's catalog
