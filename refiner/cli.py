@@ -733,11 +733,9 @@ def _print_stats(policy, run: Run) -> None:
 
 
 def _with_catalog_case(violation: Violation, catalog: Catalog) -> str:
-    if violation.witness is None:
-        return violation.describe()
-    spelled = catalog.canonical(violation.witness) or violation.witness
-    return Violation(violation.kind, violation.statement, violation.sid, violation.message,
-                     spelled).describe()
+    from .naming import spelled
+
+    return spelled(violation, catalog).describe()
 
 
 def _timeout_ms(args) -> int:

@@ -90,7 +90,8 @@ def as_verdicts_json(violations, lines: list[int | None], accepted: bool, inputs
         "inputs": inputs,
         "verdicts": [
             {"verdict": v.kind, "statement": v.statement, "sid": v.sid, "message": v.message,
-             "witness": v.witness, "pattern": v.pattern, "line": line}
+             "witness": v.witness, "actions": list(v.actions), "pattern": v.pattern,
+             "line": line}
             for v, line in zip(violations, lines, strict=True)
         ],
     })
@@ -113,6 +114,7 @@ def as_sarif(violations, lines: list[int | None], artifact: str, version: str,
             "message": {"text": violation.describe()},
             "locations": [location],
             "partialFingerprints": {FINGERPRINT: _fingerprint(violation)},
+            **({"properties": {"actions": list(violation.actions)}} if violation.actions else {}),
         })
     rules = [
         {"id": kind, "name": kind.title().replace("-", ""),

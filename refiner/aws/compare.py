@@ -118,7 +118,7 @@ def _judge(response: dict, recommendation: dict, account: Account, job: CompareJ
     if recommendation.get("status") != "SUCCEEDED":
         error = recommendation.get("error") or {}
         return [Judgement(finding_id, "", "none", artifact, [Violation(
-            "unknown", -1, None, f"AWS gave no recommendation ({recommendation.get('status')}: "
+            "unknown", None, None, f"AWS gave no recommendation ({recommendation.get('status')}: "
             f"{error.get('message', 'no reason')})")])]
     unused = merge_findings([(f"finding {finding_id}", response)], job.catalog)
     principal = account.principals.get(response.get("resource"))
@@ -131,7 +131,7 @@ def _judge(response: dict, recommendation: dict, account: Account, job: CompareJ
         ref = next((p for p in principal.policies if p.policy_id == policy_id), None) \
             if principal else None
         if ref is None:
-            judgement.verdicts.append(Violation("unknown", -1, None, f"policy {policy_id} of "
+            judgement.verdicts.append(Violation("unknown", None, None, f"policy {policy_id} of "
                                                 f"{response.get('resource')} is not in the bundle"))
             judgements.append(judgement)
             continue
