@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .jsontext import read_json
-from .patterns import is_action_name
+from .patterns import action_names_line, is_action_name
 
 
 def keys_starting_with(sorted_keys: list[str], prefix: str) -> list[str]:
@@ -117,8 +117,13 @@ def load_file(path: str) -> Catalog:
 
 def checked(services: dict[str, list[str]], label: str) -> dict[str, list[str]]:
     """The services unchanged, or an InputError naming the first name outside IAM's action
-    alphabet (a name the pattern grammar could not write)."""
+    alphabet (a name the pattern grammar could not write). Each service's names are checked
+    in one match (start-up); the first bad name is then looked for one by one."""
+    lines = action_names_line()
     for service, names in services.items():
+        if lines.fullmatch(service) and (not names or all(isinstance(n, str) for n in names)
+                                         and lines.fullmatch("\n".join(names))):
+            continue
         for name in names or ["Name"]:  # a service without actions still needs a valid name
             if not is_action_name(f"{service}:{name}"):
                 raise InputError(f"{label}: {service}:{name!r} is not an IAM action name "

@@ -41,8 +41,6 @@ from .render import (
     file_diff,
     pattern_line,
 )
-from .smt import write_obligations
-from .verification import verify
 
 
 class _Parser(argparse.ArgumentParser):
@@ -412,6 +410,8 @@ def _sarif_on_failure(run_verify):
 def _run_verify(args) -> int:
     if not args.unused or _template_kind(args.original) or _template_kind(args.refined):
         return _run_template_verify(args)
+    from .smt import write_obligations
+    from .verification import verify
     if args.max_size is not None and args.max_size <= 0:
         raise InputError("--max-size must be a positive number of characters")
     timeout_ms = _timeout_ms(args)
@@ -539,6 +539,7 @@ def _run_template_verify(args) -> int:
     (HEAD admits nothing BASE did not)."""
     from .gate import as_json, as_text, compare_templates, repository_root, sarif_for
     from .iac import read_template
+    from .smt import write_obligations
 
     if args.max_size is not None and args.max_size <= 0:
         raise InputError("--max-size must be a positive number of characters")

@@ -12,7 +12,6 @@ from .jsontext import loads
 from .policy import PolicyInput, load_policy, parse_json_text
 from .prove import Checker, Violation, same_json
 from .refinement import DEFAULT_STRATEGY, Refinement, Refiner
-from .verification import document_changes
 from .writeback import edit_document
 
 
@@ -101,6 +100,8 @@ def _outside_statements_changed(policy: PolicyInput, refined: PolicyInput | None
     check), and so must the file around the document (AWS CLI wrappers)."""
     if refined is None:
         return []
+    from .verification import document_changes  # verify's modules load when needed (start-up)
+
     changes = document_changes(policy.document, refined.document)
     if not changes and not same_json(_without_document(policy), _without_document(refined)):
         changes.append(Violation("structure", None, None, "the file around the policy changed"))

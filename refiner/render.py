@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-import hashlib
 import json
 import os
 import urllib.parse
@@ -27,6 +25,8 @@ def as_diff(run, name: str) -> str:
 
 def file_diff(before: str, after: str, name: str) -> str:
     """A unified diff of two texts of the file called name."""
+    import difflib
+
     return "".join(difflib.unified_diff(before.splitlines(keepends=True),
                                         after.splitlines(keepends=True),
                                         fromfile=f"a/{name}", tofile=f"b/{name}"))
@@ -156,6 +156,8 @@ def _fingerprint(violation) -> str:
     """Stable across runs and unrelated edits: the verdict's kind, Sid, pattern and message
     (not the statement's position, not the solver's witness)."""
     parts = [violation.kind, violation.sid or "", violation.pattern or "", violation.message]
+    import hashlib
+
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 
