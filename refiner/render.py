@@ -32,6 +32,23 @@ def file_diff(before: str, after: str, name: str) -> str:
                                         fromfile=f"a/{name}", tofile=f"b/{name}"))
 
 
+def bare_document(run) -> str:
+    """The refined policy document alone, without the AWS CLI output it was read from (what
+    put-role-policy and create-policy-version take): its text as written, a nested object's
+    indentation taken back to the margin. It must read back as the proven document."""
+    from .prove import same_json
+
+    text = run.document_text
+    lines = text.splitlines()
+    if len(lines) > 1:  # JSON strings hold no raw line breaks: only whitespace between tokens
+        margin = min((len(line) - len(line.lstrip()) for line in lines[1:] if line.strip()),
+                     default=0)
+        text = "\n".join([lines[0]] + [line[margin:] for line in lines[1:]])
+    if not same_json(jsontext.loads(text, "refined document"), run.refined.document):
+        raise AssertionError("the bare document does not read back as the proven one")
+    return text.rstrip("\n") + "\n"
+
+
 def as_recommendation(run, resource_arn: str | None, extra: dict | None = None) -> str:
     """An object shaped like Access Analyzer's GetFindingRecommendation response; the
     recommended policy is the refined document's text as written."""
