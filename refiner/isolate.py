@@ -28,7 +28,8 @@ def remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
-def run_isolated(function: Callable[..., T], *args, deadline: float | None) -> T:
+def run_isolated(function: Callable[..., T], *args, deadline: float | None,
+                 deadline_name: str = "--deadline") -> T:
     """function(*args) computed in a child process and returned here.
 
     Z3 is C++ and can abort or crash on hostile input (assertions in ast.cpp were seen), which
@@ -46,7 +47,7 @@ def run_isolated(function: Callable[..., T], *args, deadline: float | None) -> T
     try:
         wait = remaining(deadline)
         if not receiver.poll(wait):
-            raise NoProof("no answer before the deadline (--deadline): nothing is proven")
+            raise NoProof(f"no answer before the deadline ({deadline_name}): nothing is proven")
         try:
             status, value = receiver.recv()
         except EOFError:
