@@ -23,6 +23,18 @@ def as_diff(run, name: str) -> str:
     return file_diff(run.policy.source.text, run.text or "", name)
 
 
+def review_diff(run, name: str) -> str:
+    """The diff a reviewer reads: the file's own diff, unless its document is held compact (on
+    fewer lines than it has statements, as AWS exports and URL-encoded documents are), whose
+    diff would be one long line: then both documents are diffed pretty-printed, one entry a
+    line."""
+    document_text = run.policy.source.document_text()
+    if len(document_text.splitlines()) > len(run.policy.statements) + 1:
+        return as_diff(run, name)
+    after = "" if run.refined is None else as_json(run.refined.document)
+    return file_diff(as_json(run.policy.document), after, name)
+
+
 def file_diff(before: str, after: str, name: str) -> str:
     """A unified diff of two texts of the file called name."""
     import difflib
