@@ -242,7 +242,8 @@ def as_json(comparison: Comparison, code: int, inputs: dict) -> str:
         "verdicts": [
             {"verdict": v.violation.kind, "policy": v.policy, "statement": v.violation.statement,
              "sid": v.violation.sid, "message": v.violation.message,
-             "witness": v.violation.witness, "pattern": v.violation.pattern, "line": v.line}
+             "witness": v.violation.witness, "actions": list(v.violation.actions),
+             "pattern": v.violation.pattern, "line": v.line}
             for v in comparison.verdicts],
         "notes": comparison.notes,
     })

@@ -57,7 +57,8 @@ class Judgement:
         return {"findingId": self.finding_id, "policyId": self.policy_id,
                 "recommendedAction": self.action, "accepted": self.accepted,
                 "verdicts": [{"verdict": v.kind, "statement": v.statement, "message": v.message,
-                              "witness": v.witness, "pattern": v.pattern} for v in self.verdicts],
+                              "witness": v.witness, "actions": list(v.actions),
+                              "pattern": v.pattern} for v in self.verdicts],
                 "awsPatterns": self.aws_patterns, "refinerPatterns": self.refiner_patterns,
                 "usedActionsLost": self.lost}
 
