@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import json
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +63,11 @@ class Catalog:
 
     def __len__(self) -> int:
         return len(self._canonical)
+
+    def fingerprint(self) -> str:
+        """A digest of every name as spelled and the version: equal catalogs, equal prints."""
+        names = "\n".join(self._canonical[key] for key in self._sorted_lower)
+        return f"{self.version}|{len(self)}|{zlib.crc32(names.encode()):08x}"
 
 
 def load_default() -> Catalog:

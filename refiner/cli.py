@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -24,13 +25,19 @@ from .errors import (
     InputError,
 )
 from .finding import Unused, check_principal, read_findings
-from .isolate import DEFAULT_DEADLINE_SECONDS, NoProof, deadline_after, run_isolated
+from .isolate import (
+    DEFAULT_DEADLINE_SECONDS,
+    NoProof,
+    deadline_after,
+    run_isolated,
+    start_prover,
+)
 from .jsontext import dumps
 from .output import backup, check_writable, write_file
 from .patterns import parse
 from .pipeline import Run, refine_within_size
 from .policy import pattern_count, patterns_of, read_policy
-from .prove import DEFAULT_TIMEOUT_MS, Violation
+from .prove import DEFAULT_TIMEOUT_MS, Violation, load_solver
 from .refinement import DEFAULT_STRATEGY, SIZE_LIMITS, STRATEGIES, Refinement
 from .render import (
     FORMATS,
@@ -57,6 +64,33 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _catalog(args) -> Catalog:
+    catalog = load_file(args.catalog) if args.catalog else load_default()
+    if getattr(args, "prover", None) is not None:
+        args.prover.share(catalog)  # the proof child loads its own: it is sent as a fingerprint
+    return catalog
+
+
+def _early_prover(run_command):
+    """The command's proof child, started before it reads its inputs: Z3 and the catalog load
+    there, on the other core, while this process reads and refines (start-up). It ends with
+    the command."""
+
+    def run(args) -> int:
+        args.prover = start_prover(functools.partial(_prepare_proof, args))
+        try:
+            return run_command(args)
+        finally:
+            if args.prover is not None:
+                args.prover.close()
+
+    return run
+
+
+def _prepare_proof(args) -> Catalog:
+    """In the proof child: the solver, the modules the proof runs, and the catalog."""
+    load_solver()
+    from . import pipeline, verification  # noqa: F401
+
     return load_file(args.catalog) if args.catalog else load_default()
 
 
@@ -269,6 +303,7 @@ def _catalog_commands(commands) -> None:
     diff.add_argument("-o", "--output", metavar="OUT", help="write here (atomically)")
 
 
+@_early_prover
 def _run_refine(args) -> int:
     if args.policy_id is not None or _template_kind(args.policy) is not None:
         return _run_template_refine(args)
@@ -282,7 +317,8 @@ def _run_refine(args) -> int:
     check_principal(unused, policy.principal, label)
     began = time.perf_counter()
     run = run_isolated(refine_within_size, policy, unused, catalog, _timeout_ms(args),
-                       args.max_size, args.strategy, deadline=_deadline(args))
+                       args.max_size, args.strategy, deadline=_deadline(args),
+                       prover=args.prover)
     if run.violations:
         for violation in run.violations:
             print(f"refiner: proof failed: {_with_catalog_case(violation, catalog)}",
@@ -444,6 +480,7 @@ def _sarif_on_failure(run_verify):
 
 
 @_sarif_on_failure
+@_early_prover
 def _run_verify(args) -> int:
     if not args.unused or _template_kind(args.original) or _template_kind(args.refined):
         return _run_template_verify(args)
@@ -461,7 +498,7 @@ def _run_verify(args) -> int:
     # In a child process: a solver abort, or a run past --deadline, is no proof (exit 3).
     report = run_isolated(verify, original, refined, unused, catalog, timeout_ms, args.solver,
                           bool(args.emit_smt), deadline, args.max_size is not None,
-                          deadline=deadline)
+                          deadline=deadline, prover=args.prover)
     if args.emit_smt:
         write_obligations(args.emit_smt, report.obligations)
     code = report.exit_code(args.strict)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
+import io
 import multiprocessing
+import pickle
 import signal
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -29,7 +32,7 @@ def remaining(deadline: float | None) -> float | None:
 
 
 def run_isolated(function: Callable[..., T], *args, deadline: float | None,
-                 deadline_name: str = "--deadline") -> T:
+                 deadline_name: str = "--deadline", prover: Prover | None = None) -> T:
     """function(*args) computed in a child process and returned here.
 
     Z3 is C++ and can abort or crash on hostile input (assertions in ast.cpp were seen), which
@@ -37,7 +40,10 @@ def run_isolated(function: Callable[..., T], *args, deadline: float | None,
     child is killed when the deadline passes, which also bounds runs whose every query obeys
     its own timeout but whose queries are many. Exceptions raised by function (bad input, for
     example) are raised here unchanged. The child is forked where the platform allows it (the
-    catalog and parsed inputs are shared, not copied); elsewhere it is spawned."""
+    catalog and parsed inputs are shared, not copied); elsewhere it is spawned. prover: a
+    child started earlier (start_prover), which then does the work instead."""
+    if prover is not None:
+        return prover.run(function, args, deadline, deadline_name)
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
     receiver, sender = context.Pipe(duplex=False)
@@ -45,29 +51,45 @@ def run_isolated(function: Callable[..., T], *args, deadline: float | None,
     child.start()
     sender.close()
     try:
-        wait = remaining(deadline)
-        if not receiver.poll(wait):
-            raise NoProof(f"no answer before the deadline ({deadline_name}): nothing is proven")
-        try:
-            status, value = receiver.recv()
-        except EOFError:
-            child.join(5)
-            raise NoProof(f"the solver process died ({_death(child.exitcode)}): nothing is proven") \
-                from None
-        if status == "error":
-            raise value
-        return value
+        return _answer(receiver, child, deadline, deadline_name)
     finally:
         receiver.close()
-        if child.is_alive():
-            child.kill()
+        _end(child)
+
+
+def _answer(receiver, child, deadline: float | None, deadline_name: str):
+    """The child's result, its exception raised here, or NoProof (deadline, death)."""
+    if not receiver.poll(remaining(deadline)):
+        raise NoProof(f"no answer before the deadline ({deadline_name}): nothing is proven")
+    try:
+        status, value = receiver.recv()
+    except EOFError:
         child.join(5)
+        raise NoProof(f"the solver process died ({_death(child.exitcode)}): nothing is proven") \
+            from None
+    if status == "error":
+        raise value
+    return value
+
+
+def _end(child) -> None:
+    if child.is_alive():
+        child.kill()
+    child.join(5)
 
 
 def _child(sender, function, args) -> None:
+    _quiet_child()
+    _compute_and_send(sender, function, args)
+
+
+def _quiet_child() -> None:
     # A Ctrl-C reaches the whole process group: the parent reports it, the child just ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     faulthandler.disable()  # a crash is reported by the parent in one line, not as a dump
+
+
+def _compute_and_send(sender, function, args) -> None:
     try:
         result = ("ok", function(*args))
     except BaseException as error:  # carried to the parent, which decides what it means
@@ -77,6 +99,102 @@ def _child(sender, function, args) -> None:
     except Exception as error:  # an exception that cannot be pickled: say what it was
         sender.send(("error", RuntimeError(f"{type(error).__name__}: {error}")))
     sender.close()
+
+
+class Shared(Protocol):
+    """What a prover loads for itself: it crosses to the child as its fingerprint alone."""
+
+    def fingerprint(self) -> str: ...
+
+
+class Prover:
+    """A proof child forked before the run reads its inputs: it loads what prepare() returns
+    (the solver, the catalog) while the parent reads and refines on the other core, then runs
+    the one function the parent hands it, exactly as run_isolated's child would. The shared
+    object crosses as a reference: the child uses its own copy, once its fingerprint is the
+    parent's (a catalog file changed in between is refused, never used)."""
+
+    def __init__(self, prepare: Callable[[], Shared]):
+        context = multiprocessing.get_context("fork")
+        jobs_reader, self._jobs = context.Pipe(duplex=False)
+        self._answers, answers_writer = context.Pipe(duplex=False)
+        self.child = context.Process(target=_serve, args=(jobs_reader, answers_writer, prepare),
+                                     daemon=True)
+        self.child.start()
+        jobs_reader.close()
+        answers_writer.close()
+        self.shared: Shared | None = None
+
+    def share(self, value: Shared) -> None:
+        """The parent's own copy of what prepare() loads in the child: in the job's arguments
+        it is sent as its fingerprint."""
+        self.shared = value
+
+    def run(self, function: Callable[..., T], args: tuple, deadline: float | None,
+            deadline_name: str) -> T:
+        job = io.BytesIO()
+        _JobPickler(job, self.shared).dump((function, args))
+        with contextlib.suppress(OSError):  # the child died preparing: _answer says so
+            self._jobs.send_bytes(job.getvalue())
+        try:
+            return _answer(self._answers, self.child, deadline, deadline_name)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._jobs.close()
+        self._answers.close()
+        _end(self.child)
+
+
+def start_prover(prepare: Callable[[], Shared]) -> Prover | None:
+    """A Prover where processes can be forked (elsewhere None: run_isolated spawns its child
+    when the work is ready)."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    return Prover(prepare)
+
+
+class _JobPickler(pickle.Pickler):
+    def __init__(self, file, shared: Shared | None):
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.shared = shared
+
+    def persistent_id(self, value):
+        if self.shared is not None and value is self.shared:
+            return ("shared", self.shared.fingerprint())
+        return None
+
+
+class _JobUnpickler(pickle.Unpickler):
+    def __init__(self, file, prepared):
+        super().__init__(file)
+        self.prepared = prepared
+
+    def persistent_load(self, pid):
+        if isinstance(self.prepared, BaseException):
+            raise self.prepared  # preparing failed: the job cannot run
+        if pid != ("shared", self.prepared.fingerprint()):
+            raise NoProof("the catalog changed while the run read it: nothing is proven")
+        return self.prepared
+
+
+def _serve(jobs, answers, prepare) -> None:
+    _quiet_child()
+    try:
+        prepared = prepare()
+    except BaseException as error:  # said when the job needs it (the parent may fail first)
+        prepared = error
+    try:
+        job = jobs.recv_bytes()
+    except EOFError:  # the parent ended without work for it (bad input, another path)
+        return
+    try:
+        function, args = _JobUnpickler(io.BytesIO(job), prepared).load()
+    except BaseException as error:
+        answers.send(("error", error))
+        return
+    _compute_and_send(answers, function, args)
 
 
 def _death(exitcode: int | None) -> str:

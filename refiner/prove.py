@@ -27,9 +27,9 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import z3
-
 from .patterns import Pattern, parse
+
+z3 = None  # the solver's Python module, loaded by load_solver()
 
 DEFAULT_TIMEOUT_MS = 10_000
 # Ground facts (plus the patterns they name) per rewrite. Z3 5.4.1 was seen to abort on a
@@ -76,6 +76,17 @@ def literal_prefix(pattern: Pattern) -> str:
     return "".join(head).lower()
 
 
+def load_solver():
+    """Z3, imported when the first Checker is made: a process that proves nothing (a parent
+    whose proofs run in a child) never pays for it."""
+    global z3
+    if z3 is None:
+        import z3 as solver
+
+        z3 = solver
+    return z3
+
+
 def _prefix_compatible(a: str, b: str) -> bool:
     return a.startswith(b) or b.startswith(a)
 
@@ -101,6 +112,7 @@ class Checker:
             self._catalog = sorted({action.lower() for action in catalog_actions})
         self.timeout_ms = timeout_ms
         self.queries = 0
+        load_solver()
         self._solver = z3.Solver()
         self._solver.set("timeout", timeout_ms)
         self._action = z3.String("action")
@@ -444,7 +456,7 @@ class Checker:
             self._regex_cache[key] = parts[0] if len(parts) == 1 else f"(re.++ {' '.join(parts)})"
         return self._regex_cache[key]
 
-    def _parse(self, text: str) -> z3.AstVector:
+    def _parse(self, text: str):
         return z3.parse_smt2_string(text, decls={"action": self._action})
 
     def _used_with_prefix(self, prefix: str) -> list[str]:

@@ -46,3 +46,80 @@ def test_a_pattern_outside_the_terminals_still_gets_the_parsers_error(tmp_path):
     code, modules = loaded(tmp_path, "refine", str(policy), "--unused",
                            str(EXAMPLES / "finding.json"))
     assert code == 2 and "lark" in modules
+
+
+def test_the_parent_of_refine_and_verify_never_loads_the_solver(tmp_path):
+    """Z3 loads in the proof child only, started early so that it loads while the parent reads
+    its inputs."""
+    policy, finding = str(EXAMPLES / "policy.json"), str(EXAMPLES / "finding.json")
+    out = str(tmp_path / "refined.json")
+    code, modules = loaded(tmp_path, "refine", policy, "--unused", finding, "-o", out)
+    assert code == 0 and "z3" not in modules
+    code, modules = loaded(tmp_path, "verify", policy, out, "--unused", finding)
+    assert code == 0 and "z3" not in modules
+
+
+# --- the early proof child (refiner.isolate.Prover) ------------------------------------------
+
+def catalog_of(names):
+    from refiner.catalog import Catalog
+
+    return Catalog({"s3": list(names)}, "test")
+
+
+def count_with_shared(catalog, extra):
+    return len(catalog) + extra
+
+
+def fail_with(message):
+    from refiner.errors import InputError
+
+    raise InputError(message)
+
+
+def test_the_prover_runs_with_its_own_catalog_when_it_is_the_parents():
+    from refiner.isolate import start_prover
+
+    prover = start_prover(lambda: catalog_of(["GetObject", "PutObject"]))
+    parent_copy = catalog_of(["GetObject", "PutObject"])
+    prover.share(parent_copy)
+    assert prover.run(count_with_shared, (parent_copy, 1), None, "--deadline") == 3
+    assert not prover.child.is_alive()
+
+
+def test_the_prover_refuses_a_catalog_that_changed_in_between():
+    import pytest
+
+    from refiner.isolate import NoProof, start_prover
+
+    prover = start_prover(lambda: catalog_of(["GetObject"]))
+    parent_copy = catalog_of(["GetObject", "GetObjectAcl"])
+    prover.share(parent_copy)
+    with pytest.raises(NoProof, match="the catalog changed"):
+        prover.run(count_with_shared, (parent_copy, 1), None, "--deadline")
+
+
+def test_the_provers_errors_reach_the_parent_unchanged():
+    import pytest
+
+    from refiner.errors import InputError
+    from refiner.isolate import NoProof, start_prover
+
+    prover = start_prover(lambda: catalog_of(["GetObject"]))
+    with pytest.raises(InputError, match="bad input in the child"):
+        prover.run(fail_with, ("bad input in the child",), None, "--deadline")
+
+    def dies():
+        os.kill(os.getpid(), 9)
+
+    prover = start_prover(dies)
+    with pytest.raises(NoProof, match="the solver process died"):
+        prover.run(count_with_shared, (catalog_of([]), 0), None, "--deadline")
+
+
+def test_a_prover_left_without_work_ends_with_its_command():
+    from refiner.isolate import start_prover
+
+    prover = start_prover(lambda: catalog_of(["GetObject"]))
+    prover.close()
+    assert not prover.child.is_alive() and prover.child.exitcode is not None
