@@ -415,13 +415,14 @@ def _warn(args, message: str) -> None:
 GROWTH_WARNING_RATIO = 3
 
 
-def _warn_growth(run: Run, args) -> None:
+def _warn_growth(run: Run, args, policy_id: str | None = None) -> None:
     """Narrowing wildcards to safe prefixes can multiply a policy's entries; say so, and what
     gives fewer, when the result has more than GROWTH_WARNING_RATIO times the input's."""
     before = pattern_count(run.policy.statements)
     after = pattern_count(run.refined.statements) if run.refined is not None else 0
     if before and after > GROWTH_WARNING_RATIO * before:
-        _warn(args, f"the refined policy has {after} Action/NotAction entries, "
+        _warn(args, f"{policy_id + ': ' if policy_id else ''}"
+              f"the refined policy has {after} Action/NotAction entries, "
               f"{after / before:.1f}x the {before} of the input: --max-size N keeps it under N "
               "characters with coarser safe prefixes, and --strategy size or characters gives "
               f"fewer entries (now {args.strategy}; all are proven alike)")
@@ -560,7 +561,7 @@ def _run_template_refine(args) -> int:
     unused = _finding(args, catalog)
     result = run_isolated(refine_template, template, unused, catalog, _timeout_ms(args),
                           args.max_size, args.strategy, args.policy_id,
-                          deadline=_deadline(args))
+                          deadline=_deadline(args), prover=args.prover)
     for policy in refused:
         _warn(args, f"{args.policy}:{policy.refusal_line}: {policy.id}: not refined: "
               f"{policy.refusal}")
@@ -573,7 +574,8 @@ def _run_template_refine(args) -> int:
     for outcome in result.outcomes:
         if outcome.status != "refined":
             continue
-        _warn_unknown_services(outcome.run, catalog)
+        _warn_unknown_services(outcome.run, catalog, args)
+        _warn_growth(outcome.run, args, outcome.policy.id)
         limit = args.max_size if args.max_size is not None else \
             SIZE_LIMITS[args.policy_kind or outcome.policy.kind]
         if outcome.run.refinement.size > limit:
