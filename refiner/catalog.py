@@ -5,7 +5,6 @@ from __future__ import annotations
 import bisect
 import json
 import os
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,11 +33,12 @@ class Catalog:
     _sorted_lower: list[str] = field(init=False, repr=False)
 
     def __post_init__(self):
-        self._canonical = {
-            f"{service}:{name}".lower(): f"{service}:{name}"
-            for service, names in self.services.items()
-            for name in names
-        }
+        self._canonical = {}
+        for service, names in self.services.items():  # a list per service: start-up
+            head = service + ":"
+            full_names = [head + name for name in names]
+            self._canonical.update(zip([full.lower() for full in full_names], full_names,
+                                       strict=True))
         self._sorted_lower = sorted(self._canonical)
 
     def actions_of(self, service: str) -> list[str]:
@@ -64,10 +64,13 @@ class Catalog:
     def __len__(self) -> int:
         return len(self._canonical)
 
-    def fingerprint(self) -> str:
-        """A digest of every name as spelled and the version: equal catalogs, equal prints."""
-        names = "\n".join(self._canonical[key] for key in self._sorted_lower)
-        return f"{self.version}|{len(self)}|{zlib.crc32(names.encode()):08x}"
+    def __getstate__(self) -> dict:
+        """Pickled (to a proof child) without what __post_init__ derives: half the data."""
+        return {"services": self.services, "version": self.version, "updated": self.updated}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
 
 
 def load_default() -> Catalog:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import math
 import os
@@ -64,19 +63,16 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _catalog(args) -> Catalog:
-    catalog = load_file(args.catalog) if args.catalog else load_default()
-    if getattr(args, "prover", None) is not None:
-        args.prover.share(catalog)  # the proof child loads its own: it is sent as a fingerprint
-    return catalog
+    return load_file(args.catalog) if args.catalog else load_default()
 
 
 def _early_prover(run_command):
-    """The command's proof child, started before it reads its inputs: Z3 and the catalog load
-    there, on the other core, while this process reads and refines (start-up). It ends with
-    the command."""
+    """The command's proof child, started before it reads its inputs: Z3 loads there, on the
+    other core, while this process reads them and the catalog (start-up). It ends with the
+    command."""
 
     def run(args) -> int:
-        args.prover = start_prover(functools.partial(_prepare_proof, args))
+        args.prover = start_prover(_prepare_proof)
         try:
             return run_command(args)
         finally:
@@ -86,12 +82,10 @@ def _early_prover(run_command):
     return run
 
 
-def _prepare_proof(args) -> Catalog:
-    """In the proof child: the solver, the modules the proof runs, and the catalog."""
+def _prepare_proof() -> None:
+    """In the proof child: the solver and the modules the proof runs."""
     load_solver()
     from . import pipeline, verification  # noqa: F401
-
-    return load_file(args.catalog) if args.catalog else load_default()
 
 
 def _finding_arguments(command, unused_required: bool = True) -> None:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
-import io
 import multiprocessing
-import pickle
 import signal
 import time
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -101,20 +99,12 @@ def _compute_and_send(sender, function, args) -> None:
     sender.close()
 
 
-class Shared(Protocol):
-    """What a prover loads for itself: it crosses to the child as its fingerprint alone."""
-
-    def fingerprint(self) -> str: ...
-
-
 class Prover:
-    """A proof child forked before the run reads its inputs: it loads what prepare() returns
-    (the solver, the catalog) while the parent reads and refines on the other core, then runs
-    the one function the parent hands it, exactly as run_isolated's child would. The shared
-    object crosses as a reference: the child uses its own copy, once its fingerprint is the
-    parent's (a catalog file changed in between is refused, never used)."""
+    """A proof child forked before the run reads its inputs: it loads what prepare() loads
+    (the solver, the modules the proof runs) while the parent reads them on the other core,
+    then runs the one function the parent hands it, exactly as run_isolated's child would."""
 
-    def __init__(self, prepare: Callable[[], Shared]):
+    def __init__(self, prepare: Callable[[], None]):
         context = multiprocessing.get_context("fork")
         jobs_reader, self._jobs = context.Pipe(duplex=False)
         self._answers, answers_writer = context.Pipe(duplex=False)
@@ -123,19 +113,11 @@ class Prover:
         self.child.start()
         jobs_reader.close()
         answers_writer.close()
-        self.shared: Shared | None = None
-
-    def share(self, value: Shared) -> None:
-        """The parent's own copy of what prepare() loads in the child: in the job's arguments
-        it is sent as its fingerprint."""
-        self.shared = value
 
     def run(self, function: Callable[..., T], args: tuple, deadline: float | None,
             deadline_name: str) -> T:
-        job = io.BytesIO()
-        _JobPickler(job, self.shared).dump((function, args))
         with contextlib.suppress(OSError):  # the child died preparing: _answer says so
-            self._jobs.send_bytes(job.getvalue())
+            self._jobs.send((function, args))
         try:
             return _answer(self._answers, self.child, deadline, deadline_name)
         finally:
@@ -147,7 +129,7 @@ class Prover:
         _end(self.child)
 
 
-def start_prover(prepare: Callable[[], Shared]) -> Prover | None:
+def start_prover(prepare: Callable[[], None]) -> Prover | None:
     """A Prover where processes can be forked (elsewhere None: run_isolated spawns its child
     when the work is ready)."""
     if "fork" not in multiprocessing.get_all_start_methods():
@@ -155,44 +137,13 @@ def start_prover(prepare: Callable[[], Shared]) -> Prover | None:
     return Prover(prepare)
 
 
-class _JobPickler(pickle.Pickler):
-    def __init__(self, file, shared: Shared | None):
-        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        self.shared = shared
-
-    def persistent_id(self, value):
-        if self.shared is not None and value is self.shared:
-            return ("shared", self.shared.fingerprint())
-        return None
-
-
-class _JobUnpickler(pickle.Unpickler):
-    def __init__(self, file, prepared):
-        super().__init__(file)
-        self.prepared = prepared
-
-    def persistent_load(self, pid):
-        if isinstance(self.prepared, BaseException):
-            raise self.prepared  # preparing failed: the job cannot run
-        if pid != ("shared", self.prepared.fingerprint()):
-            raise NoProof("the catalog changed while the run read it: nothing is proven")
-        return self.prepared
-
-
 def _serve(jobs, answers, prepare) -> None:
     _quiet_child()
+    with contextlib.suppress(Exception):  # only a head start: the job loads what it needs
+        prepare()
     try:
-        prepared = prepare()
-    except BaseException as error:  # said when the job needs it (the parent may fail first)
-        prepared = error
-    try:
-        job = jobs.recv_bytes()
+        function, args = jobs.recv()
     except EOFError:  # the parent ended without work for it (bad input, another path)
-        return
-    try:
-        function, args = _JobUnpickler(io.BytesIO(job), prepared).load()
-    except BaseException as error:
-        answers.send(("error", error))
         return
     _compute_and_send(answers, function, args)
 
