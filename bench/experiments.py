@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import statistics
 import sys
@@ -242,11 +243,14 @@ def main() -> None:
     write_csv(out / "strategies.csv", rows, COLUMNS)
     summary = summarize(rows, chosen)
     write_csv(out / "strategies-summary.csv", summary, list(summary[0]))
-    plot(summary, out / "strategies.png",
-         f"{len(corpus)} AWS managed policies, {args.rate:.0%} unused; refined on {old.version}, "
-         f"exposure on {today.version}")
     for line in summary:
         print(line)
+    if importlib.util.find_spec("matplotlib") is None:
+        print("no plot: matplotlib is not installed (.venv/bin/pip install -e '.[bench]')")
+    else:
+        plot(summary, out / "strategies.png",
+             f"{len(corpus)} AWS managed policies, {args.rate:.0%} unused; refined on "
+             f"{old.version}, exposure on {today.version}")
     print(f"written to {out} in {time.perf_counter() - started:.0f} s")
 
 
