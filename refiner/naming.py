@@ -33,6 +33,9 @@ def spelled(verdict: Violation, catalog: Catalog) -> Violation:
         return verdict
     return dataclasses.replace(verdict, witness=catalog.canonical(verdict.witness) or verdict.witness)
 
+# Only a proven failure is named: an unknown verdict (no answer in time) claims no action.
+NAMED = ("unsound", "incomplete")
+
 
 class Namer:
     """Fills in Violation.actions (sorted, catalog spelling) and makes the witness a real
@@ -46,8 +49,8 @@ class Namer:
         """verdicts, each named from the (index, original, refined) pair of its statement."""
         by_index = {index: (original, refined) for index, original, refined in pairs}
         return [self.name(v, *by_index[v.statement])
-                if v.rule in RULES and v.statement in by_index else spelled(v, self.catalog)
-                for v in verdicts]
+                if v.kind in NAMED and v.rule in RULES and v.statement in by_index
+                else spelled(v, self.catalog) for v in verdicts]
 
     def name(self, verdict: Violation, original: dict, refined: dict | None) -> Violation:
         universe, other_side = RULES[verdict.rule]

@@ -108,3 +108,21 @@ def test_policy_level_verdicts_have_no_statement_number(tmp_path, capsys):
     assert code == 1 and [v["statement"] for v in policy_level] == [None]
     code, text = verify(tmp_path, capsys, document, fmt="text")
     assert "statement -1" not in text and "structure: the policy changes Version" in text
+
+
+def test_an_unknown_verdict_names_no_action(catalog):
+    from refiner.finding import parse_finding
+    from refiner.naming import Namer
+    from refiner.prove import Violation
+
+    statement = {"Effect": "Allow", "Action": ["s3:Get*"], "Resource": "*"}
+    narrowed = {**statement, "Action": ["s3:GetObject"]}
+    unused = parse_finding([{"serviceNamespace": "s3", "actions": ["GetBucketAcl"]}], catalog)
+    undecided = Violation("unknown", 0, None, "loses a used action that s3:Get* allowed? "
+                          "solver gave no answer (timeout)", None, "s3:Get*", "loses-used")
+    lost = Violation("incomplete", 0, None, "loses a used action that s3:Get* allowed",
+                     "s3:getbucketpolicy", "s3:Get*", "loses-used")
+    named = Namer(catalog, unused).name_all([undecided, lost], [(0, statement, narrowed)])
+    assert named[0] == undecided
+    assert "s3:GetBucketPolicy" in named[1].actions and named[1].witness == "s3:GetBucketPolicy"
+    assert "s3:GetObject" not in named[1].actions and "s3:GetBucketAcl" not in named[1].actions
