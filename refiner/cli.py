@@ -524,7 +524,7 @@ def _run_template_refine(args) -> int:
     """refine on a CloudFormation template or a Terraform file: each policy in it (or the one
     --policy names) refined against the finding and written back; refusals are warnings
     unless nothing could be refined (exit 2)."""
-    from .iac import read_template, refine_template
+    from .iac import not_refined, read_template, refine_template
 
     kind = _template_kind(args.policy)
     label = f"policy {args.policy}"
@@ -546,19 +546,18 @@ def _run_template_refine(args) -> int:
     if not chosen:
         raise InputError(f"{label} looks like {template.description}, with no identity policy "
                          "in it")
-    refused = [p for p in chosen if p.refusal is not None]
+    refused = [(p, not_refined(p)) for p in chosen if not_refined(p) is not None]
     if len(refused) == len(chosen):
         raise InputError(f"{label} looks like {template.description}: no policy could be "
-                         "refined: " + "; ".join(f"{p.id} (line {p.refusal_line}): {p.refusal}"
-                                                 for p in refused))
+                         "refined: " + "; ".join(f"{p.id} (line {line}): {why}"
+                                                 for p, (line, why) in refused))
     catalog = _catalog(args)
     unused = _finding(args, catalog)
     result = run_isolated(refine_template, template, unused, catalog, _timeout_ms(args),
                           args.max_size, args.strategy, args.policy_id,
                           deadline=_deadline(args), prover=args.prover)
-    for policy in refused:
-        _warn(args, f"{args.policy}:{policy.refusal_line}: {policy.id}: not refined: "
-              f"{policy.refusal}")
+    for policy, (line, why) in refused:
+        _warn(args, f"{args.policy}:{line}: {policy.id}: {why}")
     if result.violations:
         for policy_id, violation in result.violations:
             print(f"refiner: proof failed: {policy_id}: {_with_catalog_case(violation, catalog)}",
@@ -574,9 +573,8 @@ def _run_template_refine(args) -> int:
             SIZE_LIMITS[args.policy_kind or outcome.policy.kind]
         if outcome.run.refinement.size > limit:
             over = True
-            print(f"refiner: warning: {outcome.policy.id}: the refined policy has "
-                  f"{outcome.run.refinement.size} characters (whitespace excluded), over "
-                  f"{limit}", file=sys.stderr)
+            _warn(args, f"{outcome.policy.id}: the refined policy has "
+                  f"{outcome.run.refinement.size} characters (whitespace excluded), over {limit}")
     detached = [o.policy for o in result.outcomes if o.status == "detach"]
     for policy in detached:
         print(f"refiner: {args.policy}:{policy.line}: {policy.id}: no statement is left: remove "
@@ -881,8 +879,11 @@ def main(argv: list[str] | None = None) -> int:
         print("refiner: out of memory on this input", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as error:  # a bug: fail closed, nothing written, one line (or the trace)
-        if os.environ.get("REFINER_DEBUG"):
-            raise
+        if os.environ.get("REFINER_DEBUG"):  # the trace, and the same exit code
+            import traceback
+
+            traceback.print_exc()
+            return EXIT_PROOF_FAILED
         print(f"refiner: internal error, nothing was written ({type(error).__name__}: {error}); "
               "rerun with REFINER_DEBUG=1 for the trace", file=sys.stderr)
         return EXIT_PROOF_FAILED
