@@ -62,7 +62,8 @@ class Judgement:
         return {"findingId": self.finding_id, "policyId": self.policy_id,
                 "recommendedAction": self.action, "accepted": self.accepted,
                 "verdicts": [{"verdict": v.kind, "statement": v.statement, "message": v.message,
-                              "witness": v.witness, "pattern": v.pattern} for v in self.verdicts],
+                              "witness": v.witness, "actions": list(v.actions),
+                              "pattern": v.pattern} for v in self.verdicts],
                 "awsPatterns": self.aws_patterns, "refinerPatterns": self.refiner_patterns,
                 "usedActionsLost": self.lost, **({"bundleStale": self.stale} if self.stale else {})}
 
@@ -101,7 +102,7 @@ def compare(job: CompareJob) -> list[Judgement]:
             except (Refused, InputError, *aws_errors()) as error:
                 judgements[response["id"]] = [Judgement(
                     response["id"], "", "none", str(artifact), [Violation(
-                        "unknown", -1, None, f"AWS's answer could not be read: {error}")])]
+                        "unknown", None, None, f"AWS's answer could not be read: {error}")])]
             else:
                 write_file(str(artifact), dumps(answer.recommendation, indent=2) + "\n")
                 judgements[response["id"]] = _judge(answer, job, str(artifact))
@@ -178,7 +179,7 @@ def _judge(answer: Answer, job: CompareJob, artifact: str) -> list[Judgement]:
     if recommendation.get("status") != "SUCCEEDED":
         error = recommendation.get("error") or {}
         return [Judgement(finding_id, "", "none", artifact, [Violation(
-            "unknown", -1, None, f"AWS gave no recommendation ({recommendation.get('status')}: "
+            "unknown", None, None, f"AWS gave no recommendation ({recommendation.get('status')}: "
             f"{error.get('message', 'no reason')})")], stale=stale)]
     unused = merge_findings([(f"finding {finding_id}", finding)], job.catalog)
     judgements = []
@@ -191,7 +192,7 @@ def _judge(answer: Answer, job: CompareJob, artifact: str) -> list[Judgement]:
                               artifact, stale=stale)
         ref = next((p for p in answer.policies if p.policy_id == policy_id), None)
         if ref is None:
-            judgement.verdicts.append(Violation("unknown", -1, None, f"policy {policy_id} of "
+            judgement.verdicts.append(Violation("unknown", None, None, f"policy {policy_id} of "
                                                 f"{finding.get('resource')} is not the "
                                                 "principal's now"))
             judgements.append(judgement)
@@ -223,7 +224,7 @@ def _judge(answer: Answer, job: CompareJob, artifact: str) -> list[Judgement]:
                           if unused.is_unused(a)), key=str.lower)
         if granted:
             judgements.append(Judgement(finding_id, ref.policy_id, "none", artifact, [Violation(
-                "incomplete", -1, None, f"AWS's answer has no step for {label}, which still "
+                "incomplete", None, None, f"AWS's answer has no step for {label}, which still "
                 f"grants unused {', '.join(granted[:5])}{' ...' if len(granted) > 5 else ''}")],
                 stale=stale))
     return judgements
