@@ -88,11 +88,11 @@ def test_a_new_policy_is_rejected_unless_allowed(tmp_path, capsys, base):
     code, out = verify(capsys, base, head, "--format", "json")
     assert code == 1
     verdicts = json.loads(out)["verdicts"]
-    # Policies are paired by id: the new entry is Policies[1], the old Policies[1] is now [2].
-    assert {v["policy"] for v in verdicts} == {"WorkerFunctionRole.Policies[1]",
-                                               "WorkerFunctionRole.Policies[2]"}
-    assert any(v["verdict"] == "structure" and v["policy"] == "WorkerFunctionRole.Policies[2]"
-               and "a new policy" in v["message"] for v in verdicts)
+    # Inline policies pair by PolicyName: only the new one is judged, as a grant to the role
+    # that holds it (nothing it held admitted s3:ListAllMyBuckets).
+    assert {v["policy"] for v in verdicts} == {"WorkerFunctionRole"}
+    assert any(v["verdict"] == "unsound" and "WorkerFunctionRole gains inline worker-extra"
+               in v["message"] and v["pattern"] == "s3:ListAllMyBuckets" for v in verdicts)
     # Appended at the end instead, the others keep their ids: only the new one is judged.
     head_text = edited(SERVERLESS, "  WorkerFunction:\n",
                        "  Extra:\n    Type: AWS::IAM::ManagedPolicy\n    Properties:\n"
