@@ -30,6 +30,10 @@ from .smt import cvc5_result, to_smtlib
 from .verification import REJECTING, Report, document_changes, pair_statements, verify
 
 NO_STATEMENT = {"Version": "2012-10-17", "Statement": []}
+# What the gate's verdict covers, and what it cannot see (printed with every verdict).
+SCOPE = ("not judged: the values of deploy-time parameters and variables, SCPs and RCPs, "
+         "session policies, what is live in the account, and who trust and resource policies "
+         "admit (a change to one is unknown)")
 # How an expression shows in a document read from a template (CloudFormation intrinsic
 # functions, Terraform references and interpolations).
 EXPRESSION_MARKERS = ('"Fn::', '{"Ref":', '{"Condition":', '{"terraform":', "${", "%{")
@@ -60,12 +64,15 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
                       allow_new_policies: bool = False, solver: str = "z3",
                       export: bool = False, deadline: float | None = None,
                       coarse: bool = False, principals: bool = True,
-                      context_changed: bool | None = None) -> Comparison:
+                      context_changed: bool | None = None,
+                      elsewhere: tuple[list, list] = ([], [])) -> Comparison:
     """Judge HEAD against BASE (iac.Template, a policy file being a template of one policy
     with id "policy"). Without unused: the no-new-access gate, policy by policy and (with
     principals) principal by principal (iac.gains); with it (a finding.Unused and a
     catalog): verify's checks of a refinement, policy by policy. context_changed: whether
-    what expressions read changed (default: the templates' own context)."""
+    what expressions read changed (default: the templates' own context). elsewhere: the
+    policies gone from and added to other files of the same change (a policy moved between
+    files pairs by content)."""
     from .iac.holders import Holdings, read_holdings
 
     result = Comparison()
@@ -79,9 +86,9 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
             for h in [*p.documents, p.boundary] if h is not None and h.policy_id}
     before = {holdings[0].pairing.get(p.id, p.id): p for p in base.policies}
     after_ids = {holdings[1].pairing.get(p.id, p.id) for p in head.policies}
-    moved = _paired_by_content([p for p in head.policies
-                                if holdings[1].pairing.get(p.id, p.id) not in before],
-                               [p for key, p in before.items() if key not in after_ids])
+    added = [p for p in head.policies if holdings[1].pairing.get(p.id, p.id) not in before]
+    moved = _paired_by_content(added, [p for key, p in before.items() if key not in after_ids]
+                               + list(elsewhere[0]))
     for policy in head.policies:
         original = before.get(holdings[1].pairing.get(policy.id, policy.id))
         kind = document_type(policy)
@@ -141,8 +148,11 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
             pairs = [(violation, None) for violation in report.verdicts]
         for violation, index in pairs:
             result.verdicts.append(Verdict(policy.id, violation, _line(policy, violation, index)))
+    kept = [*moved.values()]
     gone = [policy for key, policy in before.items() if key not in after_ids
-            and policy.id not in {p.id for p in moved.values()}]
+            and not any(policy is p for p in kept) and not (unused is None and any(
+                p.refusal is None and same_json(p.document, policy.document)
+                for p in [*added, *elsewhere[1]]))]
     for policy in gone:
         if unused is None:
             result.verdicts += _removed(policy)
@@ -174,6 +184,14 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
                         "solver-disagreement" if answer == "sat" else "unknown", -1, None,
                         f"z3 proved obligation {label} but cvc5 answers {answer}"), 1))
     return result
+
+
+def gone_and_added(base, head) -> tuple[list, list]:
+    """The policies of BASE whose id HEAD lacks, and those HEAD adds (either may be None)."""
+    before = {p.id: p for p in base.policies} if base is not None else {}
+    after = {p.id: p for p in head.policies} if head is not None else {}
+    return ([p for i, p in before.items() if i not in after],
+            [p for i, p in after.items() if i not in before])
 
 
 def document_type(policy) -> str:

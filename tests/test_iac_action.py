@@ -126,7 +126,9 @@ def test_the_action_rejects_what_a_pull_request_widens_and_adds(repository, tmp_
     assert located == [("infra/audit.yaml", line_of(NEW_TEMPLATE, "Version"), "structure"),
                        ("modules/ingest/main.tf", line_of(widened, '"sqs:*"'), "unsound")]
     assert "package.json" not in output and "ci.yml" not in output
-    assert "refiner gate: 3 policy files" in output  # app.yaml, main.tf, audit.yaml
+    # app.yaml, main.tf, audit.yaml and the deleted role.json (it held no Deny)
+    assert "refiner gate: rejected; judged 4 files" in output
+    assert "not judged: the values of deploy-time parameters" in output
 
 
 def test_the_action_accepts_a_narrowing(repository, tmp_path):

@@ -26,6 +26,7 @@ class Finding:
     principal: str  # its label ("" for something not about one principal)
     violation: Violation
     line: int  # in HEAD
+    path: str = ""  # the HEAD file of the line ("": the one judged)
 
 
 def judge(base: Holdings, head: Holdings, checker: Checker, allow_new: bool = False,
@@ -38,12 +39,12 @@ def judge(base: Holdings, head: Holdings, checker: Checker, allow_new: bool = Fa
         if before is None or before.raw != other.raw or context_changed:
             findings.append(Finding("", _unknown(
                 f"{other.key}: {other.what}: it changed, and the gate cannot tell what it "
-                "grants"), other.line))
+                "grants"), other.line, other.path))
     for key, other in base.others.items():
         if key not in head.others:
             findings.append(Finding("", _unknown(
                 f"{other.key}: {other.what} was removed: the gate cannot tell what it denied "
-                "or bounded"), 1))
+                "or bounded"), 1, other.path))
     gone = [p for k, p in base.principals.items() if k not in head.principals and p.defined]
     judged = 0
     for key, principal in head.principals.items():
@@ -77,7 +78,7 @@ def _new_principal(head: Holdings, principal: Principal, allow_new: bool) -> Fin
     return Finding(principal.label, Violation(
         "structure", -1, None, f"a new {principal.kind} {principal.label} that holds "
         f"{len(grants)} policies, a new grant (--allow-new-policies accepts it)"),
-        principal.line)
+        principal.line, principal.path)
 
 
 def _renamed(base: Holdings, head: Holdings, principal: Principal, gone: list[Principal],
@@ -103,18 +104,18 @@ def _principal(base: Holdings, head: Holdings, before: Principal | None, after: 
     label = after.label
     found: list[Finding] = []
 
-    def add(violation: Violation, line: int) -> None:
-        found.append(Finding(label, violation, line))
+    def add(violation: Violation, line: int, path: str = after.path) -> None:
+        found.append(Finding(label, violation, line, path))
 
     if before is None:  # named by an attachment only, in HEAD only: it held nothing here
         before = Principal(after.key, after.kind, after.label, after.line, defined=False)
     if after.defined and before.defined and after.rest != before.rest:
         add(_unknown(f"{label}'s own properties changed (a name, path or tags can match what "
                      "other policies grant)"), after.line)
-    if _ref(after.trust) != _ref(before.trust):
-        line = after.trust.line if after.trust is not None else after.line
+    if _ref(after.trust) != _ref(before.trust) or context_changed and after.trust is not None:
+        where = after.trust if after.trust is not None else after
         add(_unknown(f"{label}'s trust policy changed: who may assume it is judged once the "
-                     "kernel reads whole statements (Principal)"), line)
+                     "kernel reads whole statements (Principal)"), where.line, where.path)
     held_before = base.effective(before)
     held_after = head.effective(after)
     refs_before = {h.ref for h in held_before}
@@ -127,15 +128,15 @@ def _principal(base: Holdings, head: Holdings, before: Principal | None, after: 
         same = next((h for h in held_before if h.ref == held.ref), None)
         if not held.known:
             if same is None or same.known or context_changed:
-                add(_unknown(f"{label} holds {held.ref}: {held.reason}"), held.line)
+                add(_unknown(f"{label} holds {held.ref}: {held.reason}"), held.line, held.path)
             continue
         if same is not None and same.known and same_json(same.document, held.document):
             continue
         if any(same_json(h.document, held.document) for h in known_before):
             continue
-        found += [Finding(label, v, held.line) for v in
+        found += [Finding(label, v, held.line, held.path) for v in
                   _gained(checker, label, held, allows)]
-    found += _denies_kept(checker, label, held_before, held_after, after.line)
+    found += _denies_kept(checker, label, held_before, held_after, after)
     found += _boundary(checker, label, before.boundary, after.boundary, after, context_changed)
     return found
 
@@ -209,7 +210,7 @@ def _gained(checker: Checker, label: str, held: Held, allows: list[dict]) -> lis
 
 
 def _denies_kept(checker: Checker, label: str, held_before: list[Held], held_after: list[Held],
-                 line: int) -> list[Violation]:
+                 where) -> list[Finding]:
     """Every Deny the principal was under, still denied in HEAD."""
     found = []
     refs_after = {h.ref for h in held_after}
@@ -220,7 +221,7 @@ def _denies_kept(checker: Checker, label: str, held_before: list[Held], held_aft
             if held.ref not in refs_after:
                 found.append(Finding(label, _unknown(
                     f"{label} no longer holds {held.ref}, which the gate cannot read: it may "
-                    "have held a Deny"), line))
+                    "have held a Deny"), where.line, where.path))
             continue
         if held.ref in refs_after and held.policy_id is not None:
             continue  # the per-document gate judges a Deny removed from the same policy
@@ -230,7 +231,7 @@ def _denies_kept(checker: Checker, label: str, held_before: list[Held], held_aft
             sid = deny.get("Sid") if isinstance(deny.get("Sid"), str) else None
             found.append(Finding(label, Violation(
                 "structure", index, sid, f"{label} is no longer under a Deny statement of "
-                f"{held.ref} (a guardrail removed)"), line))
+                f"{held.ref} (a guardrail removed)"), where.line, where.path))
     return found
 
 
@@ -261,22 +262,22 @@ def _boundary(checker: Checker, label: str, before: Held | None, after: Held | N
     if after is None:
         return [Finding(label, Violation("structure", -1, None, f"{label}'s permissions "
                                          f"boundary {before.ref} was removed (a widening)"),
-                        principal.line)]
+                        principal.line, principal.path)]
     if before.ref == after.ref and (after.policy_id is not None or not context_changed and not (
             before.known and after.known)):
         return []  # the same template policy (the per-document gate judges it), or unchanged
     if not (before.known and after.known):
         return [Finding(label, _unknown(f"{label}'s permissions boundary changed to "
                                         f"{after.ref}: {after.reason or before.reason}"),
-                        after.line)]
+                        after.line, after.path)]
     if same_json(before.document, after.document):
         return []
     allows = [s for s in _statements(before.document) if s.get("Effect") == "Allow"]
     found = [Finding(label, Violation(v.kind, v.statement, v.sid,
                                       v.message.replace(" gains ", "'s boundary widens to ", 1),
-                                      v.witness, v.pattern), after.line)
+                                      v.witness, v.pattern), after.line, after.path)
              for v in _gained(checker, label, after, allows)]
     return found + [Finding(f.principal, Violation(
         f.violation.kind, f.violation.statement, f.violation.sid,
-        f.violation.message + " (the boundary)"), after.line)
-        for f in _denies_kept(checker, label, [before], [after], after.line)]
+        f.violation.message + " (the boundary)"), after.line, after.path)
+        for f in _denies_kept(checker, label, [before], [after], after)]

@@ -70,6 +70,7 @@ class Held:
     document: object = None  # its JSON value; None when not known
     reason: str | None = None  # why it is not known
     policy_id: str | None = None  # the template policy (Located) it is, if one
+    path: str = ""  # the file it is written in
 
     @property
     def known(self) -> bool:
@@ -89,6 +90,7 @@ class Principal:
     groups: list[tuple[str, int]] = field(default_factory=list)  # (group key, line)
     rest: str = ""  # everything else written about it (name, path, tags): canonical JSON
     defined: bool = True  # False: named by an attachment, defined elsewhere
+    path: str = ""
 
 
 @dataclass
@@ -99,6 +101,7 @@ class Other:
     line: int
     what: str
     raw: str
+    path: str = ""
 
 
 @dataclass
@@ -133,8 +136,8 @@ class Holdings:
                                  f"the group {group_key.split(':')[-1]} is defined elsewhere: "
                                  "its policies are not known here"))
             if group is not None:
-                held += [Held(f"{group.key} {h.ref}", h.line, h.document, h.reason, h.policy_id)
-                         for h in group.documents]
+                held += [Held(f"{group.key} {h.ref}", h.line, h.document, h.reason, h.policy_id,
+                              h.path) for h in group.documents]
         return held
 
 
@@ -143,7 +146,19 @@ def canonical(value: object) -> str:
 
 
 def read_holdings(template) -> Holdings:
-    """The holdings of an iac.Template (a policy file holds no principal)."""
+    """The holdings of an iac.Template (a policy file holds no principal), each part with
+    the template's path."""
+    holdings = _read(template)
+    for principal in holdings.principals.values():
+        for part in [principal, *principal.documents, principal.boundary, principal.trust]:
+            if part is not None and not part.path:
+                part.path = template.path
+    for other in holdings.others.values():
+        other.path = other.path or template.path
+    return holdings
+
+
+def _read(template) -> Holdings:
     kind = template.kind
     policies = {p.id: p for p in template.policies}
     if kind in ("cloudformation-json", "cloudformation-yaml"):
@@ -154,7 +169,36 @@ def read_holdings(template) -> Holdings:
     if kind == "terraform-json":
         value = parse_json_text(template.text, template.path)
         return _TerraformJson(template.text, value, policies).read()
+    if kind == "terraform-plan":
+        return _plan(parse_json_text(template.text, template.path))
     return Holdings()
+
+
+def _plan(value: dict) -> Holdings:
+    """A plan's attachments and principals are not modelled one by one: each resource that
+    can grant (but the policies the gate judges) is an Other, taken only as it was."""
+    holdings = Holdings()
+    stack = [value.get("planned_values", {}).get("root_module")] if isinstance(
+        value.get("planned_values"), dict) else []
+    while stack:
+        module = stack.pop()
+        if not isinstance(module, dict):
+            continue
+        stack += module.get("child_modules") or []
+        for resource in module.get("resources") or []:
+            if not isinstance(resource, dict) or not isinstance(resource.get("type"), str):
+                continue
+            kind = resource["type"]
+            values = resource.get("values") if isinstance(resource.get("values"), dict) else {}
+            if kind == "aws_iam_policy_document" or not (
+                    _GRANTING_TYPE.search(kind) or _POLICY_KEY.search(canonical(values))):
+                continue
+            rest = {k: v for k, v in values.items() if k != "policy"} \
+                if kind in TF_POLICY_RESOURCES else values
+            address = str(resource.get("address"))
+            holdings.others[address] = Other(address, 1, f"{kind} in a plan (the gate does "
+                                             "not model its attachments)", canonical(rest))
+    return holdings
 
 
 # --- CloudFormation -------------------------------------------------------------------------
@@ -325,8 +369,20 @@ class _CloudFormation:
         if isinstance(text, str):
             text = text.replace("${AWS::Partition}", "aws")
             return managed_arn(text, line)
-        return Held(canonical(value), line, None,
+        return Held(self.inputs(value), line, None,
                     f"the policy ARN is {_intrinsic(value) or 'not a string'}: not resolved")
+
+    def inputs(self, value: object) -> str:
+        """An expression as written, with what it reads (the resources and parameters it
+        names): so it is the same in BASE and HEAD only when all of that is."""
+        text = canonical(value)
+        names = set(re.findall(r'"Ref": ?"([^"]+)"', text)) | \
+            set(re.findall(r'"Fn::GetAtt": ?\[?"([^".]+)', text)) | \
+            set(re.findall(r"\$\{([^}!.]+)", text))
+        parameters = self.value.get("Parameters") if isinstance(self.value.get("Parameters"),
+                                                                dict) else {}
+        read = {name: self.resources.get(name, parameters.get(name)) for name in sorted(names)}
+        return text + (" reads " + canonical(read) if read else "")
 
     def entries(self, properties: dict, key: str, where: tuple) -> list[tuple[object, int]]:
         value = properties.get(key)
@@ -372,9 +428,9 @@ class _CloudFormation:
                 principal.boundary = self.arn(properties["PermissionsBoundary"],
                                               self.line((*where, "PermissionsBoundary")))
             if "AssumeRolePolicyDocument" in properties:
-                principal.trust = Held(canonical(properties["AssumeRolePolicyDocument"]),
+                principal.trust = Held(self.inputs(properties["AssumeRolePolicyDocument"]),
                                        self.line((*where, "AssumeRolePolicyDocument")),
-                                       properties["AssumeRolePolicyDocument"])
+                                       None, "a trust policy")
             for value, value_line in self.entries(properties, "Groups", where):
                 self.member(principal, value, value_line)
             return
@@ -398,7 +454,7 @@ class _CloudFormation:
     def member(self, user: Principal, group: object, line: int) -> None:
         key = self.principal("group", group, line)
         if key is None:
-            user.documents.append(Held(f"group {canonical(group)}", line, None,
+            user.documents.append(Held(f"group {self.inputs(group)}", line, None,
                                        f"the group is {_intrinsic(group) or 'not a name'}: "
                                        "not resolved"))
             return
@@ -408,7 +464,7 @@ class _CloudFormation:
         """An attachment to a principal an expression names: judged only as unchanged."""
         self.holdings.others[f"{logical} {canonical(value)}"] = Other(
             logical, line, f"{what} named by {_intrinsic(value) or 'a value'} (not resolved)",
-            canonical(self.resources.get(logical)))
+            self.inputs(self.resources.get(logical)))
 
 
 def managed_arn(text: str, line: int) -> Held:
@@ -451,6 +507,13 @@ class _Terraform:
     def source(self, value) -> str:
         return " ".join(self.text[value.start:value.end].split())
 
+    def inputs(self, value) -> str:
+        """An expression as written, with the blocks it names (as inputs() for CloudFormation)."""
+        text = self.source(value)
+        read = [self.text[b.start:b.end] for address, b in sorted(self.blocks.items())
+                if re.search(r"(?<![\w.])" + re.escape(address) + r"\b", text)]
+        return text + (" reads " + canonical(read) if read else "")
+
     def read(self) -> Holdings:
         holdings = self.holdings
         for block in self.root.blocks:
@@ -465,6 +528,9 @@ class _Terraform:
             address = f"{'data.' if block.type == 'data' else ''}{type_name}.{name}"
             self.blocks[address] = block
             if block.type == "data":
+                if type_name != "aws_iam_policy_document":  # that one is a judged policy
+                    holdings.others[address] = Other(address, self.line(block.start),
+                                                     "a data source (read at plan time)", raw)
                 continue
             if type_name in TF_PRINCIPALS:
                 principal = Principal(f"{TF_PRINCIPALS[type_name]}:{address}",
@@ -527,7 +593,8 @@ class _Terraform:
                     match.group(4) == "json":
                 policy_id = f"data.aws_iam_policy_document.{match.group(3)}"
                 return self.located(ref, line, policy_id)
-        return Held(ref, line, None, f"the document is `{self.source(value)}`: not resolved")
+        return Held(f"{ref} {self.inputs(value)}", line, None,
+                    f"the document is `{self.source(value)}`: not resolved")
 
     def located(self, ref: str, line: int, policy_id: str) -> Held:
         located = self.policies.get(policy_id)
@@ -557,7 +624,7 @@ class _Terraform:
                 arn = data.attribute("arn") if data is not None else None
                 if arn is not None and arn.value.kind in ("string", "unresolved"):
                     return self.arn(arn.value, line)
-        return Held(self.source(value), line, None,
+        return Held(self.inputs(value), line, None,
                     f"the policy ARN is `{self.source(value)}`: not resolved")
 
     def resource(self, address: str, block) -> None:
@@ -588,8 +655,8 @@ class _Terraform:
                 principal.boundary = self.arn(boundary.value, self.line(boundary.start))
             trust = block.attribute("assume_role_policy")
             if trust is not None:
-                principal.trust = Held(self.source(trust.value), self.line(trust.start),
-                                       self.hcl.to_json(trust.value))
+                principal.trust = Held(self.inputs(trust.value), self.line(trust.start),
+                                       None, "a trust policy")
             return
         if type_name in ("aws_iam_role_policy", "aws_iam_user_policy", "aws_iam_group_policy"):
             policy = block.attribute("policy")
@@ -646,7 +713,7 @@ class _Terraform:
     def member(self, user: Principal, value, line: int) -> None:
         key = self.principal("group", value, line)
         if key is None:
-            user.documents.append(Held(f"group {self.source(value)}", line, None,
+            user.documents.append(Held(f"group {self.inputs(value)}", line, None,
                                        f"the group is `{self.source(value)}`: not resolved"))
             return
         user.groups.append((key, line))
