@@ -215,9 +215,10 @@ def judge(units: list[Unit], timeout_ms: int, allow_new: bool):
     moves = [gone_and_added(b, h) for b, h in sides]
     position = 0
     for unit, templates in read:
-        context = [("\n".join(t.context for _, _, t, _ in templates if t is not None)),
-                   ("\n".join(t.context for _, _, _, t in templates if t is not None))]
-        changed = context[0] != context[1]
+        # What the module's expressions read (variables, locals), wherever it is written.
+        context = [[t.context for _, _, t, _ in templates if t is not None and t.context],
+                   [t.context for _, _, _, t in templates if t is not None and t.context]]
+        changed = sorted(context[0]) != sorted(context[1])
         for path, comparison, before, after in templates:
             others = moves[:position] + moves[position + 1:]
             position += 1
@@ -246,11 +247,12 @@ def judge(units: list[Unit], timeout_ms: int, allow_new: bool):
                     "file), and the gate does not")
         holdings = []
         for index in (2, 3):
+            side = [entry[index] for entry in templates if entry[index] is not None]
+            policies = {p.id: p for template in side for p in template.policies}
             merged = Holdings()
-            for entry in templates:
-                if entry[index] is not None:
-                    merged = merged.merge(read_holdings(entry[index]))
-            holdings.append(merged)
+            for template in side:
+                merged = merged.merge(read_holdings(template, policies))
+            holdings.append(merged.unify())
         checker = Checker([], [], [], timeout_ms)
         findings, notes, judged = judge_principals(*holdings, checker, allow_new, changed)
         first.principals += judged

@@ -111,6 +111,26 @@ class Holdings:
     # Template policy id -> the id it pairs by (a CloudFormation inline policy: its PolicyName).
     pairing: dict[str, str] = field(default_factory=dict)
 
+    def unify(self) -> Holdings:
+        """A principal named by its name (a literal) is the one defined with that name."""
+        for key, placeholder in list(self.principals.items()):
+            if placeholder.defined:
+                continue
+            name = placeholder.label
+            target = next((p for p in self.principals.values() if p.defined and
+                           p.kind == placeholder.kind and name in p.names), None)
+            if target is None:
+                continue
+            target.documents += placeholder.documents
+            target.groups += placeholder.groups
+            if placeholder.boundary is not None and target.boundary is None:
+                target.boundary = placeholder.boundary
+            del self.principals[key]
+            for principal in self.principals.values():
+                principal.groups = [(target.key if g == key else g, line)
+                                    for g, line in principal.groups]
+        return self
+
     def merge(self, other: Holdings) -> Holdings:
         merged = Holdings(dict(self.principals), {**self.others, **other.others},
                           {**self.pairing, **other.pairing})
@@ -145,22 +165,22 @@ def canonical(value: object) -> str:
     return dumps(value, sort_keys=True)
 
 
-def read_holdings(template) -> Holdings:
+def read_holdings(template, policies: dict | None = None) -> Holdings:
     """The holdings of an iac.Template (a policy file holds no principal), each part with
-    the template's path."""
-    holdings = _read(template)
+    the template's path. policies: the policies (id -> Located) references may name, when
+    they are not all in this template (the other files of a Terraform module)."""
+    holdings = _read(template, {**(policies or {}), **{p.id: p for p in template.policies}})
     for principal in holdings.principals.values():
         for part in [principal, *principal.documents, principal.boundary, principal.trust]:
             if part is not None and not part.path:
                 part.path = template.path
     for other in holdings.others.values():
         other.path = other.path or template.path
-    return holdings
+    return holdings.unify()
 
 
-def _read(template) -> Holdings:
+def _read(template, policies: dict) -> Holdings:
     kind = template.kind
-    policies = {p.id: p for p in template.policies}
     if kind in ("cloudformation-json", "cloudformation-yaml"):
         value, lines = _cfn_tree(template.path, template.text, kind)
         return _CloudFormation(value, lines, policies).read()
@@ -572,8 +592,10 @@ class _Terraform:
                     match.group(4) in ("name", "id", "arn", "unique_id") and \
                     "[" not in value.value:
                 key = f"{kind}:{match.group(2)}.{match.group(3)}"
-                if key in self.holdings.principals:
-                    return key
+                # Defined in another file of the module: the module's holdings merge them.
+                self.holdings.principals.setdefault(
+                    key, Principal(key, kind, key.split(":", 1)[1], line, defined=False))
+                return key
         return None
 
     def document_of(self, value, line: int, ref: str) -> Held:

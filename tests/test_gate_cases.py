@@ -1,0 +1,436 @@
+"""Every way issue 18 listed to get access past the gate, each a BASE/HEAD pair that must be
+rejected (1) or unknown (3), run through `refiner verify` and through the Action's script on a
+real git repository; and the precision cases, which must be accepted (0). CASES is the table
+reported in the closing note."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from refiner.cli import main as refiner
+from refiner.iac import action
+
+CFN = """\
+AWSTemplateFormatVersion: '2010-09-09'
+Parameters:
+  Stage:
+    Type: String
+    Default: dev
+Conditions:
+  IsProd: !Equals [!Ref Stage, prod]
+Resources:
+  AppRole:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument:
+        Version: '2012-10-17'
+        Statement:
+          - Effect: Allow
+            Principal: {Service: lambda.amazonaws.com}
+            Action: sts:AssumeRole
+      ManagedPolicyArns:
+        - arn:aws:iam::aws:policy/SecurityAudit
+      Policies:
+        - PolicyName: logs
+          PolicyDocument:
+            Version: '2012-10-17'
+            Statement:
+              - Effect: Allow
+                Action: [logs:CreateLogStream, logs:PutLogEvents]
+                Resource: '*'
+        - PolicyName: queue
+          PolicyDocument:
+            Version: '2012-10-17'
+            Statement:
+              - Effect: Allow
+                Action: sqs:SendMessage
+                Resource: arn:aws:sqs:us-east-1:111122223333:orders
+              - Effect: Deny
+                Action: sqs:DeleteQueue
+                Resource: '*'
+  Bounded:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument:
+        Version: '2012-10-17'
+        Statement:
+          - Effect: Allow
+            Principal: {Service: ec2.amazonaws.com}
+            Action: sts:AssumeRole
+      PermissionsBoundary: arn:aws:iam::aws:policy/SecurityAudit
+      ManagedPolicyArns:
+        - arn:aws:iam::aws:policy/ReadOnlyAccess
+  Ops:
+    Type: AWS::IAM::User
+    Properties:
+      UserName: ops
+  Admins:
+    Type: AWS::IAM::Group
+    Properties:
+      ManagedPolicyArns:
+        - arn:aws:iam::aws:policy/AdministratorAccess
+  Shared:
+    Type: AWS::IAM::Policy
+    Properties:
+      PolicyName: shared
+      PolicyDocument:
+        Version: '2012-10-17'
+        Statement:
+          - Effect: Allow
+            Action: s3:*
+            Resource: '*'
+      Users:
+        - !Ref Ops
+  Guard:
+    Type: AWS::IAM::ManagedPolicy
+    Properties:
+      PolicyDocument:
+        Version: '2012-10-17'
+        Statement:
+          - Effect: Deny
+            Action: iam:*
+            Resource: '*'
+      Roles:
+        - !Ref AppRole
+  Bucket:
+    Type: AWS::S3::Bucket
+  BucketPolicy:
+    Type: AWS::S3::BucketPolicy
+    Properties:
+      Bucket: !Ref Bucket
+      PolicyDocument:
+        Version: '2012-10-17'
+        Statement:
+          - Effect: Allow
+            Principal: {AWS: arn:aws:iam::111122223333:root}
+            Action: s3:GetObject
+            Resource: !Sub '${Bucket.Arn}/*'
+  PolicyArn:
+    Type: AWS::SSM::Parameter
+    Properties:
+      Type: String
+      Value: arn:aws:iam::aws:policy/SecurityAudit
+  Reader:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument:
+        Version: '2012-10-17'
+        Statement:
+          - Effect: Allow
+            Principal: {Service: ec2.amazonaws.com}
+            Action: sts:AssumeRole
+      ManagedPolicyArns:
+        - !GetAtt PolicyArn.Value
+"""
+
+TF = """\
+variable "stage" {
+  default = "dev"
+}
+
+resource "aws_iam_role" "app" {
+  name               = "app"
+  assume_role_policy = jsonencode({
+    Version   = "2012-10-17"
+    Statement = [{ Effect = "Allow", Principal = { Service = "lambda.amazonaws.com" }, Action = "sts:AssumeRole" }]
+  })
+  inline_policy {
+    name   = "logs"
+    policy = jsonencode({
+      Version   = "2012-10-17"
+      Statement = [{ Effect = "Allow", Action = ["logs:PutLogEvents"], Resource = "*" }]
+    })
+  }
+}
+
+resource "aws_iam_role" "bounded" {
+  name                 = "bounded"
+  assume_role_policy   = jsonencode({ Version = "2012-10-17", Statement = [] })
+  permissions_boundary = "arn:aws:iam::aws:policy/SecurityAudit"
+}
+
+resource "aws_iam_user" "ops" {
+  name = "ops"
+}
+
+resource "aws_iam_group" "admins" {
+  name = "admins"
+}
+
+resource "aws_iam_group_policy_attachment" "admins" {
+  group      = aws_iam_group.admins.name
+  policy_arn = "arn:aws:iam::aws:policy/AdministratorAccess"
+}
+
+resource "aws_iam_policy" "guard" {
+  name   = "guard"
+  policy = jsonencode({
+    Version   = "2012-10-17"
+    Statement = [{ Effect = "Deny", Action = "iam:*", Resource = "*" }]
+  })
+}
+
+resource "aws_iam_role_policy_attachment" "guard" {
+  role       = aws_iam_role.app.name
+  policy_arn = aws_iam_policy.guard.arn
+}
+"""
+
+ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
+
+
+def cfn(old: str, new: str, text: str = CFN) -> str:
+    assert text.count(old) == 1, old
+    return text.replace(old, new)
+
+
+def tf(old: str, new: str) -> str:
+    return cfn(old, new, TF)
+
+
+def tf_plus(block: str) -> str:
+    return TF + "\n" + block
+
+
+TRUST_LAMBDA = "Principal: {Service: lambda.amazonaws.com}"
+SAM = """\
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      Runtime: python3.12
+      Handler: app.handler
+      CodeUri: src/
+      Policies:
+        - AWSLambdaBasicExecutionRole
+"""
+SSO = """\
+resource "aws_ssoadmin_permission_set_inline_policy" "p" {
+  instance_arn       = "arn:aws:sso:::instance/ssoins-1"
+  permission_set_arn = "arn:aws:sso:::permissionSet/ssoins-1/ps-1"
+  inline_policy      = jsonencode({ Version = "2012-10-17", Statement = [{ Effect = "Allow", Action = "s3:GetObject", Resource = "*" }] })
+}
+"""
+FOREACH = """\
+Transform: AWS::LanguageExtensions
+Resources:
+  Fn::ForEach::Roles:
+    - Name
+    - [a, b]
+    - ${Name}Role:
+        Type: AWS::IAM::Role
+        Properties:
+          AssumeRolePolicyDocument: {Version: '2012-10-17', Statement: []}
+          ManagedPolicyArns: [arn:aws:iam::aws:policy/SecurityAudit]
+"""
+ATTACH_ADMIN = f"""\
+resource "aws_iam_role_policy_attachment" "admin" {{
+  role       = aws_iam_role.app.name
+  policy_arn = "{ADMIN}"
+}}
+"""
+
+# (case, issue 18's bullet, BASE files, HEAD files, expected exit code)
+CASES = [
+    # Attachments and membership
+    ("cfn ManagedPolicyArns gains AdministratorAccess", "attachments",
+     {"t.yaml": CFN}, {"t.yaml": cfn("        - arn:aws:iam::aws:policy/SecurityAudit\n      Policies:",
+                                      f"        - arn:aws:iam::aws:policy/SecurityAudit\n        - {ADMIN}\n      Policies:")}, 1),
+    ("tf aws_iam_role_policy_attachment", "attachments",
+     {"main.tf": TF}, {"main.tf": tf_plus(ATTACH_ADMIN)}, 1),
+    ("tf aws_iam_policy_attachment", "attachments",
+     {"main.tf": TF}, {"main.tf": tf_plus(f'resource "aws_iam_policy_attachment" "a" {{\n'
+                                         f'  name       = "a"\n  roles      = [aws_iam_role.app.name]\n'
+                                         f'  policy_arn = "{ADMIN}"\n}}\n')}, 1),
+    ("tf attachment with the partition interpolated", "attachments",
+     {"main.tf": TF}, {"main.tf": tf_plus(ATTACH_ADMIN.replace(
+         '"arn:aws:', '"arn:${data.aws_partition.current.partition}:'))}, 1),
+    ("cfn AWS::IAM::Policy gains a role in Roles", "attachments",
+     {"t.yaml": CFN}, {"t.yaml": cfn("      Users:\n        - !Ref Ops\n",
+                                      "      Users:\n        - !Ref Ops\n      Roles:\n        - !Ref AppRole\n")}, 1),
+    ("cfn UserToGroupAddition", "attachments",
+     {"t.yaml": CFN}, {"t.yaml": CFN + "  Join:\n    Type: AWS::IAM::UserToGroupAddition\n"
+                       "    Properties:\n      GroupName: !Ref Admins\n      Users: [ops]\n"}, 1),
+    ("cfn a user's Groups", "attachments",
+     {"t.yaml": CFN}, {"t.yaml": cfn("      UserName: ops\n", "      UserName: ops\n      Groups: [!Ref Admins]\n")}, 1),
+    ("cfn membership of a group defined elsewhere", "attachments",
+     {"t.yaml": CFN}, {"t.yaml": cfn("      UserName: ops\n", "      UserName: ops\n      Groups: [BreakGlass]\n")}, 3),
+    ("tf aws_iam_user_group_membership", "attachments",
+     {"main.tf": TF}, {"main.tf": tf_plus('resource "aws_iam_user_group_membership" "m" {\n'
+                                         '  user   = aws_iam_user.ops.name\n  groups = [aws_iam_group.admins.name]\n}\n')}, 1),
+    ("tf aws_iam_group_membership", "attachments",
+     {"main.tf": TF}, {"main.tf": tf_plus('resource "aws_iam_group_membership" "m" {\n  name  = "m"\n'
+                                         '  group = aws_iam_group.admins.name\n  users = ["ops"]\n}\n')}, 1),
+    ("cfn a customer managed ARN from elsewhere attached", "attachments",
+     {"t.yaml": CFN}, {"t.yaml": cfn("        - arn:aws:iam::aws:policy/ReadOnlyAccess\n",
+                                      "        - arn:aws:iam::aws:policy/ReadOnlyAccess\n        - arn:aws:iam::111122223333:policy/Break\n")}, 3),
+    # Trust and other documents
+    ("cfn trust opened to AWS *", "trust and other documents",
+     {"t.yaml": CFN}, {"t.yaml": cfn(TRUST_LAMBDA, "Principal: {AWS: '*'}")}, 3),
+    ("cfn trust opened to another account", "trust and other documents",
+     {"t.yaml": CFN}, {"t.yaml": cfn(TRUST_LAMBDA, "Principal: {AWS: 'arn:aws:iam::444455556666:root'}")}, 3),
+    ("tf assume_role_policy opened to another account", "trust and other documents",
+     {"main.tf": TF}, {"main.tf": tf('Principal = { Service = "lambda.amazonaws.com" }',
+                                     'Principal = { AWS = "444455556666" }')}, 3),
+    ("tf inline_policy block gains a statement", "trust and other documents",
+     {"main.tf": TF}, {"main.tf": tf('Action = ["logs:PutLogEvents"], Resource = "*" }]',
+                                     'Action = ["logs:PutLogEvents"], Resource = "*" }, { Effect = "Allow", Action = "*", Resource = "*" }]')}, 1),
+    ("tf aws_ssoadmin_permission_set_inline_policy", "trust and other documents",
+     {"main.tf": tf_plus(SSO)}, {"main.tf": tf_plus(SSO.replace('"s3:GetObject"', '"*"'))}, 3),
+    ("sam Function Policies gains AdministratorAccess", "trust and other documents",
+     {"t.yaml": SAM}, {"t.yaml": SAM + "        - AdministratorAccess\n"}, 3),
+    ("cfn bucket policy opened", "trust and other documents",
+     {"t.yaml": CFN}, {"t.yaml": cfn("{AWS: arn:aws:iam::111122223333:root}", "'*'")}, 3),
+    ("cfn PermissionsBoundary removed", "trust and other documents",
+     {"t.yaml": CFN}, {"t.yaml": cfn("      PermissionsBoundary: arn:aws:iam::aws:policy/SecurityAudit\n", "")}, 1),
+    ("cfn PermissionsBoundary widened", "trust and other documents",
+     {"t.yaml": CFN}, {"t.yaml": cfn("PermissionsBoundary: arn:aws:iam::aws:policy/SecurityAudit",
+                                      f"PermissionsBoundary: {ADMIN}")}, 1),
+    ("tf permissions_boundary removed", "trust and other documents",
+     {"main.tf": TF}, {"main.tf": tf('  permissions_boundary = "arn:aws:iam::aws:policy/SecurityAudit"\n', "")}, 1),
+    ("cfn role renamed (RoleName)", "trust and other documents",
+     {"t.yaml": CFN}, {"t.yaml": cfn("      UserName: ops\n", "      UserName: admin\n")}, 3),
+    # Hidden or conditional resources
+    ("cfn Properties: !If", "hidden or conditional",
+     {"t.yaml": CFN}, {"t.yaml": CFN + f"  Extra:\n    Type: AWS::IAM::Role\n    Properties: !If\n      - IsProd\n"
+                       f"      - {{AssumeRolePolicyDocument: {{Version: '2012-10-17', Statement: []}}, ManagedPolicyArns: [{ADMIN}]}}\n"
+                       "      - !Ref AWS::NoValue\n"}, 3),
+    ("cfn Fn::ForEach", "hidden or conditional",
+     {"t.yaml": FOREACH}, {"t.yaml": FOREACH.replace("SecurityAudit", "AdministratorAccess")}, 3),
+    ("cfn a resource Condition that becomes true", "hidden or conditional",
+     {"t.yaml": CFN + "  Maybe:\n    Type: AWS::IAM::ManagedPolicy\n    Condition: IsProd\n    Properties:\n"
+                      "      PolicyDocument: {Version: '2012-10-17', Statement: [{Effect: Allow, Action: 'ec2:*', Resource: '*'}]}\n"
+                      "      Roles: [!Ref AppRole]\n"},
+     {"t.yaml": cfn("IsProd: !Equals [!Ref Stage, prod]", "IsProd: !Equals [!Ref Stage, dev]")
+      + "  Maybe:\n    Type: AWS::IAM::ManagedPolicy\n    Condition: IsProd\n    Properties:\n"
+        "      PolicyDocument: {Version: '2012-10-17', Statement: [{Effect: Allow, Action: 'ec2:*', Resource: '*'}]}\n"
+        "      Roles: [!Ref AppRole]\n"}, 3),
+    ("tf count 0 -> 1", "hidden or conditional",
+     {"main.tf": tf_plus(ATTACH_ADMIN.replace("{\n", "{\n  count      = 0\n", 1))},
+     {"main.tf": tf_plus(ATTACH_ADMIN.replace("{\n", "{\n  count      = 1\n", 1))}, 3),
+    # Expressions whose inputs change
+    ("tf policy_arn = var.x, the variable's default changed", "expressions",
+     {"main.tf": tf_plus(ATTACH_ADMIN.replace(f'"{ADMIN}"', "var.extra")
+                         + 'variable "extra" {\n  default = "arn:aws:iam::aws:policy/SecurityAudit"\n}\n')},
+     {"main.tf": tf_plus(ATTACH_ADMIN.replace(f'"{ADMIN}"', "var.extra")
+                         + f'variable "extra" {{\n  default = "{ADMIN}"\n}}\n')}, 3),
+    ("tf for_each feeding each.value", "expressions",
+     {"main.tf": tf_plus('resource "aws_iam_role_policy_attachment" "each" {\n  for_each   = toset(["arn:aws:iam::aws:policy/SecurityAudit"])\n'
+                         '  role       = aws_iam_role.app.name\n  policy_arn = each.value\n}\n')},
+     {"main.tf": tf_plus(f'resource "aws_iam_role_policy_attachment" "each" {{\n  for_each   = toset(["{ADMIN}"])\n'
+                         '  role       = aws_iam_role.app.name\n  policy_arn = each.value\n}\n')}, 3),
+    ("tf data.aws_iam_policy arn", "expressions",
+     {"main.tf": tf_plus('data "aws_iam_policy" "x" {\n  name = "SecurityAudit"\n}\n' + ATTACH_ADMIN.replace(f'"{ADMIN}"', "data.aws_iam_policy.x.arn"))},
+     {"main.tf": tf_plus('data "aws_iam_policy" "x" {\n  name = "AdministratorAccess"\n}\n' + ATTACH_ADMIN.replace(f'"{ADMIN}"', "data.aws_iam_policy.x.arn"))}, 3),
+    ("tf module inputs", "expressions",
+     {"main.tf": tf_plus('module "roles" {\n  source = "./roles"\n  policy = "SecurityAudit"\n}\n')},
+     {"main.tf": tf_plus('module "roles" {\n  source = "./roles"\n  policy = "AdministratorAccess"\n}\n')}, 3),
+    ("cfn !GetAtt of an SSM parameter's value", "expressions",
+     {"t.yaml": CFN}, {"t.yaml": cfn("      Value: arn:aws:iam::aws:policy/SecurityAudit", f"      Value: {ADMIN}")}, 3),
+    # Deleted guardrails
+    ("cfn Deny policy deleted", "deleted guardrails",
+     {"t.yaml": CFN}, {"t.yaml": CFN[:CFN.index("  Guard:\n")] + CFN[CFN.index("  Bucket:\n"):]}, 1),
+    ("cfn Deny policy detached", "deleted guardrails",
+     {"t.yaml": CFN}, {"t.yaml": cfn("      Roles:\n        - !Ref AppRole\n  Bucket:", "  Bucket:")}, 1),
+    ("cfn Deny statement deleted", "deleted guardrails",
+     {"t.yaml": CFN}, {"t.yaml": cfn("              - Effect: Deny\n                Action: sqs:DeleteQueue\n                Resource: '*'\n", "")}, 1),
+    ("tf Deny attachment deleted", "deleted guardrails",
+     {"main.tf": TF}, {"main.tf": TF[:TF.index('resource "aws_iam_role_policy_attachment" "guard"')]}, 1),
+]
+
+LOGS = CFN[CFN.index("        - PolicyName: logs"):CFN.index("        - PolicyName: queue")]
+QUEUE = CFN[CFN.index("        - PolicyName: queue"):CFN.index("  Bounded:\n")]
+
+# Accepted: what the gate must not call new.
+PRECISION = [
+    ("cfn role logical id renamed", {"t.yaml": CFN},
+     {"t.yaml": CFN.replace("AppRole", "ApplicationRole")}, 0),
+    ("cfn inline policies reordered (paired by PolicyName)", {"t.yaml": CFN},
+     {"t.yaml": cfn(LOGS + QUEUE, QUEUE + LOGS)}, 0),
+    ("cfn an attachment that adds nothing the role held (AmazonEC2ReadOnlyAccess beside ReadOnlyAccess)",
+     {"t.yaml": CFN}, {"t.yaml": cfn("        - arn:aws:iam::aws:policy/ReadOnlyAccess\n",
+                                      "        - arn:aws:iam::aws:policy/ReadOnlyAccess\n"
+                                      "        - arn:aws:iam::aws:policy/AmazonEC2ReadOnlyAccess\n")}, 0),
+    ("tf a Deny policy moved to another file of the module",
+     {"main.tf": TF}, {"main.tf": TF[:TF.index('resource "aws_iam_policy" "guard"')],
+                       "guard.tf": TF[TF.index('resource "aws_iam_policy" "guard"'):]}, 0),
+    ("tf a narrowing", {"main.tf": TF},
+     {"main.tf": tf('Action = ["logs:PutLogEvents"]', 'Action = ["logs:PutLogEvents"], Condition = { Bool = { "aws:SecureTransport" = "true" } }')}, 0),
+]
+
+
+def single(files: dict) -> tuple[str, str] | None:
+    return next(iter(files.items())) if len(files) == 1 else None
+
+
+def through_verify(tmp_path, base: dict, head: dict) -> int | None:
+    """`refiner verify BASE HEAD` on a case of one file (None for a case of several)."""
+    if single(base) is None or single(head) is None or single(base)[0] != single(head)[0]:
+        return None
+    name = single(base)[0]
+    (tmp_path / "base").mkdir()
+    (tmp_path / "head").mkdir()
+    (tmp_path / "base" / name).write_text(base[name])
+    (tmp_path / "head" / name).write_text(head[name])
+    return refiner(["verify", str(tmp_path / "base" / name), str(tmp_path / "head" / name)])
+
+
+def git(repository, *args: str) -> None:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    subprocess.run(["git", *args], cwd=repository, env=env, check=True, capture_output=True)
+
+
+def commit_files(repository, files: dict, message: str) -> None:
+    for path in list(repository.rglob("*")):
+        if path.is_file() and ".git" not in path.parts:
+            path.unlink()
+    for name, text in files.items():
+        target = repository / "infra" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    git(repository, "add", "-A")
+    git(repository, "commit", "-q", "--allow-empty", "-m", message)
+
+
+def repository_with(tmp_path, base: dict, head: dict):
+    repository = tmp_path / "repo"
+    repository.mkdir()
+    git(repository, "init", "-q", "-b", "main")
+    commit_files(repository, base, "base")
+    git(repository, "checkout", "-q", "-b", "feature")
+    commit_files(repository, head, "head")
+    return repository
+
+
+def through_action(tmp_path, monkeypatch, base: dict, head: dict) -> int:
+    """The Action's script (python -m refiner.iac.action) on a real git repository."""
+    repository = repository_with(tmp_path, base, head)
+    monkeypatch.chdir(repository)
+    return action.main(["--base", "main", "--head", "feature"])
+
+
+@pytest.mark.parametrize(("case", "bullet", "base", "head", "expected"), CASES,
+                         ids=[c[0] for c in CASES])
+def test_each_way_past_the_gate_is_closed(tmp_path, monkeypatch, capsys, case, bullet, base,
+                                          head, expected):
+    verified = through_verify(tmp_path, base, head)
+    out = capsys.readouterr().out
+    if verified is not None:
+        assert verified == expected, out
+    assert through_action(tmp_path, monkeypatch, base, head) == expected, capsys.readouterr()
+
+
+@pytest.mark.parametrize(("case", "base", "head", "expected"), PRECISION,
+                         ids=[c[0] for c in PRECISION])
+def test_what_is_not_new_is_accepted(tmp_path, monkeypatch, capsys, case, base, head,
+                                     expected):
+    verified = through_verify(tmp_path, base, head)
+    out = capsys.readouterr().out
+    if verified is not None:
+        assert verified == expected, out
+    assert through_action(tmp_path, monkeypatch, base, head) == expected, capsys.readouterr()
