@@ -5,8 +5,10 @@ reported in the closing note."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+from dataclasses import dataclass
 
 import pytest
 
@@ -363,6 +365,11 @@ PRECISION = [
 ]
 
 
+@dataclass(frozen=True)
+class Link:
+    target: str
+
+
 def single(files: dict) -> tuple[str, str] | None:
     return next(iter(files.items())) if len(files) == 1 else None
 
@@ -389,10 +396,15 @@ def commit_files(repository, files: dict, message: str) -> None:
     for path in list(repository.rglob("*")):
         if path.is_file() and ".git" not in path.parts:
             path.unlink()
-    for name, text in files.items():
+    for name, content in files.items():
         target = repository / "infra" / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
+        if isinstance(content, Link):
+            target.symlink_to(content.target)
+        elif isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content)
     git(repository, "add", "-A")
     git(repository, "commit", "-q", "--allow-empty", "-m", message)
 
@@ -434,3 +446,84 @@ def test_what_is_not_new_is_accepted(tmp_path, monkeypatch, capsys, case, base, 
     if verified is not None:
         assert verified == expected, out
     assert through_action(tmp_path, monkeypatch, base, head) == expected, capsys.readouterr()
+
+
+POLICY = json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "*"}]}, indent=2) + "\n"
+WIDE = POLICY.replace("s3:GetObject", "s3:*")
+DENY = POLICY.replace("Allow", "Deny")
+FLOW = ('{"Resources": {"Role": {"Type": "AWS::IAM::Role", "Properties": {'
+        '"AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": []}, '
+        '"ManagedPolicyArns": ["arn:aws:iam::aws:policy/SecurityAudit"]}}}}\n')
+QUOTED = CFN.replace("\nResources:\n", '\n"Resources":\n')
+TEMPLATE_USE = tf_plus('resource "aws_iam_policy" "t" {\n  name   = "t"\n'
+                       '  policy = templatefile("${path.module}/p.tftpl", {})\n}\n')
+VARIABLES = 'variable "extra" {\n  default = "arn:aws:iam::aws:policy/SecurityAudit"\n}\n'
+USES_EXTRA = tf_plus(ATTACH_ADMIN.replace(f'"{ADMIN}"', "var.extra"))
+
+# Cases only a repository has: (case, BASE files, HEAD files, expected exit code).
+REPOSITORY_CASES = [
+    ("a path git quotes (non-ASCII)", {"polítique.json": POLICY}, {"polítique.json": WIDE}, 1),
+    ("a policy file replaced by a symbolic link", {"p.json": POLICY, "wide.txt": WIDE},
+     {"p.json": Link("wide.txt"), "wide.txt": WIDE}, 3),
+    ("a policy file that is not UTF-8", {"p.json": POLICY},
+     {"p.json": WIDE.encode("utf-16")}, 3),
+    ("JSON with a trailing comma", {"p.json": POLICY}, {"p.json": WIDE.replace('"*"\n', '"*",\n')}, 3),
+    ("JSON with a repeated key", {"p.json": POLICY},
+     {"p.json": WIDE.replace('"Effect": "Allow"', '"Effect": "Deny", "Effect": "Allow"')}, 3),
+    ("YAML with a quoted Resources key", {"t.yaml": CFN},
+     {"t.yaml": QUOTED.replace(TRUST_LAMBDA, "Principal: {AWS: '*'}")}, 3),
+    ("a CloudFormation template in flow style", {"t.yaml": FLOW},
+     {"t.yaml": FLOW.replace("SecurityAudit", "AdministratorAccess")}, 1),
+    ("a template named without a known suffix", {"stack.cfn": FLOW},
+     {"stack.cfn": FLOW.replace("SecurityAudit", "AdministratorAccess")}, 1),
+    ("a Deny policy file deleted", {"deny.json": DENY, "p.json": POLICY}, {"p.json": POLICY}, 1),
+    ("a variable in another .tf", {"main.tf": USES_EXTRA, "variables.tf": VARIABLES},
+     {"main.tf": USES_EXTRA, "variables.tf": VARIABLES.replace("SecurityAudit", "AdministratorAccess")}, 3),
+    ("terraform.tfvars", {"main.tf": USES_EXTRA, "variables.tf": VARIABLES,
+                          "terraform.tfvars": 'extra = "arn:aws:iam::aws:policy/SecurityAudit"\n'},
+     {"main.tf": USES_EXTRA, "variables.tf": VARIABLES,
+      "terraform.tfvars": f'extra = "{ADMIN}"\n'}, 3),
+    ("templatefile() with a .tftpl", {"main.tf": TEMPLATE_USE, "p.tftpl": POLICY},
+     {"main.tf": TEMPLATE_USE, "p.tftpl": WIDE}, 3),
+]
+
+
+@pytest.mark.parametrize(("case", "base", "head", "expected"), REPOSITORY_CASES,
+                         ids=[c[0] for c in REPOSITORY_CASES])
+def test_what_a_repository_holds_is_judged(tmp_path, monkeypatch, capsys, case, base, head,
+                                           expected):
+    assert through_action(tmp_path, monkeypatch, base, head) == expected, capsys.readouterr()
+
+
+def test_a_file_over_the_size_limit_is_unknown(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(action, "MAX_INPUT_BYTES", len(POLICY) + 10)
+    code = through_action(tmp_path, monkeypatch, {"p.json": POLICY},
+                          {"p.json": WIDE + " " * 100})
+    out = capsys.readouterr().out
+    assert code == 3
+    assert "infra/p.json:1: unknown" in out and "larger than" in out
+
+
+@pytest.mark.parametrize("base", ["", "  ", "0" * 40, "no-such-branch"])
+def test_an_empty_or_missing_base_is_an_error(tmp_path, monkeypatch, capsys, base):
+    repository_with(tmp_path, {"p.json": POLICY}, {"p.json": WIDE})
+    monkeypatch.chdir(tmp_path / "repo")
+    assert action.main(["--base", base, "--head", "feature"]) == 2
+    assert "nothing was judged" in capsys.readouterr().err or base == "no-such-branch"
+
+
+def test_a_pull_request_is_judged_against_where_it_left_its_base(tmp_path, monkeypatch,
+                                                                    capsys):
+    """The base branch narrows a policy after the pull request left it; the pull request does
+    not touch that policy: comparing with the base's tip would call it a widening."""
+    repository = repository_with(tmp_path, {"p.json": WIDE, "q.json": POLICY},
+                                 {"p.json": WIDE, "q.json": POLICY.replace("s3:GetObject",
+                                                                           "s3:GetObjectTagging")})
+    git(repository, "checkout", "-q", "main")
+    (repository / "infra" / "p.json").write_text(POLICY)
+    git(repository, "commit", "-q", "-am", "narrow on main")
+    monkeypatch.chdir(repository)
+    assert action.main(["--base", "main", "--head", "feature"]) == 1  # q.json widened
+    out = capsys.readouterr().out
+    assert "q.json" in out and "p.json" not in out
