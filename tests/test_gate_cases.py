@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 
@@ -393,9 +394,7 @@ def git(repository, *args: str) -> None:
 
 
 def commit_files(repository, files: dict, message: str) -> None:
-    for path in list(repository.rglob("*")):
-        if path.is_file() and ".git" not in path.parts:
-            path.unlink()
+    shutil.rmtree(repository / "infra", ignore_errors=True)
     for name, content in files.items():
         target = repository / "infra" / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -477,6 +476,8 @@ REPOSITORY_CASES = [
      {"t.yaml": FLOW.replace("SecurityAudit", "AdministratorAccess")}, 1),
     ("a template named without a known suffix", {"stack.cfn": FLOW},
      {"stack.cfn": FLOW.replace("SecurityAudit", "AdministratorAccess")}, 1),
+    ("a directory replaced by a link to another", {"t/p.json": POLICY, "wide/p.json": WIDE},
+     {"t": Link("wide"), "wide/p.json": WIDE}, 3),
     ("a Deny policy file deleted", {"deny.json": DENY, "p.json": POLICY}, {"p.json": POLICY}, 1),
     ("a variable in another .tf", {"main.tf": USES_EXTRA, "variables.tf": VARIABLES},
      {"main.tf": USES_EXTRA, "variables.tf": VARIABLES.replace("SecurityAudit", "AdministratorAccess")}, 3),

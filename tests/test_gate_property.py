@@ -102,7 +102,7 @@ def can_do(template: dict, principal: str) -> set[str]:
     for group in own.get("Groups", []):
         documents += [p["PolicyDocument"]
                       for p in resources[group["Ref"]]["Properties"]["Policies"]]
-    for name, resource in resources.items():
+    for resource in resources.values():
         if resource["Type"] == "AWS::IAM::ManagedPolicy" and any(
                 ref == {"Ref": principal} for key in ("Roles", "Users")
                 for ref in resource["Properties"].get(key, [])):

@@ -123,6 +123,8 @@ def version_at(root: str, commit: str | None, path: str) -> Version:
     mode, kind, _ = entry.split(b" ", 2)
     if mode == b"120000":
         return Version(problem="a symbolic link: the gate reads no file through a link")
+    if kind == b"commit":
+        return Version(problem="a submodule: the gate does not read another repository")
     if kind != b"blob":
         return Version()
     size = git(root, "cat-file", "-s", f"{commit}:{path}")
@@ -148,8 +150,11 @@ def files_in(root: str, commit: str | None, directory: str) -> list[str]:
 
 
 def looks_like_iam(path: str, *versions: Version) -> bool:
+    """Whether a changed path may hold IAM: by its name, its text, or because it is a link
+    or a submodule (what a deployer reads through it is not in this change)."""
     return path.lower().endswith(SUFFIXES) or any(
-        v.text is not None and IAM_MARKERS.search(v.text) for v in versions)
+        v.text is not None and IAM_MARKERS.search(v.text) or v.problem is not None and
+        ("link" in v.problem or "submodule" in v.problem) for v in versions)
 
 
 @dataclass

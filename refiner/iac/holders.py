@@ -176,6 +176,9 @@ def read_holdings(template, policies: dict | None = None) -> Holdings:
                 part.path = template.path
     for other in holdings.others.values():
         other.path = other.path or template.path
+    # Two inline policies of one owner with one name: AWS keeps one; pair them by position.
+    named = list(holdings.pairing.values())
+    holdings.pairing = {k: v for k, v in holdings.pairing.items() if named.count(v) == 1}
     return holdings.unify()
 
 
