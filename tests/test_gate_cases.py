@@ -361,6 +361,8 @@ PRECISION = [
     ("tf a Deny policy moved to another file of the module",
      {"main.tf": TF}, {"main.tf": TF[:TF.index('resource "aws_iam_policy" "guard"')],
                        "guard.tf": TF[TF.index('resource "aws_iam_policy" "guard"'):]}, 0),
+    ("sam a function's code and memory changed", {"t.yaml": SAM},
+     {"t.yaml": SAM.replace("CodeUri: src/", "CodeUri: src2/\n      MemorySize: 512")}, 0),
     ("tf a narrowing", {"main.tf": TF},
      {"main.tf": tf('Action = ["logs:PutLogEvents"]', 'Action = ["logs:PutLogEvents"], Condition = { Bool = { "aws:SecureTransport" = "true" } }')}, 0),
 ]

@@ -341,13 +341,13 @@ class _CloudFormation:
                 holdings.others[logical] = Other(
                     logical, self.line(where), "a resource that exists only under a Condition"
                     if "Condition" in resource else f"Properties is {_intrinsic(properties)}",
-                    canonical(resource))
+                    canonical(_without_documents(kind, resource)))
             elif kind not in CFN_MODELLED and (_GRANTING_TYPE.search(kind) or any(
                     _POLICY_KEY.search(k) for k in (properties or {})
                     if isinstance(properties, dict))):
                 holdings.others[logical] = Other(logical, self.line(where),
                                                  f"{kind} (not modelled by the gate)",
-                                                 canonical(resource))
+                                                 canonical(_granting_part(kind, resource)))
         for logical, resource in self.resources.items():
             if isinstance(resource, dict) and resource.get("Type") in CFN_MODELLED:
                 properties = resource.get("Properties")
@@ -485,9 +485,44 @@ class _CloudFormation:
 
     def unresolved(self, logical: str, line: int, what: str, value: object) -> None:
         """An attachment to a principal an expression names: judged only as unchanged."""
+        resource = self.resources.get(logical)
         self.holdings.others[f"{logical} {canonical(value)}"] = Other(
             logical, line, f"{what} named by {_intrinsic(value) or 'a value'} (not resolved)",
-            self.inputs(self.resources.get(logical)))
+            canonical(_without_documents(resource.get("Type"), resource)))
+
+
+# What of a SAM resource can grant: its role, policies, the permissions its events and
+# authorizers add, connectors.
+SAM_GRANTING = {"Policies", "Role", "RolePath", "PermissionsBoundary", "AssumeRolePolicyDocument",
+                "Events", "Auth", "Connectors", "FunctionUrlConfig", "Permissions"}
+
+
+def _granting_part(kind: str, resource: dict) -> dict:
+    """What of a resource not modelled can grant access: all of an IAM-like type; of a SAM
+    resource the SAM_GRANTING properties; of any other type its policy-like properties (so
+    that a code or memory change is not read as a change of who may do what)."""
+    resource = _without_documents(kind, resource)
+    properties = resource.get("Properties")
+    if not isinstance(properties, dict) or kind == "AWS::Serverless::Connector" or (
+            _GRANTING_TYPE.search(kind) and not kind.startswith("AWS::Serverless::")):
+        return resource
+    keep = SAM_GRANTING if kind.startswith("AWS::Serverless::") else \
+        {k for k in properties if _POLICY_KEY.search(k)}
+    return {**{k: v for k, v in resource.items() if k != "Properties"},
+            "Properties": {k: v for k, v in properties.items() if k in keep}}
+
+
+def _without_documents(kind: object, resource: dict) -> dict:
+    """A resource without the policy documents the gate judges itself (iac readers read
+    them as policies): what is left is what an Other compares."""
+    from .cloudformation import DOCUMENTS
+
+    properties = resource.get("Properties")
+    if not isinstance(properties, dict):
+        return resource
+    read = {"Policies"} if kind in PRINCIPAL_TYPES else \
+        {DOCUMENTS[kind][0]} if kind in DOCUMENTS else set()
+    return {**resource, "Properties": {k: v for k, v in properties.items() if k not in read}}
 
 
 def managed_arn(text: str, line: int) -> Held:
@@ -569,13 +604,22 @@ class _Terraform:
                 [b.type for b in block.blocks if b.type == "dynamic"]
             if type_name in TF_MODELLED and counted:
                 holdings.others[address] = Other(address, self.line(block.start),
-                                                 f"a resource made with {counted[0]}", raw)
-            elif type_name not in TF_MODELLED and (
-                    _GRANTING_TYPE.search(type_name) or any(
-                        _POLICY_KEY.search(a.name) for a in block.attributes)
-                    or any(_POLICY_KEY.search(b.type) for b in block.blocks)):
+                                                 f"a resource made with {counted[0]}",
+                                                 self.without_policy(block))
+            elif type_name not in TF_MODELLED and _GRANTING_TYPE.search(type_name):
                 holdings.others[address] = Other(address, self.line(block.start),
                                                  f"{type_name} (not modelled by the gate)", raw)
+            elif type_name not in TF_MODELLED and (
+                    any(_POLICY_KEY.search(a.name) for a in block.attributes)
+                    or any(_POLICY_KEY.search(b.type) for b in block.blocks)):
+                # Only what can grant: a change to anything else is no change of access.
+                holdings.others[address] = Other(address, self.line(block.start),
+                                                 f"{type_name} (not modelled by the gate)",
+                                                 canonical(
+                    {a.name: self.source(a.value) for a in block.attributes
+                     if _POLICY_KEY.search(a.name)} |
+                    {f"{b.type} {n}": self.text[b.start:b.end]
+                     for n, b in enumerate(block.blocks) if _POLICY_KEY.search(b.type)}))
         for address, block in self.blocks.items():
             if not address.startswith("data.") and block.labels[0] in TF_MODELLED:
                 self.resource(address, block)
@@ -746,7 +790,13 @@ class _Terraform:
     def unresolved(self, address: str, block, what: str) -> None:
         self.holdings.others[f"{address} {what}"] = Other(
             address, self.line(block.start), f"{what} named by an expression (not resolved)",
-            self.text[block.start:block.end])
+            self.without_policy(block))
+
+    def without_policy(self, block) -> str:
+        """A block as written but for the policy document the gate judges itself."""
+        return canonical({"attributes": {a.name: self.source(a.value) for a in block.attributes
+                                         if a.name != "policy"},
+                          "blocks": [self.text[b.start:b.end] for b in block.blocks]})
 
 
 class _TerraformJson:
