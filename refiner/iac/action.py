@@ -1,17 +1,21 @@
-"""The pull-request gate: the policy files a change touches must grant nothing new.
+"""The pull-request gate: the IAM a change touches must give no principal anything new.
 
     python -m refiner.iac.action --base BASE [--head HEAD] [--sarif FILE] [FILE ...]
 
-Without FILE, the files are those `git diff --name-only BASE...HEAD` names (what a pull request
-changes since it left BASE); with FILE (pre-commit passes the staged files), those. HEAD's
-version of a file is `git show HEAD:path` when --head is given, else the working tree's;
-BASE's is `git show BASE:path` (a file new in HEAD has no policy in BASE). Policy files are
-plain IAM policies, CloudFormation templates (JSON, YAML) and Terraform files (.tf, .tf.json,
-plans); other files are skipped. Each is judged by the no-new-access gate (refiner.gate), and
-one SARIF log gets every verdict at its file and line, paths relative to the repository root.
-Exit code: 1 when something is rejected, else 2 when a file could not be read, else 3 when a
-proof had no answer, else 0. The GitHub Action (action.yml) and the pre-commit hook
-(.pre-commit-hooks.yaml) run this."""
+BASE is compared where HEAD left it (`git merge-base BASE HEAD`); an empty or unknown BASE is
+an error (exit 2): a gate with nothing to compare with would judge nothing. Without FILE, the
+files are those `git diff -z` names between the two (any byte in a name); with FILE
+(pre-commit passes the staged files), those, and the files deleted since BASE. HEAD's version
+of a file is read from git when --head is given, else from the working tree. Policy files,
+CloudFormation templates and Terraform files are judged by the no-new-access gate
+(refiner.gate): by name or, whatever the name, by content that looks like IAM; the Terraform
+files of one directory are judged together (a module: resources, variables, .tfvars and
+templates across files). A file that cannot be read (a symbolic link, a submodule, over the
+size limit, not UTF-8, not parsed) is `unknown` at its path, never skipped or "deleted". One
+SARIF log gets every verdict at its file and line, paths relative to the repository root; the
+summary line says what was judged and what the gate cannot judge. Exit code: 1 when something
+is rejected, else 3 when something is unknown, else 0; 2 for bad input. The GitHub Action
+(action.yml) and the pre-commit hook (.pre-commit-hooks.yaml) run this."""
 
 from __future__ import annotations
 
@@ -331,6 +335,9 @@ def run(args) -> int:
     if args.files:
         here = Path.cwd()
         paths = [os.path.relpath(here / f, root).replace(os.sep, "/") for f in args.files]
+        # pre-commit passes no deleted file: a deleted Deny policy is a widening all the same.
+        paths += [p for p in changed_files(root, base, head)
+                  if p not in paths and not version_at(root, head, p).present]
     else:
         paths = changed_files(root, base, head)
     units = units_for(root, base, head, paths)
