@@ -80,8 +80,15 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
     gate_checker = Checker([], [], [], timeout_ms, record) if unused is None else None
     if context_changed is None:
         context_changed = base.context != head.context
-    holdings = (read_holdings(base), read_holdings(head)) if gate_checker is not None and \
-        principals else (Holdings(), Holdings())
+    holdings = (Holdings(), Holdings())
+    if gate_checker is not None and principals:
+        try:
+            holdings = (read_holdings(base), read_holdings(head))
+        except Exception as error:  # whatever fails, the gate fails closed
+            principals = False
+            result.verdicts.append(Verdict("", Violation(
+                "unknown", -1, None, f"who holds what in {head.path} could not be read "
+                f"({type(error).__name__}: {error}): the principals are not judged"), 1))
     held = {h.policy_id for p in holdings[1].principals.values()
             for h in [*p.documents, p.boundary] if h is not None and h.policy_id}
     before = {holdings[0].pairing.get(p.id, p.id): p for p in base.policies}
