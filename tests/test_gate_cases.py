@@ -334,6 +334,11 @@ CASES = [
      {"main.tf": tf_plus('module "roles" {\n  source = "./roles"\n  policy = "AdministratorAccess"\n}\n')}, 3),
     ("cfn !GetAtt of an SSM parameter's value", "expressions",
      {"t.yaml": CFN}, {"t.yaml": cfn("      Value: arn:aws:iam::aws:policy/SecurityAudit", f"      Value: {ADMIN}")}, 3),
+    ("cfn a function moved to another role", "expressions",
+     {"t.yaml": CFN + "  Fn:\n    Type: AWS::Lambda::Function\n    Properties:\n"
+                      "      Role: !GetAtt Bounded.Arn\n      Code: {ZipFile: x}\n"},
+     {"t.yaml": CFN + "  Fn:\n    Type: AWS::Lambda::Function\n    Properties:\n"
+                      "      Role: !GetAtt AppRole.Arn\n      Code: {ZipFile: x}\n"}, 3),
     # Deleted guardrails
     ("cfn Deny policy deleted", "deleted guardrails",
      {"t.yaml": CFN}, {"t.yaml": CFN[:CFN.index("  Guard:\n")] + CFN[CFN.index("  Bucket:\n"):]}, 1),
@@ -487,6 +492,9 @@ REPOSITORY_CASES = [
                           "terraform.tfvars": 'extra = "arn:aws:iam::aws:policy/SecurityAudit"\n'},
      {"main.tf": USES_EXTRA, "variables.tf": VARIABLES,
       "terraform.tfvars": f'extra = "{ADMIN}"\n'}, 3),
+    ("a Terraform override file", {"main.tf": TF},
+     {"main.tf": TF, "main_override.tf": 'resource "aws_iam_policy" "guard" {\n'
+      '  policy = jsonencode({ Version = "2012-10-17", Statement = [] })\n}\n'}, 1),
     ("templatefile() with a .tftpl", {"main.tf": TEMPLATE_USE, "p.tftpl": POLICY},
      {"main.tf": TEMPLATE_USE, "p.tftpl": WIDE}, 3),
 ]
@@ -497,6 +505,13 @@ REPOSITORY_CASES = [
 def test_what_a_repository_holds_is_judged(tmp_path, monkeypatch, capsys, case, base, head,
                                            expected):
     assert through_action(tmp_path, monkeypatch, base, head) == expected, capsys.readouterr()
+
+
+def test_an_override_file_is_unknown(tmp_path, monkeypatch, capsys):
+    override = 'resource "aws_iam_role" "app" {\n  name = "app"\n}\n'
+    assert through_action(tmp_path, monkeypatch, {"main.tf": TF},
+                          {"main.tf": TF, "override.tf": override}) == 3
+    assert "infra/override.tf:1: unknown" in capsys.readouterr().out
 
 
 def test_a_file_over_the_size_limit_is_unknown(tmp_path, monkeypatch, capsys):

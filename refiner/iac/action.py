@@ -46,6 +46,7 @@ IAM_MARKERS = re.compile(r"""["']?(Statement|Resources|AssumeRolePolicyDocument|
                          r"""["']?\s*[:=]|AWS::IAM::|AWS::Serverless::|\baws_iam_|"""
                          r"""resource\s+"aws_|\biam:""")
 NO_COMMIT = re.compile(r"^0+$")
+OVERRIDE = re.compile(r"(^|/)([^/]*_)?override\.tf(\.json)?$")
 
 
 def git(root: str, *arguments: str) -> subprocess.CompletedProcess:
@@ -234,12 +235,16 @@ def judge(units: list[Unit], timeout_ms: int, allow_new: bool):
             if before is None and after is None:
                 continue
             kind = (after or before).kind
-            found = compare_templates(before or Template(path, kind, "", []),
-                                      after or Template(path, kind, "", []), None, None,
-                                      timeout_ms, allow_new, principals=not unit.module,
-                                      context_changed=changed if unit.module else None,
-                                      elsewhere=([p for gone, _ in others for p in gone],
-                                                 [p for _, added in others for p in added]))
+            try:
+                found = compare_templates(before or Template(path, kind, "", []),
+                                          after or Template(path, kind, "", []), None, None,
+                                          timeout_ms, allow_new, principals=not unit.module,
+                                          context_changed=changed if unit.module else None,
+                                          elsewhere=([p for gone, _ in others for p in gone],
+                                                     [p for _, added in others for p in added]))
+            except InputError as error:
+                unknown(comparison, f"{path} cannot be judged: {error}")
+                continue
             comparison.verdicts += found.verdicts
             comparison.notes += found.notes
             comparison.queries += found.queries
@@ -249,6 +254,11 @@ def judge(units: list[Unit], timeout_ms: int, allow_new: bool):
                 comparison.kinds[kind_name] = comparison.kinds.get(kind_name, 0) + count
         if not unit.module or not templates:
             continue
+        for path, comparison, before, after in templates:
+            if OVERRIDE.search(path) and (before is None) != (after is None) or \
+                    OVERRIDE.search(path) and before is not None and before.text != after.text:
+                unknown(comparison, f"{path} is a Terraform override file: it changes blocks "
+                        "of other files, and the gate does not merge them")
         by_path = {path: comparison for path, comparison, _, _ in templates}
         first = templates[0][1]
         for name in unit.inputs:

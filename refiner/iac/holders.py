@@ -55,7 +55,9 @@ TF_TARGETS = {"role": ("role", False), "user": ("user", False), "group": ("group
 _GRANTING_TYPE = re.compile(r"(?i)^(AWS::(IAM|SSO|Serverless|Lambda::Permission|CloudFormation::"
                             r"Stack|Organizations)|aws_(iam|ssoadmin|lambda_permission|"
                             r"organizations)|.*(polic|permission))")
-_POLICY_KEY = re.compile(r"(?i)polic|permission|principal|trust|grant")
+# Property and attribute names that say who may do what, or which role a workload runs as
+# (a function moved to an admin role gains its access).
+_POLICY_KEY = re.compile(r"(?i)polic|permission|principal|trust|grant|role|instance_?profile")
 # An AWS managed policy ARN whose only expression is the partition.
 _PARTITION_ARN = re.compile(r'^"?arn:(?:aws[a-z-]*|\$\{[^}]*partition[^}]*\}):iam::aws:'
                             r'policy/((?:[\w+=,.@-]+/)*[\w+=,.@-]+)"?$')
@@ -667,6 +669,13 @@ class _Terraform:
 
     def located(self, ref: str, line: int, policy_id: str) -> Held:
         located = self.policies.get(policy_id)
+        block = self.blocks.get(policy_id)
+        policy = block.attribute("policy") if block is not None else None
+        if policy is not None and policy.value.kind == "unresolved" and \
+                policy.value.value.strip().startswith("data.aws_iam_policy_document."):
+            held = self.document_of(policy.value, line, ref)  # the data source's document
+            held.ref, held.policy_id = ref, policy_id
+            return held
         if located is None or not isinstance(located.document, dict):
             reason = located.refusal if located is not None and located.refusal else \
                 f"{policy_id} is not read"
