@@ -110,6 +110,9 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
                 "(parameters, conditions, mappings, variables, locals) changed: the gate "
                 "cannot tell what the policy admits"), policy.line))
             continue
+        if unused is None and kind != "identity" and original is None and allow_new_policies:
+            result.notes.append(f"{policy.id}: a new {kind} policy (--allow-new-policies)")
+            continue
         if unused is None and kind != "identity" and (
                 original is None or not same_json(original.document, policy.document)):
             result.verdicts.append(Verdict(policy.id, Violation(
@@ -172,6 +175,9 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
                         timeout_ms, solver, export, deadline, coarse)
         result.queries += report.queries
         result.verdicts += [Verdict(policy.id, v, 1) for v in report.verdicts]
+    if gate_checker is not None and (base.text != head.text or context_changed):
+        result.verdicts += [Verdict("", Violation("unknown", -1, None, f"{head.path}: {what}"),
+                                    line) for line, what in reader_unknowns(head)]
     if gate_checker is not None and principals:
         from .iac.gains import judge
 
@@ -191,6 +197,23 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
                         "solver-disagreement" if answer == "sat" else "unknown", -1, None,
                         f"z3 proved obligation {label} but cvc5 answers {answer}"), 1))
     return result
+
+
+def reader_unknowns(template) -> list[tuple[int, str]]:
+    """(line, what) of each construct the template reader says it does not model (iac
+    readers that say so: Template.unknowns); the gate takes none of them at its word."""
+    found = []
+    for entry in getattr(template, "unknowns", None) or []:
+        if isinstance(entry, tuple | list) and len(entry) >= 2:
+            line, what = entry[0], entry[1]
+        elif isinstance(entry, dict):
+            line, what = entry.get("line"), entry.get("reason") or entry.get("what")
+        else:
+            line = getattr(entry, "line", None)
+            what = next((getattr(entry, name) for name in ("reason", "what", "message")
+                         if getattr(entry, name, None)), str(entry))
+        found.append((line if isinstance(line, int) else 1, f"not modelled: {what}"))
+    return found
 
 
 def gone_and_added(base, head) -> tuple[list, list]:

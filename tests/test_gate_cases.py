@@ -545,3 +545,19 @@ def test_a_pull_request_is_judged_against_where_it_left_its_base(tmp_path, monke
     assert action.main(["--base", "main", "--head", "feature"]) == 1  # q.json widened
     out = capsys.readouterr().out
     assert "q.json" in out and "p.json" not in out
+
+
+def test_what_a_reader_does_not_model_is_unknown():
+    """A construct a template reader reports it does not model (Template.unknowns) makes the
+    changed template unknown at its line, whatever the reader's entry shape."""
+    from refiner.gate import compare_templates
+    from refiner.iac import template_from_text
+
+    base = template_from_text("t.yaml", CFN)
+    for entry in [(7, "a dynamic block"), {"line": 7, "reason": "a dynamic block"}]:
+        head = template_from_text("t.yaml", cfn("      UserName: ops\n",
+                                                "      UserName: ops\n      Path: /x/\n"))
+        head.unknowns = [entry]
+        verdicts = [(v.line, v.violation.kind, v.violation.message)
+                    for v in compare_templates(base, head).verdicts]
+        assert (7, "unknown", "t.yaml: not modelled: a dynamic block") in verdicts
