@@ -576,7 +576,7 @@ def _run_template_verify(args) -> int:
         text = sarif_for([(args.refined, comparison, plain)], __version__,
                          args.sarif_root or repository_root())
     else:
-        text = as_text(comparison, args.refined, plain, code)
+        text = as_text(comparison, args.refined, plain, code, not args.unused)
     _write_verify_report(args, text)
     return code
 

@@ -392,11 +392,17 @@ def labelled(verdict: Verdict, plain: bool) -> Violation:
                      v.pattern)
 
 
-def as_text(comparison: Comparison, head_path: str, plain: bool, code: int) -> str:
+def as_text(comparison: Comparison, head_path: str, plain: bool, code: int,
+            gate_mode: bool = False) -> str:
     lines = [f"{head_path}:{v.line}: {labelled(v, plain).describe()}" for v in comparison.verdicts]
     summary = {0: "accepted", 1: "rejected", 3: "not proven (see the unknown verdicts)"}[code]
+    scope = ""
+    if gate_mode:  # what the no-new-access gate judged, and what it cannot
+        judged = ", ".join(f"{comparison.kinds.get(k, 0)} {k}"
+                           for k in ("identity", "trust", "resource"))
+        scope = f"; judged {judged} policies, {comparison.principals} principals; {SCOPE}"
     return "".join(line + "\n" for line in lines) + \
-        f"refiner verify: {summary} ({comparison.queries} proof queries)\n"
+        f"refiner verify: {summary} ({comparison.queries} proof queries{scope})\n"
 
 
 def as_json(comparison: Comparison, code: int, inputs: dict) -> str:
