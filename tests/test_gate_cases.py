@@ -561,3 +561,20 @@ def test_what_a_reader_does_not_model_is_unknown():
         verdicts = [(v.line, v.violation.kind, v.violation.message)
                     for v in compare_templates(base, head).verdicts]
         assert (7, "unknown", "t.yaml: not modelled: a dynamic block") in verdicts
+
+
+def test_a_proven_widening_is_reported_beside_an_unknown_statement(tmp_path, capsys):
+    """One statement of the policy cannot be read (an Action from a parameter); the widening
+    of another is still proven and reported."""
+    unreadable = ("              - Effect: Allow\n                Action: !Ref Extra\n"
+                  "                Resource: '*'\n")
+    base_text = CFN.replace("              - Effect: Deny\n",
+                            unreadable + "              - Effect: Deny\n")
+    head_text = base_text.replace("Action: sqs:SendMessage", "Action: sqs:*")
+    (tmp_path / "b.yaml").write_text(base_text)
+    (tmp_path / "h.yaml").write_text(head_text)
+    code = refiner(["verify", str(tmp_path / "b.yaml"), str(tmp_path / "h.yaml")])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert ": unsound: statement 0: AppRole.Policies[1]: sqs:* admits" in out
+    assert "unknown" in out and "Action uses Ref" in out
