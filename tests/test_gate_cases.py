@@ -578,3 +578,15 @@ def test_a_proven_widening_is_reported_beside_an_unknown_statement(tmp_path, cap
     assert code == 1, out
     assert ": unsound: statement 0: AppRole.Policies[1]: sqs:* admits" in out
     assert "unknown" in out and "Action uses Ref" in out
+
+
+def test_the_python_api_gives_the_same_verdicts(tmp_path):
+    import refiner
+
+    (tmp_path / "b.yaml").write_text(CFN)
+    (tmp_path / "h.yaml").write_text(CASES[0][3]["t.yaml"])
+    result = refiner.no_new_access(tmp_path / "b.yaml", tmp_path / "h.yaml")
+    assert result.exit_code == 1 and not result.accepted
+    assert any(who == "AppRole" and v.kind == "unsound" and "AdministratorAccess" in v.message
+               for who, v, _ in result.verdicts)
+    assert refiner.no_new_access(tmp_path / "b.yaml", tmp_path / "b.yaml").accepted
