@@ -65,14 +65,16 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
                       export: bool = False, deadline: float | None = None,
                       coarse: bool = False, principals: bool = True,
                       context_changed: bool | None = None,
-                      elsewhere: tuple[list, list] = ([], [])) -> Comparison:
+                      elsewhere: tuple[list, list] = ([], []),
+                      held_in_module: frozenset[str] = frozenset()) -> Comparison:
     """Judge HEAD against BASE (iac.Template, a policy file being a template of one policy
     with id "policy"). Without unused: the no-new-access gate, policy by policy and (with
     principals) principal by principal (iac.gains); with it (a finding.Unused and a
     catalog): verify's checks of a refinement, policy by policy. context_changed: whether
     what expressions read changed (default: the templates' own context). elsewhere: the
     policies gone from and added to other files of the same change (a policy moved between
-    files pairs by content)."""
+    files pairs by content). held_in_module: ids of HEAD policies that principals hold, when
+    the principals are judged elsewhere (the files of a Terraform module, together)."""
     from .iac.holders import Holdings, read_holdings
 
     result = Comparison()
@@ -89,8 +91,8 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
             result.verdicts.append(Verdict("", Violation(
                 "unknown", -1, None, f"who holds what in {head.path} could not be read "
                 f"({type(error).__name__}: {error}): the principals are not judged"), 1))
-    held = {h.policy_id for p in holdings[1].principals.values()
-            for h in [*p.documents, p.boundary] if h is not None and h.policy_id}
+    held = held_in_module | {h.policy_id for p in holdings[1].principals.values()
+                             for h in [*p.documents, p.boundary] if h is not None and h.policy_id}
     before = {holdings[0].pairing.get(p.id, p.id): p for p in base.policies}
     after_ids = {holdings[1].pairing.get(p.id, p.id) for p in head.policies}
     added = [p for p in head.policies if holdings[1].pairing.get(p.id, p.id) not in before]

@@ -368,6 +368,10 @@ PRECISION = [
                        "guard.tf": TF[TF.index('resource "aws_iam_policy" "guard"'):]}, 0),
     ("sam a function's code and memory changed", {"t.yaml": SAM},
      {"t.yaml": SAM.replace("CodeUri: src/", "CodeUri: src2/\n      MemorySize: 512")}, 0),
+    ("tf a new inline policy in another file that adds nothing the role held", {"main.tf": TF},
+     {"main.tf": TF, "logs.tf": 'resource "aws_iam_role_policy" "more_logs" {\n'
+      '  role   = aws_iam_role.app.id\n  policy = jsonencode({ Version = "2012-10-17", '
+      'Statement = [{ Effect = "Allow", Action = "logs:PutLogEvents", Resource = "*" }] })\n}\n'}, 0),
     ("tf a narrowing", {"main.tf": TF},
      {"main.tf": tf('Action = ["logs:PutLogEvents"]', 'Action = ["logs:PutLogEvents"], Condition = { Bool = { "aws:SecureTransport" = "true" } }')}, 0),
 ]

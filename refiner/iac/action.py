@@ -202,7 +202,6 @@ def judge(units: list[Unit], timeout_ms: int, allow_new: bool):
     from ..prove import Checker, Violation
     from . import Template
     from .gains import judge as judge_principals
-    from .holders import Holdings, read_holdings
 
     def unknown(comparison: Comparison, message: str, line: int = 1) -> None:
         comparison.verdicts.append(Verdict("", Violation("unknown", -1, None, message), line))
@@ -221,6 +220,8 @@ def judge(units: list[Unit], timeout_ms: int, allow_new: bool):
                 continue
             templates.append((path, comparison, *sides))
         read.append((unit, templates))
+    module_holdings = {id(unit): _module_holdings(templates) if unit.module else None
+                       for unit, templates in read}
     sides = [(b, h) for _, templates in read for _, _, b, h in templates]
     moves = [gone_and_added(b, h) for b, h in sides]
     position = 0
@@ -235,13 +236,18 @@ def judge(units: list[Unit], timeout_ms: int, allow_new: bool):
             if before is None and after is None:
                 continue
             kind = (after or before).kind
+            holdings = module_holdings[id(unit)]
+            held = frozenset(h.policy_id for p in holdings[1].principals.values()
+                             for h in [*p.documents, p.boundary]
+                             if h is not None and h.policy_id) if holdings else frozenset()
             try:
                 found = compare_templates(before or Template(path, kind, "", []),
                                           after or Template(path, kind, "", []), None, None,
                                           timeout_ms, allow_new, principals=not unit.module,
                                           context_changed=changed if unit.module else None,
                                           elsewhere=([p for gone, _ in others for p in gone],
-                                                     [p for _, added in others for p in added]))
+                                                     [p for _, added in others for p in added]),
+                                          held_in_module=held)
             except InputError as error:
                 unknown(comparison, f"{path} cannot be judged: {error}")
                 continue
@@ -260,18 +266,15 @@ def judge(units: list[Unit], timeout_ms: int, allow_new: bool):
                 unknown(comparison, f"{path} is a Terraform override file: it changes blocks "
                         "of other files, and the gate does not merge them")
         by_path = {path: comparison for path, comparison, _, _ in templates}
-        first = templates[0][1]
+        first_path, first = templates[0][0], templates[0][1]
         for name in unit.inputs:
             unknown(first, f"{name} changed: Terraform reads it (variable values, templatefile, "
                     "file), and the gate does not")
-        holdings = []
-        for index in (2, 3):
-            side = [entry[index] for entry in templates if entry[index] is not None]
-            policies = {p.id: p for template in side for p in template.policies}
-            merged = Holdings()
-            for template in side:
-                merged = merged.merge(read_holdings(template, policies))
-            holdings.append(merged.unify())
+        holdings = module_holdings[id(unit)]
+        if holdings is None:
+            unknown(first, f"who holds what in {os.path.dirname(first_path) or '.'} could not "
+                    "be read: the principals are not judged")
+            continue
         checker = Checker([], [], [], timeout_ms)
         findings, notes, judged = judge_principals(*holdings, checker, allow_new, changed)
         first.principals += judged
@@ -281,6 +284,25 @@ def judge(units: list[Unit], timeout_ms: int, allow_new: bool):
             target = by_path.get(finding.path, first)
             target.verdicts.append(Verdict(finding.principal, finding.violation, finding.line))
     return results
+
+
+def _module_holdings(templates) -> tuple | None:
+    """(BASE, HEAD) holdings of the files of one Terraform module, references resolved across
+    them; None when they cannot be read."""
+    from .holders import Holdings, read_holdings
+
+    holdings = []
+    try:
+        for index in (2, 3):
+            side = [entry[index] for entry in templates if entry[index] is not None]
+            policies = {p.id: p for template in side for p in template.policies}
+            merged = Holdings()
+            for template in side:
+                merged = merged.merge(read_holdings(template, policies))
+            holdings.append(merged.unify())
+    except Exception:  # whatever fails, the principals are unknown (the caller says so)
+        return None
+    return tuple(holdings)
 
 
 def _template(path: str, version: Version, side: str, comparison, unknown):
