@@ -31,9 +31,9 @@ from .verification import REJECTING, Report, document_changes, pair_statements, 
 
 NO_STATEMENT = {"Version": "2012-10-17", "Statement": []}
 # What the gate's verdict covers, and what it cannot see (printed with every verdict).
-SCOPE = ("not judged: the values of deploy-time parameters and variables, SCPs and RCPs, "
-         "session policies, what is live in the account, and who trust and resource policies "
-         "admit (a change to one is unknown)")
+SCOPE = ("not judged: the values of deploy-time parameters and variables and of imports "
+         "from other stacks or states, SCPs and RCPs, session policies, what is live in the "
+         "account, and who trust and resource policies admit (a change to one is unknown)")
 # How an expression shows in a document read from a template (CloudFormation intrinsic
 # functions, Terraform references and interpolations).
 EXPRESSION_MARKERS = ('"Fn::', '{"Ref":', '{"Condition":', '{"terraform":', "${", "%{")
