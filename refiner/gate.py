@@ -80,6 +80,7 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
     result = Comparison()
     record = export or solver in ("cvc5", "both")
     gate_checker = Checker([], [], [], timeout_ms, record) if unused is None else None
+    explicit_context = context_changed is not None
     if context_changed is None:
         context_changed = base.context != head.context
     holdings = (Holdings(), Holdings())
@@ -105,7 +106,14 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
         if original is None and policy.id in moved:
             result.notes.append(f"{policy.id}: paired by content with {moved[policy.id].id}")
             continue
-        if unused is None and original is not None and context_changed and (
+        if unused is None and original is not None and original.document is not None and \
+                same_json(original.document, policy.document) is False and \
+                getattr(policy, "unknowns", None):
+            result.verdicts += [Verdict(policy.id, Violation(
+                "unknown", -1, None, f"{policy.id}: not modelled: {what}"), line)
+                for line, what in _unknown_entries(policy.unknowns)]
+        if unused is None and original is not None and _inputs_changed(
+                base, head, original, policy, context_changed, explicit_context) and (
                 _has_expressions(policy) or _has_expressions(original)):
             result.verdicts.append(Verdict(policy.id, Violation(
                 "unknown", -1, None, f"{policy.id} uses expressions, and what they read "
@@ -179,7 +187,7 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
         result.verdicts += [Verdict(policy.id, v, 1) for v in report.verdicts]
     if gate_checker is not None and (base.text != head.text or context_changed):
         result.verdicts += [Verdict("", Violation("unknown", -1, None, f"{head.path}: {what}"),
-                                    line) for line, what in reader_unknowns(head)]
+                                    line) for line, what in reader_unknowns(head, base)]
     if gate_checker is not None and principals:
         from .iac.gains import judge
 
@@ -201,11 +209,21 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
     return result
 
 
-def reader_unknowns(template) -> list[tuple[int, str]]:
+def reader_unknowns(template, base=None) -> list[tuple[int, str]]:
     """(line, what) of each construct the template reader says it does not model (iac
-    readers that say so: Template.unknowns); the gate takes none of them at its word."""
+    readers that say so: Template.unknowns, Located.unknowns) and BASE did not have: their
+    content is compared where the gate models who holds what (iac.holders), never taken at
+    its word; an unreadable file is unknown whatever BASE was."""
+    found = _unknown_entries(getattr(template, "unknowns", None))
+    if base is None or template.kind == "unreadable":
+        return found
+    before = {what for _, what in _unknown_entries(getattr(base, "unknowns", None))}
+    return [(line, what) for line, what in found if what not in before]
+
+
+def _unknown_entries(entries) -> list[tuple[int, str]]:
     found = []
-    for entry in getattr(template, "unknowns", None) or []:
+    for entry in entries or []:
         if isinstance(entry, tuple | list) and len(entry) >= 2:
             line, what = entry[0], entry[1]
         elif isinstance(entry, dict):
@@ -229,6 +247,19 @@ def gone_and_added(base, head) -> tuple[list, list]:
 def document_type(policy) -> str:
     """identity, trust or resource (iac readers that tell them apart say so; else identity)."""
     return getattr(policy, "document_type", None) or "identity"
+
+
+def _inputs_changed(base, head, original, policy, context_changed: bool,
+                    explicit: bool) -> bool:
+    """Whether what a policy's expressions read changed: per input when the reader says
+    what each document reads (Located.inputs, Template.definitions), else (or when the
+    context is judged for several files together) the whole context."""
+    inputs = getattr(policy, "inputs", None)
+    definitions = (getattr(base, "definitions", None), getattr(head, "definitions", None))
+    if explicit or inputs is None or definitions[0] is None or definitions[1] is None:
+        return context_changed
+    read = set(inputs) | set(getattr(original, "inputs", None) or ())
+    return any(definitions[0].get(name) != definitions[1].get(name) for name in read)
 
 
 def _paired_by_content(added: list, gone: list) -> dict:

@@ -498,7 +498,7 @@ REPOSITORY_CASES = [
       "terraform.tfvars": f'extra = "{ADMIN}"\n'}, 3),
     ("a Terraform override file", {"main.tf": TF},
      {"main.tf": TF, "main_override.tf": 'resource "aws_iam_policy" "guard" {\n'
-      '  policy = jsonencode({ Version = "2012-10-17", Statement = [] })\n}\n'}, 1),
+      '  policy = jsonencode({ Version = "2012-10-17", Statement = [] })\n}\n'}, 3),
     ("templatefile() with a .tftpl", {"main.tf": TEMPLATE_USE, "p.tftpl": POLICY},
      {"main.tf": TEMPLATE_USE, "p.tftpl": WIDE}, 3),
 ]

@@ -347,9 +347,12 @@ class _CloudFormation:
             elif kind not in CFN_MODELLED and (_GRANTING_TYPE.search(kind) or any(
                     _POLICY_KEY.search(k) for k in (properties or {})
                     if isinstance(properties, dict))):
+                read = frozenset(key for key in (properties or {}) if any(
+                    i == f"{logical}.{key}" or i.startswith(f"{logical}.{key}[")
+                    for i in self.policies)) if isinstance(properties, dict) else frozenset()
                 holdings.others[logical] = Other(logical, self.line(where),
                                                  f"{kind} (not modelled by the gate)",
-                                                 canonical(_granting_part(kind, resource)))
+                                                 canonical(_granting_part(kind, resource, read)))
         for logical, resource in self.resources.items():
             if isinstance(resource, dict) and resource.get("Type") in CFN_MODELLED:
                 properties = resource.get("Properties")
@@ -436,8 +439,11 @@ class _CloudFormation:
             policies = properties.get("Policies")
             if isinstance(policies, list):
                 for number, entry in enumerate(policies):
-                    policy_id = f"{logical}.Policies[{number}]"
                     name = entry.get("PolicyName") if isinstance(entry, dict) else None
+                    # Readers name an inline policy by its PolicyName or by its place.
+                    policy_id = next((i for i in (f"{logical}.Policies[{name}]",
+                                                  f"{logical}.Policies[{number}]")
+                                      if i in self.policies), f"{logical}.Policies[{number}]")
                     ref = f"inline {name}" if isinstance(name, str) else \
                         f"inline {canonical(name)}"
                     holdings.pairing[policy_id] = f"{logical}.Policies[{ref}]"
@@ -499,17 +505,21 @@ SAM_GRANTING = {"Policies", "Role", "RolePath", "PermissionsBoundary", "AssumeRo
                 "Events", "Auth", "Connectors", "FunctionUrlConfig", "Permissions"}
 
 
-def _granting_part(kind: str, resource: dict) -> dict:
+def _granting_part(kind: str, resource: dict, read: frozenset[str] = frozenset()) -> dict:
     """What of a resource not modelled can grant access: all of an IAM-like type; of a SAM
     resource the SAM_GRANTING properties; of any other type its policy-like properties (so
     that a code or memory change is not read as a change of who may do what)."""
     resource = _without_documents(kind, resource)
     properties = resource.get("Properties")
+    if isinstance(properties, dict) and read:  # documents the reader reads: judged as such
+        resource = {**resource, "Properties": {k: v for k, v in properties.items()
+                                               if k not in read}}
+        properties = resource["Properties"]
     if not isinstance(properties, dict) or kind == "AWS::Serverless::Connector" or (
             _GRANTING_TYPE.search(kind) and not kind.startswith("AWS::Serverless::")):
         return resource
-    keep = SAM_GRANTING if kind.startswith("AWS::Serverless::") else \
-        {k for k in properties if _POLICY_KEY.search(k)}
+    keep = SAM_GRANTING - read if kind.startswith("AWS::Serverless::") else \
+        {k for k in properties if _POLICY_KEY.search(k)} - read
     return {**{k: v for k, v in resource.items() if k != "Properties"},
             "Properties": {k: v for k, v in properties.items() if k in keep}}
 
