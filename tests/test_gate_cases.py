@@ -144,7 +144,7 @@ resource "aws_iam_role" "app" {
     name   = "logs"
     policy = jsonencode({
       Version   = "2012-10-17"
-      Statement = [{ Effect = "Allow", Action = ["logs:PutLogEvents"], Resource = "*" }]
+      Statement = [{ Effect = "Allow", Action = ["logs:CreateLogStream", "logs:PutLogEvents"], Resource = "*" }]
     })
   }
 }
@@ -280,8 +280,8 @@ CASES = [
      {"main.tf": TF}, {"main.tf": tf('Principal = { Service = "lambda.amazonaws.com" }',
                                      'Principal = { AWS = "444455556666" }')}, 3),
     ("tf inline_policy block gains a statement", "trust and other documents",
-     {"main.tf": TF}, {"main.tf": tf('Action = ["logs:PutLogEvents"], Resource = "*" }]',
-                                     'Action = ["logs:PutLogEvents"], Resource = "*" }, { Effect = "Allow", Action = "*", Resource = "*" }]')}, 1),
+     {"main.tf": TF}, {"main.tf": tf('Action = ["logs:CreateLogStream", "logs:PutLogEvents"], Resource = "*" }]',
+                                     'Action = ["logs:CreateLogStream", "logs:PutLogEvents"], Resource = "*" }, { Effect = "Allow", Action = "*", Resource = "*" }]')}, 1),
     ("tf aws_ssoadmin_permission_set_inline_policy", "trust and other documents",
      {"main.tf": tf_plus(SSO)}, {"main.tf": tf_plus(SSO.replace('"s3:GetObject"', '"*"'))}, 3),
     ("sam Function Policies gains AdministratorAccess", "trust and other documents",
@@ -373,7 +373,7 @@ PRECISION = [
       '  role   = aws_iam_role.app.id\n  policy = jsonencode({ Version = "2012-10-17", '
       'Statement = [{ Effect = "Allow", Action = "logs:PutLogEvents", Resource = "*" }] })\n}\n'}, 0),
     ("tf a narrowing", {"main.tf": TF},
-     {"main.tf": tf('Action = ["logs:PutLogEvents"]', 'Action = ["logs:PutLogEvents"], Condition = { Bool = { "aws:SecureTransport" = "true" } }')}, 0),
+     {"main.tf": tf('Action = ["logs:CreateLogStream", "logs:PutLogEvents"]', 'Action = ["logs:PutLogEvents"]')}, 0),
 ]
 
 
@@ -442,9 +442,12 @@ def test_each_way_past_the_gate_is_closed(tmp_path, monkeypatch, capsys, case, b
                                           head, expected):
     verified = through_verify(tmp_path, base, head)
     out = capsys.readouterr().out
+    # Never accepted: rejected, or unknown where the readers cannot tell (a reader that learns
+    # to read the construct may prove the widening instead: rejected then).
+    closed = {expected, 1} if expected == 3 else {expected}
     if verified is not None:
-        assert verified == expected, out
-    assert through_action(tmp_path, monkeypatch, base, head) == expected, capsys.readouterr()
+        assert verified in closed, out
+    assert through_action(tmp_path, monkeypatch, base, head) in closed, capsys.readouterr()
 
 
 @pytest.mark.parametrize(("case", "base", "head", "expected"), PRECISION,
@@ -508,7 +511,8 @@ REPOSITORY_CASES = [
                          ids=[c[0] for c in REPOSITORY_CASES])
 def test_what_a_repository_holds_is_judged(tmp_path, monkeypatch, capsys, case, base, head,
                                            expected):
-    assert through_action(tmp_path, monkeypatch, base, head) == expected, capsys.readouterr()
+    closed = {expected, 1} if expected == 3 else {expected}  # as in the table above
+    assert through_action(tmp_path, monkeypatch, base, head) in closed, capsys.readouterr()
 
 
 def test_an_override_file_is_unknown(tmp_path, monkeypatch, capsys):
@@ -580,7 +584,7 @@ def test_a_proven_widening_is_reported_beside_an_unknown_statement(tmp_path, cap
     code = refiner(["verify", str(tmp_path / "b.yaml"), str(tmp_path / "h.yaml")])
     out = capsys.readouterr().out
     assert code == 1, out
-    assert ": unsound: statement 0: AppRole.Policies[1]: sqs:* admits" in out
+    assert ": unsound: statement 0: AppRole.Policies[" in out and "]: sqs:* admits" in out
     assert "unknown" in out and "Action uses Ref" in out
 
 

@@ -41,7 +41,11 @@ TEMPLATE = {"Resources": {
         "Roles": [{"Ref": "RoleA"}, {"Ref": "RoleB"}]}}}}
 UNUSED = {"a-role": {"s3": ["DeleteObject", "ListBucket"], "cloudwatch": ["GetMetricData"]},
           "b-role": {"sqs": ["DeleteMessage"], "cloudwatch": ["GetMetricData"]}}
-HOLDS = {"a-role": ["RoleA.Policies[0]", "Shared"], "b-role": ["RoleB.Policies[0]", "Shared"]}
+# Policy ids as the reader names them (an inline policy by its place or its PolicyName).
+IDS = {p.id.split(".")[0]: p.id for p in template_from_text("t.json", json.dumps(TEMPLATE)).policies
+       if p.id.startswith(("RoleA.Policies", "RoleB.Policies", "Shared"))}
+A_OWN, B_OWN = IDS["RoleA"], IDS["RoleB"]
+HOLDS = {"a-role": [A_OWN, "Shared"], "b-role": [B_OWN, "Shared"]}
 
 
 def finding_for(tmp_path, name: str) -> str:
@@ -87,8 +91,8 @@ def unused_by(principal: str) -> set[str]:
 
 
 def original() -> dict:
-    return {"RoleA.Policies[0]": TEMPLATE["Resources"]["RoleA"]["Properties"]["Policies"][0][
-        "PolicyDocument"], "RoleB.Policies[0]": TEMPLATE["Resources"]["RoleB"]["Properties"][
+    return {A_OWN: TEMPLATE["Resources"]["RoleA"]["Properties"]["Policies"][0][
+        "PolicyDocument"], B_OWN: TEMPLATE["Resources"]["RoleB"]["Properties"][
         "Policies"][0]["PolicyDocument"],
         "Shared": TEMPLATE["Resources"]["Shared"]["Properties"]["PolicyDocument"]}
 
@@ -106,8 +110,8 @@ def test_one_principal_s_finding_refines_only_its_own_policies(tmp_path, capsys)
     code, documents, err = refine(tmp_path, capsys, "--unused", finding_for(tmp_path, "a-role"))
     assert code == 0, err
     check_per_principal(documents, ["a-role"])
-    assert "s3:DeleteObject" not in documents["RoleA.Policies[0]"]["Statement"][0]["Action"]
-    assert documents["RoleB.Policies[0]"] == original()["RoleB.Policies[0]"]
+    assert "s3:DeleteObject" not in documents[A_OWN]["Statement"][0]["Action"]
+    assert documents[B_OWN] == original()[B_OWN]
     assert documents["Shared"] == original()["Shared"]
     assert "Shared: shared with RoleB, whose finding is not given" in err
 
@@ -119,7 +123,7 @@ def test_a_shared_policy_is_refined_against_the_intersection(tmp_path, capsys):
     check_per_principal(documents, ["a-role", "b-role"])
     shared = allowed_by(documents["Shared"]["Statement"][0], ACTIONS)
     assert shared == {"cloudwatch:PutMetricData", "s3:ListBucket"}  # b-role lists buckets
-    assert "sqs:DeleteMessage" not in allowed_by(documents["RoleB.Policies[0]"]["Statement"][0],
+    assert "sqs:DeleteMessage" not in allowed_by(documents[B_OWN]["Statement"][0],
                                                  ACTIONS)
     assert can_do(documents, "a-role") == {"s3:GetObject", "s3:PutObject",
                                            "cloudwatch:PutMetricData", "s3:ListBucket"}
@@ -129,7 +133,7 @@ def test_policy_of_a_role_selects_its_policies_and_a_list_finding_warns(tmp_path
     code, documents, err = refine(tmp_path, capsys, "--unused", list_finding(tmp_path, "a-role"),
                                   "--policy", "RoleA")
     assert code == 0, err
-    assert documents["RoleB.Policies[0]"] == original()["RoleB.Policies[0]"]
+    assert documents[B_OWN] == original()[B_OWN]
     assert allowed_by(documents["Shared"]["Statement"][0], ACTIONS) == {
         "cloudwatch:PutMetricData"}
     assert "reach 2 principals (RoleA, RoleB)" in err
@@ -137,12 +141,12 @@ def test_policy_of_a_role_selects_its_policies_and_a_list_finding_warns(tmp_path
 
 def test_several_policy_options_accumulate(tmp_path, capsys):
     code, documents, err = refine(tmp_path, capsys, "--unused", finding_for(tmp_path, "b-role"),
-                                  "--policy", "RoleB.Policies[0]", "--policy", "RoleA")
+                                  "--policy", B_OWN, "--policy", "RoleA")
     assert code == 0, err
-    assert "sqs:DeleteMessage" not in allowed_by(documents["RoleB.Policies[0]"]["Statement"][0],
+    assert "sqs:DeleteMessage" not in allowed_by(documents[B_OWN]["Statement"][0],
                                                  ACTIONS)
-    assert documents["RoleA.Policies[0]"] == original()["RoleA.Policies[0]"]
-    assert "RoleA.Policies[0]: it reaches no principal a finding names" in err
+    assert documents[A_OWN] == original()[A_OWN]
+    assert f"{A_OWN}: it reaches no principal a finding names" in err
     assert "Shared: shared with RoleA, whose finding is not given" in err
 
 
