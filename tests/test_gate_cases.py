@@ -344,12 +344,20 @@ CASES = [
      {"t.yaml": CFN}, {"t.yaml": CFN[:CFN.index("  Guard:\n")] + CFN[CFN.index("  Bucket:\n"):]}, 1),
     ("cfn Deny policy detached", "deleted guardrails",
      {"t.yaml": CFN}, {"t.yaml": cfn("      Roles:\n        - !Ref AppRole\n  Bucket:", "  Bucket:")}, 1),
+    ("cfn a bucket policy with a Deny removed", "deleted guardrails",
+     {"t.yaml": cfn("          - Effect: Allow\n            Principal: {AWS: arn:aws:iam::111122223333:root}\n",
+                    "          - Effect: Deny\n            Principal: '*'\n            Action: s3:*\n"
+                    "            Resource: '*'\n            Condition: {Bool: {aws:SecureTransport: false}}\n"
+                    "          - Effect: Allow\n            Principal: {AWS: arn:aws:iam::111122223333:root}\n")},
+     {"t.yaml": CFN[:CFN.index("  BucketPolicy:\n")] + CFN[CFN.index("  PolicyArn:\n"):]}, 3),
     ("cfn Deny statement deleted", "deleted guardrails",
      {"t.yaml": CFN}, {"t.yaml": cfn("              - Effect: Deny\n                Action: sqs:DeleteQueue\n                Resource: '*'\n", "")}, 1),
     ("tf Deny attachment deleted", "deleted guardrails",
      {"main.tf": TF}, {"main.tf": TF[:TF.index('resource "aws_iam_role_policy_attachment" "guard"')]}, 1),
 ]
 
+FUNCTION = ("  Fn:\n    Type: AWS::Lambda::Function\n    Properties:\n"
+            "      Role: !GetAtt AppRole.Arn\n      Code: {ZipFile: x}\n")
 LOGS = CFN[CFN.index("        - PolicyName: logs"):CFN.index("        - PolicyName: queue")]
 QUEUE = CFN[CFN.index("        - PolicyName: queue"):CFN.index("  Bounded:\n")]
 
@@ -372,6 +380,7 @@ PRECISION = [
      {"main.tf": TF, "logs.tf": 'resource "aws_iam_role_policy" "more_logs" {\n'
       '  role   = aws_iam_role.app.id\n  policy = jsonencode({ Version = "2012-10-17", '
       'Statement = [{ Effect = "Allow", Action = "logs:PutLogEvents", Resource = "*" }] })\n}\n'}, 0),
+    ("cfn a function removed", {"t.yaml": CFN + FUNCTION}, {"t.yaml": CFN}, 0),
     ("tf a narrowing", {"main.tf": TF},
      {"main.tf": tf('Action = ["logs:CreateLogStream", "logs:PutLogEvents"]', 'Action = ["logs:PutLogEvents"]')}, 0),
 ]

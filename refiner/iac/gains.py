@@ -41,7 +41,7 @@ def judge(base: Holdings, head: Holdings, checker: Checker, allow_new: bool = Fa
                 f"{other.key}: {other.what}: it changed, and the gate cannot tell what it "
                 "grants"), other.line, other.path))
     for key, other in base.others.items():
-        if key not in head.others:
+        if key not in head.others and other.may_deny:
             findings.append(Finding("", _unknown(
                 f"{other.key}: {other.what} was removed: the gate cannot tell what it denied "
                 "or bounded"), 1, other.path))

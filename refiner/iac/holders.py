@@ -105,6 +105,13 @@ class Other:
     raw: str
     path: str = ""
 
+    @property
+    def may_deny(self) -> bool:
+        """Whether removing it may remove a Deny: its text holds one, or does not show what
+        it holds (a module, a nested stack, a macro, Fn::ForEach, a data source)."""
+        return "Deny" in self.raw or any(word in self.what for word in (
+            "module", "macro", "ForEach", "data source", "Stack", "Application"))
+
 
 @dataclass
 class Holdings:
