@@ -127,3 +127,87 @@ def test_a_head_that_grants_a_principal_more_is_never_accepted(change):
         assert code != 0, (kind, [v.violation.describe() for v in comparison.verdicts])
     if kind == "trust":
         assert code == 3  # until the kernel reads whole statements
+
+
+@st.composite
+def terraform_changes(draw) -> tuple[str, str, str, dict, dict]:
+    """(BASE .tf, HEAD .tf, what HEAD adds, BASE model, HEAD model): roles with inline
+    policies and attached AWS managed policies, users in groups with group policies; HEAD
+    adds one attachment, membership or trust principal. The model is what the oracle reads."""
+    some = st.lists(st.sampled_from(PATTERNS), min_size=1, max_size=3, unique=True)
+    model = {"roles": {f"r{n}": {"inline": draw(some), "arns": draw(
+                 st.lists(st.sampled_from(MANAGED), max_size=1)), "trust": ""}
+                       for n in range(draw(st.integers(1, 3)))},
+             "groups": {f"g{n}": draw(some) for n in range(draw(st.integers(1, 2)))},
+             "users": {}}
+    model["users"] = {f"u{n}": draw(st.lists(st.sampled_from(sorted(model["groups"])),
+                                             unique=True, max_size=1))
+                      for n in range(draw(st.integers(1, 2)))}
+    head = copy.deepcopy(model)
+    kind = draw(st.sampled_from(["attachment", "membership", "trust"]))
+    if kind == "attachment":
+        head["roles"][draw(st.sampled_from(sorted(head["roles"])))]["arns"].append(
+            draw(st.sampled_from(MANAGED)))
+    elif kind == "membership":
+        head["users"][draw(st.sampled_from(sorted(head["users"])))].append(
+            draw(st.sampled_from(sorted(head["groups"]))))
+    else:
+        head["roles"][draw(st.sampled_from(sorted(head["roles"])))]["trust"] = draw(
+            st.sampled_from(['"*"', '"444455556666"']))
+    return terraform(model), terraform(head), kind, model, head
+
+
+def terraform(model: dict) -> str:
+    def doc(patterns):
+        return "jsonencode({ Version = \"2012-10-17\", Statement = [{ Effect = \"Allow\", " \
+            f"Action = {json.dumps(patterns)}, Resource = \"*\" }}] }})"
+
+    text = []
+    for name, role in model["roles"].items():
+        principal = f", Principal = {{ AWS = {role['trust']} }}" if role["trust"] else ""
+        text.append(f'resource "aws_iam_role" "{name}" {{\n  name = "{name}"\n'
+                    f'  assume_role_policy = jsonencode({{ Version = "2012-10-17", Statement = '
+                    f'[{{ Effect = "Allow", Action = "sts:AssumeRole"{principal} }}] }})\n}}\n')
+        text.append(f'resource "aws_iam_role_policy" "{name}" {{\n  role = aws_iam_role.{name}.id\n'
+                    f'  policy = {doc(role["inline"])}\n}}\n')
+        for number, arn in enumerate(role["arns"]):
+            text.append(f'resource "aws_iam_role_policy_attachment" "{name}_{number}" {{\n'
+                        f'  role = aws_iam_role.{name}.name\n  policy_arn = "{arn}"\n}}\n')
+    for name, patterns in model["groups"].items():
+        text.append(f'resource "aws_iam_group" "{name}" {{\n  name = "{name}"\n}}\n')
+        text.append(f'resource "aws_iam_group_policy" "{name}" {{\n'
+                    f'  group = aws_iam_group.{name}.name\n  policy = {doc(patterns)}\n}}\n')
+    for name, groups in model["users"].items():
+        text.append(f'resource "aws_iam_user" "{name}" {{\n  name = "{name}"\n}}\n')
+        if groups:
+            listed = ", ".join(f"aws_iam_group.{g}.name" for g in groups)
+            text.append(f'resource "aws_iam_user_group_membership" "{name}" {{\n'
+                        f'  user = aws_iam_user.{name}.name\n  groups = [{listed}]\n}}\n')
+    return "\n".join(text)
+
+
+def terraform_can_do(model: dict) -> dict[str, set[str]]:
+    def allowed(patterns):
+        return allowed_by({"Effect": "Allow", "Action": patterns}, ACTIONS)
+
+    found = {}
+    for name, role in model["roles"].items():
+        found[name] = allowed(role["inline"]) | {
+            a for arn in role["arns"] for s in document_for_arn(arn)["Statement"]
+            for a in allowed_by(s, ACTIONS)}
+    for name, groups in model["users"].items():
+        found[name] = {a for g in groups for a in allowed(model["groups"][g])}
+    return found
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(terraform_changes())
+def test_terraform_a_head_that_grants_a_principal_more_is_never_accepted(change):
+    base_text, head_text, kind, base, head = change
+    before, after = terraform_can_do(base), terraform_can_do(head)
+    widened = kind == "trust" or any(after[p] - before[p] for p in before)
+    comparison = compare_templates(template_from_text("main.tf", base_text),
+                                   template_from_text("main.tf", head_text))
+    if widened:
+        assert comparison.exit_code() != 0, (kind, [v.violation.describe()
+                                                   for v in comparison.verdicts])
