@@ -480,6 +480,8 @@ FLOW = ('{"Resources": {"Role": {"Type": "AWS::IAM::Role", "Properties": {'
 QUOTED = CFN.replace("\nResources:\n", '\n"Resources":\n')
 TEMPLATE_USE = tf_plus('resource "aws_iam_policy" "t" {\n  name   = "t"\n'
                        '  policy = templatefile("${path.module}/p.tftpl", {})\n}\n')
+FILE_USE = tf_plus('resource "aws_iam_policy" "f" {\n  name   = "f"\n'
+                   '  policy = file("${path.module}/p.txt")\n}\n')
 VARIABLES = 'variable "extra" {\n  default = "arn:aws:iam::aws:policy/SecurityAudit"\n}\n'
 USES_EXTRA = tf_plus(ATTACH_ADMIN.replace(f'"{ADMIN}"', "var.extra"))
 
@@ -511,6 +513,10 @@ REPOSITORY_CASES = [
     ("a Terraform override file", {"main.tf": TF},
      {"main.tf": TF, "main_override.tf": 'resource "aws_iam_policy" "guard" {\n'
       '  policy = jsonencode({ Version = "2012-10-17", Statement = [] })\n}\n'}, 3),
+    ("file() of a policy kept as text", {"main.tf": FILE_USE, "p.txt": POLICY},
+     {"main.tf": FILE_USE, "p.txt": WIDE}, 3),
+    ("a README that names iam:PassRole", {"main.tf": TF, "README.md": "# infra\n"},
+     {"main.tf": TF, "README.md": "# infra\nRoles need `iam:PassRole`, see AWS::IAM::Role.\n"}, 0),
     ("templatefile() with a .tftpl", {"main.tf": TEMPLATE_USE, "p.tftpl": POLICY},
      {"main.tf": TEMPLATE_USE, "p.tftpl": WIDE}, 3),
 ]

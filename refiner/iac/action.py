@@ -40,11 +40,14 @@ SUFFIXES = (".json", ".yaml", ".yml", ".template", ".tf")
 TERRAFORM = (".tf", ".tf.json")
 # Files Terraform reads besides .tf: variable values and templates (templatefile, file).
 TERRAFORM_INPUTS = (".tfvars", ".tfvars.json", ".tftpl", ".tpl")
+# Files no deployer reads as IAM by themselves (a Terraform module that reads one makes it an
+# input of that module).
+DOCUMENTATION = (".md", ".rst", ".txt", ".adoc", ".html")
 # Text that marks a file as IAM-bearing infrastructure, whatever its name or shape: such a
 # file that cannot be read is `unknown`, never skipped.
 IAM_MARKERS = re.compile(r"""["']?(Statement|Resources|AssumeRolePolicyDocument|PolicyDocument)"""
                          r"""["']?\s*[:=]|AWS::IAM::|AWS::Serverless::|\baws_iam_|"""
-                         r"""resource\s+"aws_|\biam:""")
+                         r"""resource\s+"aws_|^\s*iam\s*:""", re.MULTILINE)
 NO_COMMIT = re.compile(r"^0+$")
 OVERRIDE = re.compile(r"(^|/)([^/]*_)?override\.tf(\.json)?$")
 
@@ -175,23 +178,41 @@ class Unit:
 def units_for(root: str, base: str, head: str | None, paths: list[str]) -> list[Unit]:
     units: list[Unit] = []
     modules: dict[str, list[str]] = {}
+    others = []
     for path in paths:
         directory = os.path.dirname(path)
         lower = path.lower()
         if lower.endswith(TERRAFORM) or lower.endswith(TERRAFORM_INPUTS):
             modules.setdefault(directory, []).append(path)
             continue
+        others.append(path)
+        if lower.endswith(DOCUMENTATION):
+            continue  # no deployer reads these as IAM (a module that reads one: below)
         before, after = version_at(root, base, path), version_at(root, head, path)
         if looks_like_iam(path, before, after):
             units.append(Unit([(path, before, after)]))
+    for path in others:  # a module that may read a changed file: its folder or one above
+        directory = os.path.dirname(path)
+        while True:
+            if directory not in modules and (files_in(root, base, directory) or
+                                             files_in(root, head, directory)):
+                modules[directory] = []
+            if not directory:
+                break
+            directory = os.path.dirname(directory)
     for directory, changed in sorted(modules.items()):
         names = sorted(set(files_in(root, base, directory)) | set(files_in(root, head, directory))
                        | {p for p in changed if p.lower().endswith(TERRAFORM)})
         inputs = [p for p in changed if p.lower().endswith(TERRAFORM_INPUTS)]
         if not names:
             continue  # variable files with no module beside them
-        units.append(Unit([(name, version_at(root, base, name), version_at(root, head, name))
-                           for name in names], True, inputs))
+        pairs = [(name, version_at(root, base, name), version_at(root, head, name))
+                 for name in names]
+        # Any other changed file the module names (file(), templatefile(), a path) is an input.
+        texts = [v.text for _, *versions in pairs for v in versions if v.text is not None]
+        inputs += [p for p in others if any(os.path.basename(p) in text for text in texts)]
+        if changed or inputs:
+            units.append(Unit(pairs, True, inputs))
     return units
 
 
