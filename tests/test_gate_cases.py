@@ -488,6 +488,8 @@ USES_EXTRA = tf_plus(ATTACH_ADMIN.replace(f'"{ADMIN}"', "var.extra"))
 # Cases only a repository has: (case, BASE files, HEAD files, expected exit code).
 REPOSITORY_CASES = [
     ("a path git quotes (non-ASCII)", {"polítique.json": POLICY}, {"polítique.json": WIDE}, 1),
+    ("a path git would read as a pattern", {"*.json": POLICY, "a.json": POLICY},
+     {"*.json": WIDE, "a.json": POLICY}, 1),
     ("a policy file replaced by a symbolic link", {"p.json": POLICY, "wide.txt": WIDE},
      {"p.json": Link("wide.txt"), "wide.txt": WIDE}, 3),
     ("a policy file that is not UTF-8", {"p.json": POLICY},

@@ -53,8 +53,9 @@ OVERRIDE = re.compile(r"(^|/)([^/]*_)?override\.tf(\.json)?$")
 
 
 def git(root: str, *arguments: str) -> subprocess.CompletedProcess:
+    # Paths are paths, never patterns: a file named `*.json` or `:(glob)x` is that file.
     return subprocess.run(["git", *arguments], cwd=root, capture_output=True, timeout=120,
-                          check=False)
+                          check=False, env={**os.environ, "GIT_LITERAL_PATHSPECS": "1"})
 
 
 def commit_of(root: str, name: str, role: str) -> str:
