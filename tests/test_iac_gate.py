@@ -56,7 +56,7 @@ def test_a_widened_wildcard_is_rejected_at_its_line(tmp_path, capsys, base):
     assert location["artifactLocation"]["uri"] == "head.yaml"
     assert location["region"]["startLine"] == line_of(head_text, "- dynamodb:*")
     assert result["ruleId"] == "unsound"
-    assert "ApiFunctionRole.Policies[0]" in result["message"]["text"]
+    assert "ApiFunctionRole.Policies[orders-api]" in result["message"]["text"]
     assert "dynamodb:* admits an action the original does not" in result["message"]["text"]
 
 
@@ -67,7 +67,7 @@ def test_an_added_action_is_rejected(tmp_path, capsys, base):
     code, out = verify(capsys, base, head)
     assert code == 1
     assert f"{head}:{line_of(head_text, 'dynamodb:Scan')}: unsound: statement 0 (OrdersTable): " \
-        "ApiFunctionRole.Policies[0]: dynamodb:Scan admits an action the original does not" in out
+        "ApiFunctionRole.Policies[orders-api]: dynamodb:Scan admits an action the original does not" in out
 
 
 NEW_POLICY = """\
@@ -178,7 +178,7 @@ def test_an_unresolvable_action_list_is_judged_only_when_unchanged(tmp_path, cap
     code, out = verify(capsys, base, changed)
     assert code == 3
     assert f"{changed}:{line_of(changed_text, 'Fn::Join')}: unknown: statement -1: " \
-        "DeployUser.Policies[0] cannot be judged" in out
+        "DeployUser.Policies[upload-artifacts] cannot be judged" in out
 
 
 def test_with_a_finding_templates_are_verified_as_refinements(tmp_path, capsys, base):
