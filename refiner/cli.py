@@ -490,11 +490,13 @@ def _run_template_refine(args) -> int:
                 wanted in (p.id, p.principal_hint) for wanted in args.policy_id))]
     if not chosen and selection.warnings:
         raise InputError(f"{label}: no policy can be refined with the findings given")
+    if not chosen and left:
+        raise InputError(f"{label} looks like {template.description}: no policy could be "
+                         "refined: " + "; ".join(f"{p.id} (line {line}): {why}"
+                                                 for p in left for line, why in [not_refined(p)]))
     if not chosen:
         raise InputError(f"{label} looks like {template.description}, with no identity policy "
-                         "in it" + "; ".join([""] + [f"{p.id} (line {p.line}): {why}"
-                                                     for p in left
-                                                     for _, why in [not_refined(p)]]))
+                         "in it")
     refused = [(p, not_refined(p)) for p in chosen if not_refined(p) is not None]
     if len(refused) == len(chosen):
         raise InputError(f"{label} looks like {template.description}: no policy could be "

@@ -361,7 +361,8 @@ class _CloudFormation:
                                                  f"{kind} (not modelled by the gate)",
                                                  canonical(_granting_part(kind, resource, read)))
         for logical, resource in self.resources.items():
-            if isinstance(resource, dict) and resource.get("Type") in CFN_MODELLED:
+            if isinstance(resource, dict) and isinstance(resource.get("Type"), str) and \
+                    resource["Type"] in CFN_MODELLED:
                 properties = resource.get("Properties")
                 self.resource(logical, resource["Type"],
                               properties if isinstance(properties, dict) else {})
@@ -626,8 +627,12 @@ class _Terraform:
                                                  f"a resource made with {counted[0]}",
                                                  self.without_policy(block))
             elif type_name not in TF_MODELLED and _GRANTING_TYPE.search(type_name):
+                # A document the reader reads in it is judged as a policy; the rest here.
+                read = any(i == address or i.startswith((address + ".", address + "["))
+                           for i in self.policies)
                 holdings.others[address] = Other(address, self.line(block.start),
-                                                 f"{type_name} (not modelled by the gate)", raw)
+                                                 f"{type_name} (not modelled by the gate)",
+                                                 self.without_policy(block) if read else raw)
             elif type_name not in TF_MODELLED and (
                     any(_POLICY_KEY.search(a.name) for a in block.attributes)
                     or any(_POLICY_KEY.search(b.type) for b in block.blocks)):
@@ -819,9 +824,9 @@ class _Terraform:
             self.without_policy(block))
 
     def without_policy(self, block) -> str:
-        """A block as written but for the policy document the gate judges itself."""
+        """A block as written but for the policy documents the gate judges itself."""
         return canonical({"attributes": {a.name: self.source(a.value) for a in block.attributes
-                                         if a.name != "policy"},
+                                         if a.name not in ("policy", "inline_policy")},
                           "blocks": [self.text[b.start:b.end] for b in block.blocks]})
 
 
