@@ -191,8 +191,10 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
     if gate_checker is not None and principals:
         from .iac.gains import judge
 
+        # What attachments read is written into what they hold (holders: inputs), so only a
+        # context judged for several files together (a module) makes them all unknown.
         findings, notes, result.principals = judge(*holdings, gate_checker, allow_new_policies,
-                                                   context_changed)
+                                                   context_changed, explicit_context)
         result.notes += notes
         result.verdicts += [Verdict(f.principal, f.violation, f.line) for f in findings]
     if gate_checker is not None:

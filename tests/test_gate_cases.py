@@ -356,6 +356,7 @@ CASES = [
      {"main.tf": TF}, {"main.tf": TF[:TF.index('resource "aws_iam_role_policy_attachment" "guard"')]}, 1),
 ]
 
+UNREAD = "  Topic:\n    Type: AWS::SNS::Topic\n    Properties:\n      TopicName: !Ref Unread\n"
 FUNCTION = ("  Fn:\n    Type: AWS::Lambda::Function\n    Properties:\n"
             "      Role: !GetAtt AppRole.Arn\n      Code: {ZipFile: x}\n")
 LOGS = CFN[CFN.index("        - PolicyName: logs"):CFN.index("        - PolicyName: queue")]
@@ -381,6 +382,9 @@ PRECISION = [
       '  role   = aws_iam_role.app.id\n  policy = jsonencode({ Version = "2012-10-17", '
       'Statement = [{ Effect = "Allow", Action = "logs:PutLogEvents", Resource = "*" }] })\n}\n'}, 0),
     ("cfn a function removed", {"t.yaml": CFN + FUNCTION}, {"t.yaml": CFN}, 0),
+    ("cfn a parameter no policy reads changed",
+     {"t.yaml": cfn("Parameters:\n", "Parameters:\n  Unread:\n    Type: String\n    Default: x\n") + UNREAD},
+     {"t.yaml": cfn("Parameters:\n", "Parameters:\n  Unread:\n    Type: String\n    Default: y\n") + UNREAD}, 0),
     ("tf a narrowing", {"main.tf": TF},
      {"main.tf": tf('Action = ["logs:CreateLogStream", "logs:PutLogEvents"]', 'Action = ["logs:PutLogEvents"]')}, 0),
 ]

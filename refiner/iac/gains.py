@@ -19,6 +19,9 @@ from ..verification import structure_key
 from .holders import Held, Holdings, Principal, canonical
 
 EVERYWHERE = ("*", ["*"])
+# How an expression shows in what holders write (CloudFormation, Terraform).
+EXPRESSIONS = ('"Ref"', '"Fn::', '"Condition"', "${", "var.", "local.", "each.", "count.",
+               "data.", "module.")
 
 
 @dataclass
@@ -30,13 +33,21 @@ class Finding:
 
 
 def judge(base: Holdings, head: Holdings, checker: Checker, allow_new: bool = False,
-          context_changed: bool = False) -> tuple[list[Finding], list[str], int]:
-    """(findings, notes, principals judged) of HEAD's holdings against BASE's."""
+          context_changed: bool = False,
+          held_context: bool | None = None) -> tuple[list[Finding], list[str], int]:
+    """(findings, notes, principals judged) of HEAD's holdings against BASE's.
+    context_changed: what expressions read changed (parameters, variables, ...);
+    held_context (default: the same): whether that makes unknown whatever holds an
+    expression (holders write what an expression reads into what they compare, so one file
+    needs not; the files of a module judged together do)."""
+    if held_context is None:
+        held_context = context_changed
     findings: list[Finding] = []
     notes: list[str] = []
     for key, other in head.others.items():
         before = base.others.get(key)
-        if before is None or before.raw != other.raw or context_changed:
+        if before is None or before.raw != other.raw or held_context and any(
+                marker in other.raw for marker in EXPRESSIONS):
             findings.append(Finding("", _unknown(
                 f"{other.key}: {other.what}: it changed, and the gate cannot tell what it "
                 "grants"), other.line, other.path))
@@ -61,7 +72,7 @@ def judge(base: Holdings, head: Holdings, checker: Checker, allow_new: bool = Fa
             gone.remove(before)
             notes.append(f"{principal.label}: paired with {before.label} by content")
         judged += 1
-        findings += _principal(base, head, before, principal, checker, context_changed)
+        findings += _principal(base, head, before, principal, checker, held_context)
     return findings, notes, judged
 
 

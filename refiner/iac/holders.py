@@ -350,7 +350,7 @@ class _CloudFormation:
                 holdings.others[logical] = Other(
                     logical, self.line(where), "a resource that exists only under a Condition"
                     if "Condition" in resource else f"Properties is {_intrinsic(properties)}",
-                    canonical(_without_documents(kind, resource)))
+                    self.with_context(_without_documents(kind, resource)))
             elif kind not in CFN_MODELLED and (_GRANTING_TYPE.search(kind) or any(
                     _POLICY_KEY.search(k) for k in (properties or {})
                     if isinstance(properties, dict))):
@@ -359,7 +359,8 @@ class _CloudFormation:
                     for i in self.policies)) if isinstance(properties, dict) else frozenset()
                 holdings.others[logical] = Other(logical, self.line(where),
                                                  f"{kind} (not modelled by the gate)",
-                                                 canonical(_granting_part(kind, resource, read)))
+                                                 self.with_context(
+                                                     _granting_part(kind, resource, read)))
         for logical, resource in self.resources.items():
             if isinstance(resource, dict) and isinstance(resource.get("Type"), str) and \
                     resource["Type"] in CFN_MODELLED:
@@ -408,6 +409,22 @@ class _CloudFormation:
         return Held(self.inputs(value), line, None,
                     f"the policy ARN is {_intrinsic(value) or 'not a string'}: not resolved")
 
+    def with_context(self, value: object) -> str:
+        """Something not modelled as written, with the parameters, mappings and conditions
+        it reads (not the resources it names: those are judged themselves)."""
+        text = canonical(value)
+        parameters = self.value.get("Parameters") if isinstance(self.value.get("Parameters"),
+                                                                dict) else {}
+        names = set(re.findall(r'"Ref": ?"([^"]+)"', text)) | \
+            set(re.findall(r"\$\{([^}!.]+)", text))
+        read = {name: parameters[name] for name in sorted(names) if name in parameters}
+        for marker, section in (('"Fn::FindInMap"', "Mappings"), ('"Fn::If"', "Conditions"),
+                                ('"Condition"', "Conditions")):
+            if marker in text:
+                read[section] = self.value.get(section)
+                read["Parameters"] = parameters
+        return text + (" reads " + canonical(read) if read else "")
+
     def inputs(self, value: object) -> str:
         """An expression as written, with what it reads (the resources and parameters it
         names): so it is the same in BASE and HEAD only when all of that is."""
@@ -418,6 +435,12 @@ class _CloudFormation:
         parameters = self.value.get("Parameters") if isinstance(self.value.get("Parameters"),
                                                                 dict) else {}
         read = {name: self.resources.get(name, parameters.get(name)) for name in sorted(names)}
+        # Mappings and conditions are read whole (a condition reads parameters in turn).
+        for marker, section in (('"Fn::FindInMap"', "Mappings"), ('"Fn::If"', "Conditions"),
+                                ('"Condition"', "Conditions")):
+            if marker in text:
+                read[section] = self.value.get(section)
+                read["Parameters"] = parameters
         return text + (" reads " + canonical(read) if read else "")
 
     def entries(self, properties: dict, key: str, where: tuple) -> list[tuple[object, int]]:
@@ -442,8 +465,8 @@ class _CloudFormation:
         line = self.line(("Resources", logical))
         if kind in PRINCIPAL_TYPES:
             principal = holdings.principals[f"{PRINCIPAL_TYPES[kind]}:{logical}"]
-            principal.rest = canonical({k: v for k, v in properties.items()
-                                        if k not in CFN_PRINCIPAL_KEYS})
+            principal.rest = self.with_context({k: v for k, v in properties.items()
+                                                if k not in CFN_PRINCIPAL_KEYS})
             policies = properties.get("Policies")
             if isinstance(policies, list):
                 for number, entry in enumerate(policies):
@@ -504,7 +527,7 @@ class _CloudFormation:
         resource = self.resources.get(logical)
         self.holdings.others[f"{logical} {canonical(value)}"] = Other(
             logical, line, f"{what} named by {_intrinsic(value) or 'a value'} (not resolved)",
-            canonical(_without_documents(resource.get("Type"), resource)))
+            self.with_context(_without_documents(resource.get("Type"), resource)))
 
 
 # What of a SAM resource can grant: its role, policies, the permissions its events and
@@ -586,10 +609,15 @@ class _Terraform:
         return " ".join(self.text[value.start:value.end].split())
 
     def inputs(self, value) -> str:
-        """An expression as written, with the blocks it names (as inputs() for CloudFormation)."""
+        """An expression as written, with the blocks it names, the variables and the locals
+        (as inputs() for CloudFormation)."""
         text = self.source(value)
         read = [self.text[b.start:b.end] for address, b in sorted(self.blocks.items())
                 if re.search(r"(?<![\w.])" + re.escape(address) + r"\b", text)]
+        read += [self.text[b.start:b.end] for b in self.root.blocks
+                 if b.type == "variable" and b.labels and
+                 re.search(r"(?<![\w.])var\." + re.escape(b.labels[0]) + r"\b", text)
+                 or b.type == "locals" and re.search(r"(?<![\w.])local\.", text)]
         return text + (" reads " + canonical(read) if read else "")
 
     def read(self) -> Holdings:
@@ -599,7 +627,8 @@ class _Terraform:
             if block.type == "module":
                 holdings.others[f"module.{'.'.join(block.labels)}"] = Other(
                     f"module.{'.'.join(block.labels)}", self.line(block.start),
-                    "a module (its inputs and resources are not read here)", raw)
+                    "a module (its inputs and resources are not read here)",
+                    self.with_context(raw))
             if block.type not in ("resource", "data") or len(block.labels) != 2:
                 continue
             type_name, name = block.labels
@@ -608,7 +637,8 @@ class _Terraform:
             if block.type == "data":
                 if type_name != "aws_iam_policy_document":  # that one is a judged policy
                     holdings.others[address] = Other(address, self.line(block.start),
-                                                     "a data source (read at plan time)", raw)
+                                                     "a data source (read at plan time)",
+                                                     self.with_context(raw))
                 continue
             if type_name in TF_PRINCIPALS:
                 principal = Principal(f"{TF_PRINCIPALS[type_name]}:{address}",
@@ -632,18 +662,19 @@ class _Terraform:
                            for i in self.policies)
                 holdings.others[address] = Other(address, self.line(block.start),
                                                  f"{type_name} (not modelled by the gate)",
-                                                 self.without_policy(block) if read else raw)
+                                                 self.without_policy(block) if read
+                                                 else self.with_context(raw))
             elif type_name not in TF_MODELLED and (
                     any(_POLICY_KEY.search(a.name) for a in block.attributes)
                     or any(_POLICY_KEY.search(b.type) for b in block.blocks)):
                 # Only what can grant: a change to anything else is no change of access.
                 holdings.others[address] = Other(address, self.line(block.start),
                                                  f"{type_name} (not modelled by the gate)",
-                                                 canonical(
+                                                 self.with_context(canonical(
                     {a.name: self.source(a.value) for a in block.attributes
                      if _POLICY_KEY.search(a.name)} |
                     {f"{b.type} {n}": self.text[b.start:b.end]
-                     for n, b in enumerate(block.blocks) if _POLICY_KEY.search(b.type)}))
+                     for n, b in enumerate(block.blocks) if _POLICY_KEY.search(b.type)})))
         for address, block in self.blocks.items():
             if not address.startswith("data.") and block.labels[0] in TF_MODELLED:
                 self.resource(address, block)
@@ -733,11 +764,11 @@ class _Terraform:
         line = self.line(block.start)
         if type_name in TF_PRINCIPALS:
             principal = holdings.principals[f"{TF_PRINCIPALS[type_name]}:{address}"]
-            principal.rest = canonical(
+            principal.rest = self.with_context(canonical(
                 {a.name: self.source(a.value) for a in block.attributes
                  if a.name not in TF_PRINCIPAL_KEYS} |
                 {f"{b.type} {n}": self.text[b.start:b.end] for n, b in enumerate(block.blocks)
-                 if b.type != "inline_policy"})
+                 if b.type != "inline_policy"}))
             for inline in (b for b in block.blocks if b.type == "inline_policy"):
                 name = inline.attribute("name")
                 policy = inline.attribute("policy")
@@ -825,9 +856,18 @@ class _Terraform:
 
     def without_policy(self, block) -> str:
         """A block as written but for the policy documents the gate judges itself."""
-        return canonical({"attributes": {a.name: self.source(a.value) for a in block.attributes
-                                         if a.name not in ("policy", "inline_policy")},
-                          "blocks": [self.text[b.start:b.end] for b in block.blocks]})
+        return self.with_context(canonical(
+            {"attributes": {a.name: self.source(a.value) for a in block.attributes
+                            if a.name not in ("policy", "inline_policy")},
+             "blocks": [self.text[b.start:b.end] for b in block.blocks]}))
+
+    def with_context(self, text: str) -> str:
+        """Text as written, with the variables and locals it reads."""
+        read = [self.text[b.start:b.end] for b in self.root.blocks
+                if b.type == "variable" and b.labels and
+                re.search(r"(?<![\w.])var\." + re.escape(b.labels[0]) + r"\b", text)
+                or b.type == "locals" and re.search(r"(?<![\w.])local\.", text)]
+        return text + (" reads " + canonical(read) if read else "")
 
 
 class _TerraformJson:
