@@ -412,29 +412,21 @@ class _CloudFormation:
     def with_context(self, value: object) -> str:
         """Something not modelled as written, with the parameters, mappings and conditions
         it reads (not the resources it names: those are judged themselves)."""
-        text = canonical(value)
-        parameters = self.value.get("Parameters") if isinstance(self.value.get("Parameters"),
-                                                                dict) else {}
-        names = set(re.findall(r'"Ref": ?"([^"]+)"', text)) | \
-            set(re.findall(r"\$\{([^}!.]+)", text))
-        read = {name: parameters[name] for name in sorted(names) if name in parameters}
-        for marker, section in (('"Fn::FindInMap"', "Mappings"), ('"Fn::If"', "Conditions"),
-                                ('"Condition"', "Conditions")):
-            if marker in text:
-                read[section] = self.value.get(section)
-                read["Parameters"] = parameters
-        return text + (" reads " + canonical(read) if read else "")
+        return self.inputs(value, resources=False)
 
-    def inputs(self, value: object) -> str:
-        """An expression as written, with what it reads (the resources and parameters it
-        names): so it is the same in BASE and HEAD only when all of that is."""
+    def inputs(self, value: object, resources: bool = True) -> str:
+        """An expression as written, with what it reads (the parameters, mappings and
+        conditions it names, and with resources the resources): so it is the same in BASE
+        and HEAD only when all of that is."""
         text = canonical(value)
         names = set(re.findall(r'"Ref": ?"([^"]+)"', text)) | \
-            set(re.findall(r'"Fn::GetAtt": ?\[?"([^".]+)', text)) | \
-            set(re.findall(r"\$\{([^}!.]+)", text))
+            set(re.findall(r"\$\{([^}!.]+)", text)) | \
+            (set(re.findall(r'"Fn::GetAtt": ?\[?"([^".]+)', text)) if resources else set())
         parameters = self.value.get("Parameters") if isinstance(self.value.get("Parameters"),
                                                                 dict) else {}
-        read = {name: self.resources.get(name, parameters.get(name)) for name in sorted(names)}
+        read = {name: self.resources.get(name, parameters.get(name)) if resources
+                else parameters[name] for name in sorted(names)
+                if resources or name in parameters}
         # Mappings and conditions are read whole (a condition reads parameters in turn).
         for marker, section in (('"Fn::FindInMap"', "Mappings"), ('"Fn::If"', "Conditions"),
                                 ('"Condition"', "Conditions")):
@@ -612,13 +604,9 @@ class _Terraform:
         """An expression as written, with the blocks it names, the variables and the locals
         (as inputs() for CloudFormation)."""
         text = self.source(value)
-        read = [self.text[b.start:b.end] for address, b in sorted(self.blocks.items())
-                if re.search(r"(?<![\w.])" + re.escape(address) + r"\b", text)]
-        read += [self.text[b.start:b.end] for b in self.root.blocks
-                 if b.type == "variable" and b.labels and
-                 re.search(r"(?<![\w.])var\." + re.escape(b.labels[0]) + r"\b", text)
-                 or b.type == "locals" and re.search(r"(?<![\w.])local\.", text)]
-        return text + (" reads " + canonical(read) if read else "")
+        named = [self.text[b.start:b.end] for address, b in sorted(self.blocks.items())
+                 if re.search(r"(?<![\w.])" + re.escape(address) + r"\b", text)]
+        return self.with_context(text + (" names " + canonical(named) if named else ""))
 
     def read(self) -> Holdings:
         holdings = self.holdings
