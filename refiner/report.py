@@ -49,7 +49,9 @@ def write_report(path: Path, summary: dict, rows: Iterable[tuple[dict, list[dict
                  "</tr></thead><tbody>")
     for row, diffs in rows:
         parts.append(_row(row, diffs))
-    parts.append("</tbody></table></body></html>\n")
+    parts.append("</tbody></table>")
+    parts.append(_shared(summary.get("sharedPolicies", [])))
+    parts.append("</body></html>\n")
     write_file(str(path), "".join(parts))
 
 
@@ -69,6 +71,29 @@ def _row(row: dict, diffs: list[dict]) -> str:
     return (f"<tr><td>{summary}</td><td class='{_e(row['status'])}'>{_e(row['status'])}</td>"
             f"<td class='num'>{changed}</td><td class='num'>{patterns}</td>"
             f"<td class='num'>{characters}</td></tr>")
+
+
+def _shared(policies: list[dict]) -> str:
+    """Each policy several principals hold, once: who it reaches, what it loses, what it keeps
+    because one of them uses it."""
+    if not policies:
+        return ""
+    parts = ["<h2>Shared policies</h2><table id='shared'><thead><tr><th>policy</th>"
+             "<th>status</th><th>principals</th><th>with findings</th><th>removed</th>"
+             "<th>kept because used</th></tr></thead><tbody>"]
+    for policy in policies:
+        ref = policy["ref"]
+        name = ref.get("arn") or f"{ref['kind']} {ref['name']} of {ref['owner']}"
+        detail = f"<p>{_e(policy['reason'])}</p>" if policy.get("reason") else ""
+        removed = ", ".join(policy["removed"])
+        parts.append(f"<tr><td><details><summary>{_e(name)}</summary><p>removed: {_e(removed)}"
+                     f"</p>{detail}</details></td><td>{_e(policy['status'])}</td>"
+                     f"<td class='num'>{policy['reach']}</td>"
+                     f"<td class='num'>{len(policy['holdersWithFindings'])}</td>"
+                     f"<td class='num'>{len(policy['removed'])}</td>"
+                     f"<td class='num'>{len(policy['keptBecauseUsed'])}</td></tr>")
+    parts.append("</tbody></table>")
+    return "".join(parts)
 
 
 def _diff(text: str) -> str:

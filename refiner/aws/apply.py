@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
+from ..outdir import check_complete
 from ..prove import same_json
 from ..recommend import RECOMMENDATIONS, STATE
 from ..refinement import policy_size
@@ -73,6 +74,7 @@ def plan(outdir: str, only: list[str] | None = None) -> list[Change]:
     """The changes recommend's output asks for (SUCCEEDED findings), optionally only those of
     the principals or policies named."""
     out = Path(outdir)
+    check_complete(outdir)
     if not (out / RECOMMENDATIONS).is_dir() or not (out / STATE).is_dir():
         raise InputError(f"{outdir} is not an output folder of `refiner recommend`")
     changes = []
