@@ -281,7 +281,11 @@ def _arn_parts(arn: str) -> tuple[str, str, str]:
 
 
 def _count(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """A count as the export writes it (the strict reader keeps numbers as their text)."""
+    text = getattr(value, "text", None)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return int(text) if isinstance(text, str) and text.isdigit() else None
 
 
 def read_json_object(path: str, what: str) -> dict:

@@ -40,7 +40,7 @@ def build(folder: Path, roles: int, catalog_actions: list[str], seed: int = 2026
     inline_pool = _pool(chooser, 40, 2_000)
     details = {"UserDetailList": [], "GroupDetailList": [], "RoleDetailList": [], "Policies": [],
                "IsTruncated": False}
-    used_managed: set[str] = set()
+    used_managed: dict[str, int] = {}  # name -> attachments
     findings_dir = folder / "findings"
     findings_dir.mkdir(parents=True, exist_ok=True)
     principals = [("role", number) for number in range(roles)] + \
@@ -50,7 +50,8 @@ def build(folder: Path, roles: int, catalog_actions: list[str], seed: int = 2026
         arn = f"arn:aws:iam::{ACCOUNT}:{kind}/{name}"
         inline = chooser.choice(inline_pool)
         attached = chooser.sample(managed_pool, chooser.choice((2, 3)))
-        used_managed.update(attached)
+        for name_ in attached:
+            used_managed[name_] = used_managed.get(name_, 0) + 1
         entry = {"Path": "/", f"{kind.title()}Name": name, f"{kind.title()}Id": f"ID{number}",
                  "Arn": arn, "CreateDate": "2024-01-01T00:00:00Z",
                  f"{kind.title()}PolicyList": [{"PolicyName": f"{name}-inline",
@@ -102,7 +103,8 @@ def build(folder: Path, roles: int, catalog_actions: list[str], seed: int = 2026
     for name in sorted(used_managed):
         details["Policies"].append({
             "PolicyName": name, "PolicyId": f"P{abs(hash(name)) % 10**8}", "Arn": _arn(name),
-            "Path": "/", "DefaultVersionId": "v2", "AttachmentCount": 1, "IsAttachable": True,
+            "Path": "/", "DefaultVersionId": "v2", "AttachmentCount": used_managed[name],
+            "IsAttachable": True,
             "CreateDate": "2024-01-01T00:00:00Z", "UpdateDate": "2024-02-01T00:00:00Z",
             "PolicyVersionList": [
                 {"Document": {"Version": "2012-10-17", "Statement": [
