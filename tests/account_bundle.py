@@ -50,8 +50,8 @@ def build(folder: Path, roles: int, catalog_actions: list[str], seed: int = 2026
         arn = f"arn:aws:iam::{ACCOUNT}:{kind}/{name}"
         inline = chooser.choice(inline_pool)
         attached = chooser.sample(managed_pool, chooser.choice((2, 3)))
-        for name_ in attached:
-            used_managed[name_] = used_managed.get(name_, 0) + 1
+        for policy_name in attached:
+            used_managed[policy_name] = used_managed.get(policy_name, 0) + 1
         entry = {"Path": "/", f"{kind.title()}Name": name, f"{kind.title()}Id": f"ID{number}",
                  "Arn": arn, "CreateDate": "2024-01-01T00:00:00Z",
                  f"{kind.title()}PolicyList": [{"PolicyName": f"{name}-inline",

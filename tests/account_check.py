@@ -129,7 +129,7 @@ def check_principals(export: dict, findings: list[dict], outdir: Path, actions: 
     for arn, holder in sorted(holders.items()):
         before_identity, after_identity = set(), set()
         before_boundary = after_boundary = None
-        for ident, via in holder.documents:
+        for ident, _ in holder.documents:
             old = documents[ident]
             new = changes.get((arn, ident), old)
             before_identity |= allowed(old)
