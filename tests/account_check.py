@@ -159,6 +159,16 @@ def check_principals(export: dict, findings: list[dict], outdir: Path, actions: 
                                             else []):
             version = changes.get((arn, ident), documents[ident])
             held.setdefault((ident, json.dumps(version, sort_keys=True)), []).append(arn)
+    # A group without members still holds its policies (it may gain members): a holder
+    # without a finding.
+    members = {g for holder in holders.values() for ident, via in holder.documents
+               if via.startswith("group:") for g in [via]}
+    for group in export.get("GroupDetailList", []):
+        if f"group:{group['Arn']}" not in members:
+            for attached in group.get("AttachedManagedPolicies", []):
+                for key, arns in held.items():
+                    if key[0] == attached["PolicyArn"]:
+                        arns.append(f"group:{group['Arn']}")
     failed = _failed_principals(outdir)
     for (ident, version), arns in held.items():
         original = version == json.dumps(documents[ident], sort_keys=True)

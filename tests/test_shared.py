@@ -379,3 +379,107 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+# --- the rule as a property, over generated accounts --------------------------------------------
+
+SMALL_CATALOG = {"svc": ["GetObject", "GetBucket", "PutObject", "ListAll", "DeleteThing"],
+                 "db": ["Query", "Scan", "PutItem", "GetItem"], "mq": ["Send", "Receive", "Purge"]}
+SMALL_ACTIONS = [f"{service}:{name}" for service, names in SMALL_CATALOG.items()
+                 for name in names]
+PATTERNS = ["svc:Get*", "svc:*", "db:*", "db:Get*", "mq:Send", "mq:*", "*", "s*:Put*",
+            "db:?can", "svc:PutObject", "db:Query"]
+
+
+def _generated_account(draw) -> tuple[dict, list[dict]]:
+    from hypothesis import strategies as st
+
+    def document() -> dict:
+        statements = []
+        for _ in range(draw(st.integers(1, 2))):
+            if draw(st.integers(0, 5)) == 0:
+                statements.append({"Effect": "Allow", "NotAction": ["svc:Delete*"],
+                                   "Resource": "*"})
+            else:
+                statements.append({"Effect": draw(st.sampled_from(["Allow"] * 4 + ["Deny"])),
+                                   "Action": draw(st.lists(st.sampled_from(PATTERNS), min_size=1,
+                                                           max_size=3, unique=True)),
+                                   "Resource": "*"})
+        return {"Version": "2012-10-17", "Statement": statements}
+
+    roles = [f"R{n}" for n in range(draw(st.integers(1, 4)))]
+    users = [f"U{n}" for n in range(draw(st.integers(0, 3)))]
+    groups = [f"G{n}" for n in range(draw(st.integers(0, 2)))]
+    policies = [f"P{n}" for n in range(draw(st.integers(1, 3)))]
+    holders = [("role", r) for r in roles] + [("user", u) for u in users] + \
+        [("group", g) for g in groups]
+    attached = {p: draw(st.lists(st.sampled_from(holders), max_size=len(holders), unique=True))
+                for p in policies}
+    boundaries = {r: draw(st.sampled_from([None, *policies])) for r in roles}
+    counts = {p: len(attached[p]) for p in policies}
+    bounds = {p: sum(b == p for b in boundaries.values()) for p in policies}
+    export = {"Policies": [managed(p, document(), counts[p], bounds[p]) for p in policies],
+              "GroupDetailList": [], "RoleDetailList": [], "UserDetailList": []}
+    for g in groups:
+        detail = group(g, "shared-name", document())
+        detail["AttachedManagedPolicies"] = [{"PolicyArn": arn("policy", p)} for p in policies
+                                             if ("group", g) in attached[p]]
+        export["GroupDetailList"].append(detail)
+    for r in roles:
+        detail = role(r, [p for p in policies if ("role", r) in attached[p]],
+                      inline=document() if draw(st.booleans()) else None,
+                      boundary=boundaries[r])
+        export["RoleDetailList"].append(detail)
+    for u in users:
+        detail = user(u, draw(st.lists(st.sampled_from(groups), unique=True)) if groups else [])
+        detail["AttachedManagedPolicies"] = [{"PolicyArn": arn("policy", p)} for p in policies
+                                             if ("user", u) in attached[p]]
+        export["UserDetailList"].append(detail)
+    findings = []
+    for kind, name in [("role", r) for r in roles] + [("user", u) for u in users]:
+        choice = draw(st.sampled_from(["none", "permission", "permission", "permission",
+                                       "unused-role"]))
+        if choice == "none" or (choice == "unused-role" and kind == "user"):
+            continue
+        if choice == "unused-role":
+            findings.append({**finding(f"f-{name}", name, {"svc": None}, kind),
+                             "findingType": "UnusedIAMRole", "findingDetails": [
+                                 {"unusedIamRoleDetails": {}}]})
+            continue
+        unused: dict[str, list[str] | None] = {}
+        for service, actions in SMALL_CATALOG.items():
+            picked = draw(st.lists(st.sampled_from(actions), unique=True, max_size=len(actions)))
+            if draw(st.integers(0, 6)) == 0:
+                unused[service] = None
+            elif picked:
+                unused[service] = picked
+        if unused:
+            findings.append(finding(f"f-{name}", name, unused, kind))
+    return export, findings
+
+
+def test_no_principal_loses_what_it_uses_in_any_account(tmp_path_factory):
+    """Random sharing (attachments, groups, boundaries) and random findings (none, unused
+    actions and services, unused roles): every principal keeps, across all its documents,
+    every action it uses; no document keeps what all its holders leave unused."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    folder = tmp_path_factory.mktemp("generated")
+    catalog = folder / "catalog.json"
+    catalog.write_text(json.dumps(SMALL_CATALOG))
+    runs = iter(range(10_000))
+
+    @settings(max_examples=25, deadline=None)
+    @given(st.data(), st.sampled_from(["consolidate", "copy"]))
+    def check(data, mode):
+        export, findings = _generated_account(data.draw)
+        where = folder / str(next(runs))
+        where.mkdir()
+        details, found = write_inputs(where, export, findings)
+        code = run(details, found, where / "out", "--catalog", catalog, "--shared", mode)
+        assert code == 0
+        check_principals(export, findings, where / "out", SMALL_ACTIONS,
+                         copy_mode=mode == "copy")
+
+    check()
