@@ -63,17 +63,17 @@ def recommend(job: Job) -> dict:
     shared = planner.shared_outcomes(out)
     run_tasks(out, job, catalog, planner.check_tasks(out, shared), "checking each principal")
     for name, record in planner.finish_shared(out, shared):
-        out.write(f"{SHARED}/{name}.json", dumps(record, indent=2) + "\n")
+        out.write(f"{SHARED}/{name}.json", json_text(record, indent=2))
     for row, recommendation, state in planner.findings_output(out, shared):
         name = finding_file_name(row["findingId"])
-        out.write(f"{RECOMMENDATIONS}/{name}", dumps(recommendation, indent=2) + "\n")
-        out.write(f"{STATE}/{name}", dumps(state) + "\n")
+        out.write(f"{RECOMMENDATIONS}/{name}", json_text(recommendation, indent=2))
+        out.write(f"{STATE}/{name}", json_text(state))
         rows.append(row)
     rows.sort(key=lambda row: row["findingId"])
     summary = {"refiner": __version__, "catalog": catalog.version, "shared": job.shared,
                "totals": totals(rows, shared), "sharedPolicies": _shared_section(out),
                "findings": rows}
-    out.write("summary.json", dumps(summary, indent=2) + "\n")
+    out.write("summary.json", json_text(summary, indent=2))
     write_report(out.path / "report.html", summary, _diffs(out, rows))
     out.finish()
     return summary["totals"]
@@ -87,7 +87,7 @@ def run_tasks(out: OutputFolder, job: Job, catalog: Catalog, tasks: dict[str, di
     with progress(job.progress, len(todo), what) as advance:
         for result in execute((tasks[key] for key in todo), len(todo), job.workers,
                               job.scheduler, catalog):
-            out.write(f"{RESULTS}/{result['key']}.json", dumps(result) + "\n")
+            out.write(f"{RESULTS}/{result['key']}.json", json_text(result))
             advance()
 
 
@@ -220,9 +220,7 @@ class Planner:
         """Document key -> its consolidated outcome (refined text or None, and why)."""
         outcomes = {}
         for key, decision in self.decisions.items():
-            if decision.mode not in ("consolidated", "report", "unchanged"):
-                continue
-            if not decision.document.shared and decision.mode != "unchanged":
+            if decision.mode == "own":
                 continue
             outcome = {"decision": decision, "result": None}
             task = self.task_of.get(("", key))
@@ -275,7 +273,10 @@ class Planner:
             if decision.unused is not None:
                 record["unused"] = decision.unused.as_json()
             status, reason = "UNCHANGED", decision.reason
-            if result is not None and result["status"] != "SUCCEEDED":
+            if decision.mode == "copy":
+                status, reason = "COPIED", ("each principal it is attached to gets a copy "
+                                            "refined for it alone (--shared copy)")
+            elif result is not None and result["status"] != "SUCCEEDED":
                 status, reason = "FAILED", result["error"]["message"]
             elif result is not None and result["changed"]:
                 failed = [arn for arn, check in outcome.get("checks", {}).items()
@@ -342,7 +343,9 @@ class Planner:
         copies = 0
         if error is None:
             for document, via in self.graph.documents_of(principal):
-                policies.append(_policy_state(document, via))
+                outcome = shared.get(document.key)
+                policies.append(_policy_state(document, via, outcome and outcome["name"],
+                                              (principal.arn, document.key) in self.task_of))
                 entry, step, diff, failure = self._policy_output(out, principal, document, via,
                                                                  shared)
                 row["policies"].append(entry)
@@ -391,13 +394,14 @@ class Planner:
                  "via": via}
         decision = self.decisions[document.key]
         task = self.task_of.get((principal.arn, document.key))
+        outcome = shared.get(document.key)
+        if outcome is not None:
+            entry["sharedPolicy"] = outcome["name"]
+            entry["sharedStatus"] = outcome["status"]
         if task is None:  # shared: consolidated (or left) once for every holder
-            outcome = shared.get(document.key)
             if outcome is None:
                 entry["unchanged"] = decision.reason or "kept for the principals it reaches"
                 return entry, None, None, None
-            entry["sharedPolicy"] = outcome["name"]
-            entry["sharedStatus"] = outcome["status"]
             step = None
             if outcome["status"] == "CHANGED":
                 step = {"existingPolicyId": document.aws_id, "sharedPolicy": outcome["name"],
@@ -424,6 +428,15 @@ class Planner:
         return entry, step, {"policyId": document.aws_id, "diff": result["diff"]}, None
 
 
+def json_text(value: object, indent: int | None = None) -> str:
+    """JSON text and a newline; C's encoder unless a value holds a number kept as written."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, indent=indent)
+    except TypeError:
+        text = dumps(value, indent=indent)
+    return text + "\n"
+
+
 def shared_name(document: Document) -> str:
     """A file name for a shared document: its name and a digest of its identity."""
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in document.name)[:100]
@@ -442,11 +455,19 @@ def _legacy_kind(document: Document) -> str:
         "group" if document.kind == "group-inline" else "inline"
 
 
-def _policy_state(document: Document, via: str) -> dict:
-    """A policy as the contract names it, with what `refiner aws apply` reads today."""
-    state = {"ref": document.ref, "text": document.text, "awsManaged": document.aws_managed,
-             "reach": document.reach, "via": via, "policyId": document.aws_id,
-             "name": document.name, "kind": _legacy_kind(document)}
+def _policy_state(document: Document, via: str, shared: str | None, stepped: bool) -> dict:
+    """A policy as the contract names it, with what `refiner aws apply` reads today. A shared
+    document's reach and text are in its record OUTDIR/shared/<shared>.json, once, not in the
+    state of each of its (maybe thousands of) holders; its text is here too when this
+    principal has a step of its own for it (a copy)."""
+    state = {"ref": document.ref, "awsManaged": document.aws_managed, "via": via,
+             "policyId": document.aws_id, "name": document.name, "kind": _legacy_kind(document)}
+    if shared is None:
+        state["reach"] = document.reach
+    else:
+        state["sharedPolicy"] = shared
+    if shared is None or stepped:
+        state["text"] = document.text
     if document.kind == MANAGED:
         state.update(updatedAt=document.updated_at, versionId=document.version_id)
     return state

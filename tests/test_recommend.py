@@ -175,7 +175,10 @@ def test_report_page_in_a_real_browser(first_run):
     assert shown["delete role"] == totals["DELETE_ROLE"] == 2
     assert shown["policies changed"] == totals["policiesChanged"] > 0
     assert shown["characters after"] == totals["characters"][1]
-    assert result.stdout.count("<details>") == totals["findings"]
+    # One row per finding, and each shared policy once in its own table.
+    assert result.stdout.count("<details>") == totals["findings"] + totals["sharedPolicies"]
+    shared = result.stdout[result.stdout.index('id="shared"'):]
+    assert shared.count("<details>") == totals["sharedPolicies"] > 0
 
 
 def test_a_run_killed_midway_finishes_the_same(bundle, first_run, tmp_path):

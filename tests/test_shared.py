@@ -225,7 +225,14 @@ def test_the_contract_fields(consolidated):
     boundary = next(p for p in state["policies"] if p["via"] == "boundary")
     assert boundary["ref"] == {"kind": "managed", "arn": arn("policy", "Boundary")}
     assert boundary["versionId"] == "v1" and boundary["awsManaged"] is False
-    assert len(boundary["reach"]) == 2
+    # A shared document's reach and text are held once, in its shared record.
+    record = json.loads((consolidated / "shared" / f"{boundary['sharedPolicy']}.json").read_text())
+    assert len(record["reach"]) == 2 and "reach" not in boundary and "text" not in boundary
+    own = json.loads((consolidated / "state" / "f-r1.json").read_text())["policies"]
+    (inline,) = [p for p in own if p["via"] == "inline"]
+    assert inline["reach"] == [{"arn": arn("role", "R1"), "id": "AROAR1", "via": "inline"}]
+    assert inline["ref"] == {"kind": "role-inline", "owner": arn("role", "R1"), "name": "R1-own"}
+    assert inline["text"]
 
 
 def test_copy_gives_each_holder_its_own_policy_within_the_attachment_quota(account, catalog):
@@ -233,7 +240,8 @@ def test_copy_gives_each_holder_its_own_policy_within_the_attachment_quota(accou
     out = folder / "copy"
     assert run(details, found, out, "--shared", "copy") == 0
     record = shared_by_name(out)
-    assert arn("policy", "Shared3") not in record  # never rewritten: copied per role
+    assert record[arn("policy", "Shared3")]["status"] == "COPIED"  # never rewritten
+    assert record[arn("policy", "Shared3")]["refined"] is None
     assert record[f"{arn('group', 'ops')}:ops-policy"]["status"] == "CHANGED"  # groups: shared
     copies = {}
     for name in ("R1", "R2", "R3"):
