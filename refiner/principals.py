@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import sys
@@ -40,7 +41,7 @@ class Document:
             return {"kind": MANAGED, "arn": self.arn}
         return {"kind": self.kind, "owner": self.owner, "name": self.name}
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """A stable identity for files and maps: the ref, hashed."""
         return hashlib.sha256(dumps(self.ref).encode()).hexdigest()[:24]

@@ -56,12 +56,11 @@ def recommend(job: Job) -> dict:
     catalog = catalog_for(job.catalog, fresh=True)  # loaded before the workers fork
     out.begin((RECOMMENDATIONS, STATE, SHARED, RESULTS))
     planner = Planner(graph, catalog, job, catalog_digest(catalog))
-    rows = planner.read_findings(pages)
-    del pages
-    planner.decide_documents()
-    run_tasks(out, job, catalog, planner.refine_tasks(), "refining and proving")
+    run_tasks(out, job, catalog, planner.tasks(pages), len(pages), "refining and proving")
+    rows = planner.rows
     shared = planner.shared_outcomes(out)
-    run_tasks(out, job, catalog, planner.check_tasks(out, shared), "checking each principal")
+    checks = planner.check_tasks(out, shared)
+    run_tasks(out, job, catalog, iter(checks.values()), len(checks), "checking each principal")
     for name, record in planner.finish_shared(out, shared):
         out.write(f"{SHARED}/{name}.json", json_text(record, indent=2))
     for row, recommendation, state in planner.findings_output(out, shared):
@@ -79,14 +78,13 @@ def recommend(job: Job) -> dict:
     return summary["totals"]
 
 
-def run_tasks(out: OutputFolder, job: Job, catalog: Catalog, tasks: dict[str, dict],
+def run_tasks(out: OutputFolder, job: Job, catalog: Catalog, tasks: Iterator[dict], count: int,
               what: str) -> None:
-    """Run the tasks not done before (their result is on disk) and write each result as it
-    completes."""
-    todo = [key for key in sorted(tasks) if out.result(key) is None]
-    with progress(job.progress, len(todo), what) as advance:
-        for result in execute((tasks[key] for key in todo), len(todo), job.workers,
-                              job.scheduler, catalog):
+    """Run the tasks not done before (their result is on disk), as they come, and write each
+    result as it completes."""
+    todo = (task for task in tasks if out.result(task["key"]) is None)
+    with progress(job.progress, count, what) as advance:
+        for result in execute(todo, count, job.workers, job.scheduler, catalog):
             out.write(f"{RESULTS}/{result['key']}.json", json_text(result))
             advance()
 
@@ -103,42 +101,61 @@ class Planner:
         self.failed: dict[str, dict] = {}  # principal ARN -> error (its finding failed)
         self.decisions: dict[str, Decision] = {}  # document key -> decision
         self.task_of: dict[tuple[str, str], str] = {}  # (principal ARN | "", doc key) -> task
-        self._refine: dict[str, dict] = {}
+        self._refined: set[str] = set()  # keys of the refine tasks made
+        self.rows: list[dict] = []  # findings that need no work
 
-    # findings
+    # findings, and the tasks they make
 
-    def read_findings(self, pages: dict[str, FindingPages]) -> list[dict]:
-        """Each finding's unused set, kept by principal; rows of findings that need no work."""
-        rows = []
+    def tasks(self, pages: dict[str, FindingPages]) -> Iterator[dict]:
+        """Refine tasks as soon as they are known: a principal's own documents when its finding
+        is read (the workers start while the rest is read), shared ones once every finding
+        is. Each finding's pages are let go once read."""
         for finding_id in sorted(pages):
-            head = pages[finding_id].head
-            arn = head.get("resource") if isinstance(head.get("resource"), str) else None
-            row = {"findingId": finding_id, "resourceArn": arn,
-                   "findingType": head.get("findingType")}
-            principal = self.graph.principals.get(arn)
-            if head.get("accountUnreadable") is True:
-                rows.append({**row, "status": "REFUSED", "error": {
-                    "code": "AccountUnreadable", "message": "fetch could not read this "
-                    "account's IAM data: its old pages were removed; re-run fetch"}})
-            elif head.get("status", "ACTIVE") != "ACTIVE":
-                rows.append({**row, "status": "SKIPPED", "reason": f"status {head.get('status')}"})
-            elif head.get("findingType") == "UnusedIAMRole":
-                rows.append({**row, "status": "DELETE_ROLE",
-                             "reason": "the role is unused: delete it"})
-                if principal is not None:
-                    self._hold(principal, UnusedSet(everything=True), head, finding_id)
-            elif head.get("findingType") not in (None, "UnusedPermission"):
-                rows.append({**row, "status": "SKIPPED",
-                             "reason": f"finding type {head.get('findingType')}"})
-            elif principal is None:
-                rows.append({**row, "status": "UNKNOWN_PRINCIPAL",
-                             "reason": "no such principal in the authorization details"})
-            elif arn in self.finding_of:
-                self.failed[arn] = {"code": "InvalidInput", "message": "two active findings for "
-                                    f"one principal ({self.finding_of[arn]['id']}, {finding_id})"}
-            else:
-                self._read_unused(principal, pages[finding_id], finding_id)
-        return rows
+            arn = self._read(finding_id, pages.pop(finding_id))
+            if arn is None:
+                continue
+            for key, _ in self.graph.principals[arn].documents:
+                document = self.graph.documents[key]
+                if key not in self.decisions and not document.shared \
+                        and not document.reach_incomplete():
+                    yield from self._decided(key, {arn})
+        refined_for = self.refined_for
+        wanted = {key for arn in refined_for for key, _ in self.graph.principals[arn].documents}
+        for key in sorted(wanted - set(self.decisions)):
+            yield from self._decided(key, refined_for)
+
+    def _read(self, finding_id: str, pages: FindingPages) -> str | None:
+        """Read one finding: its row when it needs no work, else its principal's unused set;
+        the principal's ARN when it is to be refined."""
+        head = pages.head
+        arn = head.get("resource") if isinstance(head.get("resource"), str) else None
+        row = {"findingId": finding_id, "resourceArn": arn, "findingType": head.get("findingType")}
+        principal = self.graph.principals.get(arn)
+        if head.get("accountUnreadable") is True:
+            self.rows.append({**row, "status": "REFUSED", "error": {
+                "code": "AccountUnreadable", "message": "fetch could not read this account's "
+                "IAM data: its old pages were removed; re-run fetch"}})
+        elif head.get("status", "ACTIVE") != "ACTIVE":
+            self.rows.append({**row, "status": "SKIPPED", "reason": f"status {head.get('status')}"})
+        elif head.get("findingType") == "UnusedIAMRole":
+            self.rows.append({**row, "status": "DELETE_ROLE",
+                              "reason": "the role is unused: delete it"})
+            if principal is not None and principal.arn not in self.finding_of:
+                self._hold(principal, UnusedSet(everything=True), head, finding_id)
+        elif head.get("findingType") not in (None, "UnusedPermission"):
+            self.rows.append({**row, "status": "SKIPPED",
+                              "reason": f"finding type {head.get('findingType')}"})
+        elif principal is None:
+            self.rows.append({**row, "status": "UNKNOWN_PRINCIPAL",
+                              "reason": "no such principal in the authorization details"})
+        elif arn in self.finding_of:  # which one holds? neither: the principal uses everything
+            self.failed[arn] = {"code": "InvalidInput", "message": "two active findings for "
+                                f"one principal ({self.finding_of[arn]['id']}, {finding_id})"}
+            self.unused_of.pop(arn, None)
+        else:
+            self._read_unused(principal, pages, finding_id)
+            return arn if arn in self.unused_of else None
+        return None
 
     def _hold(self, principal: Principal, unused: UnusedSet, head: dict, finding_id: str) -> None:
         self.unused_of[principal.arn] = unused
@@ -173,32 +190,35 @@ class Planner:
 
     # documents
 
-    def decide_documents(self) -> None:
-        refined_for = self.refined_for
-        wanted = {key for arn in refined_for
-                  for key, _ in self.graph.principals[arn].documents}
-        for key in sorted(wanted):
-            document = self.graph.documents[key]
-            self.decisions[key] = decision = decide(document, self.unused_of, refined_for,
-                                                    self.job.shared)
-            if decision.mode in ("consolidated", "report"):
-                self.task_of[("", key)] = self._refine_task(document, decision.unused,
-                                                            self._others(document))
-            elif decision.mode in ("own", "copy"):
-                for entry in document.reach:
-                    arn = entry["arn"]
-                    if arn in refined_for and (decision.mode == "own"
-                                               or entry["via"] == VIA_ATTACHED):
-                        principal = self.graph.principals[arn]
-                        self.task_of[(arn, key)] = self._refine_task(
-                            document, self.unused_of[arn], principal.attached - 1)
+    def _decided(self, key: str, refined_for: set[str]) -> Iterator[dict]:
+        """Decide one document; yield the refine tasks it makes that are new."""
+        document = self.graph.documents[key]
+        self.decisions[key] = decision = decide(document, self.unused_of, refined_for,
+                                                self.job.shared)
+        if decision.mode in ("consolidated", "report"):
+            self.task_of[("", key)], task = self._refine_task(document, decision.unused,
+                                                              self._others(document))
+            if task is not None:
+                yield task
+        elif decision.mode in ("own", "copy"):
+            for entry in document.reach:
+                arn = entry["arn"]
+                if arn in refined_for and (decision.mode == "own" or entry["via"] == VIA_ATTACHED):
+                    principal = self.graph.principals[arn]
+                    self.task_of[(arn, key)], task = self._refine_task(
+                        document, self.unused_of[arn], principal.attached - 1)
+                    if task is not None:
+                        yield task
 
     def _others(self, document: Document) -> int:
         """Managed policies attached besides this one, at most, over its holders (split)."""
         return max((self.graph.principals[r["arn"]].attached for r in document.reach),
                    default=1) - 1
 
-    def _refine_task(self, document: Document, unused: UnusedSet, other_attached: int) -> str:
+    def _refine_task(self, document: Document, unused: UnusedSet,
+                     other_attached: int) -> tuple[str, dict | None]:
+        """The key of the task that refines document against unused, and the task itself when
+        no earlier document asked for the same (content-keyed: done once, used by all)."""
         restricted = unused.restricted(document_scope(document.text), self.catalog)
         payload = {"op": "refine", "text": document.text, "name": document.name,
                    "sizeKind": size_kind(document), "managed": document.kind == MANAGED,
@@ -208,11 +228,10 @@ class Planner:
                    "catalogDigest": self.digest, "timeoutMs": self.job.timeout_ms,
                    "refiner": __version__}
         key = task_key(payload)
-        self._refine.setdefault(key, {**payload, "key": key})
-        return key
-
-    def refine_tasks(self) -> dict[str, dict]:
-        return self._refine
+        if key in self._refined:
+            return key, None
+        self._refined.add(key)
+        return key, {**payload, "key": key}
 
     # shared documents: the outcome, then each holder's check
 
@@ -429,12 +448,7 @@ class Planner:
 
 
 def json_text(value: object, indent: int | None = None) -> str:
-    """JSON text and a newline; C's encoder unless a value holds a number kept as written."""
-    try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False, indent=indent)
-    except TypeError:
-        text = dumps(value, indent=indent)
-    return text + "\n"
+    return dumps(value, indent=indent) + "\n"
 
 
 def shared_name(document: Document) -> str:

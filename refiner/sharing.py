@@ -44,10 +44,10 @@ class UnusedSet:
             {a for a in other.actions if _named_or_dead(a, self)}
         return UnusedSet(frozenset(actions), self.services & other.services)
 
-    def restricted(self, scope: tuple[str, ...] | None, catalog: Catalog) -> UnusedSet:
-        """Only what a document whose Allow patterns have these literal prefixes can match
-        (None: it may match anything). The kernel's obligations about other actions hold
-        whatever the finding says of them, so the result of refining is the same."""
+    def restricted(self, scope: Scope | None, catalog: Catalog) -> UnusedSet:
+        """Only what a document whose Allow patterns have the scope's literal prefixes can
+        match (None: it may match anything). The kernel's obligations about other actions
+        hold whatever the finding says of them, so the result of refining is the same."""
         if self.everything:
             services = frozenset(s for s in catalog.services if _reachable(s + ":", scope))
             return UnusedSet(frozenset(), services)
@@ -77,14 +77,31 @@ def _named_or_dead(action: str, other: UnusedSet) -> bool:
     return action in other.actions or action.split(":", 1)[0].lower() in other.services
 
 
-def _reachable(name: str, scope: tuple[str, ...]) -> bool:
-    return scope is None or any(name.startswith(p) or p.startswith(name) for p in scope)
+@dataclass(frozen=True)
+class Scope:
+    """The literal prefixes of a document's Allow Action patterns, by service: a pattern can
+    match a name only if its literal prefix and the name's start agree (one is a prefix of
+    the other). Prefixes without a colon may reach any service that starts with them."""
+
+    by_service: dict  # service -> prefixes that hold a colon
+    open_prefixes: tuple[str, ...]  # prefixes without a colon
+
+
+def _reachable(name: str, scope: Scope | None) -> bool:
+    """name: a lower-case action name, or a service name followed by a colon."""
+    if scope is None:
+        return True
+    if any(name.startswith(p) for p in scope.open_prefixes):
+        return True
+    service = name.split(":", 1)[0]
+    return any(name.startswith(p) or p.startswith(name)
+               for p in scope.by_service.get(service, ()))
 
 
 @functools.lru_cache(maxsize=4096)
-def document_scope(text: str) -> tuple[str, ...] | None:
-    """The literal prefixes of a document's Allow Action patterns (None: a NotAction Allow, or
-    a document that does not read, may match anything)."""
+def document_scope(text: str) -> Scope | None:
+    """The scope of a document's Allow Action patterns (None: a NotAction Allow, or a
+    document that does not read, may match anything)."""
     try:
         policy = load_policy(parse_json_text(text, "policy"), "policy", text)
     except InputError:
@@ -96,7 +113,11 @@ def document_scope(text: str) -> tuple[str, ...] | None:
         if "Action" not in statement:
             return None
         prefixes |= {literal_prefix(parse(p)) for p in patterns_of(statement)}
-    return tuple(sorted(prefixes))
+    by_service: dict[str, list[str]] = {}
+    for prefix in sorted(prefixes):
+        if ":" in prefix:
+            by_service.setdefault(prefix.split(":", 1)[0], []).append(prefix)
+    return Scope(by_service, tuple(sorted(p for p in prefixes if ":" not in p)))
 
 
 def size_kind(document: Document) -> str:
@@ -141,6 +162,8 @@ def decide(document: Document, unused_of: dict[str, UnusedSet], refined_for: set
     unused = UnusedSet(everything=True)
     for arn in everyone:
         unused = unused & unused_of[arn]
+        if unused.is_empty():  # each holder uses what another leaves unused: nothing goes
+            break
     if unused.everything:  # every holder is unused: their roles are to be deleted, not refined
         return Decision(document, "unchanged", UnusedSet(), holders=holders,
                         reason="every principal it reaches is unused (delete them)")
