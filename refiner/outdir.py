@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from .errors import InputError
@@ -10,6 +11,7 @@ from .output import write_file
 
 MANIFEST = ".refiner-recommend"  # the files this command wrote, one relative path a line
 COMPLETE = "summary.json"  # written last: its absence means a run did not finish
+RESULTS = "results.jsonl"  # every task's result, one JSON line each, appended as it completes
 
 
 class OutputFolder:
@@ -23,8 +25,12 @@ class OutputFolder:
         _refuse_overlap(self.path, inputs)
         self._listed: set[str] = set()
         self._written: set[str] = set()
-        self._results: dict[str, dict | None] = {}
+        self._offsets: dict[str, int] = {}  # task key -> where its result starts in RESULTS
+        self._fresh: set[str] = set()  # keys whose result this run wrote
+        self._used: set[str] = set()  # keys of earlier results this run relies on
+        self._cache: dict[str, dict] = {}
         self._manifest = None
+        self._results = None
 
     def begin(self, folders: tuple[str, ...]) -> None:
         for folder in (self.path, *(self.path / f for f in folders)):
@@ -46,14 +52,44 @@ class OutputFolder:
             self._manifest = open(manifest, "a", encoding="utf-8")  # noqa: SIM115 (closed by finish)
         except OSError as error:
             raise InputError(f"cannot write {manifest}: {error.strerror}") from None
+        self._open_results()
 
-    def write(self, relative: str, text: str) -> None:
-        """Write OUTDIR/relative (unchanged content is left as it is: a re-run is cheap)."""
+    def _open_results(self) -> None:
+        """Index the results earlier runs appended (a line cut short by a kill is not a
+        result), then append to the file from its last whole line."""
+        path = self.path / RESULTS
+        if RESULTS not in self._listed and path.exists():  # not ours: never read or replaced
+            raise InputError(f"{path} was not written by `refiner recommend`: give -o "
+                                 "another folder")
+        self._note(RESULTS)
+        end = 0
+        try:
+            with open(path, "rb") as held:
+                for line in held:
+                    if not line.endswith(b"\n"):
+                        break
+                    try:
+                        value = json.loads(line)
+                    except ValueError:
+                        break
+                    if isinstance(value, dict) and value.get("status") == "SUCCEEDED":
+                        self._offsets[value["key"]] = end
+                    end += len(line)
+        except OSError:
+            pass
+        self._results = open(path, "ab+")  # noqa: SIM115 (closed by finish)
+        self._results.truncate(end)
+
+    def _note(self, relative: str) -> None:
         if relative not in self._listed:
             self._manifest.write(relative + "\n")
             self._manifest.flush()  # in the kernel's hands: it outlives a kill -9
             self._listed.add(relative)
         self._written.add(relative)
+
+    def write(self, relative: str, text: str) -> None:
+        """Write OUTDIR/relative (unchanged content is left as it is: a re-run is cheap)."""
+        self._note(relative)
         target = self.path / relative
         try:
             if target.read_text(encoding="utf-8") == text:
@@ -61,33 +97,51 @@ class OutputFolder:
         except (OSError, ValueError):
             pass
         write_file(str(target), text, sync=relative == COMPLETE)
-        if relative.startswith("results/"):
-            self._results.pop(Path(relative).stem, None)
+
+    def add_result(self, result: dict) -> None:
+        """Append a task's result as one line, as soon as it completes."""
+        self._results.seek(0, os.SEEK_END)
+        self._offsets[result["key"]] = self._results.tell()
+        self._fresh.add(result["key"])
+        self._results.write((json.dumps(result, ensure_ascii=False) + "\n").encode("utf-8"))
+        self._results.flush()
+        self._cache.pop(result["key"], None)
 
     def result(self, key: str) -> dict | None:
-        """A task's result on disk, or None. A FAILED result of an earlier run is no result:
-        failures are tried again, never kept."""
-        if key not in self._results:
-            relative = f"results/{key}.json"
-            try:
-                value = json.loads((self.path / relative).read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                value = None
-            if value is not None and value.get("status") != "SUCCEEDED" \
-                    and relative not in self._written:
-                value = None
-            if len(self._results) > 50_000:
-                self._results.clear()
-            self._results[key] = value
-        return self._results[key]
+        """A task's result, or None. A FAILED result of an earlier run is no result: failures
+        are tried again, never kept."""
+        if key not in self._offsets:
+            return None
+        if key not in self._cache:
+            if len(self._cache) > 1_000:
+                self._cache.clear()
+            self._results.seek(self._offsets[key])
+            self._cache[key] = json.loads(self._results.readline())
+        return self._cache[key]
 
     def finish(self) -> None:
         """Remove what earlier runs wrote and this one did not; keep the manifest to what is
         there. Called after summary.json is written."""
+        self._compact_results()
         for relative in sorted(self._listed - self._written):
             (self.path / relative).unlink(missing_ok=True)
         self._manifest.close()
         write_file(str(self.path / MANIFEST), "".join(f"{r}\n" for r in sorted(self._written)))
+
+
+    def _compact_results(self) -> None:
+        """Keep the results this run used (the resume cache of the next), one line each."""
+        kept = sorted(self._fresh | self._used)
+        lines = []
+        for key in kept:
+            self._results.seek(self._offsets[key])
+            lines.append(self._results.readline().decode("utf-8"))
+        self._results.close()
+        write_file(str(self.path / RESULTS), "".join(lines))
+
+    def use(self, key: str) -> None:
+        """This run relies on the result of key (done by an earlier run): keep it."""
+        self._used.add(key)
 
 
 def check_complete(outdir: str) -> None:

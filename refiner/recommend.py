@@ -23,7 +23,7 @@ from .sharing import DEFAULT_SHARED, Decision, UnusedSet, decide, document_scope
 from .split import DEFAULT_ATTACHMENT_QUOTA
 from .tasks import catalog_digest, catalog_for, execute, granted_actions
 
-RECOMMENDATIONS, STATE, SHARED, RESULTS = "recommendations", "state", "shared", "results"
+RECOMMENDATIONS, STATE, SHARED = "recommendations", "state", "shared"
 KEPT_ARNS = 10  # principals named per action kept because they use it (the rest are counted)
 
 
@@ -48,13 +48,13 @@ def recommend(job: Job) -> dict:
     unused actions it can reach) once, in parallel; write OUTDIR/recommendations/<finding>.json,
     OUTDIR/state/<finding>.json, OUTDIR/shared/<policy>.json for documents several principals
     hold, summary.json and report.html; return the summary's totals. Work done before with
-    the same inputs is kept (OUTDIR/results/ by content key), so a killed run is finished by
+    the same inputs is kept (OUTDIR/results.jsonl, by content key), so a killed run is finished by
     running it again."""
     out = OutputFolder(job.outdir, job.findings + job.authorization_details)
     graph = AccountGraph.read(job.authorization_details)
     pages = finding_pages(job.findings)
     catalog = catalog_for(job.catalog, fresh=True)  # loaded before the workers fork
-    out.begin((RECOMMENDATIONS, STATE, SHARED, RESULTS))
+    out.begin((RECOMMENDATIONS, STATE, SHARED))
     planner = Planner(graph, catalog, job, catalog_digest(catalog))
     run_tasks(out, job, catalog, planner.tasks(pages), len(pages), "refining and proving")
     rows = planner.rows
@@ -82,10 +82,16 @@ def run_tasks(out: OutputFolder, job: Job, catalog: Catalog, tasks: Iterator[dic
               what: str) -> None:
     """Run the tasks not done before (their result is on disk), as they come, and write each
     result as it completes."""
-    todo = (task for task in tasks if out.result(task["key"]) is None)
+    def todo() -> Iterator[dict]:
+        for task in tasks:
+            if out.result(task["key"]) is None:
+                yield task
+            else:
+                out.use(task["key"])
+
     with progress(job.progress, count, what) as advance:
-        for result in execute(todo, count, job.workers, job.scheduler, catalog):
-            out.write(f"{RESULTS}/{result['key']}.json", json_text(result))
+        for result in execute(todo(), count, job.workers, job.scheduler, catalog):
+            out.add_result(result)
             advance()
 
 

@@ -491,3 +491,29 @@ def test_no_principal_loses_what_it_uses_in_any_account(tmp_path_factory):
                          copy_mode=mode == "copy")
 
     check()
+
+
+def test_a_result_cut_short_by_a_kill_is_done_again(account, consolidated, tmp_path):
+    import shutil
+
+    _, _, _, details, found = account
+    out = tmp_path / "out"
+    shutil.copytree(consolidated, out)
+    lines = (out / "results.jsonl").read_bytes().splitlines(keepends=True)
+    torn = b"".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2]  # as a kill mid-write leaves
+    (out / "results.jsonl").write_bytes(torn)
+    (out / "summary.json").unlink()
+    assert run(details, found, out) == 0
+    assert (out / "results.jsonl").read_bytes().count(b"\n") == len(lines)
+    assert json.loads((out / "summary.json").read_text())["totals"] == \
+        json.loads((consolidated / "summary.json").read_text())["totals"]
+
+
+def test_a_results_file_recommend_did_not_write_is_refused(account, tmp_path, capsys):
+    _, _, _, details, found = account
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.jsonl").write_text("mine\n")
+    assert run(details, found, out) == 2
+    assert "not written by `refiner recommend`" in capsys.readouterr().err
+    assert (out / "results.jsonl").read_text() == "mine\n"
