@@ -46,6 +46,11 @@ class Document:
         """A stable identity for files and maps: the ref, hashed."""
         return hashlib.sha256(dumps(self.ref).encode()).hexdigest()[:24]
 
+    @functools.cached_property
+    def digest(self) -> str:
+        """What the document says, hashed: work on it is keyed by this, not by its name."""
+        return hashlib.sha256(self.text.encode("utf-8", "surrogatepass")).hexdigest()
+
     @property
     def aws_id(self) -> str:
         """Access Analyzer's existingPolicyId: a managed policy's ARN, an inline policy's name."""

@@ -226,7 +226,7 @@ class Planner:
         """The key of the task that refines document against unused, and the task itself when
         no earlier document asked for the same (content-keyed: done once, used by all)."""
         restricted = unused.restricted(document_scope(document.text), self.catalog)
-        payload = {"op": "refine", "text": document.text, "name": document.name,
+        payload = {"op": "refine", "name": document.name, "textDigest": document.digest,
                    "sizeKind": size_kind(document), "managed": document.kind == MANAGED,
                    "unused": restricted.as_json(),
                    "otherAttached": max(other_attached, 0) if document.kind == MANAGED else 0,
@@ -237,7 +237,7 @@ class Planner:
         if key in self._refined:
             return key, None
         self._refined.add(key)
-        return key, {**payload, "key": key}
+        return key, {**payload, "text": document.text, "key": key}
 
     # shared documents: the outcome, then each holder's check
 

@@ -6,6 +6,7 @@ import concurrent.futures
 import faulthandler
 import functools
 import hashlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -27,6 +28,7 @@ from .sharing import unused_from_json
 from .split import split_policy
 
 WINDOW_PER_WORKER = 4  # tasks in flight per worker: enough to keep it busy, few to redo
+DASK_BATCH = 32  # tasks per Dask task: the scheduler's overhead is a few ms per task
 PARENT_POLL_SECONDS = 0.5  # how soon a worker notices that its parent is gone
 
 # --- the catalog, once per process -------------------------------------------------------------
@@ -241,6 +243,12 @@ def _isolated(task: dict) -> dict:
         return failed(task, "SolverCrashed", str(failure))
 
 
+def run_batch(tasks: list[dict], shipped: str | None = None) -> list[dict]:
+    """run_task for each task of a batch (one Dask task: the scheduler's cost per task is paid
+    once for many small ones)."""
+    return [run_task(task, shipped) for task in tasks]
+
+
 def _on_dask(tasks: Iterable[dict], address: str, catalog: Catalog) -> Iterator[dict]:
     try:
         from distributed import Client, as_completed
@@ -251,20 +259,21 @@ def _on_dask(tasks: Iterable[dict], address: str, catalog: Catalog) -> Iterator[
     except (OSError, ValueError, TypeError) as error:
         raise InputError(f"cannot reach the Dask scheduler {address}: {error}") from None
     with client:
-        # The catalog goes to every worker once, as JSON text; tasks go in a bounded window
-        # and results stream back as they finish.
+        # The catalog goes to every worker once, as JSON text; tasks go in batches, a bounded
+        # window of them in flight, and results stream back as each batch finishes. A worker
+        # lost mid-run costs only its batches (Dask runs them again elsewhere, or they fail).
         shipped = client.scatter(json.dumps(catalog.services), broadcast=True)
-        window = max(8, 4 * len(client.scheduler_info().get("workers", {})))
+        window = 4 * max(1, len(client.scheduler_info().get("workers", {})))
         source = iter(tasks)
         running = as_completed()
         held: dict = {}
 
         def submit() -> bool:
-            task = next(source, None)
-            if task is None:
+            batch = list(itertools.islice(source, DASK_BATCH))
+            if not batch:
                 return False
-            future = client.submit(run_task, task, shipped, pure=False)
-            held[future.key] = task
+            future = client.submit(run_batch, batch, shipped, pure=False)
+            held[future.key] = batch
             running.add(future)
             return True
 
@@ -272,9 +281,10 @@ def _on_dask(tasks: Iterable[dict], address: str, catalog: Catalog) -> Iterator[
             if not submit():
                 break
         for future in running:
-            task = held.pop(future.key)
+            batch = held.pop(future.key)
             try:
-                yield future.result()
+                yield from future.result()
             except Exception as failure:  # the worker died (KilledWorker) or was lost
-                yield failed(task, "WorkerLost", f"{type(failure).__name__}: {failure}")
+                for task in batch:
+                    yield failed(task, "WorkerLost", f"{type(failure).__name__}: {failure}")
             submit()
