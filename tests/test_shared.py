@@ -517,3 +517,20 @@ def test_a_results_file_recommend_did_not_write_is_refused(account, tmp_path, ca
     assert run(details, found, out) == 2
     assert "not written by `refiner recommend`" in capsys.readouterr().err
     assert (out / "results.jsonl").read_text() == "mine\n"
+
+
+def test_the_account_graph_from_the_python_api(account):
+    import refiner
+
+    _, _, _, details, _ = account
+    graph = refiner.account_graph(details)
+    r2 = graph.principals[arn("role", "R2")]
+    assert (r2.id, r2.account, r2.partition, r2.boundary) == (
+        "AROAR2", ACCOUNT, "aws", arn("policy", "Boundary"))
+    assert r2.tags == [{"Key": "team", "Value": "a"}] and r2.create_date
+    ops = [d for d in graph.documents.values() if d.name == "ops-policy"]
+    assert len(ops) == 2 and {d.owner for d in ops} == {arn("group", "ops"), arn("group", "dev")}
+    (team,) = [d for d in ops if d.owner == arn("group", "ops")]
+    assert sorted(r["arn"] for r in graph.reach(team.key)) == [arn("user", "U1"),
+                                                               arn("user", "U2")]
+    assert graph.groups[arn("group", "ops")].members == [arn("user", "U1"), arn("user", "U2")]
