@@ -13,7 +13,7 @@ from .finding import Unused
 from .jsontext import parse_json_text
 from .patterns import parse
 from .policy import load_policy, patterns_of
-from .principals import MANAGED, VIA_ATTACHED, AccountGraph, Document, Principal
+from .principals import MANAGED, VIA_ATTACHED, Document
 from .prove import literal_prefix
 
 SHARED_MODES = ("consolidate", "copy", "report")
@@ -174,13 +174,3 @@ def decide(document: Document, unused_of: dict[str, UnusedSet], refined_for: set
 def task_key(payload: dict) -> str:
     """A content key: the same inputs make the same key, in every run and every process."""
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
-
-
-def holders_summary(graph: AccountGraph, document: Document,
-                    finding_of: dict[str, str]) -> list[dict]:
-    """The contract's reach, each principal with its finding id (None: no finding)."""
-    return [{**r, "finding": finding_of.get(r["arn"])} for r in document.reach]
-
-
-def direct_attachments(principal: Principal) -> int:
-    return principal.attached
