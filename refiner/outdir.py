@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from .errors import InputError
-from .output import write_file
+from .output import write_chunks, write_file
 
 MANIFEST = ".refiner-recommend"  # the files this command wrote, one relative path a line
 COMPLETE = "summary.json"  # written last: its absence means a run did not finish
@@ -97,6 +97,11 @@ class OutputFolder:
         except (OSError, ValueError):
             pass
         write_file(str(target), text, sync=relative == COMPLETE)
+
+    def write_chunks(self, relative: str, chunks) -> None:
+        """Write OUTDIR/relative piece by piece (a large summary is never held whole)."""
+        self._note(relative)
+        write_chunks(str(self.path / relative), chunks, sync=relative == COMPLETE)
 
     def add_result(self, result: dict) -> None:
         """Append a task's result as one line, as soon as it completes."""

@@ -6,7 +6,7 @@ import os
 import stat
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .errors import InputError
@@ -32,6 +32,12 @@ def write_file(path: str, text: str, mode_of: str | None = None, sync: bool = Tr
     of mode_of (the input it was made from), else what a new file gets under the umask.
     sync=False skips the fsync: still whole after a killed process, not after a power loss
     (for the many files of one run, whose last file is synced)."""
+    write_chunks(path, [text], mode_of, sync)
+
+
+def write_chunks(path: str, chunks: Iterable[str], mode_of: str | None = None,
+                 sync: bool = True) -> None:
+    """write_file for text made piece by piece (a large report is never held whole)."""
     check_writable(path)
     target = Path(path)
     mode = _mode(target) or (_mode(Path(mode_of)) if mode_of else None) or _default_mode()
@@ -41,7 +47,8 @@ def write_file(path: str, text: str, mode_of: str | None = None, sync: bool = Tr
         raise InputError(f"cannot write {path}: {error.strerror}") from None
     try:
         with os.fdopen(handle, "wb") as out:
-            out.write(text.encode("utf-8"))
+            for chunk in chunks:
+                out.write(chunk.encode("utf-8"))
             out.flush()
             if sync:
                 os.fsync(out.fileno())

@@ -57,25 +57,26 @@ def recommend(job: Job) -> dict:
     out.begin((RECOMMENDATIONS, STATE, SHARED))
     planner = Planner(graph, catalog, job, catalog_digest(catalog))
     run_tasks(out, job, catalog, planner.tasks(pages), len(pages), "refining and proving")
-    rows = planner.rows
     shared = planner.shared_outcomes(out)
     checks = planner.check_tasks(out, shared)
     run_tasks(out, job, catalog, iter(checks.values()), len(checks), "checking each principal")
     for name, record in planner.finish_shared(out, shared):
         out.write(f"{SHARED}/{name}.json", json_text(record, indent=2))
+    count = Totals()
+    for row in planner.rows:
+        count.add(row)
     for row, recommendation, state in planner.findings_output(out, shared):
         name = finding_file_name(row["findingId"])
         out.write(f"{RECOMMENDATIONS}/{name}", json_text(recommendation, indent=2))
         out.write(f"{STATE}/{name}", json_text(state))
-        rows.append(row)
-    rows.sort(key=lambda row: row["findingId"])
-    summary = {"refiner": __version__, "catalog": catalog.version, "shared": job.shared,
-               "totals": totals(rows, shared), "sharedPolicies": _shared_section(out),
-               "findings": rows}
-    out.write("summary.json", json_text(summary, indent=2))
-    write_report(out.path / "report.html", summary, _diffs(out, rows))
+        count.add(row)
+    # The summary and the report are written from what is on disk, a row at a time.
+    head = {"refiner": __version__, "catalog": catalog.version, "shared": job.shared,
+            "totals": count.as_json(shared), "sharedPolicies": _shared_section(out)}
+    write_report(out.path / "report.html", head, _diffs(out, planner))
+    out.write_chunks("summary.json", _summary(head, _rows(out, planner)))
     out.finish()
-    return summary["totals"]
+    return head["totals"]
 
 
 def run_tasks(out: OutputFolder, job: Job, catalog: Catalog, tasks: Iterator[dict], count: int,
@@ -508,35 +509,68 @@ def _shared_section(out: OutputFolder) -> list[dict]:
     return section
 
 
-def _diffs(out: OutputFolder, rows: list[dict]) -> Iterator[tuple[dict, list[dict]]]:
-    """Each row with its policies' diffs, read back one finding at a time (never all held)."""
-    for row in rows:
-        diffs: list[dict] = []
+def _rows(out: OutputFolder, planner: Planner) -> Iterator[dict]:
+    """Every finding's summary row, in finding id order: rows of findings that needed no work
+    from memory, the others read back from their state files one at a time."""
+    worked = {head["id"] for head in planner.finding_of.values()
+              if head["findingType"] == "UnusedPermission"}
+    quiet = {row["findingId"]: row for row in planner.rows}
+    for finding_id in sorted(worked | set(quiet)):
+        if finding_id in quiet:
+            yield quiet[finding_id]
+            continue
+        yield _state(out, finding_id)["row"]
+
+
+def _state(out: OutputFolder, finding_id: str) -> dict:
+    return json.loads((out.path / STATE / finding_file_name(finding_id)).read_text(encoding="utf-8"))
+
+
+def _diffs(out: OutputFolder, planner: Planner) -> Iterator[tuple[dict, list[dict]]]:
+    """Each row with its policies' diffs (never all held)."""
+    for row in _rows(out, planner):
+        diffs = []
         if row.get("status") == "SUCCEEDED":
-            try:
-                state = json.loads((out.path / STATE / finding_file_name(row["findingId"]))
-                                   .read_text(encoding="utf-8"))
-                diffs = state.get("diffs", [])
-            except (OSError, ValueError):
-                diffs = []
+            diffs = _state(out, row["findingId"]).get("diffs", [])
         yield row, diffs
 
 
-def totals(rows: list[dict], shared: dict[str, dict] | None = None) -> dict:
-    count: dict = {"findings": len(rows)}
-    for row in rows:
-        count[row["status"]] = count.get(row["status"], 0) + 1
-    policies = [p for row in rows for p in row.get("policies", []) if "patterns" in p]
-    count["policiesChanged"] = sum(bool(p.get("changed")) for p in policies)
-    count["patterns"] = [sum(p["patterns"][0] for p in policies),
-                         sum(p["patterns"][1] for p in policies)]
-    count["characters"] = [sum(p["characters"][0] for p in policies),
-                           sum(p["characters"][1] for p in policies)]
-    count["overLimit"] = sum("overLimit" in p for p in policies)
-    count["proofQueries"] = sum(row.get("proofQueries", 0) for row in rows)
-    outcomes = list((shared or {}).values())
-    count["sharedPolicies"] = len(outcomes)
-    count["sharedPoliciesChanged"] = sum(o.get("status") == "CHANGED" for o in outcomes)
-    count["sharedPoliciesFailed"] = sum(o.get("status") == "FAILED" for o in outcomes)
-    return count
+def _summary(head: dict, rows: Iterator[dict]) -> Iterator[str]:
+    """summary.json: the head, then "findings" with one row a line, as the rows come."""
+    text = dumps({**head, "findings": []}, indent=2)
+    yield text[:-len("[]\n}")] + "["
+    for number, row in enumerate(rows):
+        yield ("," if number else "") + "\n    " + dumps(row)
+    yield "\n  ]\n}\n"
 
+
+class Totals:
+    """The summary's totals, counted as the rows are made."""
+
+    def __init__(self):
+        self.count: dict = {"findings": 0}
+        self.policies_changed = self.over_limit = self.proof_queries = 0
+        self.patterns, self.characters = [0, 0], [0, 0]
+
+    def add(self, row: dict) -> None:
+        self.count["findings"] += 1
+        self.count[row["status"]] = self.count.get(row["status"], 0) + 1
+        self.proof_queries += row.get("proofQueries", 0)
+        for policy in row.get("policies", []):
+            if "patterns" not in policy:
+                continue
+            self.policies_changed += bool(policy.get("changed"))
+            self.over_limit += "overLimit" in policy
+            for total, pair in ((self.patterns, policy["patterns"]),
+                                (self.characters, policy["characters"])):
+                total[0] += pair[0]
+                total[1] += pair[1]
+
+    def as_json(self, shared: dict[str, dict]) -> dict:
+        statuses = [outcome.get("status") for outcome in shared.values()]
+        return {**self.count, "policiesChanged": self.policies_changed,
+                "patterns": self.patterns, "characters": self.characters,
+                "overLimit": self.over_limit, "proofQueries": self.proof_queries,
+                "sharedPolicies": len(statuses),
+                "sharedPoliciesChanged": statuses.count("CHANGED"),
+                "sharedPoliciesFailed": statuses.count("FAILED")}

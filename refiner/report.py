@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import html
+import itertools
 from collections.abc import Iterable
 from pathlib import Path
 
-from .output import write_file
+from .output import write_chunks
 
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #1b1f24; }
@@ -47,12 +48,10 @@ def write_report(path: Path, summary: dict, rows: Iterable[tuple[dict, list[dict
     parts.append("</tbody></table><table id='principals'><thead><tr><th>principal</th>"
                  "<th>status</th><th>policies changed</th><th>patterns</th><th>characters</th>"
                  "</tr></thead><tbody>")
-    for row, diffs in rows:
-        parts.append(_row(row, diffs))
-    parts.append("</tbody></table>")
-    parts.append(_shared(summary.get("sharedPolicies", [])))
-    parts.append("</body></html>\n")
-    write_file(str(path), "".join(parts))
+    tail = ["</tbody></table>", _shared(summary.get("sharedPolicies", [])), "</body></html>\n"]
+    # Written as the rows come (read back from disk one at a time): never held whole.
+    write_chunks(str(path), itertools.chain(parts, (_row(row, diffs) for row, diffs in rows),
+                                            tail))
 
 
 def _row(row: dict, diffs: list[dict]) -> str:
