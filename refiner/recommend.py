@@ -156,9 +156,11 @@ class Planner:
             self.rows.append({**row, "status": "UNKNOWN_PRINCIPAL",
                               "reason": "no such principal in the authorization details"})
         elif arn in self.finding_of:  # which one holds? neither: the principal uses everything
-            self.failed[arn] = {"code": "InvalidInput", "message": "two active findings for "
-                                f"one principal ({self.finding_of[arn]['id']}, {finding_id})"}
+            error = {"code": "InvalidInput", "message": "two active findings for one principal "
+                     f"({self.finding_of[arn]['id']}, {finding_id})"}
+            self.failed[arn] = error
             self.unused_of.pop(arn, None)
+            self.rows.append({**row, "status": "FAILED", "error": error})
         else:
             self._read_unused(principal, pages, finding_id)
             return arn if arn in self.unused_of else None

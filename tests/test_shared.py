@@ -534,3 +534,16 @@ def test_the_account_graph_from_the_python_api(account):
     assert sorted(r["arn"] for r in graph.reach(team.key)) == [arn("user", "U1"),
                                                                arn("user", "U2")]
     assert graph.groups[arn("group", "ops")].members == [arn("user", "U1"), arn("user", "U2")]
+
+
+def test_two_findings_for_one_principal_fail_both_and_keep_its_policies(tmp_path):
+    export, findings = shared_account()
+    findings.append({**findings[0], "id": "f-r1-again"})
+    details, found = write_inputs(tmp_path, export, findings)
+    assert run(details, found, tmp_path / "out") == 1
+    rows = {r["findingId"]: r for r in
+            json.loads((tmp_path / "out" / "summary.json").read_text())["findings"]}
+    assert rows["f-r1"]["status"] == rows["f-r1-again"]["status"] == "FAILED"
+    assert len(rows) == len(findings)
+    # R1 counts as using everything: Shared3 stays whole for every holder.
+    assert shared_by_name(tmp_path / "out")[arn("policy", "Shared3")]["status"] == "UNCHANGED"
