@@ -42,10 +42,7 @@ class OutputFolder:
         if manifest.is_file():
             self._listed = {line for line in manifest.read_text(encoding="utf-8").splitlines()
                             if line and _inside(line)}
-        for relative in self._listed:  # temporary files of a killed run: ours by their name
-            target = self.path / relative
-            for temp in target.parent.glob(f".{target.name}.*"):
-                temp.unlink(missing_ok=True)
+        self._remove_temporary_files()
         if COMPLETE in self._listed:  # from now on, until the end, the folder is incomplete
             (self.path / COMPLETE).unlink(missing_ok=True)
         try:
@@ -53,6 +50,22 @@ class OutputFolder:
         except OSError as error:
             raise InputError(f"cannot write {manifest}: {error.strerror}") from None
         self._open_results()
+
+    def _remove_temporary_files(self) -> None:
+        """Temporary files of a killed run: ours by their name (".<listed name>.<random>"),
+        each folder listed once."""
+        by_folder: dict[Path, set[str]] = {}
+        for relative in self._listed:
+            target = self.path / relative
+            by_folder.setdefault(target.parent, set()).add(target.name)
+        for folder, names in by_folder.items():
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.name.startswith(".") and entry.name[1:].rsplit(".", 1)[0] in names:
+                    Path(entry.path).unlink(missing_ok=True)
 
     def _open_results(self) -> None:
         """Index the results earlier runs appended (a line cut short by a kill is not a
@@ -86,6 +99,15 @@ class OutputFolder:
             self._manifest.flush()  # in the kernel's hands: it outlives a kill -9
             self._listed.add(relative)
         self._written.add(relative)
+
+    def read(self, relative: str) -> str | None:
+        """OUTDIR/relative as this command wrote it before, or None."""
+        if relative not in self._listed:
+            return None
+        try:
+            return (self.path / relative).read_text(encoding="utf-8")
+        except (OSError, ValueError):
+            return None
 
     def write(self, relative: str, text: str) -> None:
         """Write OUTDIR/relative (unchanged content is left as it is: a re-run is cheap)."""

@@ -67,6 +67,7 @@ def recommend(job: Job) -> dict:
         count.add(row)
     for row, recommendation, state in planner.findings_output(out, shared):
         name = finding_file_name(row["findingId"])
+        _keep_times(recommendation, out.read(f"{RECOMMENDATIONS}/{name}"))
         out.write(f"{RECOMMENDATIONS}/{name}", json_text(recommendation, indent=2))
         out.write(f"{STATE}/{name}", json_text(state))
         count.add(row)
@@ -509,6 +510,20 @@ def _shared_section(out: OutputFolder) -> list[dict]:
                         "keptBecauseUsed": sorted(record["keptBecauseUsed"], key=str.lower),
                         **({"reason": record["reason"]} if "reason" in record else {})})
     return section
+
+
+def _keep_times(recommendation: dict, before: str | None) -> None:
+    """A recommendation the same as the one written before but for its times keeps those
+    times: nothing was done again, and the file is left as it is."""
+    try:
+        held = json.loads(before) if before else None
+    except ValueError:
+        return
+    times = ("startedAt", "completedAt")
+    if isinstance(held, dict) and all(isinstance(held.get(k), str) for k in times) and \
+            {k: v for k, v in held.items() if k not in times} == \
+            {k: v for k, v in recommendation.items() if k not in times}:
+        recommendation.update({k: held[k] for k in times})
 
 
 def _rows(out: OutputFolder, planner: Planner) -> Iterator[dict]:
