@@ -547,3 +547,22 @@ def test_two_findings_for_one_principal_fail_both_and_keep_its_policies(tmp_path
     assert len(rows) == len(findings)
     # R1 counts as using everything: Shared3 stays whole for every holder.
     assert shared_by_name(tmp_path / "out")[arn("policy", "Shared3")]["status"] == "UNCHANGED"
+
+
+def test_the_per_principal_check_refuses_a_document_that_drops_what_one_holder_uses(catalog):
+    """The kernel's check for one holder: a consolidated document that lost s3:GetBucketAcl,
+    which this holder uses, fails; the same document for a holder that leaves it unused
+    passes."""
+    from refiner.tasks import catalog_for, run_task
+
+    catalog_for(None)
+    original = json.dumps(allow("s3:GetObject", "s3:GetBucketAcl"))
+    refined = json.dumps(allow("s3:GetObject"))
+    task = {"op": "check", "key": "k", "name": "Shared", "original": original,
+            "refined": refined, "kept": [0], "catalog": None,
+            "catalogVersion": catalog.version, "timeoutMs": 10_000,
+            "unused": {"actions": ["s3:GetObject"], "services": []}}
+    result = run_task(task)
+    assert result["status"] == "FAILED" and "s3:GetBucketAcl" in result["error"]["message"]
+    task["unused"] = {"actions": ["s3:GetBucketAcl"], "services": []}
+    assert run_task(task)["status"] == "SUCCEEDED"
