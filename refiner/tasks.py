@@ -23,7 +23,7 @@ from .pipeline import refine_and_prove
 from .policy import allowed_among, load_policy, pattern_count, patterns_of
 from .prove import Checker, literal_prefix
 from .refinement import SIZE_LIMITS, policy_size
-from .render import as_diff
+from .render import review_diff
 from .sharing import unused_from_json
 from .split import split_policy
 
@@ -100,7 +100,7 @@ def refine_task(task: dict, catalog: Catalog) -> dict:
               "document": None, "diff": None}
     if not run.changed:
         return result
-    result["diff"] = as_diff(run, task["name"])
+    result["diff"] = review_diff(run, task["name"])
     if run.detach:
         return result
     result["document"] = run.document_text
