@@ -134,6 +134,10 @@ class OutputFolder:
         self._results.flush()
         self._cache.pop(result["key"], None)
 
+    def has_result(self, key: str) -> bool:
+        """A result of key is on disk (of this run, or a SUCCEEDED one of an earlier run)."""
+        return key in self._offsets
+
     def result(self, key: str) -> dict | None:
         """A task's result, or None. A FAILED result of an earlier run is no result: failures
         are tried again, never kept."""
