@@ -97,8 +97,9 @@ def recommend(job: Job) -> dict:
     # The summary and the report are written from what is on disk, a row at a time.
     head = {"refiner": __version__, "catalog": catalog.version, "shared": job.shared,
             "totals": count.as_json(shared), "sharedPolicies": _shared_section(out)}
-    write_report(out.path / "report.html", head, _diffs(out, planner))
-    out.write_chunks("summary.json", _summary(head, _rows(out, planner)))
+    lines: list[str] = []  # the summary's rows, one line each, as the report's pass reads them
+    write_report(out.path / "report.html", head, _rows(out, planner, lines))
+    out.write_chunks("summary.json", _summary(head, lines))
     out.finish()
     return head["totals"]
 
@@ -603,38 +604,33 @@ def _keep_times(recommendation: dict, before: str | None) -> None:
         recommendation.update({k: held[k] for k in times})
 
 
-def _rows(out: OutputFolder, planner: Planner) -> Iterator[dict]:
-    """Every finding's summary row, in finding id order: rows of findings that needed no work
-    from memory, the others read back from their state files one at a time."""
+def _rows(out: OutputFolder, planner: Planner, lines: list[str]) \
+        -> Iterator[tuple[dict, list[dict]]]:
+    """Every finding's summary row with its policies' diffs, in finding id order: rows of
+    findings that needed no work from memory, the others read back from their state files
+    one at a time (each once; the diffs are never all held). Each row's summary line is
+    appended to lines."""
     worked = {head["id"] for head in planner.finding_of.values()
               if head["findingType"] == "UnusedPermission"}
     quiet = {row["findingId"]: row for row in planner.rows}
     for finding_id in sorted(worked | set(quiet)):
-        if finding_id in quiet:
-            yield quiet[finding_id]
-            continue
-        yield _state(out, finding_id)["row"]
-
-
-def _state(out: OutputFolder, finding_id: str) -> dict:
-    return json.loads((out.path / STATE / finding_file_name(finding_id)).read_text(encoding="utf-8"))
-
-
-def _diffs(out: OutputFolder, planner: Planner) -> Iterator[tuple[dict, list[dict]]]:
-    """Each row with its policies' diffs (never all held)."""
-    for row in _rows(out, planner):
-        diffs = []
-        if row.get("status") == "SUCCEEDED":
-            diffs = _state(out, row["findingId"]).get("diffs", [])
+        row, diffs = quiet.get(finding_id), []
+        if row is None:
+            state = json.loads((out.path / STATE / finding_file_name(finding_id))
+                               .read_text(encoding="utf-8"))
+            row = state["row"]
+            if row.get("status") == "SUCCEEDED":
+                diffs = state.get("diffs", [])
+        lines.append(dumps(row))
         yield row, diffs
 
 
-def _summary(head: dict, rows: Iterator[dict]) -> Iterator[str]:
-    """summary.json: the head, then "findings" with one row a line, as the rows come."""
+def _summary(head: dict, lines: list[str]) -> Iterator[str]:
+    """summary.json: the head, then "findings" with one row a line."""
     text = dumps({**head, "findings": []}, indent=2)
     yield text[:-len("[]\n}")] + "["
-    for number, row in enumerate(rows):
-        yield ("," if number else "") + "\n    " + dumps(row)
+    for number, line in enumerate(lines):
+        yield ("," if number else "") + "\n    " + line
     yield "\n  ]\n}\n"
 
 
