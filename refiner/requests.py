@@ -1,0 +1,684 @@
+"""The request model: whole IAM statements (Action, Resource, Principal, Condition) as Z3 formulas over one request, and the query for a request HEAD allows and BASE denies."""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import z3
+
+from .patterns import parse
+from .prove import DEFAULT_TIMEOUT_MS, literal_prefix
+
+# Approximations (proofs/requests.md): where IAM's meaning is not pinned down exactly (an ARN
+# wildcard at a colon, a policy variable, an operator not modelled) a statement's match is
+# bracketed. A query takes the upper bound where a match makes a counterexample likelier
+# (HEAD Allow, BASE Deny) and the lower bound elsewhere, so `unsat` proves containment; a
+# `sat` model is then re-evaluated with the bounds swapped (and variables read from the model)
+# and counts as a counterexample only if it still holds, else the answer is unknown.
+OVER, UNDER = "over", "under"
+
+_STRINGS = z3.ReSort(z3.StringSort())
+_ALL = z3.Full(_STRINGS)
+_CHAR = z3.AllChar(_STRINGS)
+_NOT_COLON = z3.Intersect(_CHAR, z3.Complement(z3.Re(":")))
+_PRINTABLE = z3.Star(z3.Range(" ", "~"))
+_VARIABLE = re.compile(r"\$\{([^}]*)\}")
+_ESCAPES = {"*": "*", "?": "?", "$": "$"}  # ${*} ${?} ${$}: the literal character
+_ACCOUNT = re.compile(r"^\d{12}$")
+_ROOT = re.compile(r"^arn:([^:]+):iam::(\d{12}):root$")
+_ROLE = re.compile(r"^arn:([^:]+):iam::(\d{12}):role/(?:[^:]*/)?([^/:]+)$")
+_PRINCIPAL_KINDS = {"AWS": "aws", "Service": "service", "Federated": "federated",
+                    "CanonicalUser": "canonical"}
+
+STRING_OPERATORS = {  # name -> (negated, ignore case, glob)
+    "StringEquals": (False, False, False), "StringNotEquals": (True, False, False),
+    "StringEqualsIgnoreCase": (False, True, False), "StringNotEqualsIgnoreCase": (True, True, False),
+    "StringLike": (False, False, True), "StringNotLike": (True, False, True),
+}
+ARN_OPERATORS = {"ArnEquals": False, "ArnLike": False, "ArnNotEquals": True, "ArnNotLike": True}
+ORDERED = {"Equals": (False, "=="), "NotEquals": (True, "=="), "LessThan": (False, "<"),
+           "LessThanEquals": (False, "<="), "GreaterThan": (False, ">"),
+           "GreaterThanEquals": (False, ">=")}
+# Keys AWS documents as multivalued: a single-valued operator on them is not modelled.
+MULTIVALUED_KEYS = {"aws:tagkeys", "aws:calledvia", "aws:principalservicenameslist",
+                    "aws:principalorgpaths", "aws:sourcevpcarn"}
+
+
+def _flip(mode: str) -> str:
+    return UNDER if mode == OVER else OVER
+
+
+def _unknown(mode: str) -> z3.BoolRef:
+    """An atom the model does not decide: the bound asked for."""
+    return z3.BoolVal(mode == OVER)
+
+
+def entries(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _printable(text: str) -> bool:
+    return all(" " <= c <= "~" for c in text)
+
+
+@dataclass
+class Unmodelled:
+    """Why a statement's match was bracketed rather than exact (for an unknown verdict)."""
+
+    side: str
+    statement: int
+    reason: str
+
+
+class Request:
+    """The variables of one request: action (lower case), resource, principal ("kind|value")
+    and, per condition key (lower case), whether it is present and its value by type."""
+
+    def __init__(self):
+        self.action = z3.String("action")
+        self.resource = z3.String("resource")
+        self.principal = z3.String("principal")
+        self.keys: dict[str, dict[str, z3.ExprRef]] = {}
+        self.multivalued: set[str] = set(MULTIVALUED_KEYS)
+        self.slots: dict[str, int] = {}  # set-valued key -> values modelled (see proofs)
+        self.used = {"resource": False, "principal": False}
+        self.model: z3.ModelRef | None = None  # set while a model is re-checked
+
+    def key(self, name: str, kind: str) -> z3.ExprRef:
+        made = self.keys.setdefault(name, {})
+        if kind not in made:
+            sort = {"string": z3.StringSort(), "number": z3.RealSort(), "date": z3.RealSort(),
+                    "bool": z3.BoolSort(), "ip": z3.IntSort(), "ip6": z3.BoolSort(),
+                    "present": z3.BoolSort(), "count": z3.IntSort()}[kind]
+            made[kind] = z3.Const(f"{name}|{kind}", sort)
+        return made[kind]
+
+    def slot(self, name: str, number: int) -> z3.ExprRef:
+        made = self.keys.setdefault(name, {})
+        if f"slot{number}" not in made:
+            made[f"slot{number}"] = z3.String(f"{name}|slot{number}")
+        return made[f"slot{number}"]
+
+    def domain(self) -> list[z3.BoolRef]:
+        """What every real request satisfies: IP addresses in range, set sizes bounded."""
+        facts = []
+        for name, made in self.keys.items():
+            if "ip" in made:
+                facts.append(z3.And(made["ip"] >= 0, made["ip"] < z3.If(
+                    self.key(name, "ip6"), z3.IntVal(2 ** 128), z3.IntVal(2 ** 32))))
+            if name in self.slots:
+                count = self.key(name, "count")
+                facts.append(z3.And(count >= 0, count <= self.slots[name],
+                                    z3.Implies(z3.Not(self.key(name, "present")), count == 0)))
+        return facts
+
+
+class Encoder:
+    """Statements as formulas over one Request; what was bracketed is noted in unmodelled."""
+
+    def __init__(self, request: Request):
+        self.request = request
+        self.unmodelled: list[Unmodelled] = []
+        self._where = ("", -1)
+
+    def at(self, side: str, index: int) -> Encoder:
+        self._where = (side, index)
+        return self
+
+    def note(self, reason: str) -> None:
+        side, index = self._where
+        if not any(u.side == side and u.statement == index and u.reason == reason
+                   for u in self.unmodelled):
+            self.unmodelled.append(Unmodelled(side, index, reason))
+
+    # --- the statement ----------------------------------------------------------------------
+
+    def matches(self, statement: dict, mode: str, parts=("action", "resource", "principal",
+                                                         "condition")) -> z3.BoolRef:
+        """The statement's Action, Resource, Principal and Condition all match the request
+        (bound mode where not exact). parts: which of them to take."""
+        conjuncts = []
+        if "action" in parts:
+            conjuncts.append(self.action(statement))
+        if "resource" in parts:
+            conjuncts.append(self.element(statement, "Resource", self.resource_atom, mode))
+        if "principal" in parts:
+            conjuncts.append(self.element(statement, "Principal", self.principal_atom, mode))
+        if "condition" in parts:
+            conjuncts += [self.condition(operator, key, value, mode)
+                          for operator, key, value in condition_entries(statement, self)]
+        return z3.And(conjuncts) if conjuncts else z3.BoolVal(True)
+
+    def action(self, statement: dict) -> z3.BoolRef:
+        key = "Action" if "Action" in statement else "NotAction"
+        member = z3.InRe(self.request.action, _action_union(tuple(entries(statement[key]))))
+        return member if key == "Action" else z3.Not(member)
+
+    def element(self, statement: dict, name: str, atom, mode: str) -> z3.BoolRef:
+        """Resource or Principal (absent: any), NotResource or NotPrincipal (the complement,
+        so its bound is the other one)."""
+        if name in statement:
+            return z3.Or([atom(value, mode) for value in self._values(statement[name], name)])
+        if "Not" + name in statement:
+            if name == "Principal":
+                self.note("NotPrincipal is not modelled (its account and role entries do not "
+                          "match as in Principal)")
+                return _unknown(mode)
+            return z3.Not(z3.Or([atom(value, _flip(mode))
+                                 for value in self._values(statement["Not" + name], name)]))
+        return z3.BoolVal(True)
+
+    def _values(self, value, name: str) -> list:
+        if name == "Resource":
+            self.request.used["resource"] = True
+            return entries(value)
+        self.request.used["principal"] = True
+        if value == "*":
+            return [("*", "*")]
+        if not isinstance(value, dict):
+            return [("?", value)]
+        return [(kind, entry) for kind, listed in value.items() for entry in entries(listed)]
+
+    def resource_atom(self, text, mode: str) -> z3.BoolRef:
+        if not isinstance(text, str):
+            self.note(f"Resource entry {text!r} is not a string")
+            return _unknown(mode)
+        pattern = self.glob(text, mode, arn=True, ignore_case=False)
+        return z3.BoolVal(False) if pattern is None else z3.InRe(self.request.resource, pattern)
+
+    def principal_atom(self, entry: tuple, mode: str) -> z3.BoolRef:
+        kind, value = entry
+        if kind == "*" or (kind == "AWS" and value == "*"):
+            return z3.BoolVal(True)
+        if kind not in _PRINCIPAL_KINDS or not isinstance(value, str) or not _printable(value) \
+                or "*" in value or "?" in value or "${" in value:
+            self.note(f"Principal {kind}: {value!r} is not modelled")
+            return _unknown(mode)
+        prefix = _PRINCIPAL_KINDS[kind] + "|"
+        principal = self.request.principal
+        if kind != "AWS":
+            return principal == z3.StringVal(prefix + value)
+        root = _ROOT.match(value)
+        if root or _ACCOUNT.match(value):
+            # The account: every IAM and STS principal in it (an account number: in the
+            # partition of the policy, any partition here, as the request fixes one).
+            partition = z3.Re(root.group(1)) if root else z3.Star(_NOT_COLON)
+            number = root.group(2) if root else value
+            return z3.InRe(principal, z3.Concat(
+                z3.Re(prefix + "arn:"), partition, z3.Union(z3.Re(":iam::"), z3.Re(":sts::")),
+                z3.Re(number + ":"), _ALL))
+        role = _ROLE.match(value)
+        if role:  # the role and its sessions (whose ARN names the role without its path)
+            session = f"{prefix}arn:{role.group(1)}:sts::{role.group(2)}:assumed-role/{role.group(3)}/"
+            return z3.Or(principal == z3.StringVal(prefix + value),
+                         z3.InRe(principal, z3.Concat(z3.Re(session), _ALL)))
+        return principal == z3.StringVal(prefix + value)
+
+    # --- globs --------------------------------------------------------------------------------
+
+    def glob(self, text: str, mode: str, arn: bool, ignore_case: bool,
+             wildcards: bool = True) -> z3.ReRef | None:
+        """A pattern's language (None: empty). arn: wildcards of an ARN are bracketed between
+        not crossing a colon (but a final `*`) and crossing it. Policy variables: `*` as the
+        upper bound, nothing as the lower one, the model's value when a model is re-checked."""
+        if not _printable(text):
+            self.note(f"{text!r} has characters beyond printable ASCII")
+            return None if mode == UNDER else _ALL
+        parts = []
+        position = 0
+        for found in _VARIABLE.finditer(text):
+            parts += self._literal_glob(text[position:found.start()], mode, arn, ignore_case,
+                                        wildcards, final=False)
+            name = found.group(1)
+            if name in _ESCAPES:
+                parts.append(z3.Re(_ESCAPES[name]))
+            else:
+                value = self._variable(name)
+                if value is not None:
+                    parts.append(_literal(value, ignore_case))
+                elif mode == UNDER:
+                    return None
+                else:
+                    parts.append(_ALL)
+            position = found.end()
+        parts += self._literal_glob(text[position:], mode, arn, ignore_case, wildcards,
+                                    final=True)
+        if not parts:
+            return z3.Re("")
+        return parts[0] if len(parts) == 1 else z3.Concat(parts)
+
+    def _literal_glob(self, text: str, mode: str, arn: bool, ignore_case: bool,
+                      wildcards: bool, final: bool) -> list:
+        parts = []
+        tokens = re.split(r"([*?])", text) if wildcards else [text]
+        for at, token in enumerate(tokens):
+            if not token:
+                continue
+            if token in ("*", "?") and wildcards:
+                last = final and at == len(tokens) - 2 and tokens[-1] == ""
+                bounded = arn and mode == UNDER and not (token == "*" and last)
+                char = _NOT_COLON if bounded else _CHAR
+                parts.append(z3.Star(char) if token == "*" else char)
+            else:
+                parts.append(_literal(token, ignore_case))
+        return parts
+
+    def _variable(self, name: str) -> str | None:
+        """A policy variable's value in the model being re-checked (None: not known)."""
+        model = self.request.model
+        key = name.strip().lower()
+        if model is None or "," in key or key not in self.request.keys:
+            return None
+        made = self.request.keys[key]
+        if "string" not in made or not z3.is_true(model.eval(made["present"], True)):
+            return None
+        value = _decode(model.eval(made["string"], True).as_string())
+        return value if _printable(value) else None
+
+    # --- conditions ---------------------------------------------------------------------------
+
+    def condition(self, operator: str, key: str, value, mode: str) -> z3.BoolRef:
+        """One operator on one key (its values OR-ed), missing keys as IAM evaluates them."""
+        quantifier, base, if_exists = _split_operator(operator)
+        name = key.lower()
+        values = [_as_text(v) for v in entries(value)]
+        if base is None or any(v is None for v in values) or not values or "${" in name:
+            self.note(f"condition {operator} on {key} is not modelled")
+            return _unknown(mode)
+        if base == "Null":
+            if quantifier or if_exists or len(values) != 1 or values[0].lower() not in (
+                    "true", "false"):
+                self.note(f"condition {operator} on {key} is not modelled")
+                return _unknown(mode)
+            present = self.request.key(name, "present")
+            return z3.Not(present) if values[0].lower() == "true" else present
+        negated = _negated(base)
+        if quantifier:
+            return self._set_condition(quantifier, base, name, values, mode, operator, key)
+        if name in self.request.multivalued:
+            self.note(f"condition {operator} on {key}: a single-valued operator on a "
+                      "multivalued key is not modelled")
+            return _unknown(mode)
+        present = self.request.key(name, "present")
+        matched = self._single(base, name, values, mode)
+        if matched is None:
+            self.note(f"condition {operator} on {key} is not modelled")
+            return _unknown(mode)
+        if negated:
+            return z3.Or(z3.Not(present), matched)
+        return z3.And(present, matched) if not if_exists else z3.Or(z3.Not(present), matched)
+
+    def _single(self, base: str, name: str, values: list[str], mode: str,
+                value: z3.ExprRef | None = None) -> z3.BoolRef | None:
+        """base on the key's value (or the given value): any policy value matches, or for a
+        negated operator none does."""
+        if base in STRING_OPERATORS or base in ARN_OPERATORS:
+            if base in STRING_OPERATORS:
+                negated, ignore_case, wildcards = STRING_OPERATORS[base]
+                arn = False
+            else:
+                negated, ignore_case, wildcards, arn = ARN_OPERATORS[base], False, True, True
+            value = self.request.key(name, "string") if value is None else value
+            inner = _flip(mode) if negated else mode
+            languages = [self.glob(v, inner, arn, ignore_case, wildcards) for v in values]
+            languages = [lang for lang in languages if lang is not None]
+            any_match = z3.Or([z3.InRe(value, lang) for lang in languages]) if languages \
+                else z3.BoolVal(False)
+            return z3.Not(any_match) if negated else any_match
+        family, suffix = _family(base)
+        if family is None or suffix not in ORDERED:
+            return None
+        if family == "Bool":
+            if suffix != "Equals" or any(v.lower() not in ("true", "false") for v in values):
+                return None
+            held = self.request.key(name, "bool")
+            return z3.Or([held == (v.lower() == "true") for v in values])
+        if family == "IpAddress":
+            return self._ip(name, values, negated=suffix == "NotEquals")
+        parse_value = _number if family == "Numeric" else _date
+        numbers = [parse_value(v) for v in values]
+        if any(n is None for n in numbers):
+            return None
+        held = self.request.key(name, "number" if family == "Numeric" else "date")
+        negated, relation = ORDERED[suffix]
+        compare = {"==": lambda a, b: a == b, "<": lambda a, b: a < b,
+                   "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
+                   ">=": lambda a, b: a >= b}[relation]
+        any_match = z3.Or([compare(held, z3.RealVal(n)) for n in numbers])
+        return z3.Not(any_match) if negated else any_match
+
+    def _ip(self, name: str, values: list[str], negated: bool) -> z3.BoolRef | None:
+        ranges = []
+        for text in values:
+            try:
+                network = ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                return None
+            ranges.append((network.version == 6, int(network.network_address),
+                           int(network.broadcast_address)))
+        held, six = self.request.key(name, "ip"), self.request.key(name, "ip6")
+        inside = z3.Or([z3.And(six == is6, held >= low, held <= high)
+                        for is6, low, high in ranges])
+        return z3.Not(inside) if negated else inside
+
+    def _set_condition(self, quantifier: str, base: str, name: str, values: list[str],
+                       mode: str, operator: str, key: str) -> z3.BoolRef:
+        """ForAnyValue: some value of the key's set matches; ForAllValues: every value does
+        (true when the key is missing or empty)."""
+        if base not in STRING_OPERATORS and base not in ARN_OPERATORS:
+            self.note(f"condition {operator} on {key} is not modelled")
+            return _unknown(mode)
+        slots = self.request.slots.get(name, 0)
+        count = self.request.key(name, "count")
+        self.request.key(name, "present")
+        each = []
+        for number in range(slots):
+            matched = self._single(base, name, values, mode, self.request.slot(name, number))
+            each.append((number, matched))
+        if quantifier == "ForAnyValue":
+            return z3.Or([z3.And(count > number, m) for number, m in each] or [False])
+        return z3.And([z3.Implies(count > number, m) for number, m in each] or [True])
+
+
+def condition_entries(statement: dict, encoder: Encoder | None = None) -> list[tuple]:
+    """(operator, key, value) of a statement's Condition block; a block of another shape is
+    one unmodelled entry."""
+    block = statement.get("Condition")
+    if block is None:
+        return []
+    if not isinstance(block, dict) or not all(isinstance(v, dict) for v in block.values()):
+        return [("?", "Condition", block)]
+    return [(operator, key, value) for operator, keys in block.items()
+            for key, value in keys.items()]
+
+
+def _split_operator(operator: str) -> tuple[str | None, str | None, bool]:
+    quantifier = None
+    for prefix in ("ForAllValues:", "ForAnyValue:"):
+        if operator.startswith(prefix):
+            quantifier, operator = prefix[:-1], operator[len(prefix):]
+    if_exists = operator.endswith("IfExists")
+    base = operator[:-len("IfExists")] if if_exists else operator
+    known = base in STRING_OPERATORS or base in ARN_OPERATORS or base == "Null" or (
+        _family(base)[0] is not None and _family(base)[1] in ORDERED)
+    return quantifier, base if known else None, if_exists
+
+
+def _family(base: str) -> tuple[str | None, str]:
+    if base == "Bool":
+        return "Bool", "Equals"
+    if base == "IpAddress":
+        return "IpAddress", "Equals"
+    if base == "NotIpAddress":
+        return "IpAddress", "NotEquals"
+    for family in ("Numeric", "Date"):
+        if base.startswith(family):
+            return family, base[len(family):]
+    return None, ""
+
+
+def _negated(base: str) -> bool:
+    if base in STRING_OPERATORS:
+        return STRING_OPERATORS[base][0]
+    if base in ARN_OPERATORS:
+        return ARN_OPERATORS[base]
+    family, suffix = _family(base)
+    return suffix == "NotEquals"
+
+
+def _as_text(value) -> str | None:
+    """A condition value as IAM reads it: strings as written, booleans and numbers as JSON."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
+    return value if isinstance(value, str) else None
+
+
+def _number(text: str) -> Fraction | None:
+    try:
+        return Fraction(text.strip()) if re.fullmatch(r"\s*-?\d+(\.\d+)?\s*", text) else None
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def _date(text: str) -> Fraction | None:
+    """Seconds since the epoch of an ISO 8601 date or an epoch number (UTC when no zone)."""
+    if re.fullmatch(r"\d+", text):
+        return Fraction(int(text))
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    delta = moment - datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    return Fraction(delta.days * 86_400 + delta.seconds) + Fraction(delta.microseconds, 10 ** 6)
+
+
+def _literal(text: str, ignore_case: bool) -> z3.ReRef:
+    if not ignore_case:
+        return z3.Re(text)
+    chars = [z3.Union(z3.Re(c.lower()), z3.Re(c.upper())) if c.lower() != c.upper()
+             else z3.Re(c) for c in text]
+    return chars[0] if len(chars) == 1 else z3.Concat(chars)
+
+
+@functools.lru_cache(maxsize=20_000)
+def _action_regex(text: str) -> z3.ReRef:
+    parts = []
+    for token in parse(text).tokens:
+        parts.append(z3.Star(_CHAR) if token == "*" else _CHAR if token == "?"
+                     else z3.Re(token.lower()))
+    return parts[0] if len(parts) == 1 else z3.Concat(parts)
+
+
+@functools.lru_cache(maxsize=5_000)
+def _action_union(texts: tuple[str, ...]) -> z3.ReRef:
+    """Action patterns, lower-cased (IAM matches actions case-insensitively)."""
+    regexes = [_action_regex(text) for text in dict.fromkeys(t.lower() for t in texts)]
+    return regexes[0] if len(regexes) == 1 else z3.Union(regexes)
+
+
+def _decode(z3_string: str) -> str:
+    return re.sub(r"\\u\{([0-9a-fA-F]+)\}", lambda m: chr(int(m.group(1), 16)), z3_string)
+
+
+# --- queries ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """A query's answer: proven, a counterexample request (and the HEAD statement that allows
+    it), or unknown with why."""
+
+    proven: bool = False
+    request: dict | None = None
+    head_statement: int | None = None
+    reasons: list[str] = field(default_factory=list)
+
+
+def action_overlap(a: dict, b: dict) -> bool:
+    """Whether two statements may share an action, by literal prefixes (a pattern matches only
+    strings that start with its literal prefix): False only when they share none."""
+    if "NotAction" in a or "NotAction" in b:
+        return True
+    prefixes = {literal_prefix(parse(t)) for t in entries(a["Action"])}
+    return any(p.startswith(q) or q.startswith(p) for q in prefixes
+               for p in (literal_prefix(parse(t)) for t in entries(b["Action"])))
+
+
+def covers(before: dict, after: dict, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> bool:
+    """Whether every (resource, principal, context) after's non-Action parts match, before's
+    match too (for two Allow statements; swap them for Deny). Elements written the same on both
+    sides are left out of what must be shown (X and C implies Y and C, given X implies Y)."""
+    request = Request()
+    encoder = Encoder(request)
+    _size_sets(request, [before, after])
+    need = []
+    for name in ("Resource", "Principal"):
+        if not (_same(before.get(name), after.get(name))
+                and _same(before.get("Not" + name), after.get("Not" + name))):
+            need.append(name.lower())
+    kept = [entry for entry in condition_entries(before)
+            if not any(_same(entry, other) for other in condition_entries(after))]
+    antecedent = encoder.at("HEAD", 0).matches(after, OVER, ("resource", "principal",
+                                                             "condition"))
+    encoder.at("BASE", 0)
+    consequent = [encoder.matches(before, UNDER, (part,)) for part in need]
+    consequent += [encoder.condition(o, k, v, UNDER) for o, k, v in kept]
+    if not consequent:
+        return True
+    solver = z3.Solver()
+    solver.set("timeout", timeout_ms)
+    solver.add(request.domain())
+    solver.add(antecedent, z3.Not(z3.And(consequent)))
+    return solver.check() == z3.unsat
+
+
+def _same(a, b) -> bool:
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def _size_sets(request: Request, statements: list[dict]) -> None:
+    """A set-valued key gets one value per set-operator atom on it, plus one: enough for a
+    counterexample if there is one (proofs/requests.md, small sets)."""
+    for statement in statements:
+        for operator, key, _ in condition_entries(statement):
+            if isinstance(operator, str) and operator.startswith(("ForAllValues:",
+                                                                   "ForAnyValue:")):
+                name = key.lower()
+                request.slots[name] = request.slots.get(name, 1) + 1
+                request.multivalued.add(name)
+
+
+def find_widening(base: list[dict], head: list[dict], focus_head: list[int],
+                  focus_base: list[int], timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Outcome:
+    """Search a request that HEAD allows and BASE does not, among those matched by one of the
+    HEAD Allow statements focus_head or BASE Deny statements focus_base (every other request
+    is known to be no widening). Statements that share no action with the focus are left out:
+    on those requests they match nothing."""
+    focus = [head[j] for j in focus_head] + [base[i] for i in focus_base]
+    if not focus:
+        return Outcome(proven=True)
+    head_in = [j for j, s in enumerate(head) if any(action_overlap(s, f) for f in focus)]
+    base_in = [i for i, s in enumerate(base) if any(action_overlap(s, f) for f in focus)]
+    used = [head[j] for j in head_in] + [base[i] for i in base_in]
+
+    def formula(mode_for) -> tuple[z3.BoolRef, Encoder]:
+        """HEAD allows, BASE denies, in the focus; mode_for(positive) picks each bound."""
+        request = build.request
+        encoder = Encoder(request)
+        up, down = mode_for(True), mode_for(False)
+
+        def match(side, index, statement, mode):
+            return encoder.at(side, index).matches(statement, mode)
+
+        head_allow = {j: match("HEAD", j, head[j], up) for j in head_in
+                      if head[j]["Effect"] == "Allow"}
+        head_deny = [z3.Not(match("HEAD", j, head[j], down)) for j in head_in
+                     if head[j]["Effect"] != "Allow"]
+        base_allow = [z3.Not(match("BASE", i, base[i], down)) for i in base_in
+                      if base[i]["Effect"] == "Allow"]
+        base_deny = {i: match("BASE", i, base[i], up) for i in base_in
+                     if base[i]["Effect"] != "Allow"}
+        in_focus = [head_allow[j] for j in focus_head if j in head_allow] + \
+            [base_deny[i] for i in focus_base if i in base_deny]
+        whole = z3.And(z3.Or(in_focus), z3.Or(list(head_allow.values()) or [False]),
+                       z3.And(head_deny or [True]),
+                       z3.Or(z3.And(base_allow or [True]), z3.Or(list(base_deny.values()) or
+                                                                 [False])))
+        build.head_allow = head_allow
+        return whole, encoder
+
+    build = _Build(Request())
+    _size_sets(build.request, used)
+    query, encoder = formula(lambda positive: OVER if positive else UNDER)
+    solver = z3.Solver()
+    solver.set("timeout", timeout_ms)
+    solver.add(build.request.domain())
+    solver.add(query)
+    verdict = solver.check()
+    if verdict == z3.unsat:
+        return Outcome(proven=True)
+    if verdict != z3.sat:
+        return Outcome(reasons=[f"solver gave no answer ({solver.reason_unknown()})"])
+    strings = [v for v in (build.request.action, build.request.resource, build.request.principal)]
+    strings += [made["string"] for made in build.request.keys.values() if "string" in made]
+    solver.push()
+    solver.add([z3.InRe(s, _PRINTABLE) for s in strings])
+    model = solver.model() if solver.check() == z3.sat else None
+    solver.pop()
+    if model is None:
+        solver.check()
+        model = solver.model()
+    # Re-check the model with every bound swapped and variables read from it: only then is it
+    # a request IAM itself would allow in HEAD and deny in BASE.
+    build.request.model = model
+    check, _ = formula(lambda positive: UNDER if positive else OVER)
+    if not z3.is_true(model.eval(check, model_completion=True)):
+        reasons = [f"{u.side} statement {u.statement}: {u.reason}" for u in encoder.unmodelled]
+        return Outcome(reasons=reasons or ["the counterexample depends on an ARN wildcard at a "
+                                           "colon or a policy variable"])
+    allowing = next((j for j, m in build.head_allow.items()
+                     if z3.is_true(model.eval(m, model_completion=True))), None)
+    return Outcome(request=_describe(build.request, model, used), head_statement=allowing)
+
+
+@dataclass
+class _Build:
+    request: Request
+    head_allow: dict = field(default_factory=dict)
+
+
+def _describe(request: Request, model: z3.ModelRef, statements: list[dict]) -> dict:
+    """The request a model names, as a person reads it."""
+    def text(value) -> str:
+        return _decode(model.eval(value, model_completion=True).as_string())
+
+    described: dict = {"action": text(request.action)}
+    if request.used["resource"]:
+        described["resource"] = text(request.resource)
+    if request.used["principal"]:
+        kind, _, value = text(request.principal).partition("|")
+        names = {v: k for k, v in _PRINCIPAL_KINDS.items()}
+        described["principal"] = {names.get(kind, kind or "AWS"): value} if value else "*"
+    context = {}
+    for name, made in sorted(request.keys.items()):
+        if "present" in made and not z3.is_true(model.eval(made["present"], True)):
+            context[name] = None  # missing from the request
+            continue
+        if name in request.slots:
+            count = model.eval(made["count"], True).as_long()
+            context[name] = [text(request.slot(name, n)) for n in range(count)]
+        elif "string" in made:
+            context[name] = text(made["string"])
+        elif "number" in made or "date" in made:
+            held = model.eval(made.get("number", made.get("date")), True)
+            number = Fraction(held.numerator_as_long(), held.denominator_as_long())
+            context[name] = _render_number(number, "date" in made)
+        elif "bool" in made:
+            context[name] = "true" if z3.is_true(model.eval(made["bool"], True)) else "false"
+        elif "ip" in made:
+            address = model.eval(made["ip"], True).as_long()
+            six = z3.is_true(model.eval(made["ip6"], True))
+            context[name] = str(ipaddress.IPv6Address(address) if six
+                                else ipaddress.IPv4Address(address))
+    if context:
+        described["context"] = context
+    return described
+
+
+def _render_number(number: Fraction, date: bool) -> str:
+    if date:
+        moment = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc) + \
+            datetime.timedelta(seconds=float(number))
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if number.denominator != 1 \
+            else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(number.numerator) if number.denominator == 1 else str(float(number))
