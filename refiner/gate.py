@@ -19,14 +19,22 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .jsontext import dumps
 from .policy import PolicyInput
 from .prove import Checker, Violation, same_json
 from .render import as_sarif
 from .smt import cvc5_result, to_smtlib
-from .verification import REJECTING, Report, document_changes, pair_statements, verify
+from .verification import (
+    REJECTING,
+    Report,
+    document_changes,
+    pair_statements,
+    structure_key,
+    verify,
+)
+from .whole import changed_statements, no_new_requests
 
 NO_STATEMENT = {"Version": "2012-10-17", "Statement": []}
 
@@ -129,7 +137,9 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
 
 
 def gate(base: PolicyInput, head: PolicyInput, checker: Checker) -> list[tuple[Violation, int | None]]:
-    """Every way HEAD admits what BASE did not, each with the HEAD statement it is about."""
+    """Every way HEAD admits what BASE did not, each with the HEAD statement it is about.
+    Pairs whose keys but the action list are equal are the action kernel's alone; changed,
+    added and dropped statements go to the request model (whole.py)."""
     def prove(index: int, before: dict, after: dict | None) -> list[Violation]:
         return no_new_access(checker, index, before, after)
 
@@ -137,20 +147,21 @@ def gate(base: PolicyInput, head: PolicyInput, checker: Checker) -> list[tuple[V
     if head.statements:
         found += [(v, None) for v in document_changes(base.document, head.document)]
     pairing = pair_statements(base.statements, head.statements, prove)
-    for index in pairing.added:
-        statement = head.statements[index]
-        if statement.get("Effect") == "Deny":
-            continue  # a new Deny grants nothing
-        found.append((Violation("structure", index, _sid(statement),
-                                "adds a statement (a new grant)"), index))
     positions = {id(statement): index for index, statement in enumerate(head.statements)}
-    for index, before, after in pairing.pairs:
-        at = positions.get(id(after)) if after is not None else None
+    changes, kept = changed_statements(pairing.pairs, pairing.added, _same_structure, positions)
+    for index, before, after in kept:
+        at = positions[id(after)]
         for violation in prove(index, before, after):
-            statement = at if at is not None else violation.statement
-            found.append((Violation(violation.kind, statement, violation.sid, violation.message,
-                                    violation.witness, violation.pattern), at))
+            found.append((replace(violation, statement=at), at))
+    for violation in no_new_requests(base.statements, head.statements, changes, prove,
+                                     checker.timeout_ms):
+        at = violation.statement if violation.statement >= 0 else None
+        found.append((violation, at))
     return found
+
+
+def _same_structure(before: dict, after: dict) -> bool:
+    return structure_key(before) == structure_key(after)
 
 
 def no_new_access(checker: Checker, index: int, before: dict, after: dict | None) -> list[Violation]:

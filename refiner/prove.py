@@ -51,6 +51,7 @@ class Violation:
     message: str
     witness: str | None = None
     pattern: str | None = None  # the entry of the refined (or original) statement concerned
+    request: dict | None = None  # a whole request HEAD allows and BASE does not (requests.py)
 
     def describe(self) -> str:
         where = f"statement {self.statement}" + (f" ({self.sid})" if self.sid else "")

@@ -565,79 +565,104 @@ def find_widening(base: list[dict], head: list[dict], focus_head: list[int],
     is known to be no widening). Statements that share no action with the focus are left out:
     on those requests they match nothing."""
     focus = [head[j] for j in focus_head] + [base[i] for i in focus_base]
-    if not focus:
-        return Outcome(proven=True)
     head_in = [j for j, s in enumerate(head) if any(action_overlap(s, f) for f in focus)]
     base_in = [i for i, s in enumerate(base) if any(action_overlap(s, f) for f in focus)]
-    used = [head[j] for j in head_in] + [base[i] for i in base_in]
 
-    def formula(mode_for) -> tuple[z3.BoolRef, Encoder]:
-        """HEAD allows, BASE denies, in the focus; mode_for(positive) picks each bound."""
-        request = build.request
-        encoder = Encoder(request)
-        up, down = mode_for(True), mode_for(False)
-
-        def match(side, index, statement, mode):
-            return encoder.at(side, index).matches(statement, mode)
-
-        head_allow = {j: match("HEAD", j, head[j], up) for j in head_in
-                      if head[j]["Effect"] == "Allow"}
-        head_deny = [z3.Not(match("HEAD", j, head[j], down)) for j in head_in
+    def formula(match, up: str, down: str) -> tuple[z3.BoolRef, dict]:
+        head_allow = {j: match("HEAD", j, up) for j in head_in if head[j]["Effect"] == "Allow"}
+        head_deny = [z3.Not(match("HEAD", j, down)) for j in head_in
                      if head[j]["Effect"] != "Allow"]
-        base_allow = [z3.Not(match("BASE", i, base[i], down)) for i in base_in
+        base_allow = [z3.Not(match("BASE", i, down)) for i in base_in
                       if base[i]["Effect"] == "Allow"]
-        base_deny = {i: match("BASE", i, base[i], up) for i in base_in
-                     if base[i]["Effect"] != "Allow"}
-        in_focus = [head_allow[j] for j in focus_head if j in head_allow] + \
-            [base_deny[i] for i in focus_base if i in base_deny]
-        whole = z3.And(z3.Or(in_focus), z3.Or(list(head_allow.values()) or [False]),
-                       z3.And(head_deny or [True]),
-                       z3.Or(z3.And(base_allow or [True]), z3.Or(list(base_deny.values()) or
-                                                                 [False])))
-        build.head_allow = head_allow
-        return whole, encoder
+        base_deny = {i: match("BASE", i, up) for i in base_in if base[i]["Effect"] != "Allow"}
+        in_focus = [head_allow[j] for j in focus_head] + [base_deny[i] for i in focus_base]
+        return z3.And(z3.Or(in_focus), z3.Or(list(head_allow.values()) or [False]),
+                      z3.And(head_deny or [True]),
+                      z3.Or(z3.And(base_allow or [True]),
+                            z3.Or(list(base_deny.values()) or [False]))), head_allow
 
-    build = _Build(Request())
-    _size_sets(build.request, used)
-    query, encoder = formula(lambda positive: OVER if positive else UNDER)
+    if not focus:
+        return Outcome(proven=True)
+    return _search(base, head, [head[j] for j in head_in] + [base[i] for i in base_in],
+                   formula, timeout_ms)
+
+
+def find_lost_denial(base: list[dict], head: list[dict], focus_base: list[int],
+                     timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Outcome:
+    """Search a request one of the BASE Deny statements focus_base denies and no HEAD Deny
+    statement does. A Deny also denies what other policies of the principal allow, so HEAD
+    must deny at least what BASE denied, whatever this document allows."""
+    focus = [base[i] for i in focus_base]
+    head_in = [j for j, s in enumerate(head) if s["Effect"] != "Allow"
+               and any(action_overlap(s, f) for f in focus)]
+
+    def formula(match, up: str, down: str) -> tuple[z3.BoolRef, dict]:
+        denied = z3.Or([match("BASE", i, up) for i in focus_base])
+        kept = [match("HEAD", j, down) for j in head_in]
+        return z3.And(denied, z3.Not(z3.Or(kept or [False]))), {}
+
+    if not focus:
+        return Outcome(proven=True)
+    return _search(base, head, focus + [head[j] for j in head_in], formula, timeout_ms)
+
+
+def _search(base: list[dict], head: list[dict], used: list[dict], formula,
+            timeout_ms: int) -> Outcome:
+    """Solve formula(match, up, down) (match(side, index, bound) is that statement's match;
+    up is the bound of matches that make a counterexample likelier, down the other); a model
+    is re-checked with the bounds swapped and policy variables read from it: only then is it
+    a request IAM itself would decide that way."""
+    request = Request()
+    _size_sets(request, used)
+    sides = {"HEAD": head, "BASE": base}
+
+    def build(up: str, down: str) -> tuple[z3.BoolRef, dict, Encoder]:
+        encoder = Encoder(request)
+
+        def match(side: str, index: int, bound: str) -> z3.BoolRef:
+            return encoder.at(side, index).matches(sides[side][index], bound)
+
+        query, head_allow = formula(match, up, down)
+        return query, head_allow, encoder
+
+    query, _, encoder = build(OVER, UNDER)
     solver = z3.Solver()
     solver.set("timeout", timeout_ms)
-    solver.add(build.request.domain())
+    solver.add(request.domain())
     solver.add(query)
     verdict = solver.check()
     if verdict == z3.unsat:
         return Outcome(proven=True)
     if verdict != z3.sat:
         return Outcome(reasons=[f"solver gave no answer ({solver.reason_unknown()})"])
-    strings = [v for v in (build.request.action, build.request.resource, build.request.principal)]
-    strings += [made["string"] for made in build.request.keys.values() if "string" in made]
-    solver.push()
-    solver.add([z3.InRe(s, _PRINTABLE) for s in strings])
-    model = solver.model() if solver.check() == z3.sat else None
-    solver.pop()
-    if model is None:
-        solver.check()
-        model = solver.model()
-    # Re-check the model with every bound swapped and variables read from it: only then is it
-    # a request IAM itself would allow in HEAD and deny in BASE.
-    build.request.model = model
-    check, _ = formula(lambda positive: UNDER if positive else OVER)
+    model = _readable_model(solver, request)
+    request.model = model
+    check, head_allow, _ = build(UNDER, OVER)
     if not z3.is_true(model.eval(check, model_completion=True)):
         reasons = [f"{u.side} statement {u.statement}: {u.reason}" for u in encoder.unmodelled]
         return Outcome(reasons=reasons or ["the counterexample depends on an ARN wildcard at a "
                                            "colon or a policy variable"])
-    allowing = next((j for j, m in build.head_allow.items()
+    allowing = next((j for j, m in head_allow.items()
                      if z3.is_true(model.eval(m, model_completion=True))), None)
-    return Outcome(request=_describe(build.request, model, used), head_statement=allowing)
+    return Outcome(request=_describe(request, model), head_statement=allowing)
 
 
-@dataclass
-class _Build:
-    request: Request
-    head_allow: dict = field(default_factory=dict)
+def _readable_model(solver: z3.Solver, request: Request) -> z3.ModelRef:
+    """The solver's model, preferring printable strings (a preference among counterexamples;
+    it never decides a verdict)."""
+    strings = [request.action, request.resource, request.principal]
+    strings += [made[k] for made in request.keys.values() for k in made
+                if k == "string" or k.startswith("slot")]
+    model = solver.model()
+    solver.push()
+    solver.add([z3.InRe(s, _PRINTABLE) for s in strings])
+    if solver.check() == z3.sat:
+        model = solver.model()
+    solver.pop()
+    return model
 
 
-def _describe(request: Request, model: z3.ModelRef, statements: list[dict]) -> dict:
+def _describe(request: Request, model: z3.ModelRef) -> dict:
     """The request a model names, as a person reads it."""
     def text(value) -> str:
         return _decode(model.eval(value, model_completion=True).as_string())
