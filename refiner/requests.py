@@ -13,7 +13,8 @@ from fractions import Fraction
 import z3
 
 from .patterns import parse
-from .prove import DEFAULT_TIMEOUT_MS, literal_prefix
+from .jsontext import JsonNumber
+from .prove import DEFAULT_TIMEOUT_MS, literal_prefix, same_json
 
 # Approximations (proofs/requests.md): where IAM's meaning is not pinned down exactly (an ARN
 # wildcard at a colon, a policy variable, an operator not modelled) a statement's match is
@@ -45,6 +46,8 @@ ARN_OPERATORS = {"ArnEquals": False, "ArnLike": False, "ArnNotEquals": True, "Ar
 ORDERED = {"Equals": (False, "=="), "NotEquals": (True, "=="), "LessThan": (False, "<"),
            "LessThanEquals": (False, "<="), "GreaterThan": (False, ">"),
            "GreaterThanEquals": (False, ">=")}
+STATEMENT_KEYS = {"Sid", "Effect", "Action", "NotAction", "Resource", "NotResource", "Principal",
+                  "NotPrincipal", "Condition"}
 # Keys AWS documents as multivalued: a single-valued operator on them is not modelled.
 MULTIVALUED_KEYS = {"aws:tagkeys", "aws:calledvia", "aws:principalservicenameslist",
                     "aws:principalorgpaths", "aws:sourcevpcarn"}
@@ -144,6 +147,10 @@ class Encoder:
         """The statement's Action, Resource, Principal and Condition all match the request
         (bound mode where not exact). parts: which of them to take."""
         conjuncts = []
+        unknown_keys = sorted(set(statement) - STATEMENT_KEYS)
+        if unknown_keys:
+            self.note(f"statement key {', '.join(unknown_keys)} is not modelled")
+            conjuncts.append(_unknown(mode))
         if "action" in parts:
             conjuncts.append(self.action(statement))
         if "resource" in parts:
@@ -436,6 +443,8 @@ def _as_text(value) -> str | None:
     """A condition value as IAM reads it: strings as written, booleans and numbers as JSON."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, JsonNumber):
+        return value.text
     if isinstance(value, (int, float)):
         return json.dumps(value)
     return value if isinstance(value, str) else None
@@ -502,6 +511,7 @@ class Outcome:
     request: dict | None = None
     head_statement: int | None = None
     reasons: list[str] = field(default_factory=list)
+    unmodelled: list[Unmodelled] = field(default_factory=list)
 
 
 def action_overlap(a: dict, b: dict) -> bool:
@@ -523,11 +533,11 @@ def covers(before: dict, after: dict, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> b
     _size_sets(request, [before, after])
     need = []
     for name in ("Resource", "Principal"):
-        if not (_same(before.get(name), after.get(name))
-                and _same(before.get("Not" + name), after.get("Not" + name))):
+        if not (same_json(before.get(name), after.get(name))
+                and same_json(before.get("Not" + name), after.get("Not" + name))):
             need.append(name.lower())
     kept = [entry for entry in condition_entries(before)
-            if not any(_same(entry, other) for other in condition_entries(after))]
+            if not any(same_json(entry, other) for other in condition_entries(after))]
     antecedent = encoder.at("HEAD", 0).matches(after, OVER, ("resource", "principal",
                                                              "condition"))
     encoder.at("BASE", 0)
@@ -540,10 +550,6 @@ def covers(before: dict, after: dict, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> b
     solver.add(request.domain())
     solver.add(antecedent, z3.Not(z3.And(consequent)))
     return solver.check() == z3.unsat
-
-
-def _same(a, b) -> bool:
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
 def _size_sets(request: Request, statements: list[dict]) -> None:
@@ -641,7 +647,8 @@ def _search(base: list[dict], head: list[dict], used: list[dict], formula,
     if not z3.is_true(model.eval(check, model_completion=True)):
         reasons = [f"{u.side} statement {u.statement}: {u.reason}" for u in encoder.unmodelled]
         return Outcome(reasons=reasons or ["the counterexample depends on an ARN wildcard at a "
-                                           "colon or a policy variable"])
+                                           "colon or a policy variable"],
+                       unmodelled=encoder.unmodelled)
     allowing = next((j for j, m in head_allow.items()
                      if z3.is_true(model.eval(m, model_completion=True))), None)
     return Outcome(request=_describe(request, model), head_statement=allowing)

@@ -62,7 +62,8 @@ def _verdict(outcome, head: list[dict], focus_head: list[int], what: str) -> lis
         at = outcome.head_statement if outcome.head_statement is not None else -1
         return [Violation("unsound", at, _sid(head[at]) if at >= 0 else None, what,
                           dumps(outcome.request), request=outcome.request)]
-    at = focus_head[0] if focus_head else -1
+    at = next((u.statement for u in outcome.unmodelled if u.side == "HEAD"),
+              focus_head[0] if focus_head else -1)
     return [Violation("unknown", at, _sid(head[at]) if at >= 0 else None,
                       f"cannot tell whether it {what}: "
                       + "; ".join(outcome.reasons))]
