@@ -234,8 +234,7 @@ def labelled(verdict: Verdict, plain: bool) -> Violation:
     v = verdict.violation
     if plain or not verdict.policy or v.message.startswith(verdict.policy):
         return v
-    return Violation(v.kind, v.statement, v.sid, f"{verdict.policy}: {v.message}", v.witness,
-                     v.pattern)
+    return replace(v, message=f"{verdict.policy}: {v.message}")
 
 
 def as_text(comparison: Comparison, head_path: str, plain: bool, code: int) -> str:
@@ -254,7 +253,8 @@ def as_json(comparison: Comparison, code: int, inputs: dict) -> str:
         "verdicts": [
             {"verdict": v.violation.kind, "policy": v.policy, "statement": v.violation.statement,
              "sid": v.violation.sid, "message": v.violation.message,
-             "witness": v.violation.witness, "pattern": v.violation.pattern, "line": v.line}
+             "witness": v.violation.witness, "pattern": v.violation.pattern, "line": v.line,
+             **({"request": v.violation.request} if v.violation.request is not None else {})}
             for v in comparison.verdicts],
         "notes": comparison.notes,
     })

@@ -90,7 +90,8 @@ def as_verdicts_json(violations, lines: list[int | None], accepted: bool, inputs
         "inputs": inputs,
         "verdicts": [
             {"verdict": v.kind, "statement": v.statement, "sid": v.sid, "message": v.message,
-             "witness": v.witness, "pattern": v.pattern, "line": line}
+             "witness": v.witness, "pattern": v.pattern, "line": line,
+             **({"request": v.request} if v.request is not None else {})}
             for v, line in zip(violations, lines, strict=True)
         ],
     })
@@ -107,13 +108,16 @@ def as_sarif(violations, lines: list[int | None], artifact: str, version: str,
     for violation, line in zip(violations, lines, strict=True):
         location = {"physicalLocation": {"artifactLocation": {"uri": uri},
                                          "region": {"startLine": line or 1}}}
-        results.append({
+        result = {
             "ruleId": violation.kind,
             "level": RULES[violation.kind][0],
             "message": {"text": violation.describe()},
             "locations": [location],
             "partialFingerprints": {FINGERPRINT: _fingerprint(violation)},
-        })
+        }
+        if violation.request is not None:  # the counterexample request, as data
+            result["properties"] = {"request": violation.request}
+        results.append(result)
     rules = [
         {"id": kind, "name": kind.title().replace("-", ""),
          "shortDescription": {"text": text}, "fullDescription": {"text": text},

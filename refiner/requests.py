@@ -215,7 +215,7 @@ class Encoder:
         if root or _ACCOUNT.match(value):
             # The account: every IAM and STS principal in it (an account number: in the
             # partition of the policy, any partition here, as the request fixes one).
-            partition = z3.Re(root.group(1)) if root else z3.Star(_NOT_COLON)
+            partition = z3.Re(root.group(1)) if root else z3.Plus(_NOT_COLON)
             number = root.group(2) if root else value
             return z3.InRe(principal, z3.Concat(
                 z3.Re(prefix + "arn:"), partition, z3.Union(z3.Re(":iam::"), z3.Re(":sts::")),
@@ -660,9 +660,10 @@ def _readable_model(solver: z3.Solver, request: Request) -> z3.ModelRef:
     strings = [request.action, request.resource, request.principal]
     strings += [made[k] for made in request.keys.values() for k in made
                 if k == "string" or k.startswith("slot")]
+    numbers = [made[k] for made in request.keys.values() for k in ("number", "date") if k in made]
     model = solver.model()
     solver.push()
-    solver.add([z3.InRe(s, _PRINTABLE) for s in strings])
+    solver.add([z3.InRe(s, _PRINTABLE) for s in strings] + [z3.IsInt(n) for n in numbers])
     if solver.check() == z3.sat:
         model = solver.model()
     solver.pop()
