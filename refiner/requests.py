@@ -1,4 +1,4 @@
-"""The request model: whole IAM statements (Action, Resource, Principal, Condition) as Z3 formulas over one request, and the query for a request HEAD allows and BASE denies."""
+"""The request model: IAM statements as Z3 formulas over one request, and the search for a widening."""
 
 from __future__ import annotations
 
@@ -12,16 +12,15 @@ from fractions import Fraction
 
 import z3
 
+from .jsontext import JsonNumber, dumps
 from .patterns import parse
-from .jsontext import JsonNumber
 from .prove import DEFAULT_TIMEOUT_MS, literal_prefix, same_json
 
-# Approximations (proofs/requests.md): where IAM's meaning is not pinned down exactly (an ARN
-# wildcard at a colon, a policy variable, an operator not modelled) a statement's match is
-# bracketed. A query takes the upper bound where a match makes a counterexample likelier
-# (HEAD Allow, BASE Deny) and the lower bound elsewhere, so `unsat` proves containment; a
-# `sat` model is then re-evaluated with the bounds swapped (and variables read from the model)
-# and counts as a counterexample only if it still holds, else the answer is unknown.
+# Where IAM's meaning is not pinned down exactly (an ARN wildcard at a colon, a policy
+# variable, an operator not modelled) an atom is bracketed: a Boolean of its own, true when its
+# lower bound is and true only when its upper bound is (proofs/requests.md). `unsat` then
+# proves containment whatever the exact meaning; a `sat` model is a counterexample only if it
+# holds for every value of the bracketed atoms.
 OVER, UNDER = "over", "under"
 
 _STRINGS = z3.ReSort(z3.StringSort())
@@ -32,10 +31,12 @@ _PRINTABLE = z3.Star(z3.Range(" ", "~"))
 _VARIABLE = re.compile(r"\$\{([^}]*)\}")
 _ESCAPES = {"*": "*", "?": "?", "$": "$"}  # ${*} ${?} ${$}: the literal character
 _ACCOUNT = re.compile(r"^\d{12}$")
-_ROOT = re.compile(r"^arn:([^:]+):iam::(\d{12}):root$")
-_ROLE = re.compile(r"^arn:([^:]+):iam::(\d{12}):role/(?:[^:]*/)?([^/:]+)$")
-_PRINCIPAL_KINDS = {"AWS": "aws", "Service": "service", "Federated": "federated",
-                    "CanonicalUser": "canonical"}
+_CALLER_ARN = re.compile(r"^arn:([^:]+):(iam|sts)::(\d{12}):(.*)$", re.DOTALL)
+_ROLE_NAME = re.compile(r"^role/(?:.*/)?([^/]+)$", re.DOTALL)
+# Who makes a request: an IAM or STS principal (by its ARN's fields), another AWS principal
+# text, a service, a federated identity, a canonical user, or anyone else (anonymous).
+ANONYMOUS, ARN_CALLER, OTHER_CALLER = 0, 1, 2
+PRINCIPAL_KINDS = {"Service": 3, "Federated": 4, "CanonicalUser": 5}
 
 STRING_OPERATORS = {  # name -> (negated, ignore case, glob)
     "StringEquals": (False, False, False), "StringNotEquals": (True, False, False),
@@ -80,18 +81,27 @@ class Unmodelled:
 
 
 class Request:
-    """The variables of one request: action (lower case), resource, principal ("kind|value")
+    """The variables of one request: action (lower case), resource, principal (a Caller)
     and, per condition key (lower case), whether it is present and its value by type."""
 
     def __init__(self):
         self.action = z3.String("action")
         self.resource = z3.String("resource")
-        self.principal = z3.String("principal")
+        self.principal = Caller()
         self.keys: dict[str, dict[str, z3.ExprRef]] = {}
         self.multivalued: set[str] = set(MULTIVALUED_KEYS)
         self.slots: dict[str, int] = {}  # set-valued key -> values modelled (see proofs)
         self.used = {"resource": False, "principal": False}
-        self.model: z3.ModelRef | None = None  # set while a model is re-checked
+        # Bracketed atoms: one Boolean per distinct atom (shared by BASE and HEAD, as the same
+        # text means the same thing), bounded by the atom's lower and upper bound.
+        self.fuzzy: dict[tuple, z3.BoolRef] = {}
+        self.bounds: list[z3.BoolRef] = []
+
+    def variables(self) -> list[z3.ExprRef]:
+        """What a request is: everything but the bracketed atoms."""
+        who = self.principal
+        return [self.action, self.resource, who.kind, who.partition, who.sts, who.account,
+                who.name] + [v for made in self.keys.values() for v in made.values()]
 
     def key(self, name: str, kind: str) -> z3.ExprRef:
         made = self.keys.setdefault(name, {})
@@ -110,7 +120,7 @@ class Request:
 
     def domain(self) -> list[z3.BoolRef]:
         """What every real request satisfies: IP addresses in range, set sizes bounded."""
-        facts = []
+        facts = self.principal.domain() if self.used["principal"] else []
         for name, made in self.keys.items():
             if "ip" in made:
                 facts.append(z3.And(made["ip"] >= 0, made["ip"] < z3.If(
@@ -120,6 +130,38 @@ class Request:
                 facts.append(z3.And(count >= 0, count <= self.slots[name],
                                     z3.Implies(z3.Not(self.key(name, "present")), count == 0)))
         return facts
+
+
+class Caller:
+    """The principal of a request: arn:<partition>:<iam|sts>::<account>:<name> for an IAM or
+    STS principal, else its kind and name."""
+
+    def __init__(self):
+        self.kind = z3.Int("principal|kind")
+        self.partition = z3.String("principal|partition")
+        self.sts = z3.Bool("principal|sts")
+        self.account = z3.String("principal|account")
+        self.name = z3.String("principal|name")
+
+    def domain(self) -> list[z3.BoolRef]:
+        digits = z3.Loop(z3.Range("0", "9"), 12, 12)
+        return [self.kind >= ANONYMOUS, self.kind <= max(PRINCIPAL_KINDS.values()),
+                z3.Implies(self.kind == ARN_CALLER, z3.And(
+                    z3.InRe(self.partition, z3.Plus(_NOT_COLON)),
+                    z3.InRe(self.account, digits))),
+                z3.Implies(self.kind == OTHER_CALLER,
+                           z3.Not(z3.PrefixOf(z3.StringVal("arn:"), self.name)))]
+
+    def describe(self, text, model: z3.ModelRef):
+        kind = model.eval(self.kind, True).as_long()
+        if kind == ARN_CALLER:
+            service = "sts" if z3.is_true(model.eval(self.sts, True)) else "iam"
+            return {"AWS": f"arn:{text(self.partition)}:{service}::{text(self.account)}:"
+                           f"{text(self.name)}"}
+        names = {number: kind for kind, number in PRINCIPAL_KINDS.items()}
+        if kind == OTHER_CALLER or kind in names:
+            return {names.get(kind, "AWS"): text(self.name)}
+        return "*"  # anonymous: only a "*" principal matches
 
 
 class Encoder:
@@ -142,42 +184,61 @@ class Encoder:
 
     # --- the statement ----------------------------------------------------------------------
 
-    def matches(self, statement: dict, mode: str, parts=("action", "resource", "principal",
-                                                         "condition")) -> z3.BoolRef:
-        """The statement's Action, Resource, Principal and Condition all match the request
-        (bound mode where not exact). parts: which of them to take."""
+    def bracket(self, key: tuple, build) -> z3.BoolRef:
+        """An atom, exact when its two bounds (build(UNDER), build(OVER)) are the same formula,
+        else the Boolean that stands for it between them."""
+        lower, upper = build(UNDER), build(OVER)
+        if z3.eq(lower, upper):
+            return lower
+        fuzzy = self.request.fuzzy
+        if key not in fuzzy:
+            fuzzy[key] = z3.Bool(f"bracketed|{len(fuzzy)}")
+            self.request.bounds += [z3.Implies(lower, fuzzy[key]), z3.Implies(fuzzy[key], upper)]
+        return fuzzy[key]
+
+    def matches(self, statement: dict, parts=("action", "resource", "principal",
+                                              "condition")) -> z3.BoolRef:
+        """The statement's Action, Resource, Principal and Condition all match the request.
+        parts: which of them to take."""
         conjuncts = []
         unknown_keys = sorted(set(statement) - STATEMENT_KEYS)
         if unknown_keys:
             self.note(f"statement key {', '.join(unknown_keys)} is not modelled")
-            conjuncts.append(_unknown(mode))
+            conjuncts.append(self.bracket(("statement", dumps(statement, sort_keys=True)),
+                                          _unknown))
         if "action" in parts:
             conjuncts.append(self.action(statement))
         if "resource" in parts:
-            conjuncts.append(self.element(statement, "Resource", self.resource_atom, mode))
+            conjuncts.append(self.element(statement, "Resource", self.resource_atom))
         if "principal" in parts:
-            conjuncts.append(self.element(statement, "Principal", self.principal_atom, mode))
+            conjuncts.append(self.element(statement, "Principal", self.principal_atom))
         if "condition" in parts:
-            conjuncts += [self.condition(operator, key, value, mode)
-                          for operator, key, value in condition_entries(statement, self)]
+            conjuncts += [self.condition_atom(operator, key, value)
+                          for operator, key, value in condition_entries(statement)]
         return z3.And(conjuncts) if conjuncts else z3.BoolVal(True)
+
+    def condition_atom(self, operator: str, key: str, value) -> z3.BoolRef:
+        return self.bracket(("condition", operator, key.lower(), dumps(value)),
+                            lambda mode: self.condition(operator, key, value, mode))
 
     def action(self, statement: dict) -> z3.BoolRef:
         key = "Action" if "Action" in statement else "NotAction"
         member = z3.InRe(self.request.action, _action_union(tuple(entries(statement[key]))))
         return member if key == "Action" else z3.Not(member)
 
-    def element(self, statement: dict, name: str, atom, mode: str) -> z3.BoolRef:
-        """Resource or Principal (absent: any), NotResource or NotPrincipal (the complement,
-        so its bound is the other one)."""
+    def element(self, statement: dict, name: str, atom) -> z3.BoolRef:
+        """Resource or Principal (absent: any), NotResource or NotPrincipal (the complement)."""
         if name in statement:
-            return z3.Or([atom(value, mode) for value in self._values(statement[name], name)])
+            return z3.Or([self.bracket((name, dumps(value)), lambda mode, v=value: atom(v, mode))
+                          for value in self._values(statement[name], name)])
         if "Not" + name in statement:
             if name == "Principal":
                 self.note("NotPrincipal is not modelled (its account and role entries do not "
                           "match as in Principal)")
-                return _unknown(mode)
-            return z3.Not(z3.Or([atom(value, _flip(mode))
+                return self.bracket(("NotPrincipal", dumps(statement["NotPrincipal"])),
+                                    _unknown)
+            return z3.Not(z3.Or([self.bracket((name, dumps(value)),
+                                              lambda mode, v=value: atom(v, mode))
                                  for value in self._values(statement["Not" + name], name)]))
         return z3.BoolVal(True)
 
@@ -203,29 +264,30 @@ class Encoder:
         kind, value = entry
         if kind == "*" or (kind == "AWS" and value == "*"):
             return z3.BoolVal(True)
-        if kind not in _PRINCIPAL_KINDS or not isinstance(value, str) or not _printable(value) \
+        if (kind != "AWS" and kind not in PRINCIPAL_KINDS) or not isinstance(value, str) \
+                or not _printable(value) \
                 or "*" in value or "?" in value or "${" in value:
             self.note(f"Principal {kind}: {value!r} is not modelled")
             return _unknown(mode)
-        prefix = _PRINCIPAL_KINDS[kind] + "|"
-        principal = self.request.principal
+        who = self.request.principal
         if kind != "AWS":
-            return principal == z3.StringVal(prefix + value)
-        root = _ROOT.match(value)
-        if root or _ACCOUNT.match(value):
-            # The account: every IAM and STS principal in it (an account number: in the
-            # partition of the policy, any partition here, as the request fixes one).
-            partition = z3.Re(root.group(1)) if root else z3.Plus(_NOT_COLON)
-            number = root.group(2) if root else value
-            return z3.InRe(principal, z3.Concat(
-                z3.Re(prefix + "arn:"), partition, z3.Union(z3.Re(":iam::"), z3.Re(":sts::")),
-                z3.Re(number + ":"), _ALL))
-        role = _ROLE.match(value)
+            return z3.And(who.kind == PRINCIPAL_KINDS[kind], who.name == z3.StringVal(value))
+        if _ACCOUNT.match(value):  # the account: every IAM and STS principal in it
+            return z3.And(who.kind == ARN_CALLER, who.account == z3.StringVal(value))
+        arn = _CALLER_ARN.match(value)
+        if arn is None:  # a unique ID or another text: itself
+            return z3.And(who.kind == OTHER_CALLER, who.name == z3.StringVal(value))
+        partition, service, account, name = arn.groups()
+        same = [who.kind == ARN_CALLER, who.partition == z3.StringVal(partition),
+                who.account == z3.StringVal(account)]
+        if service == "iam" and name == "root":
+            return z3.And(same)
+        itself = z3.And(who.sts == (service == "sts"), who.name == z3.StringVal(name))
+        role = _ROLE_NAME.match(name) if service == "iam" else None
         if role:  # the role and its sessions (whose ARN names the role without its path)
-            session = f"{prefix}arn:{role.group(1)}:sts::{role.group(2)}:assumed-role/{role.group(3)}/"
-            return z3.Or(principal == z3.StringVal(prefix + value),
-                         z3.InRe(principal, z3.Concat(z3.Re(session), _ALL)))
-        return principal == z3.StringVal(prefix + value)
+            session = z3.StringVal(f"assumed-role/{role.group(1)}/")
+            return z3.And(*same, z3.Or(itself, z3.And(who.sts, z3.PrefixOf(session, who.name))))
+        return z3.And(*same, itself)
 
     # --- globs --------------------------------------------------------------------------------
 
@@ -233,7 +295,7 @@ class Encoder:
              wildcards: bool = True) -> z3.ReRef | None:
         """A pattern's language (None: empty). arn: wildcards of an ARN are bracketed between
         not crossing a colon (but a final `*`) and crossing it. Policy variables: `*` as the
-        upper bound, nothing as the lower one, the model's value when a model is re-checked."""
+        upper bound, nothing as the lower one."""
         if not _printable(text):
             self.note(f"{text!r} has characters beyond printable ASCII")
             return None if mode == UNDER else _ALL
@@ -245,14 +307,10 @@ class Encoder:
             name = found.group(1)
             if name in _ESCAPES:
                 parts.append(z3.Re(_ESCAPES[name]))
+            elif mode == UNDER:  # a policy variable: any value (upper), none (lower)
+                return None
             else:
-                value = self._variable(name)
-                if value is not None:
-                    parts.append(_literal(value, ignore_case))
-                elif mode == UNDER:
-                    return None
-                else:
-                    parts.append(_ALL)
+                parts.append(_ALL)
             position = found.end()
         parts += self._literal_glob(text[position:], mode, arn, ignore_case, wildcards,
                                     final=True)
@@ -275,18 +333,6 @@ class Encoder:
             else:
                 parts.append(_literal(token, ignore_case))
         return parts
-
-    def _variable(self, name: str) -> str | None:
-        """A policy variable's value in the model being re-checked (None: not known)."""
-        model = self.request.model
-        key = name.strip().lower()
-        if model is None or "," in key or key not in self.request.keys:
-            return None
-        made = self.request.keys[key]
-        if "string" not in made or not z3.is_true(model.eval(made["present"], True)):
-            return None
-        value = _decode(model.eval(made["string"], True).as_string())
-        return value if _printable(value) else None
 
     # --- conditions ---------------------------------------------------------------------------
 
@@ -531,25 +577,29 @@ def covers(before: dict, after: dict, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> b
     request = Request()
     encoder = Encoder(request)
     _size_sets(request, [before, after])
-    need = []
-    for name in ("Resource", "Principal"):
-        if not (same_json(before.get(name), after.get(name))
-                and same_json(before.get("Not" + name), after.get("Not" + name))):
-            need.append(name.lower())
+    need = [name.lower() for name in ("Resource", "Principal")
+            if not (same_json(before.get(name), after.get(name))
+                    and same_json(before.get("Not" + name), after.get("Not" + name)))]
     kept = [entry for entry in condition_entries(before)
             if not any(same_json(entry, other) for other in condition_entries(after))]
-    antecedent = encoder.at("HEAD", 0).matches(after, OVER, ("resource", "principal",
-                                                             "condition"))
+    antecedent = encoder.at("HEAD", 0).matches(after, ("resource", "principal", "condition"))
     encoder.at("BASE", 0)
-    consequent = [encoder.matches(before, UNDER, (part,)) for part in need]
-    consequent += [encoder.condition(o, k, v, UNDER) for o, k, v in kept]
+    consequent = [encoder.matches(before, (part,)) for part in need]
+    consequent += [encoder.condition_atom(o, k, v) for o, k, v in kept]
     if not consequent:
         return True
-    solver = z3.Solver()
-    solver.set("timeout", timeout_ms)
-    solver.add(request.domain())
+    solver = _solver(request, timeout_ms)
     solver.add(antecedent, z3.Not(z3.And(consequent)))
     return solver.check() == z3.unsat
+
+
+def _solver(request: Request, timeout_ms: int) -> z3.Solver:
+    """A solver that knows what every request is (its domain) and every bracketed atom's
+    bounds."""
+    solver = z3.Solver()
+    solver.set("timeout", timeout_ms)
+    solver.add(request.domain() + request.bounds)
+    return solver
 
 
 def _size_sets(request: Request, statements: list[dict]) -> None:
@@ -574,13 +624,11 @@ def find_widening(base: list[dict], head: list[dict], focus_head: list[int],
     head_in = [j for j, s in enumerate(head) if any(action_overlap(s, f) for f in focus)]
     base_in = [i for i, s in enumerate(base) if any(action_overlap(s, f) for f in focus)]
 
-    def formula(match, up: str, down: str) -> tuple[z3.BoolRef, dict]:
-        head_allow = {j: match("HEAD", j, up) for j in head_in if head[j]["Effect"] == "Allow"}
-        head_deny = [z3.Not(match("HEAD", j, down)) for j in head_in
-                     if head[j]["Effect"] != "Allow"]
-        base_allow = [z3.Not(match("BASE", i, down)) for i in base_in
-                      if base[i]["Effect"] == "Allow"]
-        base_deny = {i: match("BASE", i, up) for i in base_in if base[i]["Effect"] != "Allow"}
+    def formula(match) -> tuple[z3.BoolRef, dict]:
+        head_allow = {j: match("HEAD", j) for j in head_in if head[j]["Effect"] == "Allow"}
+        head_deny = [z3.Not(match("HEAD", j)) for j in head_in if head[j]["Effect"] != "Allow"]
+        base_allow = [z3.Not(match("BASE", i)) for i in base_in if base[i]["Effect"] == "Allow"]
+        base_deny = {i: match("BASE", i) for i in base_in if base[i]["Effect"] != "Allow"}
         in_focus = [head_allow[j] for j in focus_head] + [base_deny[i] for i in focus_base]
         return z3.And(z3.Or(in_focus), z3.Or(list(head_allow.values()) or [False]),
                       z3.And(head_deny or [True]),
@@ -602,9 +650,9 @@ def find_lost_denial(base: list[dict], head: list[dict], focus_base: list[int],
     head_in = [j for j, s in enumerate(head) if s["Effect"] != "Allow"
                and any(action_overlap(s, f) for f in focus)]
 
-    def formula(match, up: str, down: str) -> tuple[z3.BoolRef, dict]:
-        denied = z3.Or([match("BASE", i, up) for i in focus_base])
-        kept = [match("HEAD", j, down) for j in head_in]
+    def formula(match) -> tuple[z3.BoolRef, dict]:
+        denied = z3.Or([match("BASE", i) for i in focus_base])
+        kept = [match("HEAD", j) for j in head_in]
         return z3.And(denied, z3.Not(z3.Or(kept or [False]))), {}
 
     if not focus:
@@ -614,27 +662,19 @@ def find_lost_denial(base: list[dict], head: list[dict], focus_base: list[int],
 
 def _search(base: list[dict], head: list[dict], used: list[dict], formula,
             timeout_ms: int) -> Outcome:
-    """Solve formula(match, up, down) (match(side, index, bound) is that statement's match;
-    up is the bound of matches that make a counterexample likelier, down the other); a model
-    is re-checked with the bounds swapped and policy variables read from it: only then is it
-    a request IAM itself would decide that way."""
+    """Solve formula(match) (match(side, index): that statement matches the request). A model
+    is a counterexample IAM itself would agree with only if it holds whatever the bracketed
+    atoms are within their bounds: that is asked next, with the request fixed to the model."""
     request = Request()
     _size_sets(request, used)
     sides = {"HEAD": head, "BASE": base}
+    encoder = Encoder(request)
 
-    def build(up: str, down: str) -> tuple[z3.BoolRef, dict, Encoder]:
-        encoder = Encoder(request)
+    def match(side: str, index: int) -> z3.BoolRef:
+        return encoder.at(side, index).matches(sides[side][index])
 
-        def match(side: str, index: int, bound: str) -> z3.BoolRef:
-            return encoder.at(side, index).matches(sides[side][index], bound)
-
-        query, head_allow = formula(match, up, down)
-        return query, head_allow, encoder
-
-    query, _, encoder = build(OVER, UNDER)
-    solver = z3.Solver()
-    solver.set("timeout", timeout_ms)
-    solver.add(request.domain())
+    query, head_allow = formula(match)
+    solver = _solver(request, timeout_ms)
     solver.add(query)
     verdict = solver.check()
     if verdict == z3.unsat:
@@ -642,13 +682,16 @@ def _search(base: list[dict], head: list[dict], used: list[dict], formula,
     if verdict != z3.sat:
         return Outcome(reasons=[f"solver gave no answer ({solver.reason_unknown()})"])
     model = _readable_model(solver, request)
-    request.model = model
-    check, head_allow, _ = build(UNDER, OVER)
-    if not z3.is_true(model.eval(check, model_completion=True)):
-        reasons = [f"{u.side} statement {u.statement}: {u.reason}" for u in encoder.unmodelled]
-        return Outcome(reasons=reasons or ["the counterexample depends on an ARN wildcard at a "
-                                           "colon or a policy variable"],
-                       unmodelled=encoder.unmodelled)
+    if request.fuzzy:
+        check = _solver(request, timeout_ms)
+        check.add(z3.Not(query))
+        check.add([v == model.eval(v, model_completion=True) for v in request.variables()])
+        if check.check() != z3.unsat:
+            reasons = [f"{u.side} statement {u.statement}: {u.reason}"
+                       for u in encoder.unmodelled]
+            return Outcome(reasons=reasons or ["the counterexample depends on an ARN wildcard "
+                                               "at a colon or a policy variable"],
+                           unmodelled=encoder.unmodelled)
     allowing = next((j for j, m in head_allow.items()
                      if z3.is_true(model.eval(m, model_completion=True))), None)
     return Outcome(request=_describe(request, model), head_statement=allowing)
@@ -657,7 +700,8 @@ def _search(base: list[dict], head: list[dict], used: list[dict], formula,
 def _readable_model(solver: z3.Solver, request: Request) -> z3.ModelRef:
     """The solver's model, preferring printable strings (a preference among counterexamples;
     it never decides a verdict)."""
-    strings = [request.action, request.resource, request.principal]
+    who = request.principal
+    strings = [request.action, request.resource, who.partition, who.account, who.name]
     strings += [made[k] for made in request.keys.values() for k in made
                 if k == "string" or k.startswith("slot")]
     numbers = [made[k] for made in request.keys.values() for k in ("number", "date") if k in made]
@@ -679,9 +723,7 @@ def _describe(request: Request, model: z3.ModelRef) -> dict:
     if request.used["resource"]:
         described["resource"] = text(request.resource)
     if request.used["principal"]:
-        kind, _, value = text(request.principal).partition("|")
-        names = {v: k for k, v in _PRINCIPAL_KINDS.items()}
-        described["principal"] = {names.get(kind, kind or "AWS"): value} if value else "*"
+        described["principal"] = request.principal.describe(text, model)
     context = {}
     for name, made in sorted(request.keys.items()):
         if "present" in made and not z3.is_true(model.eval(made["present"], True)):

@@ -1,4 +1,4 @@
-"""No new access over whole requests: statement pairs whose Resource, Principal, Condition or Effect changed, judged by parts where they can be and by one request query otherwise."""
+"""No new access over whole requests: changed statements judged by parts, else by a request query."""
 
 from __future__ import annotations
 
