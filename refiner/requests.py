@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import functools
 import ipaddress
@@ -47,6 +48,7 @@ ARN_OPERATORS = {"ArnEquals": False, "ArnLike": False, "ArnNotEquals": True, "Ar
 ORDERED = {"Equals": (False, "=="), "NotEquals": (True, "=="), "LessThan": (False, "<"),
            "LessThanEquals": (False, "<="), "GreaterThan": (False, ">"),
            "GreaterThanEquals": (False, ">=")}
+SAMPLED_ACTIONS = 8  # sample actions tried before the symbolic search for a counterexample
 STATEMENT_KEYS = {"Sid", "Effect", "Action", "NotAction", "Resource", "NotResource", "Principal",
                   "NotPrincipal", "Condition"}
 # Keys AWS documents as multivalued: a single-valued operator on them is not modelled.
@@ -167,8 +169,9 @@ class Caller:
 class Encoder:
     """Statements as formulas over one Request; what was bracketed is noted in unmodelled."""
 
-    def __init__(self, request: Request):
+    def __init__(self, request: Request, action: str | None = None):
         self.request = request
+        self.fixed_action = action  # the request's action when it is one known string
         self.unmodelled: list[Unmodelled] = []
         self._where = ("", -1)
 
@@ -223,7 +226,14 @@ class Encoder:
 
     def action(self, statement: dict) -> z3.BoolRef:
         key = "Action" if "Action" in statement else "NotAction"
-        member = z3.InRe(self.request.action, _action_union(tuple(entries(statement[key]))))
+        texts = tuple(entries(statement[key]))
+        if self.fixed_action is None:
+            member = z3.InRe(self.request.action, _action_union(texts))
+        else:  # a ground fact: only patterns whose literal prefix starts it can match it
+            known = self.fixed_action
+            texts = tuple(t for t in texts if known.startswith(literal_prefix(parse(t))))
+            member = z3.simplify(z3.InRe(z3.StringVal(known), _action_union(texts))) \
+                if texts else z3.BoolVal(False)
         return member if key == "Action" else z3.Not(member)
 
     def element(self, statement: dict, name: str, atom) -> z3.BoolRef:
@@ -562,12 +572,26 @@ class Outcome:
 
 def action_overlap(a: dict, b: dict) -> bool:
     """Whether two statements may share an action, by literal prefixes (a pattern matches only
-    strings that start with its literal prefix): False only when they share none."""
+    strings that start with its literal prefix): False only when no prefix of one starts a
+    prefix of the other."""
     if "NotAction" in a or "NotAction" in b:
         return True
-    prefixes = {literal_prefix(parse(t)) for t in entries(a["Action"])}
-    return any(p.startswith(q) or q.startswith(p) for q in prefixes
-               for p in (literal_prefix(parse(t)) for t in entries(b["Action"])))
+    mine, theirs = _prefixes(tuple(entries(a["Action"]))), _prefixes(tuple(entries(b["Action"])))
+    listed, ordered = theirs
+    for prefix in mine[1]:
+        if any(prefix[:cut] in listed for cut in range(len(prefix) + 1)):
+            return True
+        at = bisect.bisect_left(ordered, prefix)
+        if at < len(ordered) and ordered[at].startswith(prefix):
+            return True
+    return False
+
+
+@functools.lru_cache(maxsize=5_000)
+def _prefixes(texts: tuple[str, ...]) -> tuple[frozenset, list[str]]:
+    """The literal prefixes of patterns, as a set and sorted."""
+    found = {literal_prefix(parse(text)) for text in texts}
+    return frozenset(found), sorted(found)
 
 
 def covers(before: dict, after: dict, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> bool:
@@ -638,7 +662,7 @@ def find_widening(base: list[dict], head: list[dict], focus_head: list[int],
     if not focus:
         return Outcome(proven=True)
     return _search(base, head, [head[j] for j in head_in] + [base[i] for i in base_in],
-                   formula, timeout_ms)
+                   formula, timeout_ms, _sample_actions(focus))
 
 
 def find_lost_denial(base: list[dict], head: list[dict], focus_base: list[int],
@@ -657,23 +681,50 @@ def find_lost_denial(base: list[dict], head: list[dict], focus_base: list[int],
 
     if not focus:
         return Outcome(proven=True)
-    return _search(base, head, focus + [head[j] for j in head_in], formula, timeout_ms)
+    return _search(base, head, focus + [head[j] for j in head_in], formula, timeout_ms,
+                   _sample_actions(focus))
+
+
+def _sample_actions(statements: list[dict]) -> list[str]:
+    """A few actions the statements' Action patterns match (`*` read as nothing, `?` as one
+    letter): where a counterexample is first looked for (a search aid, never a proof)."""
+    found = []
+    for statement in statements:
+        for text in entries(statement.get("Action", [])):
+            sample = text.lower().replace("*", "").replace("?", "a")
+            if sample not in found and _printable(sample):
+                found.append(sample)
+    return found[:SAMPLED_ACTIONS]
 
 
 def _search(base: list[dict], head: list[dict], used: list[dict], formula,
-            timeout_ms: int) -> Outcome:
+            timeout_ms: int, samples: list[str]) -> Outcome:
     """Solve formula(match) (match(side, index): that statement matches the request). A model
     is a counterexample IAM itself would agree with only if it holds whatever the bracketed
-    atoms are within their bounds: that is asked next, with the request fixed to the model."""
+    atoms are within their bounds: that is asked next, with the request fixed to the model.
+    Large action unions make a symbolic search slow where one action string is quick, so a
+    few sample actions are tried first; only the symbolic query can prove there is none."""
     request = Request()
     _size_sets(request, used)
     sides = {"HEAD": head, "BASE": base}
-    encoder = Encoder(request)
 
-    def match(side: str, index: int) -> z3.BoolRef:
-        return encoder.at(side, index).matches(sides[side][index])
+    def build(action: str | None = None) -> tuple[z3.BoolRef, dict, Encoder]:
+        encoder = Encoder(request, action)
 
-    query, head_allow = formula(match)
+        def match(side: str, index: int) -> z3.BoolRef:
+            return encoder.at(side, index).matches(sides[side][index])
+
+        return (*formula(match), encoder)
+
+    for sample in samples:
+        query, head_allow, _ = build(sample)
+        solver = _solver(request, timeout_ms)
+        solver.add(request.action == z3.StringVal(sample), query)
+        if solver.check() == z3.sat:
+            model = _counterexample(solver, request, query, timeout_ms)
+            if model is not None:
+                return _found(request, model, head_allow)
+    query, head_allow, encoder = build()
     solver = _solver(request, timeout_ms)
     solver.add(query)
     verdict = solver.check()
@@ -681,17 +732,30 @@ def _search(base: list[dict], head: list[dict], used: list[dict], formula,
         return Outcome(proven=True)
     if verdict != z3.sat:
         return Outcome(reasons=[f"solver gave no answer ({solver.reason_unknown()})"])
+    model = _counterexample(solver, request, query, timeout_ms)
+    if model is None:
+        reasons = [f"{u.side} statement {u.statement}: {u.reason}" for u in encoder.unmodelled]
+        return Outcome(reasons=reasons or ["the counterexample depends on an ARN wildcard at a "
+                                           "colon or a policy variable"],
+                       unmodelled=encoder.unmodelled)
+    return _found(request, model, head_allow)
+
+
+def _counterexample(solver: z3.Solver, request: Request, query: z3.BoolRef,
+                    timeout_ms: int) -> z3.ModelRef | None:
+    """The solver's (satisfied) model, if it is a counterexample whatever the bracketed atoms
+    are: with the request fixed to the model, no value of theirs may falsify the query."""
     model = _readable_model(solver, request)
     if request.fuzzy:
         check = _solver(request, timeout_ms)
         check.add(z3.Not(query))
         check.add([v == model.eval(v, model_completion=True) for v in request.variables()])
         if check.check() != z3.unsat:
-            reasons = [f"{u.side} statement {u.statement}: {u.reason}"
-                       for u in encoder.unmodelled]
-            return Outcome(reasons=reasons or ["the counterexample depends on an ARN wildcard "
-                                               "at a colon or a policy variable"],
-                           unmodelled=encoder.unmodelled)
+            return None
+    return model
+
+
+def _found(request: Request, model: z3.ModelRef, head_allow: dict) -> Outcome:
     allowing = next((j for j, m in head_allow.items()
                      if z3.is_true(model.eval(m, model_completion=True))), None)
     return Outcome(request=_describe(request, model), head_statement=allowing)
@@ -705,10 +769,15 @@ def _readable_model(solver: z3.Solver, request: Request) -> z3.ModelRef:
     strings += [made[k] for made in request.keys.values() for k in made
                 if k == "string" or k.startswith("slot")]
     numbers = [made[k] for made in request.keys.values() for k in ("number", "date") if k in made]
+    letters = z3.Plus(z3.Range("a", "z"))
+    preferences = [[z3.InRe(s, _PRINTABLE) for s in strings] + [z3.IsInt(n) for n in numbers],
+                   [z3.InRe(request.action, z3.Concat(letters, z3.Re(":"), letters))]]
     model = solver.model()
     solver.push()
-    solver.add([z3.InRe(s, _PRINTABLE) for s in strings] + [z3.IsInt(n) for n in numbers])
-    if solver.check() == z3.sat:
+    for preference in preferences:  # each on top of the one before, while one is found
+        solver.add(preference)
+        if solver.check() != z3.sat:
+            break
         model = solver.model()
     solver.pop()
     return model
