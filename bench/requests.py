@@ -5,8 +5,8 @@ Run by hand (not part of the test suite):
     .venv/bin/python bench/requests.py                  # whole corpus, two worker processes
     .venv/bin/python bench/requests.py --workers 1 --only ReadOnlyAccess AdministratorAccess
 
-For each policy: BASE against a narrowed HEAD (every Allow statement's Resource narrowed to one
-bucket and a Condition added; Deny statements as they were), which must be accepted; then the
+For each policy: BASE against a narrowed HEAD (every Allow statement's Resource `*` narrowed to
+one bucket and a Condition added; Deny statements as they were), which must be accepted; then the
 narrowed one as BASE against the original as HEAD (a widening), which must be rejected with a
 counterexample request. A policy without an Allow statement has no widening to find. Reports
 median and p95 seconds per policy (both directions) and the wall-clock total.
@@ -35,14 +35,15 @@ ADDED = ("StringEquals", "aws:PrincipalTag/team", "bench")
 
 
 def narrowed(document: dict) -> dict:
-    """Every Allow statement on one bucket, with one more condition; Denies unchanged."""
+    """Every Allow statement's Resource `*` narrowed to one bucket (other resources as they
+    were), with one more condition; Denies unchanged."""
     result = copy.deepcopy(document)
     statements = result["Statement"] if isinstance(result["Statement"], list) \
         else [result["Statement"]]
     for statement in statements:
         if statement.get("Effect") != "Allow":
             continue
-        if "NotResource" not in statement:
+        if statement.get("Resource") in ("*", ["*"]):
             statement["Resource"] = BUCKET
         operator, key, value = ADDED
         statement.setdefault("Condition", {}).setdefault(operator, {})[key] = value

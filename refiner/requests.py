@@ -98,6 +98,9 @@ class Request:
         # text means the same thing), bounded by the atom's lower and upper bound.
         self.fuzzy: dict[tuple, z3.BoolRef] = {}
         self.bounds: list[z3.BoolRef] = []
+        self.rebuild: dict[tuple, object] = {}  # how each bracketed atom's bounds are built
+        self.values: dict[str, str] | None = None  # policy variables' values, when checking
+        self.variable_keys: set[str] = set()
 
     def variables(self) -> list[z3.ExprRef]:
         """What a request is: everything but the bracketed atoms."""
@@ -169,9 +172,14 @@ class Caller:
 class Encoder:
     """Statements as formulas over one Request; what was bracketed is noted in unmodelled."""
 
-    def __init__(self, request: Request, action: str | None = None):
+    def __init__(self, request: Request, action: str | None = None, worst: bool = False):
         self.request = request
         self.fixed_action = action  # the request's action when it is one known string
+        # worst: each bracketed atom at the bound that makes a counterexample hardest (its
+        # lower bound where a match helps one, its upper bound under a negation), so that any
+        # model is a counterexample whatever the atoms really are.
+        self.worst = worst
+        self.positive = True
         self.unmodelled: list[Unmodelled] = []
         self._where = ("", -1)
 
@@ -190,6 +198,8 @@ class Encoder:
     def bracket(self, key: tuple, build) -> z3.BoolRef:
         """An atom, exact when its two bounds (build(UNDER), build(OVER)) are the same formula,
         else the Boolean that stands for it between them."""
+        if self.worst:
+            return build(UNDER if self.positive else OVER)
         lower, upper = build(UNDER), build(OVER)
         if z3.eq(lower, upper):
             return lower
@@ -197,6 +207,7 @@ class Encoder:
         if key not in fuzzy:
             fuzzy[key] = z3.Bool(f"bracketed|{len(fuzzy)}")
             self.request.bounds += [z3.Implies(lower, fuzzy[key]), z3.Implies(fuzzy[key], upper)]
+            self.request.rebuild[key] = build
         return fuzzy[key]
 
     def matches(self, statement: dict, parts=("action", "resource", "principal",
@@ -247,9 +258,13 @@ class Encoder:
                           "match as in Principal)")
                 return self.bracket(("NotPrincipal", dumps(statement["NotPrincipal"])),
                                     _unknown)
-            return z3.Not(z3.Or([self.bracket((name, dumps(value)),
-                                              lambda mode, v=value: atom(v, mode))
-                                 for value in self._values(statement["Not" + name], name)]))
+            self.positive = not self.positive
+            try:
+                return z3.Not(z3.Or([self.bracket((name, dumps(value)),
+                                                  lambda mode, v=value: atom(v, mode))
+                                     for value in self._values(statement["Not" + name], name)]))
+            finally:
+                self.positive = not self.positive
         return z3.BoolVal(True)
 
     def _values(self, value, name: str) -> list:
@@ -317,16 +332,32 @@ class Encoder:
             name = found.group(1)
             if name in _ESCAPES:
                 parts.append(z3.Re(_ESCAPES[name]))
-            elif mode == UNDER:  # a policy variable: any value (upper), none (lower)
-                return None
             else:
-                parts.append(_ALL)
+                variable = self._variable(name)
+                if variable is not None:  # its value in the request being checked
+                    parts.append(_literal(variable, ignore_case))
+                elif mode == UNDER:  # unknown: any value (upper), none (lower)
+                    return None
+                else:
+                    parts.append(_ALL)
             position = found.end()
         parts += self._literal_glob(text[position:], mode, arn, ignore_case, wildcards,
                                     final=True)
         if not parts:
             return z3.Re("")
         return parts[0] if len(parts) == 1 else z3.Concat(parts)
+
+    def _variable(self, name: str) -> str | None:
+        """A policy variable's value in the request being checked (None: not known). Its key
+        becomes part of the request, so that a model gives it a value."""
+        key = name.lower()
+        if "," in key or "'" in key:  # ${key, 'default'}: not modelled
+            return None
+        self.request.key(key, "present")
+        self.request.key(key, "string")
+        self.request.variable_keys.add(key)
+        values = self.request.values
+        return None if values is None else values.get(key)
 
     def _literal_glob(self, text: str, mode: str, arn: bool, ignore_case: bool,
                       wildcards: bool, final: bool) -> list:
@@ -708,14 +739,18 @@ def _search(base: list[dict], head: list[dict], used: list[dict], formula,
     _size_sets(request, used)
     sides = {"HEAD": head, "BASE": base}
 
-    def build(action: str | None = None) -> tuple[z3.BoolRef, dict, Encoder]:
-        encoder = Encoder(request, action)
+    def build(action: str | None = None, worst: bool = False) -> tuple[z3.BoolRef, dict, Encoder]:
+        encoder = Encoder(request, action, worst)
 
         def match(side: str, index: int) -> z3.BoolRef:
-            return encoder.at(side, index).matches(sides[side][index])
+            statement = sides[side][index]
+            # A match helps a counterexample for a HEAD Allow and a BASE Deny.
+            encoder.positive = (side == "HEAD") == (statement["Effect"] == "Allow")
+            return encoder.at(side, index).matches(statement)
 
         return (*formula(match), encoder)
 
+    doubtful = False  # a sample gave a model that the bracketed atoms leave in doubt
     for sample in samples:
         query, head_allow, _ = build(sample)
         solver = _solver(request, timeout_ms)
@@ -724,6 +759,11 @@ def _search(base: list[dict], head: list[dict], used: list[dict], formula,
             model = _counterexample(solver, request, query, timeout_ms)
             if model is not None:
                 return _found(request, model, head_allow)
+            doubtful = True
+    if doubtful:
+        found = _worst_case(request, build, samples, timeout_ms, symbolic=False)
+        if found is not None:
+            return _found(request, *found)
     query, head_allow, encoder = build()
     solver = _solver(request, timeout_ms)
     solver.add(query)
@@ -733,12 +773,38 @@ def _search(base: list[dict], head: list[dict], used: list[dict], formula,
     if verdict != z3.sat:
         return Outcome(reasons=[f"solver gave no answer ({solver.reason_unknown()})"])
     model = _counterexample(solver, request, query, timeout_ms)
+    if model is None and request.fuzzy:
+        found = _worst_case(request, build, samples, timeout_ms)
+        if found is not None:
+            return _found(request, *found)
     if model is None:
         reasons = [f"{u.side} statement {u.statement}: {u.reason}" for u in encoder.unmodelled]
         return Outcome(reasons=reasons or ["the counterexample depends on an ARN wildcard at a "
                                            "colon or a policy variable"],
                        unmodelled=encoder.unmodelled)
     return _found(request, model, head_allow)
+
+
+def _worst_case(request: Request, build, samples: list[str], timeout_ms: int,
+                symbolic: bool = True):
+    """A counterexample with every bracketed atom at its worst bound and every policy variable
+    given one value ("a"): (model, HEAD Allow matches) or None. Any model of that query is a
+    counterexample whatever the atoms are, for the request it names."""
+    request.values = {key: "a" for key in request.variable_keys}
+    pinned = [z3.And(request.key(key, "present"), request.key(key, "string") == z3.StringVal("a"))
+              for key in request.variable_keys]
+    try:
+        for action in [*samples, None] if symbolic else samples:
+            query, head_allow, _ = build(action, worst=True)
+            solver = _solver(request, timeout_ms)
+            solver.add(query, *pinned)
+            if action is not None:
+                solver.add(request.action == z3.StringVal(action))
+            if solver.check() == z3.sat:
+                return _readable_model(solver, request), head_allow
+        return None
+    finally:
+        request.values = None
 
 
 def _counterexample(solver: z3.Solver, request: Request, query: z3.BoolRef,
@@ -750,9 +816,33 @@ def _counterexample(solver: z3.Solver, request: Request, query: z3.BoolRef,
         check = _solver(request, timeout_ms)
         check.add(z3.Not(query))
         check.add([v == model.eval(v, model_completion=True) for v in request.variables()])
+        check.add(_settled(request, model))
         if check.check() != z3.unsat:
             return None
     return model
+
+
+def _settled(request: Request, model: z3.ModelRef) -> list[z3.BoolRef]:
+    """Bracketed atoms whose bounds agree on the model's request, once policy variables take
+    the model's values (a present key's value): those are not in doubt for that request."""
+    values = {}
+    for name, made in request.keys.items():
+        if "string" in made and z3.is_true(model.eval(made["present"], True)):
+            text = _decode(model.eval(made["string"], True).as_string())
+            if _printable(text):
+                values[name] = text
+    request.values = values
+    try:
+        settled = []
+        for key, build in request.rebuild.items():
+            lower = model.eval(build(UNDER), model_completion=True)
+            upper = model.eval(build(OVER), model_completion=True)
+            if z3.is_true(lower) == z3.is_true(upper) and (z3.is_true(lower)
+                                                            or z3.is_false(lower)):
+                settled.append(request.fuzzy[key] == lower)
+        return settled
+    finally:
+        request.values = None
 
 
 def _found(request: Request, model: z3.ModelRef, head_allow: dict) -> Outcome:
