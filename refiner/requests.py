@@ -904,6 +904,8 @@ def _describe(request: Request, model: z3.ModelRef) -> dict:
             six = z3.is_true(model.eval(made["ip6"], True))
             context[name] = str(ipaddress.IPv6Address(address) if six
                                 else ipaddress.IPv4Address(address))
+        else:  # present, and only its presence matters (Null)
+            context[name] = ""
     if context:
         described["context"] = context
     return described

@@ -5,7 +5,7 @@ import copy
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from iam_evaluator import allows, denies, statement_matches
 
@@ -138,6 +138,7 @@ def all_focus(base, head):
             [i for i, s in enumerate(base) if s["Effect"] == "Deny"])
 
 
+@settings(max_examples=30)  # each example is several solver queries
 @given(policy_pairs(), st.lists(requests(), min_size=20, max_size=20))
 def test_widening_verdicts_agree_with_the_evaluator(pair, sampled):
     """proven: no sampled request HEAD allows and BASE denies (under either reading);
@@ -181,6 +182,7 @@ def test_covers_agrees_with_the_evaluator(before, after, sampled):
                     statement_matches({**before, "Action": "*"}, whole, reading)
 
 
+@settings(max_examples=30)
 @given(policy_pairs(), st.lists(requests(), min_size=20, max_size=20))
 def test_the_gate_accepts_only_what_the_evaluator_finds_no_new_access_in(pair, sampled):
     """The whole gate (pairing, the action kernel on unchanged pairs, covered pairs, the two
