@@ -35,7 +35,6 @@ from .verification import (
     structure_key,
     verify,
 )
-from .whole import changed_statements, no_new_requests
 
 NO_STATEMENT = {"Version": "2012-10-17", "Statement": []}
 
@@ -141,6 +140,8 @@ def gate(base: PolicyInput, head: PolicyInput, checker: Checker) -> list[tuple[V
     """Every way HEAD admits what BASE did not, each with the HEAD statement it is about.
     Pairs whose keys but the action list are equal are the action kernel's alone; changed,
     added and dropped statements go to the request model (whole.py)."""
+    from .whole import changed_statements, no_new_requests  # loads the solver
+
     def prove(index: int, before: dict, after: dict | None) -> list[Violation]:
         return no_new_access(checker, index, before, after)
 

@@ -18,7 +18,6 @@ from .patterns import parse
 from .policy import PolicyInput
 from .prove import Checker, Violation, literal_prefix, same_json
 from .smt import cvc5_result, to_smtlib
-from .whole import changed_statements, no_new_requests
 
 ACTION_KEYS = ("Action", "NotAction")
 REJECTING = ("unsound", "incomplete", "structure")
@@ -340,6 +339,7 @@ def _whole_statements(original: list[dict], refined: list[dict], pairing: Pairin
     apply (an Allow's action list against its original's, nothing unused in a new Allow,
     nothing used lost with a dropped one) and the request model's containment (whole.py)."""
     from .gate import no_new_access  # the gate's soundness-only check of two action lists
+    from .whole import changed_statements, no_new_requests  # loads the solver
 
     positions = {id(statement): index for index, statement in enumerate(refined)}
     same = lambda a, b: structure_key(a) == structure_key(b)  # noqa: E731
