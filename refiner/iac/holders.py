@@ -73,6 +73,9 @@ class Held:
     reason: str | None = None  # why it is not known
     policy_id: str | None = None  # the template policy (Located) it is, if one
     path: str = ""  # the file it is written in
+    # An inline policy's name: IAM keeps one inline policy per principal and name
+    # (Put{Role,User,Group}Policy replaces one of the same name).
+    name: str | None = None
 
     @property
     def known(self) -> bool:
@@ -470,8 +473,9 @@ class _CloudFormation:
                     ref = f"inline {name}" if isinstance(name, str) else \
                         f"inline {canonical(name)}"
                     holdings.pairing[policy_id] = f"{logical}.Policies[{ref}]"
-                    principal.documents.append(self.document(
-                        ref, self.line((*where, "Policies", number)), policy_id))
+                    held = self.document(ref, self.line((*where, "Policies", number)), policy_id)
+                    held.name = name if isinstance(name, str) else None
+                    principal.documents.append(held)
             elif policies is not None:
                 principal.documents.append(Held(canonical(policies),
                                                 self.line((*where, "Policies")), None,
@@ -498,12 +502,14 @@ class _CloudFormation:
                 self.member(holdings.principals[user], group, value_line)
             return
         held = self.document(f"policy {logical}", line, logical)
+        name = properties.get("PolicyName") if kind != "AWS::IAM::ManagedPolicy" else None
         for key, value, value_line in self.targets(properties, logical, where):
             if key is None:
                 self.unresolved(logical, value_line, "a principal", value)
                 continue
-            holdings.principals[key].documents.append(Held(held.ref, value_line, held.document,
-                                                           held.reason, held.policy_id))
+            holdings.principals[key].documents.append(Held(
+                held.ref, value_line, held.document, held.reason, held.policy_id,
+                name=name if isinstance(name, str) else None))
 
     def member(self, user: Principal, group: object, line: int) -> None:
         key = self.principal("group", group, line)
@@ -762,9 +768,10 @@ class _Terraform:
                 policy = inline.attribute("policy")
                 ref = f"inline_policy {self.source(name.value) if name else ''}"
                 inline_line = self.line(inline.start)
-                principal.documents.append(
-                    self.document_of(policy.value, inline_line, ref) if policy is not None
-                    else Held(ref, inline_line, {"Version": "2012-10-17", "Statement": []}))
+                held = self.document_of(policy.value, inline_line, ref) if policy is not None \
+                    else Held(ref, inline_line, {"Version": "2012-10-17", "Statement": []})
+                held.name = self.literal(name)
+                principal.documents.append(held)
             arns = block.attribute("managed_policy_arns")
             if arns is not None:
                 for value in arns.value.items if arns.value.kind == "tuple" else [arns.value]:
@@ -783,6 +790,7 @@ class _Terraform:
             if held.document is None and policy is not None:
                 held = self.document_of(policy.value, line, f"policy {address}")
                 held.policy_id = address
+            held.name = self.literal(block.attribute("name"))
         elif type_name in ("aws_iam_role_policy_attachment", "aws_iam_user_policy_attachment",
                            "aws_iam_group_policy_attachment", "aws_iam_policy_attachment"):
             arn = block.attribute("policy_arn")
@@ -827,7 +835,13 @@ class _Terraform:
                     continue
                 holdings.principals[key].documents.append(
                     Held(held.ref, self.line(value.start), held.document, held.reason,
-                         held.policy_id))
+                         held.policy_id, name=held.name))
+
+    @staticmethod
+    def literal(attribute) -> str | None:
+        """An attribute's value when it is a literal string."""
+        return attribute.value.value if attribute is not None and \
+            attribute.value.kind == "string" else None
 
     def member(self, user: Principal, value, line: int) -> None:
         key = self.principal("group", value, line)
