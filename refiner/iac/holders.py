@@ -18,7 +18,10 @@ aws_iam_group_membership; policy_arn through aws_iam_policy and data aws_iam_pol
 
 What is not modelled but can grant access (resource and SAM policies, other AWS::IAM::* and
 aws_iam_* types, nested stacks and modules, Fn::ForEach, macros, conditional or counted
-resources) is an `Other`: the gate takes it only exactly as it was."""
+resources; of any other resource, the properties at any depth whose names say they control
+access or name a role: ACLs, public access blocks, auth types, sharing) is an `Other`: the gate
+takes it only exactly as it was. Two inline policies of one principal with one name are
+recorded with their name (`Held.name`): IAM keeps only one of them."""
 
 from __future__ import annotations
 
