@@ -10,7 +10,7 @@ __version__ = "0.2.0"
 DISTRIBUTION = "iam-refiner"  # the name on the package index; import and command: refiner
 
 _API = ("refine", "verify", "load_catalog", "STRATEGIES", "Result", "Change", "Verification",
-        "ProofError")
+        "ProofError", "KeepRules", "read_keep_rules")
 __all__ = [*_API, "InputError", "__version__"]
 
 

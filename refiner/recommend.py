@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import __version__
+from . import __version__, keep
 from .account import Account, FindingPages, finding_file_name, finding_pages
 from .catalog import Catalog, load_default, load_file
 from .errors import InputError
@@ -46,6 +46,7 @@ class Job:
     catalog: str | None = None
     timeout_ms: int = DEFAULT_TIMEOUT_MS
     progress: bool = True
+    keep: keep.KeepRules | None = None  # what to keep whatever the findings say
 
 
 def recommend(job: Job) -> dict:
@@ -66,8 +67,9 @@ def recommend(job: Job) -> dict:
     rows: list[dict] = []
     tasks: list[dict] = []
     digest = catalog_digest(catalog)
+    facts = keep.account_facts(job.keep, job.authorization_details)  # tags, version dates
     for finding_id in sorted(pages):
-        routed = route(finding_id, pages[finding_id], account, job, catalog, digest)
+        routed = route(finding_id, pages[finding_id], account, job, catalog, digest, facts)
         if "task" not in routed:
             rows.append(routed)
         elif (done := _done_before(out, routed["task"])) is not None:
@@ -94,7 +96,7 @@ def recommend(job: Job) -> dict:
 # --- routing: what each finding asks for ---------------------------------------------------------
 
 def route(finding_id: str, pages: FindingPages, account: Account, job: Job,
-          catalog: Catalog, digest: str) -> dict:
+          catalog: Catalog, digest: str, facts: keep.AccountFacts | None = None) -> dict:
     """A summary row for a finding that needs no policy work, else {"task": ...}."""
     head = pages.head
     arn = head.get("resource") if isinstance(head.get("resource"), str) else None
@@ -109,12 +111,16 @@ def route(finding_id: str, pages: FindingPages, account: Account, job: Job,
     if principal is None:
         return {**row, "status": "UNKNOWN_PRINCIPAL",
                 "reason": "no such principal in the authorization details"}
+    kept = keep.for_principal(job.keep, facts, principal.arn, head,
+                              [p.policy_id for p in principal.policies])
+    if "reason" in kept:  # a keep rule keeps the whole principal: it is never refined
+        return {**row, "status": "KEPT", **kept}
     task = {"findingId": finding_id, "resourceArn": arn, "pages": pages.texts,
             "principal": {"arn": principal.arn, "kind": principal.kind, "name": principal.name,
                           "missing": principal.missing},
             "policies": [p.as_task() for p in principal.policies],
             "catalog": job.catalog, "catalogVersion": catalog.version, "catalogDigest": digest,
-            "timeoutMs": job.timeout_ms, "refiner": __version__}
+            "timeoutMs": job.timeout_ms, "refiner": __version__, **kept}
     task["digest"] = hashlib.sha256(json.dumps(task, sort_keys=True).encode()).hexdigest()
     return {"task": task}
 
@@ -166,13 +172,15 @@ def recommend_one(task: dict, shipped: str | None = None) -> dict:
         labelled = [(f"finding {task['findingId']} page {number}",
                      parse_json_text(text, f"finding {task['findingId']}"))
                     for number, text in enumerate(task["pages"], 1)]
-        unused = merge_findings(labelled, catalog)
+        unused = keep.for_worker(task.get("keep"), merge_findings(labelled, catalog), catalog)
+        row["kept"] = list(unused.kept)
         attached = sum(ref["kind"] == "managed" for ref in task["policies"])
         for ref in task["policies"]:
             entry, step, diff = _one_policy(ref, unused, catalog, task["timeoutMs"], attached,
                                             task["principal"]["kind"])
             row["policies"].append(entry)
             row["proofQueries"] += entry.pop("proofQueries", 0)
+            row["kept"] += entry.pop("kept", [])
             if step is not None:
                 steps.append({"unusedPermissionsRecommendedStep": step})
                 diffs.append(diff)
@@ -192,6 +200,8 @@ def recommend_one(task: dict, shipped: str | None = None) -> dict:
         response["error"] = error
         steps, diffs = [], []
     response["recommendedSteps"] = steps
+    if row.get("kept"):
+        response["kept"] = row["kept"]  # a note: what keep rules kept, and why
     row.update(status=status, seconds=round(time.perf_counter() - clock, 3))
     if error:
         row["error"] = error
@@ -214,6 +224,8 @@ def _one_policy(ref: dict, unused: Unused, catalog: Catalog, timeout_ms: int, at
     run = refine_and_prove(policy, unused, catalog, timeout_ms)
     if run.violations:
         raise ProofFailed(f"{label}: " + "; ".join(v.describe() for v in run.violations[:3]))
+    entry["kept"] = [{**item, "policyId": ref["policyId"]} for item in run.kept
+                     if "statement" in item]
     before = policy.statements
     after = run.refined.statements if run.refined else []
     limit = SIZE_LIMITS["managed" if ref["kind"] == "managed" else

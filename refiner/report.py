@@ -6,6 +6,7 @@ import html
 from collections.abc import Iterable
 from pathlib import Path
 
+from .keep import describe
 from .output import write_file
 
 STYLE = """
@@ -29,6 +30,7 @@ def write_report(path: Path, summary: dict, rows: Iterable[tuple[dict, list[dict
         ("delete role", totals.get("DELETE_ROLE", 0)),
         ("unknown principal", totals.get("UNKNOWN_PRINCIPAL", 0)),
         ("skipped", totals.get("SKIPPED", 0)),
+        ("kept by keep rules", totals.get("KEPT", 0)),
         ("policies changed", totals["policiesChanged"]),
         ("patterns before", totals["patterns"][0]),
         ("patterns after", totals["patterns"][1]),
@@ -46,7 +48,7 @@ def write_report(path: Path, summary: dict, rows: Iterable[tuple[dict, list[dict
               for name, value in cells]
     parts.append("</tbody></table><table id='principals'><thead><tr><th>principal</th>"
                  "<th>status</th><th>policies changed</th><th>patterns</th><th>characters</th>"
-                 "</tr></thead><tbody>")
+                 "<th>kept</th></tr></thead><tbody>")
     for row, diffs in rows:
         parts.append(_row(row, diffs))
     parts.append("</tbody></table></body></html>\n")
@@ -68,7 +70,12 @@ def _row(row: dict, diffs: list[dict]) -> str:
     summary = f"<details><summary>{_e(who)}</summary>{body}{groups}<p>{_e(detail)}</p></details>"
     return (f"<tr><td>{summary}</td><td class='{_e(row['status'])}'>{_e(row['status'])}</td>"
             f"<td class='num'>{changed}</td><td class='num'>{patterns}</td>"
-            f"<td class='num'>{characters}</td></tr>")
+            f"<td class='num'>{characters}</td><td class='kept'>{_kept(row)}</td></tr>")
+
+
+def _kept(row: dict) -> str:
+    """What keep rules kept for this principal, each with its reason."""
+    return "<br>".join(_e(describe(item)) for item in row.get("kept", []))
 
 
 def _diff(text: str) -> str:

@@ -9,13 +9,13 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import jsontext
+from . import jsontext, keep
 from .catalog import Catalog
 from .finding import Unused
 from .lint import Lint
 from .patterns import parse
 from .policy import PolicyInput
-from .prove import Checker, Violation, literal_prefix, same_json
+from .prove import Violation, literal_prefix, same_json
 from .smt import cvc5_result, to_smtlib
 
 ACTION_KEYS = ("Action", "NotAction")
@@ -309,7 +309,7 @@ def verify(
     lint comes last and stops short of deadline (a monotonic time; the caller bounds the rest
     of the run); coarse: refine --max-size's coarser prefixes are not taken for narrowable."""
     record = export or solver in ("cvc5", "both")
-    checker = Checker(catalog, unused.actions, unused.services, timeout_ms, record)
+    checker = keep.checker(unused, catalog, timeout_ms, record)  # kept statements unchanged
     report = Report()
     if refined.statements:  # a policy left with no statement allows nothing, whatever else
         report.verdicts += document_changes(original.document, refined.document)
