@@ -472,8 +472,9 @@ def _run_verify(args) -> int:
     lines = [pattern_line(refined_text, v) for v in report.verdicts]
     if args.format == "json":
         inputs = {"original": args.original, "refined": args.refined,
-                  "findings": list(args.unused), "catalog": catalog.version,
-                  "kept": unused.kept}
+                  "findings": list(args.unused), "catalog": catalog.version}
+        if unused.keep is not None:  # the rules the refinement was checked with, and their effect
+            inputs.update(keep=unused.keep.as_json(), kept=unused.kept)
         text = as_verdicts_json(report.verdicts, lines, code == 0, inputs)
     elif args.format == "sarif":
         text = as_sarif(report.verdicts, lines, args.refined, __version__, args.sarif_root)
