@@ -143,27 +143,33 @@ class KeepRules:
             kept.append({"principal": unused.resource_arn, "reason": reason})
             return dataclasses.replace(unused, actions={}, services=set(), unknown=[],
                                        kept=kept, keep=self, _sorted=None)
-        reasons: dict[str, str] = {}  # lower name -> why it is kept
         matchers = [(pattern, glob(pattern)) for pattern in self.actions]
-        for name in _unused_names(unused, catalog):
+        services = set(unused.services)
+        for service in sorted(unused.services):  # a pattern that keeps a whole service
+            pattern = next((p for p, m in matchers if m.covers_prefix(service + ":")), None)
+            if pattern is not None:
+                services.discard(service)
+                kept.append({"action": f"{service}:*", "reason": f"keep-action {pattern}"})
+        reasons: dict[str, str] = {}  # lower name -> why it is kept
+        names = {name.lower(): name for name in _unused_names(unused, catalog)
+                 if name.split(":", 1)[0].lower() not in set(unused.services) - services}
+        for key, name in names.items():
             pattern = next((p for p, matcher in matchers if matcher.matches(name)), None)
             if pattern is not None:
-                reasons[name.lower()] = f"keep-action {pattern}"
-            elif recent and name.lower() in recent:
-                reasons[name.lower()] = recent[name.lower()]
-        actions = {key: name for key, name in unused.actions.items() if key not in reasons}
-        services = set(unused.services)
-        for service in sorted(unused.services):
-            names = catalog.actions_of(service)
-            if any(name.lower() in reasons for name in names):
+                reasons[key] = f"keep-action {pattern}"
+            elif recent and key in recent:
+                reasons[key] = recent[key]
+        actions = {key: name for key, name in unused.actions.items() if key in names
+                   and key not in reasons}
+        for service in sorted(services):
+            in_service = catalog.actions_of(service)
+            if any(name.lower() in reasons for name in in_service):
                 services.discard(service)
-                actions.update((name.lower(), name) for name in names
+                actions.update((name.lower(), name) for name in in_service
                                if name.lower() not in reasons)
-        display = {**{key: name for key, name in unused.actions.items()},
-                   **{name.lower(): name for s in unused.services for name in catalog.actions_of(s)}}
-        kept += [{"action": display[key], "reason": why}
-                 for key, why in sorted(reasons.items())]
-        unknown = [name for name in unused.unknown if name.lower() not in reasons]
+        kept += [{"action": names[key], "reason": why} for key, why in sorted(reasons.items())]
+        unknown = [name for name in unused.unknown if name.lower() not in reasons and (
+            name.split(":", 1)[0].lower() in services or name.lower() in actions)]
         return dataclasses.replace(unused, actions=actions, services=services, unknown=unknown,
                                    kept=kept, keep=self, _sorted=None)
 

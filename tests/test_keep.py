@@ -407,3 +407,16 @@ def test_grace_days_refuse_a_version_without_a_date(account, tmp_path):
             for r in json.loads((tmp_path / "out" / "summary.json").read_text())["findings"]}
     assert rows["app"]["status"] == "FAILED"
     assert "v1 CreateDate is missing" in rows["app"]["error"]["message"]
+
+
+def test_a_pattern_that_covers_a_service_keeps_it_whole_even_one_the_catalog_lacks():
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["newsvc:*", "s3:*"], "Resource": "*"}]}
+    finding = [{"serviceNamespace": "newsvc"}, {"serviceNamespace": "s3"}]
+    assert refiner.refine(policy, finding, CATALOG).detach  # without a rule nothing is left
+    result = refiner.refine(policy, finding, CATALOG, keep={"actions": ["NewSvc:*"]})
+    assert result.policy["Statement"][0]["Action"] == ["newsvc:*"]
+    assert result.kept == [{"action": "newsvc:*", "reason": "keep-action NewSvc:*"}]
+    everything = refiner.refine(policy, finding, CATALOG, keep={"actions": ["*"]})
+    assert not everything.changed
+    assert [item["action"] for item in everything.kept] == ["newsvc:*", "s3:*"]
