@@ -262,15 +262,23 @@ def account_facts(rules: KeepRules | None, paths: Iterable[str]) -> AccountFacts
 
 def for_principal(rules: KeepRules | None, facts: AccountFacts | None, arn: str,
                   finding: Mapping, policy_ids: Iterable[str]) -> dict:
-    """recommend's routing: {"reason", "kept"} when the principal is kept whole (never
-    refined), else {"keep": ...}, the JSON its worker gives for_worker ({} without rules)."""
+    """recommend's routing: the summary row's status KEPT, its reason and kept items when the
+    principal is kept whole (never refined), or FAILED when the grace rule cannot tell (a
+    date missing); else {"keep": ...}, the JSON its worker gives for_worker ({} without
+    rules)."""
     if not rules:
         return {}
     known = facts.principals.get(arn, {}) if facts else {}
-    reason = rules.principal_reason(arn, known.get("tags"), known.get("created"),
-                                    finding.get("analyzedAt"))
+    try:
+        if rules.grace_days and not isinstance(known.get("created"), str):
+            raise InputError(f"{arn} CreateDate is missing: the grace rule needs it")
+        reason = rules.principal_reason(arn, known.get("tags"), known.get("created"),
+                                        finding.get("analyzedAt"))
+    except InputError as error:
+        return {"status": "FAILED", "error": {"code": "InvalidInput", "message": str(error)}}
     if reason is not None:
-        return {"reason": f"kept: {reason}", "kept": [{"principal": arn, "reason": reason}]}
+        return {"status": "KEPT", "reason": f"kept: {reason}",
+                "kept": [{"principal": arn, "reason": reason}]}
     versions = {policy_id: facts.versions[policy_id] for policy_id in policy_ids
                 if facts and rules.grace_days and policy_id in facts.versions}
     return {"keep": {"rules": rules.as_json(), "versions": versions}}

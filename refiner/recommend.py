@@ -113,8 +113,8 @@ def route(finding_id: str, pages: FindingPages, account: Account, job: Job,
                 "reason": "no such principal in the authorization details"}
     kept = keep.for_principal(job.keep, facts, principal.arn, head,
                               [p.policy_id for p in principal.policies])
-    if "reason" in kept:  # a keep rule keeps the whole principal: it is never refined
-        return {**row, "status": "KEPT", **kept}
+    if "status" in kept:  # a keep rule keeps the whole principal: it is never refined
+        return {**row, **kept}
     task = {"findingId": finding_id, "resourceArn": arn, "pages": pages.texts,
             "principal": {"arn": principal.arn, "kind": principal.kind, "name": principal.name,
                           "missing": principal.missing},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from hypothesis import given
@@ -235,6 +236,8 @@ def test_kept_actions_and_statements_are_never_lost(case, data):
                 assert statement_allows(refined, name), (name, refined)
             if statement_allows(refined, name) and name.lower() not in kept:
                 assert not is_unused(name, dead, services), (name, refined)
+    if result.policy is not None:  # and verify with the same rules accepts it
+        assert refiner.verify(document, result.policy, finding, catalog, keep=rules).accepted
 
 
 # --- recommend: principals kept whole, grace days ------------------------------------------------
@@ -288,8 +291,10 @@ def account(tmp_path_factory):
         "UserDetailList": [], "GroupDetailList": [],
         "Policies": [{"PolicyName": "app-data", "Arn": DATA, "DefaultVersionId": "v2",
                       "PolicyVersionList": [
+                          # The API (and moto) give documents URL-encoded.
                           {"VersionId": "v1", "IsDefaultVersion": False, "CreateDate": _when(90),
-                           "Document": _document("s3:GetObject", "s3:DeleteObject")},
+                           "Document": quote(json.dumps(_document("s3:GetObject",
+                                                                  "s3:DeleteObject")))},
                           {"VersionId": "v2", "IsDefaultVersion": True, "CreateDate": _when(5),
                            "Document": _document("s3:GetObject", "s3:DeleteObject",
                                                  "s3:PutObject")}]}],
@@ -390,23 +395,36 @@ def test_recommend_reads_the_same_rules_from_a_config_file(account, tmp_path):
     assert flags["ops-break-glass"]["status"] == "KEPT" and flags["app"]["kept"]
 
 
-def test_grace_days_refuse_a_version_without_a_date(account, tmp_path):
+@pytest.mark.parametrize(("missing", "role", "message"), [
+    ("version", "app", "v1 CreateDate is missing"),
+    ("principal", "newcomer", "newcomer CreateDate is missing"),
+    ("analysis", "app", "analyzedAt is missing"),
+])
+def test_grace_days_fail_a_finding_whose_dates_are_missing(account, tmp_path, missing, role,
+                                                           message):
     export = json.loads((account / "auth.json").read_text())
-    del export["Policies"][0]["PolicyVersionList"][0]["CreateDate"]
+    if missing == "version":
+        del export["Policies"][0]["PolicyVersionList"][0]["CreateDate"]
+    elif missing == "principal":
+        del export["RoleDetailList"][2]["CreateDate"]
     broken = tmp_path / "account"
-    broken.mkdir()
+    (broken / "findings").mkdir(parents=True)
     (broken / "auth.json").write_text(json.dumps(export))
     (broken / "catalog.json").write_text((account / "catalog.json").read_text())
-    (broken / "findings").symlink_to(account / "findings")
+    for path in (account / "findings").iterdir():
+        finding = json.loads(path.read_text())
+        if missing == "analysis":
+            del finding["analyzedAt"]
+        (broken / "findings" / path.name).write_text(json.dumps(finding))
     code = main(["recommend", "--authorization-details", str(broken / "auth.json"),
                  "--findings", str(broken / "findings"), "--catalog",
                  str(broken / "catalog.json"), "-o", str(tmp_path / "out"), "--workers", "1",
                  "--grace-days", "14"])
-    assert code == 1  # that finding FAILED, named; the others are done
+    assert code == 1  # that finding FAILED, named: a date is never guessed
     rows = {r["resourceArn"].rsplit("/", 1)[-1]: r
             for r in json.loads((tmp_path / "out" / "summary.json").read_text())["findings"]}
-    assert rows["app"]["status"] == "FAILED"
-    assert "v1 CreateDate is missing" in rows["app"]["error"]["message"]
+    assert rows[role]["status"] == "FAILED"
+    assert message in rows[role]["error"]["message"]
 
 
 def test_a_pattern_that_covers_a_service_keeps_it_whole_even_one_the_catalog_lacks():
@@ -420,3 +438,15 @@ def test_a_pattern_that_covers_a_service_keeps_it_whole_even_one_the_catalog_lac
     everything = refiner.refine(policy, finding, CATALOG, keep={"actions": ["*"]})
     assert not everything.changed
     assert [item["action"] for item in everything.kept] == ["newsvc:*", "s3:*"]
+
+
+def test_a_re_run_with_other_rules_redoes_what_they_change(account, tmp_path):
+    out = tmp_path / "out"
+    recommend(account, out, "--grace-days", "3")
+    assert (out / "recommendations" / "finding-ops-break-glass.json").exists()
+    rows = recommend(account, out, "--grace-days", "14", "--keep-tag", "purpose=break-glass")
+    assert rows["ops-break-glass"]["status"] == "KEPT"
+    assert not (out / "recommendations" / "finding-ops-break-glass.json").exists()
+    assert rows["app"]["kept"][0]["action"] == "s3:PutObject"  # done again, not reused
+    assert recommended_policy(out, "app")["Statement"][0]["Action"] == ["s3:GetObject",
+                                                                      "s3:PutObject"]
