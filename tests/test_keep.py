@@ -147,6 +147,14 @@ def test_templates_keep_norepo_statements(files):
     assert document["Statement"][0] == json.loads(POLICY)["Statement"][0]
     assert document["Statement"][1] != json.loads(POLICY)["Statement"][1]
 
+    def verify(*options: str) -> int:
+        return main(["verify", str(files / "template.json"), str(files / "out.json"),
+                     "--unused", str(files / "finding.json"), "--catalog",
+                     str(files / "catalog.json"), *options])
+
+    assert verify("--keep-sid", "NOREPO*") == 0
+    assert verify() == 1
+
 
 # --- bad rules ----------------------------------------------------------------------------------
 
