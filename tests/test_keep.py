@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,6 +17,9 @@ from strategies import cases, patterns
 import refiner
 from refiner.cli import main
 from refiner.keep import KeepRules
+
+with contextlib.suppress(pytest.skip.Exception):  # moto's IAM and the fake Access Analyzer
+    from test_aws import analyzer, aws, iam_server  # noqa: F401
 
 ACCOUNT = "111122223333"
 CATALOG = {"s3": ["GetObject", "PutObject", "DeleteObject", "ListBucket", "GetBucketAcl"],
@@ -458,3 +462,31 @@ def test_a_re_run_with_other_rules_redoes_what_they_change(account, tmp_path):
     assert rows["app"]["kept"][0]["action"] == "s3:PutObject"  # done again, not reused
     assert recommended_policy(out, "app")["Statement"][0]["Action"] == ["s3:GetObject",
                                                                       "s3:PutObject"]
+
+
+# --- the live-AWS loop: fetch's bundle from moto's IAM and the fake Access Analyzer -----------
+
+def test_the_aws_loop_keeps_tagged_and_young_principals(request, tmp_path):
+    pytest.importorskip("moto.server")
+    from test_aws import ACCOUNT as MOTO_ACCOUNT
+
+    iam, _ = request.getfixturevalue("aws")
+    request.getfixturevalue("analyzer")
+    iam.tag_role(RoleName="App", Tags=[{"Key": "purpose", "Value": "break-glass"}])
+    assert main(["aws", "fetch", "-o", str(tmp_path / "bundle")]) == 0
+
+    def rows(*options: str) -> dict:
+        out = tmp_path / "out"
+        main(["recommend", "--bundle", str(tmp_path / "bundle"), "-o", str(out), "--workers",
+              "1", *options])
+        return {row["findingId"]: row
+                for row in json.loads((out / "summary.json").read_text())["findings"]}
+
+    assert rows()["app"]["status"] == "SUCCEEDED"
+    app = rows("--keep-tag", "purpose=break-glass")["app"]
+    assert (app["status"], app["kept"]) == ("KEPT", [
+        {"principal": f"arn:aws:iam::{MOTO_ACCOUNT}:role/App", "reason": "keep-tag purpose=break-glass"}])
+    # moto creates every principal now, after the findings' analysis (2024): all are young.
+    young = rows("--grace-days", "14")
+    assert young["app"]["status"] == young["dev"]["status"] == "KEPT"
+    assert young["dev"]["kept"][0]["reason"].startswith("grace-days 14: created ")
