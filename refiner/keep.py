@@ -125,7 +125,7 @@ class KeepRules:
             age = _moment(analyzed_at, "the finding's analyzedAt") - _moment(created, f"{arn} CreateDate")
             if age < timedelta(days=self.grace_days):
                 return (f"grace-days {self.grace_days}: created {created}, "
-                        f"{_days(age)} before the analysis")
+                        f"{_before_analysis(age)}")
         return None
 
     # --- the finding minus what is kept --------------------------------------------------------
@@ -200,8 +200,7 @@ class KeepRules:
                 moment, first, _ = next(g for g in grants if g[0] > cutoff and name in g[2])
                 recent.setdefault(name.lower(), (
                     f"grace-days {self.grace_days}: granted by {arn} since version "
-                    f"{first.get('VersionId')}, created {_days(analyzed - moment)} before the "
-                    "analysis"))
+                    f"{first.get('VersionId')}, created {_before_analysis(analyzed - moment)}"))
         return recent
 
 
@@ -451,6 +450,7 @@ def _moment(text: object, what: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def _days(age: timedelta) -> str:
+def _before_analysis(age: timedelta) -> str:
     days = age.total_seconds() / 86_400
-    return f"{days:.1f} days"
+    return f"{days:.1f} days before the analysis" if days >= 0 else \
+        f"{-days:.1f} days after the analysis"
