@@ -16,6 +16,9 @@
 True
 >>> refiner.verify(policy, policy, finding, catalog).verdicts[0].kind
 'unsound'
+>>> kept = refiner.refine(policy, finding, catalog, keep={"actions": ["s3:GetBucketAcl"]})
+>>> kept.policy["Statement"][0]["Action"], kept.kept
+('s3:Get*', [{'action': 's3:GetBucketAcl', 'reason': 'keep-action s3:GetBucketAcl'}])
 """
 
 from __future__ import annotations
