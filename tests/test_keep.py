@@ -168,8 +168,6 @@ def test_templates_keep_norepo_statements(files):
     ("--keep-action=", "--keep-action: empty pattern"),
     ("--keep-action=iam:Pass Role", "invalid action pattern"),
     ("--keep-principal=arn:aws:iam::1:role/[ab]", "outside IAM's alphabet"),
-    ("--keep-tag=breakglass", "expected KEY=VALUE"),
-    ("--keep-tag==true", "empty key"),
 ])
 def test_bad_rules_are_refused_with_one_line(files, capsys, option, message):
     assert refine(files, option) == 2
@@ -198,10 +196,26 @@ def test_a_missing_config_file_is_refused(files, capsys):
     assert "cannot read the config" in capsys.readouterr().err
 
 
-def test_negative_grace_is_refused_before_anything_is_read(tmp_path, capsys):
+@pytest.mark.parametrize(("option", "message"), [
+    ("--grace-days=-3", "--grace-days must not be negative (got -3)"),
+    ("--keep-tag=breakglass", "--keep-tag 'breakglass': expected KEY=VALUE"),
+    ("--keep-tag==true", "--keep-tag '=true': empty key"),
+    ("--keep-tag=team=a|b", "--keep-tag 'team=a|b': outside IAM's tag alphabet"),
+])
+def test_bad_recommend_rules_are_refused_before_anything_is_read(tmp_path, capsys, option,
+                                                                 message):
     assert main(["recommend", "--authorization-details", str(tmp_path / "a.json"), "--findings",
-                 str(tmp_path / "f"), "-o", str(tmp_path / "out"), "--grace-days", "-3"]) == 2
-    assert capsys.readouterr().err == "refiner: --grace-days must not be negative (got -3)\n"
+                 str(tmp_path / "f"), "-o", str(tmp_path / "out"), option]) == 2
+    assert capsys.readouterr().err.startswith(f"refiner: {message}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_refine_says_it_keeps_nothing_for_tags_and_grace_days(files, capsys):
+    (files / "keep.toml").write_text('[keep]\ntags = ["purpose=break-glass"]\ngrace_days = 14\n')
+    assert refine(files, "--config", str(files / "keep.toml"), out="config.json") == 0
+    assert "tags and grace_days apply to recommend" in capsys.readouterr().err
+    assert refine(files) == 0
+    assert (files / "config.json").read_text() == (files / "out.json").read_text()
 
 
 # --- the Python API -----------------------------------------------------------------------------
