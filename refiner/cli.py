@@ -501,7 +501,7 @@ def _run_template_refine(args) -> int:
     """refine on a CloudFormation template or a Terraform file: each policy in it (or the one
     --policy names) refined against the finding and written back; refusals are warnings
     unless nothing could be refined (exit 2)."""
-    from .iac import read_template, refine_template
+    from .iac import not_refined, read_template, refine_template
 
     kind = _template_kind(args.policy)
     label = f"policy {args.policy}"
@@ -523,19 +523,18 @@ def _run_template_refine(args) -> int:
     if not chosen:
         raise InputError(f"{label} looks like {template.description}, with no identity policy "
                          "in it")
-    refused = [p for p in chosen if p.refusal is not None]
+    refused = [(p, not_refined(p)) for p in chosen if not_refined(p) is not None]
     if len(refused) == len(chosen):
         raise InputError(f"{label} looks like {template.description}: no policy could be "
-                         "refined: " + "; ".join(f"{p.id} (line {p.refusal_line}): {p.refusal}"
-                                                 for p in refused))
+                         "refined: " + "; ".join(f"{p.id} (line {line}): {why}"
+                                                 for p, (line, why) in refused))
     catalog = _catalog(args)
     unused = _finding(args, catalog)
     result = run_isolated(refine_template, template, unused, catalog, _timeout_ms(args),
                           args.max_size, args.strategy, args.policy_id,
                           deadline=_deadline(args))
-    for policy in refused:
-        print(f"refiner: warning: {args.policy}:{policy.refusal_line}: {policy.id}: not "
-              f"refined: {policy.refusal}", file=sys.stderr)
+    for policy, (line, why) in refused:
+        print(f"refiner: warning: {args.policy}:{line}: {policy.id}: {why}", file=sys.stderr)
     if result.violations:
         for policy_id, violation in result.violations:
             print(f"refiner: proof failed: {policy_id}: {_with_catalog_case(violation, catalog)}",
@@ -869,8 +868,11 @@ def main(argv: list[str] | None = None) -> int:
         print("refiner: out of memory on this input", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as error:  # a bug: fail closed, nothing written, one line (or the trace)
-        if os.environ.get("REFINER_DEBUG"):
-            raise
+        if os.environ.get("REFINER_DEBUG"):  # the trace, and the same exit code
+            import traceback
+
+            traceback.print_exc()
+            return EXIT_PROOF_FAILED
         print(f"refiner: internal error, nothing was written ({type(error).__name__}: {error}); "
               "rerun with REFINER_DEBUG=1 for the trace", file=sys.stderr)
         return EXIT_PROOF_FAILED

@@ -57,7 +57,10 @@ def test_serverless_template_keeps_everything_but_the_changed_action_lists(tmp_p
     unused = finding(tmp_path, SERVERLESS_UNUSED)
     before = SERVERLESS.read_text()
     expected = in_process(template, unused)
-    assert [o.status for o in expected.outcomes] == ["refined", "refined", "unchanged", "refined"]
+    assert [o.status for o in expected.outcomes] == ["refined", "left", "refined", "unchanged",
+                                                     "left", "refined", "left"]
+    assert [o.policy.document_type for o in expected.outcomes if o.status == "left"] == \
+        ["trust"] * 3  # the roles' trust policies: an identity finding says nothing of them
     assert refine(template, "--unused", unused, "--in-place") == 0
     assert "original is kept as" in capsys.readouterr().err
     after = template.read_text()
@@ -84,9 +87,12 @@ def test_serverless_template_keeps_everything_but_the_changed_action_lists(tmp_p
     Loader.add_multi_constructor("!", tagged)
     old, new = yaml.load(before, Loader), yaml.load(after, Loader)
     for outcome in expected.outcomes:
-        logical, _, number = outcome.policy.id.partition(".Policies[")
-        documents = [tree["Resources"][logical]["Properties"]["Policies"][int(number[:-1])]
-                     ["PolicyDocument"] for tree in (old, new)]
+        if outcome.status == "left":
+            continue
+        logical, _, name = outcome.policy.id.partition(".Policies[")
+        documents = [next(entry for entry in tree["Resources"][logical]["Properties"]["Policies"]
+                          if entry["PolicyName"] == name[:-1])["PolicyDocument"]
+                     for tree in (old, new)]
         refined = outcome.run.refined.document if outcome.status == "refined" else None
         for index, statement in enumerate(documents[1]["Statement"]):
             key = "Action" if "Action" in statement else "NotAction"
@@ -121,16 +127,17 @@ def test_an_fn_join_in_an_action_list_is_refused_by_its_line(tmp_path, capsys):
     join_line = line_of(text, "Fn::Join")
     unused = finding(tmp_path, DEPLOY_UNUSED)
     # Named alone, it is refused: one line with the file's line, exit 2, nothing written.
-    assert refine(DEPLOY, "--unused", unused, "--policy", "DeployUser.Policies[0]") == 2
+    assert refine(DEPLOY, "--unused", unused, "--policy", "DeployUser.Policies[upload-artifacts]") == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     error, = captured.err.strip().splitlines()
-    assert f"DeployUser.Policies[0] (line {join_line}): Action uses Fn::Join" in error
+    assert f"DeployUser.Policies[upload-artifacts] (line {join_line}): not refined: Action uses Fn::Join" \
+        in error
     # With the others: they are refined and written, the refusal is a warning with file:line.
     out = tmp_path / "out.json"
     assert refine(DEPLOY, "--unused", unused, "-o", out) == 0
     warning = capsys.readouterr().err
-    assert f"{DEPLOY}:{join_line}: DeployUser.Policies[0]: not refined: Action uses Fn::Join" \
+    assert f"{DEPLOY}:{join_line}: DeployUser.Policies[upload-artifacts]: not refined: Action uses Fn::Join" \
         in warning
     written = out.read_text()
     result = in_process(DEPLOY, unused)
@@ -201,7 +208,7 @@ def test_short_forms_aliases_and_flow_mappings(tmp_path, capsys):
     out = tmp_path / "out.yaml"
     assert refine(template, "--unused", unused, "-o", out) == 0
     err = capsys.readouterr().err
-    assert f"{template}:{line_of(SHORT_FORMS, '!Join')}: Builder.Policies[0]: not refined: " \
+    assert f"{template}:{line_of(SHORT_FORMS, '!Join')}: Builder.Policies[build]: not refined: " \
         "Action uses Fn::Join" in err
     assert f"{template}:{line_of(SHORT_FORMS, '&common')}: Shared: not refined: Action is a " \
         "YAML anchor or alias" in err
@@ -221,13 +228,13 @@ def test_a_policy_left_with_no_statement_is_named_and_kept(tmp_path, capsys):
     out = tmp_path / "out.yaml"
     assert refine(SERVERLESS, "--unused", unused, "-o", out) == 4
     err = capsys.readouterr().err
-    assert "WorkerFunctionRole.Policies[1]: no statement is left: remove this policy" in err
+    assert "WorkerFunctionRole.Policies[worker-logs]: no statement is left: remove this policy" in err
     written = out.read_text()
     assert "logs:CreateLogStream" in written and "sqs:*" not in written
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--policy", "Nope"], "has no policy Nope (it has: ApiFunctionRole.Policies[0], "),
+    (["--policy", "Nope"], "has no policy Nope (it has: ApiFunctionRole.Policies[orders-api], "),
     (["--format", "aws"], "--format aws is for a policy file"),
 ])
 def test_bad_usage_on_templates(tmp_path, capsys, args, needle):
@@ -247,13 +254,13 @@ def test_policy_option_needs_a_template(tmp_path, capsys):
 
 def test_one_policy_refined_with_policy_option(tmp_path, capsys):
     unused = finding(tmp_path, SERVERLESS_UNUSED)
-    assert refine(SERVERLESS, "--unused", unused, "--policy", "WorkerFunctionRole.Policies[0]",
+    assert refine(SERVERLESS, "--unused", unused, "--policy", "WorkerFunctionRole.Policies[worker]",
                   "--format", "diff") == 0
     diff = capsys.readouterr().out
     policies = read_template(str(SERVERLESS)).policies
     ids = [p.id for p in policies]
-    first = policies[ids.index("WorkerFunctionRole.Policies[0]")].line
-    after = policies[ids.index("WorkerFunctionRole.Policies[0]") + 1].line
+    first = policies[ids.index("WorkerFunctionRole.Policies[worker]")].line
+    after = policies[ids.index("WorkerFunctionRole.Policies[worker]") + 1].line
     hunks = re.findall(r"^@@ -(\d+),(\d+) ", diff, re.MULTILINE)
     assert hunks and all(first - 3 <= int(a) and int(a) + int(b) <= after + 3 for a, b in hunks)
 

@@ -56,7 +56,7 @@ def test_a_widened_wildcard_is_rejected_at_its_line(tmp_path, capsys, base):
     assert location["artifactLocation"]["uri"] == "head.yaml"
     assert location["region"]["startLine"] == line_of(head_text, "- dynamodb:*")
     assert result["ruleId"] == "unsound"
-    assert "ApiFunctionRole.Policies[0]" in result["message"]["text"]
+    assert "ApiFunctionRole.Policies[orders-api]" in result["message"]["text"]
     assert "dynamodb:* admits an action the original does not" in result["message"]["text"]
 
 
@@ -67,7 +67,7 @@ def test_an_added_action_is_rejected(tmp_path, capsys, base):
     code, out = verify(capsys, base, head)
     assert code == 1
     assert f"{head}:{line_of(head_text, 'dynamodb:Scan')}: unsound: statement 0 (OrdersTable): " \
-        "ApiFunctionRole.Policies[0]: dynamodb:Scan admits an action the original does not" in out
+        "ApiFunctionRole.Policies[orders-api]: dynamodb:Scan admits an action the original does not" in out
 
 
 NEW_POLICY = """\
@@ -88,11 +88,10 @@ def test_a_new_policy_is_rejected_unless_allowed(tmp_path, capsys, base):
     code, out = verify(capsys, base, head, "--format", "json")
     assert code == 1
     verdicts = json.loads(out)["verdicts"]
-    # Policies are paired by id: the new entry is Policies[1], the old Policies[1] is now [2].
-    assert {v["policy"] for v in verdicts} == {"WorkerFunctionRole.Policies[1]",
-                                               "WorkerFunctionRole.Policies[2]"}
-    assert any(v["verdict"] == "structure" and v["policy"] == "WorkerFunctionRole.Policies[2]"
-               and "a new policy" in v["message"] for v in verdicts)
+    # Inline policies are paired by PolicyName: inserted between two, only the new one is new.
+    verdict, = verdicts
+    assert verdict["policy"] == "WorkerFunctionRole.Policies[worker-extra]"
+    assert verdict["verdict"] == "structure" and "a new policy" in verdict["message"]
     # Appended at the end instead, the others keep their ids: only the new one is judged.
     head_text = edited(SERVERLESS, "  WorkerFunction:\n",
                        "  Extra:\n    Type: AWS::IAM::ManagedPolicy\n    Properties:\n"
@@ -178,7 +177,7 @@ def test_an_unresolvable_action_list_is_judged_only_when_unchanged(tmp_path, cap
     code, out = verify(capsys, base, changed)
     assert code == 3
     assert f"{changed}:{line_of(changed_text, 'Fn::Join')}: unknown: statement -1: " \
-        "DeployUser.Policies[0] cannot be judged" in out
+        "DeployUser.Policies[upload-artifacts] cannot be judged" in out
 
 
 def test_with_a_finding_templates_are_verified_as_refinements(tmp_path, capsys, base):

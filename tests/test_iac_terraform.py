@@ -38,9 +38,15 @@ def line_of(text: str, needle: str) -> int:
 def test_module_policies_are_found_by_address():
     template = read_template(str(MODULE))
     assert template.kind == "terraform"
-    assert [p.id for p in template.policies] == [
-        "data.aws_iam_policy_document.assume", "data.aws_iam_policy_document.ingest",
-        "aws_iam_policy.ingest", "aws_iam_role_policy.logs", "aws_iam_role_policy.jobs"]
+    assert [(p.id, p.document_type) for p in template.policies] == [
+        ("data.aws_iam_policy_document.assume", "trust"),
+        ("aws_iam_role.ingest.assume_role_policy", "trust"),
+        ("data.aws_iam_policy_document.ingest", "identity"),
+        ("aws_iam_policy.ingest", "identity"), ("aws_iam_role_policy.logs", "identity"),
+        ("aws_iam_role_policy.jobs", "identity")]
+    assert template.policy("aws_iam_role_policy.jobs").principal_hint == "aws_iam_role.ingest"
+    assert template.policy("aws_iam_role_policy.jobs").inputs == {"aws_sqs_queue.jobs",
+                                                                 "var.name"}
     reference = template.policy("aws_iam_policy.ingest")
     assert "data.aws_iam_policy_document.ingest.json" in reference.refusal
     ingest = template.policy("data.aws_iam_policy_document.ingest").document
@@ -58,7 +64,8 @@ def test_module_refined_with_only_action_lists_changed(tmp_path, capsys):
     before = MODULE.read_text()
     result = in_process(MODULE, unused)
     assert {o.policy.id: o.status for o in result.outcomes} == {
-        "data.aws_iam_policy_document.assume": "unchanged",
+        "data.aws_iam_policy_document.assume": "left",  # the role's trust policy
+        "aws_iam_role.ingest.assume_role_policy": "left",
         "data.aws_iam_policy_document.ingest": "refined",
         "aws_iam_policy.ingest": "refused",
         "aws_iam_role_policy.logs": "refined",

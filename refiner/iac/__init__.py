@@ -12,22 +12,24 @@ from __future__ import annotations
 
 import codecs
 import os
+import re
 from dataclasses import dataclass, field
 
 from ..catalog import Catalog
 from ..errors import InputError
 from ..finding import Unused
-from ..jsontext import parse_json_text, read_text
+from ..jsontext import MAX_INPUT_BYTES, parse_json_text, read_bytes, read_text
 from ..pipeline import Run, refine_within_size
 from ..prove import Violation, same_json
 from ..refinement import DEFAULT_STRATEGY
 from ..sniff import text_kind, value_kind
 from .edit import apply_edits
-from .model import KINDS, Located, Template, TextDocument, edits_for, text_document_lines
+from .model import IDENTITY, KINDS, Located, Template, TextDocument, edits_for, text_document_lines
 
 __all__ = ["KINDS", "Located", "Template", "TemplateRun", "Outcome", "template_kind", "kind_of",
-           "read_template", "parse_template", "template_from_text", "read_policy_file",
-           "refine_template"]
+           "read_template", "parse_template", "template_from_text", "template_from_bytes",
+           "looks_like_infrastructure", "read_policy_file",
+           "refine_template", "not_refined"]
 
 
 def template_kind(path: str) -> str | None:
@@ -35,6 +37,8 @@ def template_kind(path: str) -> str | None:
     policy file, standard input, an unreadable file: the policy reader reports those)."""
     if path == "-" or not os.path.isfile(path):
         return None  # standard input and pipes are read once, by the policy reader
+    if path.lower().endswith(".tf"):
+        return "terraform"
     try:
         text = read_text(path, "file")
     except InputError:
@@ -50,7 +54,12 @@ def kind_of(path: str, text: str) -> str | None:
         value = parse_json_text(text, path)
     except InputError:
         if text.lstrip().startswith(("{", "[")):
-            return None  # JSON with an error: the policy reader names it
+            # YAML in flow style is a template too; JSON with an error is named by the
+            # policy reader.
+            return "cloudformation-yaml" if not _looks_like_json(text) and \
+                _CLOUDFORMATION_KEY.search(text) else None
+        if _CLOUDFORMATION_KEY.search(text):  # also with the key quoted: "Resources":
+            return "cloudformation-yaml"
         kind = text_kind(text)
         return {"Terraform HCL (.tf)": "terraform",
                 "a CloudFormation template in YAML": "cloudformation-yaml"}.get(kind)
@@ -63,6 +72,75 @@ def kind_of(path: str, text: str) -> str | None:
             path.lower().endswith(".tf.json") and isinstance(value, dict)
             and ("data" in value or "resource" in value)):
         return "terraform-json"
+    return None
+
+
+_CLOUDFORMATION_KEY = re.compile(
+    r"""(?:^|[{,]\s*)(["']?)(?:Resources|AWSTemplateFormatVersion)\1\s*:""", re.MULTILINE)
+# What marks a file as infrastructure code that may hold IAM: a file with one of these that
+# cannot be read is unknown, never skipped.
+_INFRASTRUCTURE = re.compile(
+    rb"AWS::[A-Za-z0-9]+::|AWSTemplateFormatVersion|\bResources\b|PolicyDocument|"
+    rb"\baws_[a-z0-9_]+|\bresource\s+\"|\"resource\"|\bStatement\b|planned_values|"
+    rb"Fn::|!Ref\b|!Sub\b|!GetAtt\b")
+
+
+def _looks_like_json(text: str) -> bool:
+    """Whether a text that starts with { is meant as JSON (its keys are quoted)."""
+    return re.match(r"\s*[{\[]\s*(?:\"|[}\]])", text) is not None
+
+
+def looks_like_infrastructure(path: str, data: bytes) -> bool:
+    """Whether a file that cannot be read may hold IAM (by its name and what it says)."""
+    name = path.lower()
+    return name.endswith((".tf", ".tf.json", ".tfvars", ".tftpl")) or (
+        name.endswith((".json", ".yaml", ".yml", ".template", ".tmpl", ".cfn"))
+        and _INFRASTRUCTURE.search(data[:1_000_000]) is not None)
+
+
+def template_from_bytes(path: str, data: bytes) -> Template | None:
+    """A file at some version, as the gate reads it: a template, a policy file as a template
+    of one policy, None when it is neither; and when it looks like infrastructure code that
+    may hold IAM but cannot be read (over the size limit, not UTF-8, JSON or YAML with an
+    error, a shape refiner does not know), a Template of kind "unreadable" with no policy
+    and one unknown naming why and where. Never an exception for what the file holds."""
+    def unreadable(line: int, why: str) -> Template:
+        return Template(path, "unreadable", "", [], unknowns=[(line, why)])
+
+    if len(data) > MAX_INPUT_BYTES:
+        return unreadable(1, f"larger than {MAX_INPUT_BYTES // 2**20} MiB: refiner does not "
+                          "read it") if looks_like_infrastructure(path, data[:1_000_000]) \
+            else None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        if not looks_like_infrastructure(path, data):
+            return None
+        return unreadable(data.count(b"\n", 0, error.start) + 1, "not UTF-8 text "
+                          f"(byte {error.start}): refiner cannot read it")
+    try:
+        found = template_from_text(path, text)
+    except InputError as error:
+        if not looks_like_infrastructure(path, data):
+            raise
+        line = re.search(r"\bline (\d+)", str(error))
+        return unreadable(int(line.group(1)) if line else 1, str(error))
+    if found is None and text.strip() and looks_like_infrastructure(path, data):
+        problem = _json_problem(path, text)
+        return unreadable(problem[0], problem[1]) if problem else None
+    return found
+
+
+def _json_problem(path: str, text: str) -> tuple[int, str] | None:
+    """(line, why) when a text meant as JSON does not parse as JSON (a trailing comma, a
+    repeated key, ...)."""
+    if not text.lstrip().startswith(("{", "[")):
+        return None
+    try:
+        parse_json_text(text, path)
+    except InputError as error:
+        line = re.search(r"\bline (\d+)", str(error))
+        return (int(line.group(1)) if line else 1), str(error)
     return None
 
 
@@ -87,6 +165,8 @@ def read_template(path: str, kind: str | None = None) -> Template:
     kind = kind or template_kind(path)
     if kind is None:
         return read_policy_file(path)
+    if kind in ("terraform", "terraform-json") and not read_bytes(path, "template").strip():
+        return Template(path, kind, "", [])  # an empty Terraform file declares nothing
     text = read_text(path, "template")
     with open(path, "rb") as handle:
         bom = handle.read(3) == codecs.BOM_UTF8
@@ -136,10 +216,23 @@ def _policy_template(path: str, policy) -> Template:
     return Template(path, "policy", source.text, [located], source.bom)
 
 
+def not_refined(located: Located) -> tuple[int, str] | None:
+    """(line, why) when refine leaves a policy as it is: not an identity policy (an unused-
+    access finding is about what a principal's identity policies grant), refused, or read
+    but not writable. None when it is refined."""
+    if located.document_type != IDENTITY:
+        return located.line, f"left as it is: {located.type_description} (an unused-access " \
+            "finding is about identity policies)"
+    if located.not_refinable is not None:
+        return located.refusal_line or located.line, f"not refined: {located.not_refinable}"
+    return None
+
+
 @dataclass
 class Outcome:
-    """What became of one policy: refined, unchanged, refused (see Located.refusal), detach
-    (no statement is left) or failed (its proof failed)."""
+    """What became of one policy: refined, unchanged, refused (see Located.refusal and
+    read_only), left (a trust, resource or unknown policy: an identity finding says nothing
+    about it), detach (no statement is left) or failed (its proof failed)."""
 
     policy: Located
     status: str
@@ -168,7 +261,10 @@ def refine_template(template: Template, unused: Unused, catalog: Catalog, timeou
     for located in template.policies:
         if only is not None and located.id != only:
             continue
-        if located.refusal is not None:
+        if located.document_type != IDENTITY:
+            result.outcomes.append(Outcome(located, "left"))
+            continue
+        if located.not_refinable is not None:
             result.outcomes.append(Outcome(located, "refused"))
             continue
         policy = located.policy_input(f"{template.path}: {located.id}")

@@ -1,10 +1,13 @@
 """Policies found in a template, with the way back to where each is written.
 
-A reader (cloudformation.py, terraform.py) returns a Template: the file's text and one Located
-per identity-policy document in it. A Located holds the document as a JSON value (intrinsic
-functions and Terraform expressions as objects, so that no policy value can be mistaken for
-them), the JSON text refine reads, why it cannot be refined (if so, naming the line), the
-lines of its statements and entries (for reports), and a writer:
+A reader (cloudformation.py, terraform.py) returns a Template: the file's text, one Located
+per policy document in it, and what the reader did not model (Template.unknowns). A Located
+says what the document is (document_type: an identity policy, a role's trust policy, a
+resource's policy) and, where the reader knows it, whose it is (principal_hint); what its
+expressions read (inputs: names of Template.definitions, or outside the file); the document
+as a JSON value (intrinsic functions and Terraform expressions as objects, so that no policy
+value can be mistaken for them), the JSON text refine reads, why it cannot be refined (if so,
+naming the line), the lines of its statements and entries (for reports), and a writer:
 
 - TextDocument: the document is JSON text in the template (a CloudFormation JSON template, a
   heredoc, a JSON string): refine's own byte-minimal writer edits that text, and it is put
@@ -130,6 +133,11 @@ class Structured:
     opening: int | None = None
 
 
+# What a document is: who or what it reaches decides how it may be refined and judged.
+IDENTITY, TRUST, RESOURCE, UNKNOWN = "identity", "trust", "resource", "unknown"
+DOCUMENT_TYPES = (IDENTITY, TRUST, RESOURCE, UNKNOWN)
+
+
 @dataclass
 class Located:
     id: str
@@ -141,11 +149,41 @@ class Located:
     refusal: str | None = None  # why it cannot be refined or judged
     refusal_line: int | None = None  # the line it is about
     statement_lines: list[tuple[int, dict[str, int]]] = field(default_factory=list)
+    # identity (grants a principal access), trust (who may assume a role), resource (who may
+    # use a resource), unknown (a SAM policy template the translator's data does not define).
+    document_type: str = IDENTITY
+    # Whose document it is, when the reader sees it cheaply: the role/user/group/function
+    # (logical id, Terraform address, or a literal name) it is written in or names.
+    principal_hint: str | None = None
+    # Why refine cannot write this document back although it was read and can be judged (a
+    # SAM policy template, an AWS managed policy, statements made by a dynamic block).
+    read_only: str | None = None
+    # An AWS managed policy named by ARN (SAM Policies, ...): document is the snapshot's.
+    managed_arn: str | None = None
+    # What the document's expressions read: "Parameters.X", "Mappings.X", "Conditions.X",
+    # "Resources.X" (Ref/GetAtt), "ImportValue", "resolve:..." (dynamic references);
+    # Terraform "var.x", "local.x", "data.T.N", "module.M", "each", "count", "file:PATH".
+    # Names of Template.definitions that read other names are closed over.
+    inputs: set[str] = field(default_factory=set)
+    # Parts of this document the reader does not model, (line, why): a dynamic block whose
+    # for_each is not a literal, ... A gate may judge the rest only while these are unchanged.
+    unknowns: list[tuple[int, str]] = field(default_factory=list)
 
     def refuse(self, line: int, reason: str) -> Located:
         if self.refusal is None:
             self.refusal, self.refusal_line = reason, line
         return self
+
+    @property
+    def not_refinable(self) -> str | None:
+        """Why refine cannot write this document (refused, or read but not writable)."""
+        return self.refusal if self.refusal is not None else self.read_only
+
+    @property
+    def type_description(self) -> str:
+        return {IDENTITY: "an identity policy", TRUST: "a trust policy (who may assume the "
+                "role)", RESOURCE: "a resource policy", UNKNOWN: "a policy of unknown kind"}[
+            self.document_type]
 
     def policy_input(self, label: str) -> PolicyInput:
         return load_policy(parse_json_text(self.document_text, label), label, self.document_text)
@@ -169,6 +207,14 @@ class Template:
     # (CloudFormation Parameters, Mappings, Conditions, ...; Terraform variables and locals).
     # The gate takes an expression at its word only while this is unchanged.
     context: str = ""
+    # Constructs the reader does not model, (line, why): Properties chosen by Fn::If,
+    # Fn::ForEach, a resource Condition, count/for_each, a Type that is not a string, a file
+    # that cannot be read. Whatever they hold is not in `policies`.
+    unknowns: list[tuple[int, str]] = field(default_factory=list)
+    # Each input a document may read (see Located.inputs), as written in this file (canonical
+    # JSON, or Terraform source): an input whose definition differs between two versions of
+    # the file changes what the documents that read it say.
+    definitions: dict[str, str] = field(default_factory=dict)
 
     @property
     def description(self) -> str:
@@ -185,6 +231,10 @@ KINDS = {
     "terraform-json": "a Terraform JSON configuration (.tf.json)",
     "terraform-plan": "a Terraform plan (terraform show -json)",
     "policy": "an IAM policy",
+    # A file that looks like infrastructure code holding IAM but cannot be read (not UTF-8,
+    # over the size limit, JSON or YAML that does not parse as the deployer would read it):
+    # no policies, one entry in unknowns naming why and where.
+    "unreadable": "a file that looks like infrastructure code but cannot be read",
 }
 
 

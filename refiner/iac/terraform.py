@@ -20,9 +20,13 @@ import re
 from ..errors import InputError
 from ..jsontext import dumps, parse_json_text
 from ..writeback import Node, locate
-from . import hcl
+from . import dynamic, hcl
 from .edit import Item, indentation, line_number
 from .model import (
+    IDENTITY,
+    RESOURCE,
+    TRUST,
+    UNKNOWN,
     ActionValue,
     Located,
     StatementSpot,
@@ -37,6 +41,40 @@ from .model import (
 # The policy resources, and the size limit (refine.SIZE_LIMITS) that applies.
 POLICY_RESOURCES = {"aws_iam_policy": "managed", "aws_iam_role_policy": "inline",
                     "aws_iam_user_policy": "user-inline", "aws_iam_group_policy": "group-inline"}
+# Every attribute that holds a policy document: resource type -> [(attribute, document type,
+# size kind, whether the resource is only this policy: then its id is the address, else
+# address.attribute)].
+DOCUMENT_ATTRIBUTES: dict[str, list[tuple[str, str, str, bool]]] = {
+    **{kind: [("policy", IDENTITY, size, True)] for kind, size in POLICY_RESOURCES.items()},
+    "aws_ssoadmin_permission_set_inline_policy": [("inline_policy", IDENTITY, "inline", True)],
+    "aws_iam_role": [("assume_role_policy", TRUST, "managed", False)],
+    **{kind: [(attribute, RESOURCE, "managed", alone)] for kind, attribute, alone in (
+        ("aws_s3_bucket_policy", "policy", True), ("aws_s3_bucket", "policy", False),
+        ("aws_s3_access_point", "policy", False),
+        ("aws_s3control_access_point_policy", "policy", True),
+        ("aws_sqs_queue_policy", "policy", True), ("aws_sqs_queue", "policy", False),
+        ("aws_sns_topic_policy", "policy", True), ("aws_sns_topic", "policy", False),
+        ("aws_kms_key", "policy", False), ("aws_kms_key_policy", "policy", True),
+        ("aws_kms_replica_key", "policy", False),
+        ("aws_ecr_repository_policy", "policy", True),
+        ("aws_ecr_registry_policy", "policy", True),
+        ("aws_secretsmanager_secret_policy", "policy", True),
+        ("aws_secretsmanager_secret", "policy", False),
+        ("aws_api_gateway_rest_api_policy", "policy", True),
+        ("aws_api_gateway_rest_api", "policy", False),
+        ("aws_efs_file_system_policy", "policy", True),
+        ("aws_opensearch_domain_policy", "access_policies", True),
+        ("aws_opensearch_domain", "access_policies", False),
+        ("aws_elasticsearch_domain_policy", "access_policies", True),
+        ("aws_elasticsearch_domain", "access_policies", False),
+        ("aws_cloudwatch_log_resource_policy", "policy_document", True),
+        ("aws_backup_vault_policy", "policy", True),
+        ("aws_glacier_vault", "access_policy", False),
+        ("aws_lambda_layer_version_permission", "policy", False),
+    )},
+}
+# Where a policy resource names its holder (principal_hint).
+HOLDER_ATTRIBUTES = ("role", "user", "group", "permission_set_arn")
 DOCUMENT_DATA = "aws_iam_policy_document"
 # A data source statement's attributes and blocks, and the IAM keys they stand for.
 STATEMENT_KEYS = {"sid": "Sid", "effect": "Effect", "actions": "Action",
@@ -44,27 +82,280 @@ STATEMENT_KEYS = {"sid": "Sid", "effect": "Effect", "actions": "Action",
                   "not_resources": "NotResource", "principals": "Principal",
                   "not_principals": "NotPrincipal", "condition": "Condition"}
 DOCUMENT_KEYS = {"version": "Version", "policy_id": "Id"}
+META_ARGUMENTS = ("for_each", "count", "provider", "depends_on", "lifecycle")
 _INTERPOLATION = re.compile(r"(?<!\$)\$\{|(?<!%)%\{")
+# References an expression makes: var.x, local.x, data.T.N, module.M, each, count, a resource
+# T.N (its attributes), and files read by file()/templatefile().
+_REFERENCE = re.compile(
+    r"(?<![\w.\-\"])(?:(var|local|module)\.([A-Za-z_][\w-]*)|(data)\.([A-Za-z_][\w-]*)\."
+    r"([A-Za-z_][\w-]*)|(each|count|path|terraform)\b|([a-z][a-z0-9]*_[a-z0-9_]+)\.([A-Za-z_][\w-]*))")
+_FILE_CALL = re.compile(r"\b(?:file|templatefile|filebase64)\(\s*\"([^\"]*)\"")
+_DOCUMENT_REFERENCE = re.compile(r"\bdata\.aws_iam_policy_document\.([A-Za-z_][\w-]*)"
+                                 r"(?:\[[^\]]*\])?\.(?:json|minified_json)\b")
 
 
 # --- .tf ------------------------------------------------------------------------------------
 
 def read_hcl(path: str, text: str) -> Template:
     root = hcl.parse(text, path)
-    policies = []
     context = "\n".join(text[block.start:block.end] for block in root.blocks
                         if block.type in ("variable", "locals"))
+    template = Template(path, "terraform", text, [], context=context)
+    inputs = Inputs.of_hcl(text, root)
+    kinds = DocumentKinds()
+    locals_ = {a.name: a.value for block in root.blocks if block.type == "locals"
+               for a in block.attributes}
     for block in root.blocks:
-        if block.type == "resource" and len(block.labels) == 2 and \
-                block.labels[0] in POLICY_RESOURCES:
-            address = ".".join(block.labels)
-            attribute = block.attribute("policy")
-            if attribute is not None:
-                policies.append(_resource_policy(path, text, address,
-                                                 POLICY_RESOURCES[block.labels[0]], attribute))
-        elif block.type == "data" and len(block.labels) == 2 and block.labels[0] == DOCUMENT_DATA:
-            policies.append(_data_document(path, text, f"data.{'.'.join(block.labels)}", block))
-    return Template(path, "terraform", text, policies, context=context)
+        address = ".".join(block.labels)
+        if block.type == "module" and block.labels:
+            kinds.consumed_by_module(text[block.start:block.end])
+        if block.type == "data" and len(block.labels) == 2 and block.labels[0] == DOCUMENT_DATA:
+            located = _data_document(path, text, f"data.{address}", block, locals_)
+            template.policies.append(inputs.complete(located, _meta(block), f"data.{address}"))
+            kinds.data_sources[block.labels[1]] = located
+            continue
+        if block.type != "resource" or len(block.labels) != 2:
+            continue
+        type_name = block.labels[0]
+        for name, document_type, size_kind, alone in DOCUMENT_ATTRIBUTES.get(type_name, []):
+            attribute = block.attribute(name)
+            if attribute is None:
+                continue
+            located = _resource_policy(path, text, address if alone else f"{address}.{name}",
+                                       size_kind, attribute)
+            located.document_type = document_type
+            located.principal_hint = address if type_name == "aws_iam_role" else \
+                _holder(text, block)
+            kinds.consumed(text[attribute.value.start:attribute.value.end], document_type,
+                           located.principal_hint)
+            template.policies.append(inputs.complete(located, _meta(block), address))
+        if type_name == "aws_iam_role":
+            template.policies += [inputs.complete(located, _meta(block), address) for located in
+                                  _inline_policies(path, text, address, block, template)]
+    kinds.settle()
+    template.definitions = inputs.definitions
+    return template
+
+
+def _meta(block: hcl.Block) -> set[str]:
+    return {name for name in ("count", "for_each") if block.attribute(name) is not None}
+
+
+def _inline_policies(path: str, text: str, address: str, block: hcl.Block,
+                     template: Template) -> list[Located]:
+    """A role's inline_policy blocks (id address.inline_policy[NAME], or [N] when the name is
+    not a literal); an empty block (which removes the role's inline policies) holds none."""
+    found = []
+    blocks = [child for child in block.blocks if child.type == "inline_policy"]
+    names = [child.attribute("name") for child in blocks]
+    literal = [n.value.value if n is not None and n.value.kind == "string" else None
+               for n in names]
+    unique = len(set(literal)) == len(literal) and None not in literal
+    for number, child in enumerate(blocks):
+        attribute = child.attribute("policy")
+        if attribute is None:
+            continue
+        key = literal[number] if unique else number
+        located = _resource_policy(path, text, f"{address}.inline_policy[{key}]", "inline",
+                                   attribute)
+        located.principal_hint = address
+        found.append(located)
+    for child in block.blocks:
+        if child.type == "dynamic" and child.labels[:1] == ["inline_policy"]:
+            template.unknowns.append((line_number(text, child.start), f"{address}: a dynamic "
+                                      "inline_policy block: refiner does not expand it"))
+    return found
+
+
+def _holder(text: str, block: hcl.Block) -> str | None:
+    """The role, user, group or permission set a policy resource names: a literal name, or
+    the address of the resource it references."""
+    for name in HOLDER_ATTRIBUTES:
+        attribute = block.attribute(name)
+        if attribute is None:
+            continue
+        if attribute.value.kind == "string":
+            return attribute.value.value
+        match = re.fullmatch(r"([a-z][a-z0-9_]*\.[A-Za-z_][\w-]*)\.\w+",
+                             text[attribute.value.start:attribute.value.end].strip())
+        return match.group(1) if match else None
+    return None
+
+
+class DocumentKinds:
+    """What a data source's document is decided by what uses it: the attribute whose value
+    holds its .json (a role's assume_role_policy: trust; a bucket's policy: resource; an
+    aws_iam_policy: identity), through source/override documents too. One used by a module
+    is of unknown kind. One used nowhere in the file is an identity policy when no statement
+    names a Principal (trust and resource policies must), else trust when every action is
+    an sts:AssumeRole* one, else resource."""
+
+    def __init__(self):
+        self.data_sources: dict[str, Located] = {}
+        self.uses: dict[str, list[tuple[str, str | None]]] = {}
+
+    def consumed(self, source: str, document_type: str, hint: str | None) -> None:
+        for match in _DOCUMENT_REFERENCE.finditer(source):
+            self.uses.setdefault(match.group(1), []).append((document_type, hint))
+
+    def consumed_by_module(self, source: str) -> None:
+        self.consumed(source, UNKNOWN, None)
+
+    def settle(self) -> None:
+        for _ in range(len(self.data_sources) + 1):  # source documents of source documents
+            for name, located in self.data_sources.items():
+                uses = self.uses.get(name)
+                if uses:
+                    located.document_type = _one_kind({kind for kind, _ in uses})
+                    hints = {hint for _, hint in uses}
+                    located.principal_hint = hints.pop() if len(hints) == 1 else None
+                else:
+                    located.document_type = kind_by_content(located.document)
+                for key in ("source_policy_documents", "override_policy_documents",
+                            "source_json", "override_json"):
+                    value = located.document.get(key) if isinstance(located.document,
+                                                                     dict) else None
+                    if value is not None:
+                        self.consumed(dumps(value), located.document_type,
+                                      located.principal_hint)
+
+
+def _one_kind(kinds: set[str]) -> str:
+    if len(kinds) == 1:
+        return next(iter(kinds))
+    non_identity = kinds - {IDENTITY}
+    return next(iter(non_identity)) if len(non_identity) == 1 else UNKNOWN
+
+
+def kind_by_content(document: object) -> str:
+    """A document's kind when nothing says what uses it: see DocumentKinds."""
+    statements = document.get("Statement") if isinstance(document, dict) else None
+    listed = statements if isinstance(statements, list) else [statements]
+    listed = [s for s in listed if isinstance(s, dict)]
+    if not any("Principal" in s or "NotPrincipal" in s for s in listed):
+        return IDENTITY
+    actions = [a for s in listed for a in (s.get("Action") if isinstance(s.get("Action"), list)
+                                           else [s.get("Action")])]
+    if actions and all(isinstance(a, str) and a.lower().startswith(
+            ("sts:assumerole", "sts:tagsession", "sts:setsourceidentity", "sts:setcontext"))
+            for a in actions):
+        return TRUST
+    return RESOURCE
+
+
+class Inputs:
+    """What each document's expressions read (var., local., data., module., each, count,
+    other resources, files), closed over what locals and data sources read, and the
+    definitions of those names as written in the file."""
+
+    def __init__(self):
+        self.definitions: dict[str, str] = {}
+        self.reads: dict[str, set[str]] = {}
+
+    @classmethod
+    def of_hcl(cls, text: str, root: hcl.Block) -> Inputs:
+        inputs = cls()
+        for block in root.blocks:
+            source = text[block.start:block.end]
+            if block.type == "locals":
+                for attribute in block.attributes:
+                    inputs.define(f"local.{attribute.name}", text[attribute.start:attribute.end])
+            elif block.type == "variable" and block.labels:
+                inputs.define(f"var.{block.labels[0]}", source)
+            elif block.type in ("data", "module") and block.labels:
+                inputs.define(f"{block.type}.{'.'.join(block.labels)}", source)
+            elif block.type == "resource" and len(block.labels) == 2:
+                address = ".".join(block.labels)
+                documents = {name for name, *_ in DOCUMENT_ATTRIBUTES.get(block.labels[0], [])}
+                kept = [text[a.start:a.end] for a in block.attributes
+                        if a.name not in documents] + \
+                    [text[b.start:b.end] for b in block.blocks if b.type != "inline_policy"]
+                inputs.define(address, "\n".join(kept))
+                for name in ("count", "for_each"):
+                    attribute = block.attribute(name)
+                    if attribute is not None:
+                        inputs.define(f"{address}.{name}", text[attribute.start:attribute.end])
+        return inputs
+
+    @classmethod
+    def of_tf_json(cls, value: dict) -> Inputs:
+        inputs = cls()
+        for section, prefix in (("variable", "var"), ("locals", "local"), ("module", "module")):
+            for entry in value.get(section) if isinstance(value.get(section), list) \
+                    else [value.get(section)]:
+                for name, definition in (entry.items() if isinstance(entry, dict) else ()):
+                    if name != "//":
+                        inputs.define(f"{prefix}.{name}", dumps(definition, sort_keys=True))
+        for section in ("resource", "data"):
+            for type_name, name, body in _tf_json_bodies(value.get(section)):
+                address = f"{'data.' if section == 'data' else ''}{type_name}.{name}"
+                documents = {n for n, *_ in DOCUMENT_ATTRIBUTES.get(type_name, [])} | \
+                    {"inline_policy"}
+                inputs.define(address, dumps({k: v for k, v in body.items()
+                                              if k not in documents}, sort_keys=True))
+                for meta in ("count", "for_each"):
+                    if meta in body:
+                        inputs.define(f"{address}.{meta}", dumps(body[meta]))
+        return inputs
+
+    def define(self, name: str, source: str) -> None:
+        self.definitions[name] = source
+        self.reads[name] = references(source)
+
+    def complete(self, located: Located, meta: set[str], address: str) -> Located:
+        """located's inputs; meta: the meta-arguments (count, for_each) its block has."""
+        read = set()
+        stack = [located.document]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, dict):
+                if set(node) == {"terraform"} and isinstance(node["terraform"], str):
+                    read |= references(node["terraform"])
+                else:
+                    stack += list(node.values())
+            elif isinstance(node, list):
+                stack += node
+            elif isinstance(node, str) and _INTERPOLATION.search(node):
+                read |= references(node)
+        read |= {f"{address}.{name}" for name in meta}
+        read = {f"{address}.for_each" if name == "each" else f"{address}.count"
+                if name == "count" else name for name in read}
+        located.inputs = self.closed((read | located.inputs) - {address, f"data.{address}"})
+        return located
+
+    def closed(self, names: set[str]) -> set[str]:
+        result, todo = set(), list(names)
+        while todo:
+            name = todo.pop()
+            if name not in result and self.meaningful(name):
+                result.add(name)
+                todo += self.reads.get(name, ())
+        return result
+
+    def meaningful(self, name: str) -> bool:
+        """Whether a name read is an input: not another block's each/count, nor a dynamic
+        block's iterator (which reads like a resource's attribute)."""
+        return name.startswith(("var.", "local.", "module.", "data.", "file:", "aws_")) or \
+            name in self.definitions
+
+
+def references(source: str) -> set[str]:
+    """The names a Terraform expression (or a block's source) reads."""
+    found = set()
+    for match in _REFERENCE.finditer(source):
+        kind, name, _, data_type, data_name, special, resource_type, resource_name = \
+            match.groups()
+        if kind:
+            found.add(f"{kind}.{name}")
+        elif data_type:
+            found.add(f"data.{data_type}.{data_name}")
+        elif special in ("each", "count"):
+            found.add(special)
+        elif resource_type:
+            found.add(f"{resource_type}.{resource_name}")
+    for match in _FILE_CALL.finditer(source):
+        found.add("file:" + re.sub(r"\$\{path\.(?:module|root|cwd)\}/", "", match.group(1)))
+    return found
 
 
 def _resource_policy(path: str, text: str, address: str, kind: str,
@@ -190,35 +481,76 @@ def _text_action_refusal(document: object, text: str, writer: TextDocument):
     return None
 
 
-def _data_document(path: str, text: str, address: str, block: hcl.Block) -> Located:
+def _data_document(path: str, text: str, address: str, block: hcl.Block,
+                   locals_: dict[str, hcl.Value] | None = None) -> Located:
     line = line_number(text, block.start)
     located = Located(address, line, "managed")
     document: dict = {}
     for attribute in block.attributes:
-        if attribute.name in ("for_each", "count", "provider", "depends_on"):
+        if attribute.name in META_ARGUMENTS:
             continue
         document[DOCUMENT_KEYS.get(attribute.name, attribute.name)] = hcl.to_json(attribute.value)
     document.setdefault("Version", "2012-10-17")
     statements, spots, refusal = [], [], None
+    made = []  # statements a dynamic block makes: read, not written by refine
     for child in block.blocks:
         if child.type == "dynamic":
-            refusal = refusal or (line_number(text, child.start),
-                                  "a dynamic block: refiner does not expand it")
-            document.setdefault("dynamic", []).append(text[child.start:child.end])
+            expanded = _dynamic(text, child, locals_ or {}, located)
+            if expanded is None:
+                document.setdefault("dynamic", []).append(text[child.start:child.end])
+            elif child.labels[:1] == ["statement"]:
+                made += [_expanded_statement(one) for one in expanded]
+            else:
+                for one in expanded:
+                    document.setdefault(one.type, []).append(_expanded_json(one))
             continue
         if child.type != "statement":
             document.setdefault(child.type, []).append(_block_json(child))
             continue
-        statement, spot, problem = _data_statement(text, child)
+        statement, spot, problem = _data_statement(text, child, locals_ or {}, located)
         statements.append(statement)
         spots.append(spot)
         refusal = refusal or problem
-    document["Statement"] = statements
+    document["Statement"] = statements + made
+    if made:
+        located.read_only = "statements made by a dynamic block (refine the literal they " \
+            "come from)"
     return _structured_document(located, document, spots, refusal,
                                 lambda: Structured(spots, "blocks"), f"{path}: {address}")
 
 
-def _data_statement(text: str, block: hcl.Block):
+def _dynamic(text: str, block: hcl.Block, locals_: dict[str, hcl.Value],
+             located: Located) -> list | None:
+    """The blocks a dynamic block makes, or None (then the block is one of located's
+    unknowns, and what its for_each and content read are inputs)."""
+    try:
+        return dynamic.expand(text, block, locals_)
+    except dynamic.NotLiteral as why:
+        kind = block.labels[0] if block.labels else "?"
+        located.unknowns.append((line_number(text, block.start), f"the dynamic \"{kind}\" "
+                                 f"block: {why}; refiner does not expand it"))
+        located.inputs |= references(text[block.start:block.end])
+        return None
+
+
+def _expanded_statement(expanded) -> dict:
+    statement = {STATEMENT_KEYS.get(k, k): v for k, v in expanded.attributes.items()}
+    for child in expanded.blocks:
+        statement.setdefault(STATEMENT_KEYS.get(child.type, child.type), []).append(
+            _expanded_json(child))
+    statement.setdefault("Effect", "Allow")
+    return statement
+
+
+def _expanded_json(expanded) -> dict:
+    result = dict(expanded.attributes)
+    for child in expanded.blocks:
+        result.setdefault(child.type, []).append(_expanded_json(child))
+    return result
+
+
+def _data_statement(text: str, block: hcl.Block, locals_: dict[str, hcl.Value],
+                    located: Located):
     statement: dict = {}
     spot = StatementSpot(block.start, block.end, line_number(text, block.start), None)
     problem = None
@@ -239,6 +571,14 @@ def _data_statement(text: str, block: hcl.Block):
                                       [v.value for v in value.items], value.start + 1)
             spot.entry_lines = _entry_lines(text, value)
     for child in block.blocks:
+        if child.type == "dynamic":  # principals or condition blocks made by for_each
+            expanded = _dynamic(text, child, locals_, located)
+            if expanded is None:
+                statement.setdefault("dynamic", []).append(text[child.start:child.end])
+            for one in expanded or []:
+                statement.setdefault(STATEMENT_KEYS.get(one.type, one.type), []).append(
+                    _expanded_json(one))
+            continue
         key = STATEMENT_KEYS.get(child.type, child.type)
         statement.setdefault(key, []).append(_block_json(child))
     statement.setdefault("Effect", "Allow")
@@ -256,18 +596,94 @@ def _block_json(block: hcl.Block) -> dict:
 
 def read_tf_json(path: str, text: str, value: dict) -> Template:
     root = locate(text)
-    policies = []
-    for kind_name, mode in (("resource", "resource"), ("data", "data")):
+    context = dumps({k: value.get(k) for k in ("variable", "locals")}, sort_keys=True)
+    template = Template(path, "terraform-json", text, [], context=context)
+    inputs = Inputs.of_tf_json(value)
+    kinds = DocumentKinds()
+    for module in _tf_json_bodies(value.get("module"), named=False):
+        kinds.consumed_by_module(dumps(module))
+    for kind_name in ("data", "resource"):
         for type_name, name, body, node in _tf_json_blocks(value.get(kind_name),
                                                            root.members.get(kind_name)):
-            if mode == "resource" and type_name in POLICY_RESOURCES and "policy" in body:
-                policies.append(_tf_json_policy(path, text, f"{type_name}.{name}",
-                                                POLICY_RESOURCES[type_name], body["policy"],
-                                                node.members["policy"]))
-            elif mode == "data" and type_name == DOCUMENT_DATA:
-                policies.append(_tf_json_data(path, text, f"data.{type_name}.{name}", body, node))
-    context = dumps({k: value.get(k) for k in ("variable", "locals")}, sort_keys=True)
-    return Template(path, "terraform-json", text, policies, context=context)
+            address = f"{type_name}.{name}"
+            meta = {key for key in ("count", "for_each") if key in body}
+            if kind_name == "data":
+                if type_name == DOCUMENT_DATA:
+                    located = _tf_json_data(path, text, f"data.{address}", body, node)
+                    template.policies.append(inputs.complete(located, meta, f"data.{address}"))
+                    kinds.data_sources[name] = located
+                continue
+            for attribute, document_type, size_kind, alone in \
+                    DOCUMENT_ATTRIBUTES.get(type_name, []):
+                if attribute not in body:
+                    continue
+                located = _tf_json_policy(path, text, address if alone else
+                                          f"{address}.{attribute}", size_kind, body[attribute],
+                                          node.members[attribute])
+                located.document_type = document_type
+                holder = next((body[key] for key in HOLDER_ATTRIBUTES if key in body), None)
+                located.principal_hint = address if type_name == "aws_iam_role" else \
+                    _holder_of_text(holder)
+                kinds.consumed(dumps(body[attribute]), document_type, located.principal_hint)
+                template.policies.append(inputs.complete(located, meta, address))
+            if type_name == "aws_iam_role" and "inline_policy" in body:
+                raw = body["inline_policy"]
+                entries = list(zip(raw, node.members["inline_policy"].members, strict=True)) \
+                    if isinstance(raw, list) else [(raw, node.members["inline_policy"])]
+                for number, (entry, entry_node) in enumerate(entries):
+                    if not isinstance(entry, dict) or "policy" not in entry:
+                        continue
+                    key = entry.get("name") if isinstance(entry.get("name"), str) and \
+                        "${" not in entry["name"] else number
+                    located = _tf_json_policy(path, text, f"{address}.inline_policy[{key}]",
+                                              "inline", entry["policy"],
+                                              entry_node.members["policy"])
+                    located.principal_hint = address
+                    template.policies.append(inputs.complete(located, meta, address))
+    kinds.settle()
+    template.definitions = inputs.definitions
+    return template
+
+
+BLOCK_KEYS = ("principals", "not_principals", "condition")
+
+
+def _uncommented(block: object) -> object:
+    """A block's body in Terraform's JSON syntax without its "//" comment keys (a block
+    written as a list of bodies: each of them)."""
+    if isinstance(block, list):
+        return [_uncommented(one) for one in block]
+    if isinstance(block, dict):
+        return {key: value for key, value in block.items() if key != "//"}
+    return block
+
+
+def _holder_of_text(value: object) -> str | None:
+    """A holder written in .tf.json: a literal name, or "${T.N.attr}" of a resource."""
+    if not isinstance(value, str):
+        return None
+    match = re.fullmatch(r"\$\{([a-z][a-z0-9_]*\.[A-Za-z_][\w-]*)\.\w+\}", value)
+    return match.group(1) if match else None if "${" in value else value
+
+
+def _tf_json_bodies(value, named: bool = True):
+    """(type, name, body) of resource/data sections, or the bodies of module blocks
+    (named=False), in either JSON form; "//" keys are comments."""
+    for types in value if isinstance(value, list) else [value]:
+        if not isinstance(types, dict):
+            continue
+        for type_name, names in types.items():
+            if type_name == "//":
+                continue
+            if not named:
+                yield names
+                continue
+            if not isinstance(names, dict):
+                continue
+            for name, body in names.items():
+                for one in body if isinstance(body, list) else [body]:
+                    if name != "//" and isinstance(one, dict):
+                        yield type_name, name, one
 
 
 def _tf_json_blocks(value, node: Node | None):
@@ -281,9 +697,11 @@ def _tf_json_blocks(value, node: Node | None):
         if not isinstance(types, dict):
             continue
         for type_name, names in types.items():
-            if not isinstance(names, dict):
+            if not isinstance(names, dict) or type_name == "//":
                 continue
             for name, body in names.items():
+                if name == "//":  # a comment, in Terraform's JSON syntax
+                    continue
                 body_node = types_node.members[type_name].members[name]
                 bodies = list(zip(body, body_node.members, strict=True)) if isinstance(body, list) \
                     else [(body, body_node)]
@@ -323,8 +741,13 @@ def _short(value: str) -> str:
 def _tf_json_data(path: str, text: str, address: str, body: dict, node: Node) -> Located:
     line = line_number(text, node.start)
     located = Located(address, line, "managed")
+    body = _uncommented(body)
+    if "dynamic" in body:
+        located.unknowns.append((line_number(text, node.members["dynamic"].start),
+                                 "a dynamic block: refiner does not expand it"))
+        located.inputs |= references(dumps(body["dynamic"]))
     document = {DOCUMENT_KEYS.get(k, k): v for k, v in body.items()
-                if k not in ("statement", "for_each", "count", "provider", "depends_on")}
+                if k not in ("statement", *META_ARGUMENTS)}
     document.setdefault("Version", "2012-10-17")
     raw = body.get("statement", [])
     listed = raw if isinstance(raw, list) else [raw]
@@ -338,7 +761,8 @@ def _tf_json_data(path: str, text: str, address: str, body: dict, node: Node) ->
             refusal = refusal or (statement_line, "a statement is not an object")
             statements.append(statement)
             continue
-        converted = {STATEMENT_KEYS.get(k, k): v for k, v in statement.items()}
+        converted = {STATEMENT_KEYS.get(k, k): _uncommented(v) if k in BLOCK_KEYS else v
+                     for k, v in statement.items() if k != "//"}
         converted.setdefault("Effect", "Allow")
         statements.append(converted)
         spot = StatementSpot(statement_node.start, statement_node.end, statement_line, None,
@@ -377,6 +801,8 @@ def _structured_document(located: Located, document: dict, spots: list, refusal,
     located.document = document
     located.document_text = dumps(document, indent=2) + "\n"
     located.statement_lines = [(spot.line, spot.entry_lines) for spot in spots]
+    if refusal is None and not document.get("Statement") and located.unknowns:
+        refusal = located.unknowns[0]  # every statement is made by a dynamic block
     if refusal is not None:
         return located.refuse(*refusal)
     located.writer = writer()
@@ -388,10 +814,10 @@ def _structured_document(located: Located, document: dict, spots: list, refusal,
 def read_plan(path: str, text: str, value: dict) -> Template:
     root = locate(text)
     policies: dict[str, Located] = {}
-    unknown = {change.get("address") for change in value.get("resource_changes") or []
+    unknown = {change.get("address"): change["change"]["after_unknown"]
+               for change in value.get("resource_changes") or []
                if isinstance(change, dict) and isinstance(change.get("change"), dict)
-               and isinstance(change["change"].get("after_unknown"), dict)
-               and change["change"]["after_unknown"].get("policy")}
+               and isinstance(change["change"].get("after_unknown"), dict)}
     for section in ("planned_values", "prior_state"):
         module = value.get(section)
         module_node = root.members.get(section)
@@ -410,21 +836,45 @@ def read_plan(path: str, text: str, value: dict) -> Template:
             if not isinstance(values, dict):
                 continue
             kind = resource.get("type")
-            if resource.get("mode") != "data" and kind in POLICY_RESOURCES and (
-                    "policy" not in values or address in unknown):
-                # Terraform leaves a value it learns only at apply out of planned_values.
-                policies[address] = Located(address, line_number(text, node.start),
-                                            POLICY_RESOURCES[kind], None).refuse(
-                    line_number(text, node.start), "the policy is not known until apply")
+            if resource.get("mode") == "data":
+                if kind == DOCUMENT_DATA and "json" in values:
+                    located = _plan_document(path, text, address, "managed", values["json"],
+                                             values_node.members["json"])
+                    located.document_type = kind_by_content(located.document)
+                    policies[address] = located
                 continue
-            if resource.get("mode") == "data" and kind == DOCUMENT_DATA and "json" in values:
-                policies[address] = _plan_document(path, text, address, "managed",
-                                                   values["json"], values_node.members["json"])
-            elif resource.get("mode") != "data" and kind in POLICY_RESOURCES and \
-                    "policy" in values:
-                policies[address] = _plan_document(path, text, address, POLICY_RESOURCES[kind],
-                                                   values["policy"],
-                                                   values_node.members["policy"])
+            later = unknown.get(address) or {}
+            for attribute, document_type, size_kind, alone in DOCUMENT_ATTRIBUTES.get(kind, []):
+                policy_id = address if alone else f"{address}.{attribute}"
+                if values.get(attribute) in (None, "") or later.get(attribute):
+                    if later.get(attribute) or (alone and document_type == IDENTITY):
+                        # Terraform leaves a value it learns only at apply out of
+                        # planned_values.
+                        located = Located(policy_id, line_number(text, node.start), size_kind)
+                        policies[policy_id] = located.refuse(
+                            located.line, "the policy is not known until apply")
+                        located.document_type = document_type
+                    continue
+                located = _plan_document(path, text, policy_id, size_kind, values[attribute],
+                                         values_node.members[attribute])
+                located.document_type = document_type
+                policies[policy_id] = located
+            if kind == "aws_iam_role" and isinstance(values.get("inline_policy"), list):
+                for number, (entry, entry_node) in enumerate(zip(
+                        values["inline_policy"], values_node.members["inline_policy"].members,
+                        strict=True)):
+                    if not isinstance(entry, dict) or not entry.get("policy"):
+                        continue
+                    key = entry.get("name") if isinstance(entry.get("name"), str) else number
+                    policy_id = f"{address}.inline_policy[{key}]"
+                    located = _plan_document(path, text, policy_id, "inline", entry["policy"],
+                                             entry_node.members["policy"])
+                    located.principal_hint = address
+                    policies[policy_id] = located
+            if later.get("inline_policy"):
+                policies[f"{address}.inline_policy"] = Located(
+                    f"{address}.inline_policy", line_number(text, node.start), "inline").refuse(
+                    line_number(text, node.start), "the inline policies are not known until apply")
     return Template(path, "terraform-plan", text, list(policies.values()))
 
 
