@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from .catalog import Catalog
 from .errors import InputError
 from .finding import Unused
-from .jsontext import dumps
+from .jsontext import dumps, read_text
 from .patterns import glob, parse
 from .policy import allowed_among, decoded_document, load_policy, parse_json_text
 from .prove import Checker, Violation, same_json
@@ -237,11 +237,12 @@ class AccountFacts:
 
     @classmethod
     def read(cls, paths: Iterable[str]) -> AccountFacts:
-        from .account import read_json_object
-
         facts = cls()
         for path in paths:
-            export = read_json_object(path, "authorization details")
+            export = parse_json_text(read_text(path, "authorization details"),
+                                     f"authorization details {path}")
+            if not isinstance(export, dict):
+                raise InputError(f"authorization details {path}: expected a JSON object")
             for policy in _entries(export, "Policies", path):
                 if isinstance(policy.get("Arn"), str):
                     facts.versions[policy["Arn"]] = _entries(policy, "PolicyVersionList", path)
