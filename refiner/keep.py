@@ -293,6 +293,18 @@ def for_worker(task_keep: Mapping | None, unused: Unused, catalog: Catalog) -> U
                                                                 task_keep["versions"]))
 
 
+def statement_rules(rules: KeepRules | None) -> dict:
+    """A refine task's share of the rules: the keep-sid patterns ({} when there are none, so
+    tasks made without them stay the same)."""
+    return {"keep": {"sids": list(rules.sids)}} if rules and rules.sids else {}
+
+
+def with_statement_rules(unused: Unused, value: Mapping | None) -> Unused:
+    """unused carrying the keep-sid rules of statement_rules (the statements they keep are
+    left as they are and proven unchanged)."""
+    return dataclasses.replace(unused, keep=KeepRules(sids=value["sids"])) if value else unused
+
+
 def _entries(holder: dict, key: str, where: str) -> list[dict]:
     value = holder.get(key, [])
     if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
