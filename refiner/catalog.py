@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .jsontext import read_json
-from .patterns import is_action_name
+from .patterns import action_names_line, is_action_name
 
 
 def keys_starting_with(sorted_keys: list[str], prefix: str) -> list[str]:
@@ -33,11 +33,12 @@ class Catalog:
     _sorted_lower: list[str] = field(init=False, repr=False)
 
     def __post_init__(self):
-        self._canonical = {
-            f"{service}:{name}".lower(): f"{service}:{name}"
-            for service, names in self.services.items()
-            for name in names
-        }
+        self._canonical = {}
+        for service, names in self.services.items():  # a list per service: start-up
+            head = service + ":"
+            full_names = [head + name for name in names]
+            self._canonical.update(zip([full.lower() for full in full_names], full_names,
+                                       strict=True))
         self._sorted_lower = sorted(self._canonical)
 
     def actions_of(self, service: str) -> list[str]:
@@ -62,6 +63,14 @@ class Catalog:
 
     def __len__(self) -> int:
         return len(self._canonical)
+
+    def __getstate__(self) -> dict:
+        """Pickled (to a proof child) without what __post_init__ derives: half the data."""
+        return {"services": self.services, "version": self.version, "updated": self.updated}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
 
 
 def load_default() -> Catalog:
@@ -117,8 +126,13 @@ def load_file(path: str) -> Catalog:
 
 def checked(services: dict[str, list[str]], label: str) -> dict[str, list[str]]:
     """The services unchanged, or an InputError naming the first name outside IAM's action
-    alphabet (a name the pattern grammar could not write)."""
+    alphabet (a name the pattern grammar could not write). Each service's names are checked
+    in one match (start-up); the first bad name is then looked for one by one."""
+    lines = action_names_line()
     for service, names in services.items():
+        if lines.fullmatch(service) and (not names or all(isinstance(n, str) for n in names)
+                                         and lines.fullmatch("\n".join(names))):
+            continue
         for name in names or ["Name"]:  # a service without actions still needs a valid name
             if not is_action_name(f"{service}:{name}"):
                 raise InputError(f"{label}: {service}:{name!r} is not an IAM action name "

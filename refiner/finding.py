@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from .catalog import Catalog, keys_starting_with
-from .errors import InputError
+from .errors import CLI_TERMS, InputError, Terms
 from .patterns import is_action_name
 from .sniff import FINDING_SHAPES, read_json_as, value_kind, wrong_shape
 
@@ -38,13 +38,14 @@ class Unused:
         return lower in self.actions or lower.split(":", 1)[0] in self.services
 
 
-def read_findings(paths: list[str], catalog: Catalog, allow_inactive: bool = False) -> Unused:
+def read_findings(paths: list[str], catalog: Catalog, allow_inactive: bool = False,
+                  terms: Terms = CLI_TERMS) -> Unused:
     """One finding from one or more files (list forms are united; GetFindingV2 pages of one
     finding are merged, and every page must be there)."""
     labelled = [(f"finding {path}", read_json_as(path, "finding", f"finding {path}",
                                                  "an unused-permissions finding",
                                                  FINDING_SHAPES)[1]) for path in paths]
-    return merge_findings(labelled, catalog, allow_inactive)
+    return merge_findings(labelled, catalog, allow_inactive, terms)
 
 
 def parse_finding(raw: object, catalog: Catalog, allow_inactive: bool = False) -> Unused:
@@ -53,21 +54,23 @@ def parse_finding(raw: object, catalog: Catalog, allow_inactive: bool = False) -
 
 
 def merge_findings(labelled: list[tuple[str, object]], catalog: Catalog,
-                   allow_inactive: bool = False) -> Unused:
+                   allow_inactive: bool = False, terms: Terms = CLI_TERMS) -> Unused:
+    """One finding from labelled values (list forms united, GetFindingV2 pages merged); terms:
+    how messages name the caller's options."""
     entries: list[tuple[str, object]] = []
     responses: list[tuple[str, dict]] = []
     for label, raw in labelled:
         if isinstance(raw, list):
             entries += [(label, entry) for entry in raw]
         elif isinstance(raw, dict) and isinstance(raw.get("findingDetails"), list):
-            _check_response(label, raw, allow_inactive)
+            _check_response(label, raw, allow_inactive, terms)
             responses.append((label, raw))
         else:
             raise InputError(wrong_shape(label, value_kind(raw), "an unused-permissions finding",
                                          FINDING_SHAPES))
     unused = Unused()
     if responses:
-        _check_pages(responses)
+        _check_pages(responses, terms)
         first = responses[0][1]
         unused.resource_arn = first.get("resource") if isinstance(first.get("resource"), str) \
             else None
@@ -86,7 +89,7 @@ def merge_findings(labelled: list[tuple[str, object]], catalog: Catalog,
     return unused
 
 
-def _check_response(label: str, raw: dict, allow_inactive: bool) -> None:
+def _check_response(label: str, raw: dict, allow_inactive: bool, terms: Terms) -> None:
     """Only an active UnusedPermission finding says which permissions are unused."""
     kind = raw.get("findingType")
     if kind is None:
@@ -100,15 +103,15 @@ def _check_response(label: str, raw: dict, allow_inactive: bool) -> None:
     status = raw.get("status", "ACTIVE")
     if status != "ACTIVE" and not allow_inactive:
         raise InputError(f"{label}: the finding's status is {status}, not ACTIVE (it may be "
-                         "stale; --allow-inactive-finding uses it anyway)")
+                         f"stale; {terms.allow_inactive} uses it anyway)")
 
 
-def _check_pages(responses: list[tuple[str, dict]]) -> None:
+def _check_pages(responses: list[tuple[str, dict]], terms: Terms) -> None:
     """Responses must be the pages of one finding, all of them: every page but the last
     carries a distinct nextToken."""
     ids = sorted({str(raw.get("id")) for _, raw in responses})
     if len(ids) > 1:
-        raise InputError(f"the --unused files hold different findings ({', '.join(ids)}): "
+        raise InputError(f"{terms.pages} hold different findings ({', '.join(ids)}): "
                          "give the pages of one finding")
     tokens = [raw.get("nextToken") for _, raw in responses]
     with_token = [token for token in tokens if token is not None]
@@ -118,8 +121,8 @@ def _check_pages(responses: list[tuple[str, dict]]) -> None:
     if last_pages == 0:
         label = next(label for label, raw in responses if raw.get("nextToken") is not None)
         raise InputError(f"{label} is one page of finding {ids[0]} (it has a nextToken): give "
-                         "every page, each as another --unused")
-    raise InputError(f"the --unused files repeat a page of finding {ids[0]}")
+                         f"every page, {terms.another_page}")
+    raise InputError(f"{terms.pages} repeat a page of finding {ids[0]}")
 
 
 def _unknown_names(unused: Unused, catalog: Catalog) -> list[str]:

@@ -16,6 +16,7 @@ function) is accepted only when it is exactly as it was."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -67,7 +68,7 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
         if unused is None and original is not None and context_changed and (
                 _has_expressions(policy) or _has_expressions(original)):
             result.verdicts.append(Verdict(policy.id, Violation(
-                "unknown", -1, None, f"{policy.id} uses expressions, and what they read "
+                "unknown", None, None, f"{policy.id} uses expressions, and what they read "
                 "(parameters, conditions, mappings, variables, locals) changed: the gate "
                 "cannot tell what the policy admits"), policy.line))
             continue
@@ -76,7 +77,7 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
                 result.notes.append(f"{policy.id}: a new policy (--allow-new-policies)")
             else:
                 result.verdicts.append(Verdict(policy.id, Violation(
-                    "structure", -1, None, "a new policy, a new grant (--allow-new-policies "
+                    "structure", None, None, "a new policy, a new grant (--allow-new-policies "
                     "accepts it)"), policy.line))
             continue
         if unused is None and same_json(original.document, policy.document):
@@ -86,7 +87,7 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
         if refused.refusal is not None:
             where = f"line {refused.refusal_line}" + ("" if refused is policy else " of BASE")
             result.verdicts.append(Verdict(policy.id, Violation(
-                "unknown", -1, None, f"{policy.id} cannot be judged ({where}): "
+                "unknown", None, None, f"{policy.id} cannot be judged ({where}): "
                 f"{refused.refusal}"), policy.refusal_line or policy.line))
             continue
         result.policies += 1
@@ -123,7 +124,7 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
                 answer = cvc5_result(text, timeout_ms)
                 if answer != "unsat":
                     result.verdicts.append(Verdict("", Violation(
-                        "solver-disagreement" if answer == "sat" else "unknown", -1, None,
+                        "solver-disagreement" if answer == "sat" else "unknown", None, None,
                         f"z3 proved obligation {label} but cvc5 answers {answer}"), 1))
     return result
 
@@ -148,8 +149,7 @@ def gate(base: PolicyInput, head: PolicyInput, checker: Checker) -> list[tuple[V
         at = positions.get(id(after)) if after is not None else None
         for violation in prove(index, before, after):
             statement = at if at is not None else violation.statement
-            found.append((Violation(violation.kind, statement, violation.sid, violation.message,
-                                    violation.witness, violation.pattern), at))
+            found.append((dataclasses.replace(violation, statement=statement), at))
     return found
 
 
@@ -163,9 +163,9 @@ def no_new_access(checker: Checker, index: int, before: dict, after: dict | None
         # HEAD must deny at least what BASE denied: BASE's Deny, read as an Allow, inside HEAD's.
         swapped = checker.check_statement(index, {**after, "Effect": "Allow"},
                                           {**before, "Effect": "Allow"})
-        return [v if v.kind != "unsound" else Violation(
-            "unsound", v.statement, v.sid, "the Deny statement no longer denies an action it "
-            "denied", v.witness, v.pattern) for v in swapped]
+        return [v if v.kind != "unsound" else dataclasses.replace(
+            v, message="the Deny statement no longer denies an action it denied")
+            for v in swapped]
     return checker.check_statement(index, before, after)
 
 
@@ -181,7 +181,7 @@ def _line(policy, violation: Violation, index: int | None) -> int:
             line = policy.statement_lines[number][1].get(violation.pattern)
             if line is not None:
                 return line
-    return policy.line_of(violation.statement if violation.statement >= 0 else None)
+    return policy.line_of(violation.statement)
 
 
 def _sid(statement: dict) -> str | None:
@@ -223,8 +223,7 @@ def labelled(verdict: Verdict, plain: bool) -> Violation:
     v = verdict.violation
     if plain or not verdict.policy or v.message.startswith(verdict.policy):
         return v
-    return Violation(v.kind, v.statement, v.sid, f"{verdict.policy}: {v.message}", v.witness,
-                     v.pattern)
+    return dataclasses.replace(v, message=f"{verdict.policy}: {v.message}")
 
 
 def as_text(comparison: Comparison, head_path: str, plain: bool, code: int) -> str:
@@ -243,7 +242,8 @@ def as_json(comparison: Comparison, code: int, inputs: dict) -> str:
         "verdicts": [
             {"verdict": v.violation.kind, "policy": v.policy, "statement": v.violation.statement,
              "sid": v.violation.sid, "message": v.violation.message,
-             "witness": v.violation.witness, "pattern": v.violation.pattern, "line": v.line}
+             "witness": v.violation.witness, "actions": list(v.violation.actions),
+             "pattern": v.violation.pattern, "line": v.line}
             for v in comparison.verdicts],
         "notes": comparison.notes,
     })

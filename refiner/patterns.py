@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import zlib
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from importlib import resources
 from pathlib import Path
-
-from lark import Lark, Transformer, UnexpectedInput
 
 from .errors import InputError
 
@@ -49,46 +49,88 @@ class Pattern:
         return "".join(prefix).lower()
 
 
-class _ToPattern(Transformer):
-    """Turns a parse tree into token tuples, one method per grammar rule."""
-
-    def part(self, children):
-        return tuple(str(child) for child in children)
-
-    def service(self, children):
-        return children[0]
-
-    def action(self, children):
-        return children[0]
-
-    def any_action(self, children):
-        return ("*",), ()
-
-    def start(self, children):
-        if len(children) == 1:
-            return children[0]
-        return children[0], children[1]
-
-
 def _grammar_text() -> str:
     """grammar/ beside the package in a checkout; shipped as refiner.grammar in a wheel."""
     in_checkout = Path(__file__).resolve().parent.parent / "grammar" / GRAMMAR_FILE
     if in_checkout.is_file():
         return in_checkout.read_text(encoding="utf-8")
+    from importlib import resources
+
     return resources.files("refiner.grammar").joinpath(GRAMMAR_FILE).read_text(encoding="utf-8")
 
 
 @lru_cache(maxsize=1)
-def _parser() -> Lark:
-    # cache=True: Lark keeps the built parser in a file keyed by the grammar (start-up).
-    return Lark(_grammar_text(), parser="lalr", transformer=_ToPattern(), cache=True)
+def _parser():
+    """The LALR parser (Lark is imported only when a pattern needs it: start-up). cache=True:
+    Lark keeps the built parser in a file keyed by the grammar."""
+    from lark import Lark, Transformer
+
+    class ToPattern(Transformer):
+        """Turns a parse tree into token tuples, one method per grammar rule."""
+
+        def part(self, children):
+            return tuple(str(child) for child in children)
+
+        def service(self, children):
+            return children[0]
+
+        def action(self, children):
+            return children[0]
+
+        def any_action(self, children):
+            return ("*",), ()
+
+        def start(self, children):
+            if len(children) == 1:
+                return children[0]
+            return children[0], children[1]
+
+    return Lark(_grammar_text(), parser="lalr", transformer=ToPattern(), cache=True)
+
+
+TERMINALS = ("WORD", "STAR", "ONE", "ANY_ACTION")
+
+
+@lru_cache(maxsize=1)
+def _terminal_regexps() -> dict[str, str]:
+    """The grammar's terminals as regular expressions, as Lark compiles them. They are kept in
+    a file keyed by the grammar's text, so a process whose patterns all read by terminals
+    never imports Lark (start-up); a missing or unreadable file is rebuilt from Lark."""
+    text = _grammar_text()
+    digest = f"{zlib.crc32(text.encode()):08x}{len(text):x}"
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    cached = Path(root) / "refiner" / f"grammar-terminals-{digest}.json"
+    try:
+        found = json.loads(cached.read_text(encoding="utf-8"))
+        if isinstance(found, dict) and all(isinstance(found.get(k), str) for k in TERMINALS):
+            return {name: found[name] for name in TERMINALS}
+    except (OSError, ValueError):
+        pass
+    parser = _parser()
+    found = {name: parser.get_terminal(name).pattern.to_regexp() for name in TERMINALS}
+    try:  # best effort: a cache that cannot be written only costs the next run its speed
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        temp = cached.with_name(f".{cached.name}.{os.getpid()}")
+        temp.write_text(json.dumps(found), encoding="utf-8")
+        os.replace(temp, cached)
+    except OSError:
+        pass
+    return found
 
 
 @lru_cache(maxsize=1)
 def _action_name() -> re.Pattern:
     """service:Action in IAM's action alphabet: the grammar's WORD on both sides."""
-    word = _parser().get_terminal("WORD").pattern.to_regexp()
+    word = _terminal_regexps()["WORD"]
     return re.compile(f"(?:{word}):(?:{word})")
+
+
+@lru_cache(maxsize=1)
+def action_names_line() -> re.Pattern:
+    """Lines of action names (without the service) in IAM's alphabet: a whole service's
+    names checked in one match (catalog loading)."""
+    word = _terminal_regexps()["WORD"]
+    return re.compile(f"(?:{word})(?:\n(?:{word}))*")
 
 
 def is_action_name(full_name: object) -> bool:
@@ -107,11 +149,10 @@ def parse_by_grammar(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 def _terminals() -> tuple[re.Pattern, re.Pattern, re.Pattern]:
     """The grammar's language as regular expressions built from its own terminals (the
     language is regular): a whole pattern, one part's tokens, and "*" alone."""
-    parser = _parser()
-    word = parser.get_terminal("WORD").pattern.to_regexp()
-    star, one = (re.escape(parser.get_terminal(name).pattern.value) for name in ("STAR", "ONE"))
+    terminals = _terminal_regexps()
+    word, star, one = terminals["WORD"], terminals["STAR"], terminals["ONE"]
     token = f"{word}|{star}|{one}"
-    any_action = parser.get_terminal("ANY_ACTION").pattern.to_regexp()
+    any_action = terminals["ANY_ACTION"]
     whole = re.compile(f"(?:{token})+:(?:{token})+")
     return whole, re.compile(token), re.compile(any_action)
 
@@ -141,6 +182,8 @@ def parse(text: str) -> Pattern:
     if fast is not None:
         service, action = fast
     else:
+        from lark import UnexpectedInput
+
         try:
             service, action = parse_by_grammar(text)
         except UnexpectedInput:

@@ -13,7 +13,6 @@ from .jsontext import loads
 from .policy import PolicyInput, load_policy, parse_json_text
 from .prove import Violation, same_json
 from .refinement import DEFAULT_STRATEGY, Refinement, Refiner
-from .verification import document_changes
 from .writeback import edit_document
 
 
@@ -64,7 +63,7 @@ def refine_and_prove(policy: PolicyInput, unused: Unused, catalog: Catalog, time
         refined = load_policy(parse_json_text(text, "refined policy"), "refined policy", text)
         kept = sum(new is not None for _, new in refinement.pairs)
         if len(refined.statements) != kept:  # every statement written must be one proven
-            violations.append(Violation("structure", -1, None, f"the written policy has "
+            violations.append(Violation("structure", None, None, f"the written policy has "
                                         f"{len(refined.statements)} statements, not {kept}"))
         written = iter(refined.statements)
         proof_pairs = [(original, next(written, None) if new is not None else None)
@@ -104,9 +103,11 @@ def _outside_statements_changed(policy: PolicyInput, refined: PolicyInput | None
     check), and so must the file around the document (AWS CLI wrappers)."""
     if refined is None:
         return []
+    from .verification import document_changes  # verify's modules load when needed (start-up)
+
     changes = document_changes(policy.document, refined.document)
     if not changes and not same_json(_without_document(policy), _without_document(refined)):
-        changes.append(Violation("structure", -1, None, "the file around the policy changed"))
+        changes.append(Violation("structure", None, None, "the file around the policy changed"))
     return changes
 
 

@@ -27,9 +27,9 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import z3
-
 from .patterns import Pattern, parse
+
+z3 = None  # the solver's Python module, loaded by load_solver()
 
 DEFAULT_TIMEOUT_MS = 10_000
 # Ground facts (plus the patterns they name) per rewrite. Z3 5.4.1 was seen to abort on a
@@ -43,19 +43,30 @@ STRUCTURE_KEYS_CHANGED = "structure"
 
 @dataclass(frozen=True)
 class Violation:
-    """Why a refined statement is rejected. kind: unsound, incomplete, structure or unknown."""
+    """Why a refined statement is rejected. kind: unsound, incomplete, structure or unknown.
+    statement None: the verdict is about the whole policy. rule names the obligation broken;
+    actions, filled in outside the kernel (refiner.naming), are every catalog or unused action
+    it concerns, in the catalog's spelling."""
 
     kind: str
-    statement: int
+    statement: int | None
     sid: str | None
     message: str
     witness: str | None = None
     pattern: str | None = None  # the entry of the refined (or original) statement concerned
+    rule: str | None = None
+    actions: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        where = f"statement {self.statement}" + (f" ({self.sid})" if self.sid else "")
-        found = f": {self.witness}" if self.witness is not None else ""
-        return f"{self.kind}: {where}: {self.message}{found}"
+        where = "" if self.statement is None else \
+            f"statement {self.statement}" + (f" ({self.sid})" if self.sid else "") + ": "
+        if len(self.actions) > 1:
+            found = f" ({len(self.actions)} actions): {', '.join(self.actions)}"
+        elif self.actions or self.witness is not None:
+            found = f": {self.actions[0] if self.actions else self.witness}"
+        else:
+            found = ""
+        return f"{self.kind}: {where}{self.message}{found}"
 
 
 @functools.lru_cache(maxsize=200_000)
@@ -63,6 +74,17 @@ def literal_prefix(pattern: Pattern) -> str:
     """The lower-cased characters before the first wildcard (kernel's own reading of tokens)."""
     head = itertools.takewhile(lambda token: token not in ("*", "?"), pattern.tokens)
     return "".join(head).lower()
+
+
+def load_solver():
+    """Z3, imported when the first Checker is made: a process that proves nothing (a parent
+    whose proofs run in a child) never pays for it."""
+    global z3
+    if z3 is None:
+        import z3 as solver
+
+        z3 = solver
+    return z3
 
 
 def _prefix_compatible(a: str, b: str) -> bool:
@@ -90,6 +112,7 @@ class Checker:
             self._catalog = sorted({action.lower() for action in catalog_actions})
         self.timeout_ms = timeout_ms
         self.queries = 0
+        load_solver()
         self._solver = z3.Solver()
         self._solver.set("timeout", timeout_ms)
         self._action = z3.String("action")
@@ -109,8 +132,8 @@ class Checker:
         key = "Action" if "Action" in original else "NotAction"
         self._statement = index
 
-        def violation(kind, message, witness=None, pattern=None):
-            return Violation(kind, index, sid, message, witness, pattern)
+        def violation(kind, message, witness=None, pattern=None, rule=None):
+            return Violation(kind, index, sid, message, witness, pattern, rule)
 
         if refined is not None:
             changed = sorted(k for k in set(original) | set(refined) if k != key
@@ -151,7 +174,7 @@ class Checker:
                 pattern = next((t for t in obligation.name_from_witness
                                 if t.lower() == found[1]), None)
                 message = message.format(pattern)
-            findings += _report(found, obligation.kind, message, pattern)
+            findings += _report(found, obligation.kind, message, pattern, obligation.rule)
         return findings
 
     def _action_obligations(self, before: list[str], after: list[str]) -> list[_Obligation]:
@@ -161,10 +184,10 @@ class Checker:
         names = [text.lower() for text in new if not parse(text).has_wildcard]
         obligations = [self._covered_obligation(
             "unsound", "{} admits an action the original does not", names, None, originals,
-            name_from_witness=new)]
+            name_from_witness=new, rule="admits-new")]
         obligations += [
             self._inside_obligation("unsound", f"{text} admits an action the original does not",
-                                    text, originals)
+                                    text, originals, "admits-new")
             for text in new if parse(text).has_wildcard
         ]
         obligations += [self._unused_obligation(text) for text in after]
@@ -173,7 +196,7 @@ class Checker:
                 candidates = self._used_with_prefix(literal_prefix(parse(text)))
                 obligations.append(self._covered_obligation(
                     "incomplete", f"loses a used action that {text} allowed", candidates, text,
-                    refined))
+                    refined, text, rule="loses-used"))
         return obligations
 
     def _not_action_obligations(self, before: list[str], after: list[str]) -> list[_Obligation]:
@@ -182,14 +205,15 @@ class Checker:
         originals, refined = _Index(before), _Index(after)
         obligations = [
             self._inside_obligation("unsound", f"no longer excludes what {text} excluded", text,
-                                    refined)
+                                    refined, "stops-excluding")
             for text in before if text.lower() not in refined.lower
         ]
         obligations.append(self._covered_obligation(
-            "unsound", "does not exclude an unused action", self.unused, None, refined))
+            "unsound", "does not exclude an unused action", self.unused, None, refined,
+            rule="unused-not-excluded"))
         obligations += [
             self._inside_obligation("unsound", f"does not exclude unused service {service}",
-                                    f"{service}:*", refined)
+                                    f"{service}:*", refined, "stops-excluding")
             for service in self.unused_services
         ]
         for text in after:
@@ -197,19 +221,21 @@ class Checker:
                 candidates = self._used_with_prefix(literal_prefix(parse(text)))
                 obligations.append(self._covered_obligation(
                     "incomplete", f"{text} excludes a used action it allowed", candidates, text,
-                    originals, pattern=text))
+                    originals, pattern=text, rule="excludes-used"))
         return obligations
 
     def _covered_obligation(self, kind, message, actions, within, cover, pattern=None,
-                            name_from_witness=None) -> _Obligation:
+                            name_from_witness=None, rule=None) -> _Obligation:
         """Every action (inside `within`, if given) is matched by some pattern of cover."""
         return _Obligation(kind, message, pattern, self._claims(actions, within, cover), [],
-                           lambda: self._uncovered(actions, within, cover), name_from_witness)
+                           lambda: self._uncovered(actions, within, cover), name_from_witness,
+                           rule)
 
-    def _inside_obligation(self, kind, message, text, union: _Index) -> _Obligation:
+    def _inside_obligation(self, kind, message, text, union: _Index, rule) -> _Obligation:
         """Every string text matches is matched by some pattern of union."""
         if not parse(text).has_wildcard:
-            return self._covered_obligation(kind, message, [text.lower()], None, union, text)
+            return self._covered_obligation(kind, message, [text.lower()], None, union, text,
+                                            rule=rule)
         # A pattern with a wildcard has infinitely many strings: only a wildcard contains it.
         candidates = [c for c in union.could_contain(literal_prefix(parse(text)))
                       if parse(c).has_wildcard]
@@ -222,10 +248,10 @@ class Checker:
             # prefix patterns alone is inside the whole union, so the other candidates (globs,
             # whose union makes slow queries) are needed only when that fact fails.
             return _Obligation(kind, message, text, self._claims([head], None, _Index(prefixes)),
-                               [], lambda: self._outside(text, union))
+                               [], lambda: self._outside(text, union), rule=rule)
         quick = [([text], candidates)] if candidates else None
         return _Obligation(kind, message, text, [], quick,
-                           lambda: self._outside(text, union))
+                           lambda: self._outside(text, union), rule=rule)
 
     def _unused_obligation(self, text: str) -> _Obligation:
         """text matches no unused action and nothing of a wholly unused service."""
@@ -235,7 +261,8 @@ class Checker:
         return _Obligation("unsound", f"{text} admits an unused action", text,
                            self._claims(names, text, _Index([])),
                            [([text, f"{service}:*"], []) for service in services],
-                           lambda: self._meets_unused(text, names, services))
+                           lambda: self._meets_unused(text, names, services),
+                           rule="admits-unused")
 
     # --- obligations ------------------------------------------------------------------------
     # Each returns None when proven, ("found", witness) or ("unknown", why) otherwise.
@@ -429,7 +456,7 @@ class Checker:
             self._regex_cache[key] = parts[0] if len(parts) == 1 else f"(re.++ {' '.join(parts)})"
         return self._regex_cache[key]
 
-    def _parse(self, text: str) -> z3.AstVector:
+    def _parse(self, text: str):
         return z3.parse_smt2_string(text, decls={"action": self._action})
 
     def _used_with_prefix(self, prefix: str) -> list[str]:
@@ -492,15 +519,15 @@ def _decode(z3_string: str) -> str:
     return re.sub(r"\\u\{([0-9a-fA-F]+)\}", lambda m: chr(int(m.group(1), 16)), z3_string)
 
 
-def _report(found, kind: str, message: str, pattern: str | None = None):
-    """Turn a query result into at most one (kind, message, witness, pattern) finding."""
+def _report(found, kind: str, message: str, pattern: str | None, rule: str | None):
+    """Turn a query result into at most one (kind, message, witness, pattern, rule) finding."""
     if found is None:
         return
     status, detail = found
     if status == "found":
-        yield kind, message, detail, pattern
+        yield kind, message, detail, pattern, rule
     else:
-        yield "unknown", f"{message}? {detail}", None, pattern
+        yield "unknown", f"{message}? {detail}", None, pattern, rule
 
 
 @dataclass
@@ -516,6 +543,7 @@ class _Obligation:
     queries: list | None
     precise: Callable[[], tuple | None]
     name_from_witness: list[str] | None = None
+    rule: str | None = None
 
 
 class _Index:

@@ -26,7 +26,7 @@ from .pipeline import refine_and_prove
 from .policy import allowed_among, load_policy, pattern_count
 from .prove import DEFAULT_TIMEOUT_MS
 from .refinement import SIZE_LIMITS, policy_size
-from .render import as_diff, timestamp
+from .render import review_diff, timestamp
 from .report import write_report
 from .split import split_policy
 
@@ -248,7 +248,7 @@ def _one_policy(ref: dict, unused: Unused, catalog: Catalog, timeout_ms: int, at
             if ref["kind"] == "managed":
                 entry["split"] = split_policy(run.refined.document, limit, catalog, timeout_ms,
                                               other_attached=attached - 1)
-    return entry, step, {"policyId": ref["policyId"], "diff": as_diff(run, ref["name"])}
+    return entry, step, {"policyId": ref["policyId"], "diff": review_diff(run, ref["name"])}
 
 
 def _unused_granted(text: str, label: str, unused: Unused, catalog: Catalog) -> list[str]:

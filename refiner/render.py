@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-import hashlib
 import json
 import os
 import urllib.parse
@@ -25,11 +23,42 @@ def as_diff(run, name: str) -> str:
     return file_diff(run.policy.source.text, run.text or "", name)
 
 
+def review_diff(run, name: str) -> str:
+    """The diff a reviewer reads: the file's own diff, unless its document is held compact (on
+    fewer lines than it has statements, as AWS exports and URL-encoded documents are), whose
+    diff would be one long line: then both documents are diffed pretty-printed, one entry a
+    line."""
+    document_text = run.policy.source.document_text()
+    if len(document_text.splitlines()) > len(run.policy.statements) + 1:
+        return as_diff(run, name)
+    after = "" if run.refined is None else as_json(run.refined.document)
+    return file_diff(as_json(run.policy.document), after, name)
+
+
 def file_diff(before: str, after: str, name: str) -> str:
     """A unified diff of two texts of the file called name."""
+    import difflib
+
     return "".join(difflib.unified_diff(before.splitlines(keepends=True),
                                         after.splitlines(keepends=True),
                                         fromfile=f"a/{name}", tofile=f"b/{name}"))
+
+
+def bare_document(run) -> str:
+    """The refined policy document alone, without the AWS CLI output it was read from (what
+    put-role-policy and create-policy-version take): its text as written, a nested object's
+    indentation taken back to the margin. It must read back as the proven document."""
+    from .prove import same_json
+
+    text = run.document_text
+    lines = text.splitlines()
+    if len(lines) > 1:  # JSON strings hold no raw line breaks: only whitespace between tokens
+        margin = min((len(line) - len(line.lstrip()) for line in lines[1:] if line.strip()),
+                     default=0)
+        text = "\n".join([lines[0]] + [line[margin:] for line in lines[1:]])
+    if not same_json(jsontext.loads(text, "refined document"), run.refined.document):
+        raise AssertionError("the bare document does not read back as the proven one")
+    return text.rstrip("\n") + "\n"
 
 
 def as_recommendation(run, resource_arn: str | None, extra: dict | None = None) -> str:
@@ -90,7 +119,8 @@ def as_verdicts_json(violations, lines: list[int | None], accepted: bool, inputs
         "inputs": inputs,
         "verdicts": [
             {"verdict": v.kind, "statement": v.statement, "sid": v.sid, "message": v.message,
-             "witness": v.witness, "pattern": v.pattern, "line": line}
+             "witness": v.witness, "actions": list(v.actions), "pattern": v.pattern,
+             "line": line}
             for v, line in zip(violations, lines, strict=True)
         ],
     })
@@ -113,6 +143,7 @@ def as_sarif(violations, lines: list[int | None], artifact: str, version: str,
             "message": {"text": violation.describe()},
             "locations": [location],
             "partialFingerprints": {FINGERPRINT: _fingerprint(violation)},
+            **({"properties": {"actions": list(violation.actions)}} if violation.actions else {}),
         })
     rules = [
         {"id": kind, "name": kind.title().replace("-", ""),
@@ -154,6 +185,8 @@ def _fingerprint(violation) -> str:
     """Stable across runs and unrelated edits: the verdict's kind, Sid, pattern and message
     (not the statement's position, not the solver's witness)."""
     parts = [violation.kind, violation.sid or "", violation.pattern or "", violation.message]
+    import hashlib
+
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 

@@ -9,20 +9,47 @@ from pathlib import Path
 from .keep import describe
 from .output import write_file
 
-STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #1b1f24; }
-h1 { font-size: 1.4em; } table { border-collapse: collapse; margin: 1em 0; }
-th, td { border: 1px solid #d0d7de; padding: .3em .6em; text-align: left; vertical-align: top; }
-th { background: #f6f8fa; } .SUCCEEDED { color: #1a7f37; } .FAILED { color: #cf222e; }
-.num { text-align: right; font-variant-numeric: tabular-nums; }
-pre { background: #f6f8fa; padding: .6em; overflow-x: auto; }
-.add { color: #1a7f37; } .del { color: #cf222e; }
+# Every row is a grid of fixed columns (the principal and the reason share what is left), and
+# an opened row's diffs span the whole width below it, scrolling sideways inside their own box:
+# opening a row never pushes a column off the screen.
+COLUMNS = "minmax(0, 3fr) 9em minmax(0, 2fr) 6em 8em 10em minmax(0, 2fr)"
+STYLE = f"""
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #1b1f24; }}
+h1 {{ font-size: 1.4em; }}
+#totals {{ border-collapse: collapse; margin: 1em 0; }}
+#totals th, #totals td {{ border: 1px solid #d0d7de; padding: .3em .6em; text-align: left; }}
+#totals th {{ background: #f6f8fa; }}
+#principals {{ border: 1px solid #d0d7de; }}
+.cells {{ display: grid; grid-template-columns: {COLUMNS}; }}
+.cells > span {{ padding: .3em .6em; border-left: 1px solid #d0d7de; min-width: 0;
+  overflow-wrap: anywhere; }}
+.cells > span:first-child {{ border-left: none; }}
+#principals .head {{ background: #f6f8fa; font-weight: 600; }}
+#principals details {{ border-top: 1px solid #d0d7de; }}
+#principals summary {{ list-style: none; cursor: pointer; }}
+#principals summary::-webkit-details-marker {{ display: none; }}
+#principals summary > span:first-child::before {{ content: "▸ "; }}
+#principals details[open] > summary > span:first-child::before {{ content: "▾ "; }}
+.open {{ padding: .3em .6em 1em; min-width: 0; }}
+.SUCCEEDED {{ color: #1a7f37; }} .FAILED {{ color: #cf222e; }}
+.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+pre {{ background: #f6f8fa; padding: .6em; overflow-x: auto; max-width: 100%;
+  box-sizing: border-box; margin: .3em 0; }}
+.add {{ color: #1a7f37; }} .del {{ color: #cf222e; }}
 """
+HEADINGS = ("principal", "status", "reason", "policies changed", "patterns", "characters",
+            "kept")
 
 
 def write_report(path: Path, summary: dict, rows: Iterable[tuple[dict, list[dict]]]) -> None:
-    """A self-contained HTML page (no scripts: every principal's diffs open with <details>)."""
+    """A self-contained HTML page (no scripts: every principal's diffs open with <details>).
+    A policy attached to several principals is counted once in the totals."""
     totals = summary["totals"]
+    counted = _DistinctPolicies()
+    body = []
+    for row, diffs in rows:
+        counted.add(row)
+        body.append(_row(row, diffs))
     cells = [
         ("findings", totals["findings"]),
         ("succeeded", totals.get("SUCCEEDED", 0)),
@@ -31,46 +58,81 @@ def write_report(path: Path, summary: dict, rows: Iterable[tuple[dict, list[dict
         ("unknown principal", totals.get("UNKNOWN_PRINCIPAL", 0)),
         ("skipped", totals.get("SKIPPED", 0)),
         ("kept by keep rules", totals.get("KEPT", 0)),
-        ("policies changed", totals["policiesChanged"]),
-        ("patterns before", totals["patterns"][0]),
-        ("patterns after", totals["patterns"][1]),
-        ("characters before", totals["characters"][0]),
-        ("characters after", totals["characters"][1]),
+        ("policies changed", counted.changed),
+        ("patterns before", counted.patterns[0]),
+        ("patterns after", counted.patterns[1]),
+        ("characters before", counted.characters[0]),
+        ("characters after", counted.characters[1]),
         ("over the size limit", totals["overLimit"]),
     ]
     parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+             "<meta name='viewport' content='width=device-width'>",
              "<title>refiner: account recommendations</title>", f"<style>{STYLE}</style>",
              "</head><body><h1>refiner: account recommendations</h1>",
              f"<p>refiner {_e(summary['refiner'])}, catalog {_e(summary['catalog'])}. Every "
-             "recommended policy was proven sound and complete before it was written.</p>",
+             "recommended policy was proven sound and complete before it was written. A policy "
+             "attached to several principals is counted once in the totals.</p>",
              "<table id='totals'><tbody>"]
     parts += [f"<tr><th>{_e(name)}</th><td class='num' data-total='{_e(name)}'>{value}</td></tr>"
               for name, value in cells]
-    parts.append("</tbody></table><table id='principals'><thead><tr><th>principal</th>"
-                 "<th>status</th><th>policies changed</th><th>patterns</th><th>characters</th>"
-                 "<th>kept</th></tr></thead><tbody>")
-    for row, diffs in rows:
-        parts.append(_row(row, diffs))
-    parts.append("</tbody></table></body></html>\n")
+    parts.append("</tbody></table><div id='principals'><div class='cells head'>"
+                 + "".join(f"<span>{_e(name)}</span>" for name in HEADINGS) + "</div>")
+    parts += body
+    parts.append("</div></body></html>\n")
     write_file(str(path), "".join(parts))
 
 
+class _DistinctPolicies:
+    """Totals over policies, each once: a managed policy by its ARN, an inline one by its
+    principal and name (the first row that has it is the one counted)."""
+
+    def __init__(self):
+        self.seen: set[tuple[str, str]] = set()
+        self.changed = 0
+        self.patterns = [0, 0]
+        self.characters = [0, 0]
+
+    def add(self, row: dict) -> None:
+        owner = row.get("principal") or row.get("resourceArn") or row["findingId"]
+        for policy in _measured(row):
+            key = ("", policy["policyId"]) if policy.get("kind") == "managed" \
+                else (owner, policy["policyId"])
+            if key in self.seen:
+                continue
+            self.seen.add(key)
+            self.changed += bool(policy.get("changed"))
+            for side in (0, 1):
+                self.patterns[side] += policy["patterns"][side]
+                self.characters[side] += policy["characters"][side]
+
+
+def _measured(row: dict) -> list[dict]:
+    return [p for p in row.get("policies", []) if "patterns" in p]
+
+
 def _row(row: dict, diffs: list[dict]) -> str:
-    policies = [p for p in row.get("policies", []) if "patterns" in p]
+    policies = _measured(row)
     changed = sum(bool(p.get("changed")) for p in policies)
-    patterns = f"{sum(p['patterns'][0] for p in policies)} → {sum(p['patterns'][1] for p in policies)}"
-    characters = (f"{sum(p['characters'][0] for p in policies)} → "
-                  f"{sum(p['characters'][1] for p in policies)}")
+    if policies:  # a row with no policy measured has no sizes to show (never "0 → 0")
+        patterns = f"{sum(p['patterns'][0] for p in policies)} → " \
+            f"{sum(p['patterns'][1] for p in policies)}"
+        characters = (f"{sum(p['characters'][0] for p in policies)} → "
+                      f"{sum(p['characters'][1] for p in policies)}")
+    else:
+        patterns = characters = ""
     who = row.get("principal") or row.get("resourceArn") or row["findingId"]
-    detail = row.get("error", {}).get("message") or row.get("reason") or ""
-    body = "".join(f"<p>{_e(d['policyId'])}</p><pre>{_diff(d['diff'])}</pre>" for d in diffs)
-    groups = "".join(f"<p>group policy {_e(p['policyId'])} grants unused: "
-                     f"{_e(', '.join(p['grantsUnused']))}</p>"
-                     for p in row.get("policies", []) if p.get("grantsUnused"))
-    summary = f"<details><summary>{_e(who)}</summary>{body}{groups}<p>{_e(detail)}</p></details>"
-    return (f"<tr><td>{summary}</td><td class='{_e(row['status'])}'>{_e(row['status'])}</td>"
-            f"<td class='num'>{changed}</td><td class='num'>{patterns}</td>"
-            f"<td class='num'>{characters}</td><td class='kept'>{_kept(row)}</td></tr>")
+    reason = row.get("error", {}).get("message") or row.get("reason") or ""
+    opened = "".join(f"<p>{_e(d['policyId'])}</p><pre>{_diff(d['diff'])}</pre>" for d in diffs)
+    opened += "".join(f"<p>group policy {_e(p['policyId'])} grants unused: "
+                      f"{_e(', '.join(p['grantsUnused']))}</p>"
+                      for p in row.get("policies", []) if p.get("grantsUnused"))
+    opened += f"<p>finding {_e(row['findingId'])}" + (f": {_e(reason)}" if reason else "") + "</p>"
+    status = _e(row["status"])
+    return (f"<details><summary class='cells'><span>{_e(who)}</span>"
+            f"<span class='{status}'>{status}</span><span class='reason'>{_e(reason)}</span>"
+            f"<span class='num'>{changed if policies else ''}</span>"
+            f"<span class='num'>{patterns}</span><span class='num'>{characters}</span>"
+            f"<span class='kept'>{_kept(row)}</span></summary><div class='open'>{opened}</div></details>")
 
 
 def _kept(row: dict) -> str:

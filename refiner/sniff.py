@@ -8,7 +8,8 @@ from .errors import InputError
 from .jsontext import decode, parse_json_text, read_text
 
 POLICY_SHAPES = ("a policy document, `aws iam get-policy-version`, `get-role-policy` or "
-                 "`get-user-policy` output, or refiner's --format aws output")
+                 "`get-user-policy` output, or a GetFindingRecommendation response (what "
+                 "refine's aws format writes)")
 FINDING_SHAPES = ("a list of {serviceNamespace, actions} or an Access Analyzer GetFindingV2 "
                   "response (findingDetails[].unusedPermissionDetails)")
 

@@ -13,6 +13,7 @@ from . import jsontext, keep
 from .catalog import Catalog
 from .finding import Unused
 from .lint import Lint
+from .naming import Namer
 from .patterns import parse
 from .policy import PolicyInput
 from .prove import Violation, literal_prefix, same_json
@@ -289,7 +290,7 @@ def document_changes(original: dict, refined: dict) -> list[Violation]:
             what = f"changes {key}"
         else:
             continue
-        changes.append(Violation("structure", -1, None, f"the policy {what}"))
+        changes.append(Violation("structure", None, None, f"the policy {what}"))
     return changes
 
 
@@ -326,10 +327,11 @@ def verify(
             answer = cvc5_result(text, timeout_ms)
             if answer != "unsat":
                 report.verdicts.append(Violation(
-                    "solver-disagreement" if answer == "sat" else "unknown", -1, None,
+                    "solver-disagreement" if answer == "sat" else "unknown", None, None,
                     f"z3 proved obligation {label} but cvc5 answers {answer}"))
     lint_deadline = None if deadline is None else deadline - LINT_RESERVE_SECONDS
     report.verdicts += Lint(catalog, unused, coarse, lint_deadline).check_all(pairing.pairs)
+    report.verdicts = Namer(catalog, unused).name_all(report.verdicts, pairing.pairs)
     return report
 
 

@@ -33,10 +33,13 @@ def test_the_documented_examples_run():
 
 def test_import_is_cheap_and_the_api_loads_on_first_use():
     code = ("import sys, refiner; before = {'z3', 'refiner.api', 'lark'} & set(sys.modules); "
-            "refiner.refine; after = {'z3', 'refiner.api'} <= set(sys.modules); "
-            "print(sorted(before), after, callable(refiner.refine), callable(refiner.verify))")
+            "refiner.refine; after = 'refiner.api' in sys.modules and 'z3' not in sys.modules; "
+            "refiner.refine({'Statement': [{'Effect': 'Allow', 'Action': 's3:Get*', "
+            "'Resource': '*'}]}, [{'serviceNamespace': 's3', 'actions': ['GetObject']}], "
+            "{'s3': ['GetObject', 'GetBucketAcl']}); proved = 'z3' in sys.modules; "
+            "print(sorted(before), after, proved, callable(refiner.verify))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["[]", "True", "True", "True"]
+    assert out.stdout.split() == ["[]", "True", "True", "True"]  # Z3 loads with the first proof
 
 
 def test_refine_a_document_dict_with_the_2024_catalog():

@@ -57,7 +57,8 @@ class Judgement:
         return {"findingId": self.finding_id, "policyId": self.policy_id,
                 "recommendedAction": self.action, "accepted": self.accepted,
                 "verdicts": [{"verdict": v.kind, "statement": v.statement, "message": v.message,
-                              "witness": v.witness, "pattern": v.pattern} for v in self.verdicts],
+                              "witness": v.witness, "actions": list(v.actions),
+                              "pattern": v.pattern} for v in self.verdicts],
                 "awsPatterns": self.aws_patterns, "refinerPatterns": self.refiner_patterns,
                 "usedActionsLost": self.lost}
 
@@ -118,7 +119,7 @@ def _judge(response: dict, recommendation: dict, account: Account, job: CompareJ
     if recommendation.get("status") != "SUCCEEDED":
         error = recommendation.get("error") or {}
         return [Judgement(finding_id, "", "none", artifact, [Violation(
-            "unknown", -1, None, f"AWS gave no recommendation ({recommendation.get('status')}: "
+            "unknown", None, None, f"AWS gave no recommendation ({recommendation.get('status')}: "
             f"{error.get('message', 'no reason')})")])]
     unused = merge_findings([(f"finding {finding_id}", response)], job.catalog)
     principal = account.principals.get(response.get("resource"))
@@ -131,7 +132,7 @@ def _judge(response: dict, recommendation: dict, account: Account, job: CompareJ
         ref = next((p for p in principal.policies if p.policy_id == policy_id), None) \
             if principal else None
         if ref is None:
-            judgement.verdicts.append(Violation("unknown", -1, None, f"policy {policy_id} of "
+            judgement.verdicts.append(Violation("unknown", None, None, f"policy {policy_id} of "
                                                 f"{response.get('resource')} is not in the bundle"))
             judgements.append(judgement)
             continue

@@ -296,10 +296,10 @@ def written_differently(template: Template, text: str,
     try:
         again = parse_template(template.path, text, template.kind)
     except InputError as error:
-        return [("", Violation("structure", -1, None,
+        return [("", Violation("structure", None, None,
                                f"the written template does not read back ({error})"))]
     if [p.id for p in again.policies] != [p.id for p in template.policies]:
-        return [("", Violation("structure", -1, None,
+        return [("", Violation("structure", None, None,
                                "the written template holds other policies than it did"))]
     refined = {o.policy.id: o.run.refined.document for o in outcomes if o.status == "refined"}
     problems = []
@@ -308,6 +308,6 @@ def written_differently(template: Template, text: str,
         if not same_json(after.document, expected) or (
                 before.id in refined and after.refusal is not None):
             problems.append((before.id, Violation(
-                "structure", -1, None, "the written template reads back as another policy "
+                "structure", None, None, "the written template reads back as another policy "
                 "than the proven one")))
     return problems
