@@ -262,6 +262,39 @@ def verify(
     return Verification(report.verdicts, report.queries, report.exit_code(strict))
 
 
+@dataclass
+class GateResult:
+    """What the no-new-access gate found: verdicts as (policy or principal, Violation, HEAD
+    line), notes on what was accepted without a proof, and the exit code (0, 1 or 3)."""
+
+    verdicts: list[tuple[str, Violation, int]]
+    notes: list[str]
+    exit_code: int
+    principals: int
+    kinds: dict[str, int]
+
+    @property
+    def accepted(self) -> bool:
+        return self.exit_code == 0
+
+
+def no_new_access(base: str | os.PathLike, head: str | os.PathLike, *,
+         allow_new_policies: bool = False,
+         timeout: float = DEFAULT_TIMEOUT_MS / 1000) -> GateResult:
+    """`refiner verify BASE HEAD` without a finding: HEAD (a policy file, CloudFormation
+    template or Terraform file) gives no principal anything BASE did not; see README, "The
+    no new access gate"."""
+    from .gate import compare_templates
+    from .iac import read_template
+
+    comparison = compare_templates(read_template(os.fspath(base)),
+                                   read_template(os.fspath(head)), None, None,
+                                   _timeout_ms(timeout), allow_new_policies)
+    return GateResult([(v.policy, v.violation, v.line) for v in comparison.verdicts],
+                      comparison.notes, comparison.exit_code(), comparison.principals,
+                      dict(comparison.kinds))
+
+
 def _catalog(catalog: CatalogLike) -> Catalog:
     if catalog is None:
         return load_catalog()

@@ -212,9 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "or a CloudFormation template (JSON, YAML) or Terraform file (.tf, "
                         ".tf.json): each identity policy in it is refined and written back")
     _finding_arguments(refine)
-    refine.add_argument("--policy", dest="policy_id", metavar="ID",
+    refine.add_argument("--policy", dest="policy_id", metavar="ID", action="append",
                         help="in a template: refine only this policy (CloudFormation logical "
-                        "id, Logical.Policies[N] for an inline one, or Terraform address)")
+                        "id, Logical.Policies[N] for an inline one, or Terraform address), or "
+                        "every policy of this role or user; repeat it for more")
     refine.add_argument("--format", choices=FORMATS, default="json", help="output form")
     refine.add_argument("-o", "--output", metavar="OUT", help="write here (atomically)")
     refine.add_argument("--document-only", action="store_true",
@@ -482,7 +483,11 @@ def _warn_unknown_services(run: Run, catalog: Catalog, args) -> None:
 
 def _finding(args, catalog: Catalog) -> Unused:
     """The finding of one or more --unused files, with a warning for names the catalog lacks."""
-    unused = read_findings(args.unused, catalog, args.allow_inactive_finding)
+    return _warn_finding(read_findings(args.unused, catalog, args.allow_inactive_finding),
+                         catalog, args)
+
+
+def _warn_finding(unused: Unused, catalog: Catalog, args) -> Unused:
     if unused.unknown:
         shown = ", ".join(unused.unknown[:10])
         more = f" and {len(unused.unknown) - 10} more" if len(unused.unknown) > 10 else ""
@@ -570,6 +575,7 @@ def _run_template_refine(args) -> int:
     --policy names) refined against the finding and written back; refusals are warnings
     unless nothing could be refined (exit 2)."""
     from .iac import not_refined, read_template, refine_template
+    from .iac.reach import select_policies
 
     kind = _template_kind(args.policy)
     label = f"policy {args.policy}"
@@ -584,10 +590,24 @@ def _run_template_refine(args) -> int:
                          "for a policy file; a template is written as itself (json) or as a diff")
     output = _refine_output(args)
     template = read_template(args.policy, kind)
-    if args.policy_id is not None and template.policy(args.policy_id) is None:
-        known = ", ".join(p.id for p in template.policies) or "none"
-        raise InputError(f"{args.policy} has no policy {args.policy_id} (it has: {known})")
-    chosen = [p for p in template.policies if args.policy_id in (None, p.id)]
+    catalog = _catalog(args)
+    selection = select_policies(template, args.unused, args.policy_id, catalog,
+                                args.allow_inactive_finding)
+    for unused in {id(u): u for u in selection.findings.values()}.values():
+        _warn_finding(unused, catalog, args)
+    for warning in selection.warnings:
+        _warn(args, warning)
+    chosen = [p for p in template.policies if p.id in selection.findings]
+    # Trust and resource policies (of what --policy names, or all): left, one warning each.
+    left = [p for p in template.policies if p.id not in selection.findings
+            and p.document_type != "identity" and (args.policy_id is None or any(
+                wanted in (p.id, p.principal_hint) for wanted in args.policy_id))]
+    if not chosen and selection.warnings:
+        raise InputError(f"{label}: no policy can be refined with the findings given")
+    if not chosen and left:
+        raise InputError(f"{label} looks like {template.description}: no policy could be "
+                         "refined: " + "; ".join(f"{p.id} (line {line}): {why}"
+                                                 for p in left for line, why in [not_refined(p)]))
     if not chosen:
         raise InputError(f"{label} looks like {template.description}, with no identity policy "
                          "in it")
@@ -596,12 +616,12 @@ def _run_template_refine(args) -> int:
         raise InputError(f"{label} looks like {template.description}: no policy could be "
                          "refined: " + "; ".join(f"{p.id} (line {line}): {why}"
                                                  for p, (line, why) in refused))
-    catalog = _catalog(args)
-    unused = _finding(args, catalog)
-    result = run_isolated(refine_template, template, unused, catalog, _timeout_ms(args),
-                          args.max_size, args.strategy, args.policy_id,
+    result = run_isolated(refine_template, template, None, catalog, _timeout_ms(args),
+                          args.max_size, args.strategy, None,
+                          {p.id: selection.findings[p.id] for p in chosen
+                           if not_refined(p) is None},
                           deadline=_deadline(args), prover=args.prover)
-    for policy, (line, why) in refused:
+    for policy, (line, why) in refused + [(p, not_refined(p)) for p in left]:
         _warn(args, f"{args.policy}:{line}: {policy.id}: {why}")
     if result.violations:
         for policy_id, violation in result.violations:
@@ -681,7 +701,7 @@ def _run_template_verify(args) -> int:
         text = sarif_for([(args.refined, comparison, plain)], __version__,
                          args.sarif_root or repository_root())
     else:
-        text = as_text(comparison, args.refined, plain, code)
+        text = as_text(comparison, args.refined, plain, code, not args.unused)
     _write_verify_report(args, text)
     return code
 

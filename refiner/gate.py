@@ -22,14 +22,22 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 
+from .errors import InputError
 from .jsontext import dumps
-from .policy import PolicyInput
+from .policy import PolicyInput, load_policy
 from .prove import Checker, Violation, same_json
 from .render import as_sarif
 from .smt import cvc5_result, to_smtlib
 from .verification import REJECTING, Report, document_changes, pair_statements, verify
 
 NO_STATEMENT = {"Version": "2012-10-17", "Statement": []}
+# What the gate's verdict covers, and what it cannot see (printed with every verdict).
+SCOPE = ("not judged: the values of deploy-time parameters and variables and of imports "
+         "from other stacks or states, SCPs and RCPs, session policies, what is live in the "
+         "account, and who trust and resource policies admit (a change to one is unknown)")
+# How an expression shows in a document read from a template (CloudFormation intrinsic
+# functions, Terraform references and interpolations).
+EXPRESSION_MARKERS = ('"Fn::', '{"Ref":', '{"Condition":', '{"terraform":', "${", "%{")
 
 
 @dataclass
@@ -45,7 +53,9 @@ class Comparison:
     notes: list[str] = field(default_factory=list)  # what was accepted without a proof
     queries: int = 0
     obligations: list[tuple[str, str]] = field(default_factory=list)
-    policies: int = 0  # policies judged
+    policies: int = 0  # changed policies proven
+    kinds: dict[str, int] = field(default_factory=dict)  # policies judged, by kind
+    principals: int = 0  # principals judged (roles, users, groups)
 
     def exit_code(self, strict: bool = False) -> int:
         return Report([v.violation for v in self.verdicts]).exit_code(strict)
@@ -54,27 +64,77 @@ class Comparison:
 def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 10_000,
                       allow_new_policies: bool = False, solver: str = "z3",
                       export: bool = False, deadline: float | None = None,
-                      coarse: bool = False) -> Comparison:
+                      coarse: bool = False, principals: bool = True,
+                      context_changed: bool | None = None,
+                      elsewhere: tuple[list, list] = ([], []),
+                      held_in_module: frozenset[str] = frozenset()) -> Comparison:
     """Judge HEAD against BASE (iac.Template, a policy file being a template of one policy
-    with id "policy"). Without unused: the no-new-access gate; with it (a finding.Unused and a
-    catalog): verify's checks of a refinement, policy by policy."""
+    with id "policy"). Without unused: the no-new-access gate, policy by policy and (with
+    principals) principal by principal (iac.gains); with it (a finding.Unused and a
+    catalog): verify's checks of a refinement, policy by policy. context_changed: whether
+    what expressions read changed (default: the templates' own context). elsewhere: the
+    policies gone from and added to other files of the same change (a policy moved between
+    files pairs by content). held_in_module: ids of HEAD policies that principals hold, when
+    the principals are judged elsewhere (the files of a Terraform module, together)."""
+    from .iac.holders import Holdings, read_holdings
+
     result = Comparison()
     record = export or solver in ("cvc5", "both")
     gate_checker = Checker([], [], [], timeout_ms, record) if unused is None else None
-    before = {policy.id: policy for policy in base.policies}
-    context_changed = base.context != head.context
+    explicit_context = context_changed is not None
+    if context_changed is None:
+        context_changed = base.context != head.context
+    holdings = (Holdings(), Holdings())
+    if gate_checker is not None and principals:
+        try:
+            holdings = (read_holdings(base), read_holdings(head))
+        except Exception as error:  # whatever fails, the gate fails closed
+            principals = False
+            result.verdicts.append(Verdict("", Violation(
+                "unknown", -1, None, f"who holds what in {head.path} could not be read "
+                f"({type(error).__name__}: {error}): the principals are not judged"), 1))
+    held = held_in_module | {h.policy_id for p in holdings[1].principals.values()
+                             for h in [*p.documents, p.boundary] if h is not None and h.policy_id}
+    before = {holdings[0].pairing.get(p.id, p.id): p for p in base.policies}
+    after_ids = {holdings[1].pairing.get(p.id, p.id) for p in head.policies}
+    added = [p for p in head.policies if holdings[1].pairing.get(p.id, p.id) not in before]
+    moved = _paired_by_content(added, [p for key, p in before.items() if key not in after_ids]
+                               + list(elsewhere[0]))
     for policy in head.policies:
-        original = before.get(policy.id)
-        if unused is None and original is not None and context_changed and (
+        original = before.get(holdings[1].pairing.get(policy.id, policy.id))
+        kind = document_type(policy)
+        result.kinds[kind] = result.kinds.get(kind, 0) + 1
+        if original is None and policy.id in moved:
+            result.notes.append(f"{policy.id}: paired by content with {moved[policy.id].id}")
+            continue
+        if unused is None and original is not None and original.document is not None and \
+                same_json(original.document, policy.document) is False and \
+                getattr(policy, "unknowns", None):
+            result.verdicts += [Verdict(policy.id, Violation(
+                "unknown", -1, None, f"{policy.id}: not modelled: {what}"), line)
+                for line, what in _unknown_entries(policy.unknowns)]
+        if unused is None and original is not None and _inputs_changed(
+                base, head, original, policy, context_changed, explicit_context) and (
                 _has_expressions(policy) or _has_expressions(original)):
             result.verdicts.append(Verdict(policy.id, Violation(
                 "unknown", None, None, f"{policy.id} uses expressions, and what they read "
                 "(parameters, conditions, mappings, variables, locals) changed: the gate "
                 "cannot tell what the policy admits"), policy.line))
             continue
+        if unused is None and kind != "identity" and original is None and allow_new_policies:
+            result.notes.append(f"{policy.id}: a new {kind} policy (--allow-new-policies)")
+            continue
+        if unused is None and kind != "identity" and (
+                original is None or not same_json(original.document, policy.document)):
+            result.verdicts.append(Verdict(policy.id, Violation(
+                "unknown", -1, None, f"{policy.id}: a {kind} policy changed: who it admits "
+                "is judged once the kernel reads whole statements (Principal)"), policy.line))
+            continue
         if original is None:
             if allow_new_policies:
                 result.notes.append(f"{policy.id}: a new policy (--allow-new-policies)")
+            elif policy.id in held:
+                result.notes.append(f"{policy.id}: a new policy, judged by who holds it")
             else:
                 result.verdicts.append(Verdict(policy.id, Violation(
                     "structure", None, None, "a new policy, a new grant (--allow-new-policies "
@@ -89,6 +149,11 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
             result.verdicts.append(Verdict(policy.id, Violation(
                 "unknown", None, None, f"{policy.id} cannot be judged ({where}): "
                 f"{refused.refusal}"), policy.refusal_line or policy.line))
+            if unused is None:  # what can be read is still judged
+                for violation, index in _readable_part(original, policy, gate_checker,
+                                                       context_changed):
+                    result.verdicts.append(Verdict(policy.id, violation,
+                                                   _line(policy, violation, index)))
             continue
         result.policies += 1
         old = original.policy_input(f"{base.path}: {original.id}")
@@ -104,10 +169,16 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
             pairs = [(violation, None) for violation in report.verdicts]
         for violation, index in pairs:
             result.verdicts.append(Verdict(policy.id, violation, _line(policy, violation, index)))
-    gone = [policy for policy in base.policies if policy.id not in
-            {p.id for p in head.policies}]
+    kept = [*moved.values()]
+    gone = [policy for key, policy in before.items() if key not in after_ids
+            and not any(policy is p for p in kept) and not (unused is None and any(
+                p.refusal is None and same_json(p.document, policy.document)
+                for p in [*added, *elsewhere[1]]))]
     for policy in gone:
-        if unused is None or policy.refusal is not None:
+        if unused is None:
+            result.verdicts += _removed(policy)
+            continue
+        if policy.refusal is not None:
             result.notes.append(f"{policy.id}: removed")
             continue
         old = policy.policy_input(f"{base.path}: {policy.id}")
@@ -115,6 +186,18 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
                         timeout_ms, solver, export, deadline, coarse)
         result.queries += report.queries
         result.verdicts += [Verdict(policy.id, v, 1) for v in report.verdicts]
+    if gate_checker is not None and (base.text != head.text or context_changed):
+        result.verdicts += [Verdict("", Violation("unknown", -1, None, f"{head.path}: {what}"),
+                                    line) for line, what in reader_unknowns(head, base)]
+    if gate_checker is not None and principals:
+        from .iac.gains import judge
+
+        # What attachments read is written into what they hold (holders: inputs), so only a
+        # context judged for several files together (a module) makes them all unknown.
+        findings, notes, result.principals = judge(*holdings, gate_checker, allow_new_policies,
+                                                   context_changed, explicit_context)
+        result.notes += notes
+        result.verdicts += [Verdict(f.principal, f.violation, f.line) for f in findings]
     if gate_checker is not None:
         result.queries += gate_checker.queries
         result.obligations += [(_label(f"gate-{label}"), to_smtlib(label, formula))
@@ -127,6 +210,124 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
                         "solver-disagreement" if answer == "sat" else "unknown", None, None,
                         f"z3 proved obligation {label} but cvc5 answers {answer}"), 1))
     return result
+
+
+def reader_unknowns(template, base=None) -> list[tuple[int, str]]:
+    """(line, what) of each construct the template reader says it does not model (iac
+    readers that say so: Template.unknowns, Located.unknowns) and BASE did not have: their
+    content is compared where the gate models who holds what (iac.holders), never taken at
+    its word; an unreadable file is unknown whatever BASE was."""
+    found = _unknown_entries(getattr(template, "unknowns", None))
+    if base is None or template.kind == "unreadable":
+        return found
+    before = {what for _, what in _unknown_entries(getattr(base, "unknowns", None))}
+    return [(line, what) for line, what in found if what not in before]
+
+
+def _unknown_entries(entries) -> list[tuple[int, str]]:
+    found = []
+    for entry in entries or []:
+        if isinstance(entry, tuple | list) and len(entry) >= 2:
+            line, what = entry[0], entry[1]
+        elif isinstance(entry, dict):
+            line, what = entry.get("line"), entry.get("reason") or entry.get("what")
+        else:
+            line = getattr(entry, "line", None)
+            what = next((getattr(entry, name) for name in ("reason", "what", "message")
+                         if getattr(entry, name, None)), str(entry))
+        found.append((line if isinstance(line, int) else 1, f"not modelled: {what}"))
+    return found
+
+
+def gone_and_added(base, head) -> tuple[list, list]:
+    """The policies of BASE whose id HEAD lacks, and those HEAD adds (either may be None)."""
+    before = {p.id: p for p in base.policies} if base is not None else {}
+    after = {p.id: p for p in head.policies} if head is not None else {}
+    return ([p for i, p in before.items() if i not in after],
+            [p for i, p in after.items() if i not in before])
+
+
+def document_type(policy) -> str:
+    """identity, trust or resource (iac readers that tell them apart say so; else identity)."""
+    return getattr(policy, "document_type", None) or "identity"
+
+
+def _inputs_changed(base, head, original, policy, context_changed: bool,
+                    explicit: bool) -> bool:
+    """Whether what a policy's expressions read changed: per input when the reader says
+    what each document reads (Located.inputs, Template.definitions), else (or when the
+    context is judged for several files together) the whole context."""
+    inputs = getattr(policy, "inputs", None)
+    definitions = (getattr(base, "definitions", None), getattr(head, "definitions", None))
+    if explicit or inputs is None or definitions[0] is None or definitions[1] is None:
+        return context_changed
+    read = set(inputs) | set(getattr(original, "inputs", None) or ())
+    return any(definitions[0].get(name) != definitions[1].get(name) for name in read)
+
+
+def _paired_by_content(added: list, gone: list) -> dict:
+    """HEAD policy id -> the BASE policy (gone from HEAD) it is, by equal documents: a
+    renamed logical id or a policy moved between files is not a new policy."""
+    paired, free = {}, list(gone)
+    for policy in added:
+        match = next((old for old in free if old.refusal is None and policy.refusal is None
+                      and document_type(old) == document_type(policy)
+                      and same_json(old.document, policy.document)), None)
+        if match is not None:
+            paired[policy.id] = match
+            free.remove(match)
+    return paired
+
+
+def _removed(policy) -> list[Verdict]:
+    """A policy gone from HEAD: a narrowing, unless it held a Deny (a guardrail removed) or
+    cannot be read (it may have)."""
+    statements = policy.document.get("Statement") if isinstance(policy.document, dict) else None
+    listed = statements if isinstance(statements, list) else [statements]
+    if policy.refusal is not None and "Deny" in dumps(policy.document) or not isinstance(
+            policy.document, dict):
+        return [Verdict(policy.id, Violation(
+            "unknown", -1, None, f"{policy.id} was removed and cannot be read: it may have "
+            "held a Deny"), 1)]
+    denies = [s for s in listed if isinstance(s, dict) and s.get("Effect") != "Allow"]
+    if denies:
+        return [Verdict(policy.id, Violation(
+            "structure", -1, None, f"{policy.id} was removed with its Deny statement "
+            "(a guardrail removed)"), 1)]
+    return []
+
+
+def _readable_part(original, policy, checker: Checker, context_changed: bool):
+    """The gate over the statements of a refused policy that hold no expression, when its
+    statements with expressions are as they were: a proven widening is still reported."""
+    sides = []
+    for located in (original, policy):
+        document = located.document
+        statements = document.get("Statement") if isinstance(document, dict) else None
+        if not isinstance(statements, list) or not all(isinstance(s, dict) for s in statements):
+            return []
+        sides.append((document, statements))
+    (old_document, old_statements), (new_document, new_statements) = sides
+    plain_old = [s for s in old_statements if not _expression_in(s)]
+    kept = [i for i, s in enumerate(new_statements) if not _expression_in(s)]
+    try:
+        old = load_policy({**old_document, "Statement": plain_old}, original.id)
+        new = load_policy({**new_document, "Statement": [new_statements[i] for i in kept]},
+                          policy.id)
+    except InputError:
+        return []
+    found = []
+    for violation, index in gate(old, new, checker):
+        at = kept[index] if index is not None and index < len(kept) else None
+        statement = kept[violation.statement] if 0 <= violation.statement < len(kept) else -1
+        found.append((Violation(violation.kind, statement, violation.sid, violation.message,
+                                violation.witness, violation.pattern), at))
+    return found
+
+
+def _expression_in(value: object) -> bool:
+    text = dumps(value)
+    return any(marker in text for marker in EXPRESSION_MARKERS)
 
 
 def gate(base: PolicyInput, head: PolicyInput, checker: Checker) -> list[tuple[Violation, int | None]]:
@@ -193,8 +394,7 @@ def _has_expressions(policy) -> bool:
     a Terraform interpolation or reference), or could not be read at all."""
     if policy.refusal is not None or policy.document is None:
         return True
-    text = dumps(policy.document)
-    return any(marker in text for marker in ('"Fn::', '{"Ref":', '{"Condition":', "${", "%{"))
+    return _expression_in(policy.document)
 
 
 def _label(text: str) -> str:
@@ -226,11 +426,17 @@ def labelled(verdict: Verdict, plain: bool) -> Violation:
     return dataclasses.replace(v, message=f"{verdict.policy}: {v.message}")
 
 
-def as_text(comparison: Comparison, head_path: str, plain: bool, code: int) -> str:
+def as_text(comparison: Comparison, head_path: str, plain: bool, code: int,
+            gate_mode: bool = False) -> str:
     lines = [f"{head_path}:{v.line}: {labelled(v, plain).describe()}" for v in comparison.verdicts]
     summary = {0: "accepted", 1: "rejected", 3: "not proven (see the unknown verdicts)"}[code]
+    scope = ""
+    if gate_mode:  # what the no-new-access gate judged, and what it cannot
+        judged = ", ".join(f"{comparison.kinds.get(k, 0)} {k}"
+                           for k in ("identity", "trust", "resource"))
+        scope = f"; judged {judged} policies, {comparison.principals} principals; {SCOPE}"
     return "".join(line + "\n" for line in lines) + \
-        f"refiner verify: {summary} ({comparison.queries} proof queries)\n"
+        f"refiner verify: {summary} ({comparison.queries} proof queries{scope})\n"
 
 
 def as_json(comparison: Comparison, code: int, inputs: dict) -> str:

@@ -126,7 +126,9 @@ def test_the_action_rejects_what_a_pull_request_widens_and_adds(repository, tmp_
     assert located == [("infra/audit.yaml", line_of(NEW_TEMPLATE, "Version"), "structure"),
                        ("modules/ingest/main.tf", line_of(widened, '"sqs:*"'), "unsound")]
     assert "package.json" not in output and "ci.yml" not in output
-    assert "refiner gate: 3 policy files" in output  # app.yaml, main.tf, audit.yaml
+    # app.yaml, main.tf, audit.yaml and the deleted role.json (it held no Deny)
+    assert "refiner gate: rejected; judged 4 files" in output
+    assert "not judged: the values of deploy-time parameters" in output
 
 
 def test_the_action_accepts_a_narrowing(repository, tmp_path):
@@ -145,7 +147,7 @@ def test_the_action_accepts_a_narrowing(repository, tmp_path):
 def test_the_pre_commit_hook_judges_the_staged_files(repository):
     hook = next(h for h in YAML(typ="safe").load((ROOT / ".pre-commit-hooks.yaml").read_text())
                 if h["id"] == "refiner-gate")
-    pattern = re.compile(hook["files"])
+    pattern = re.compile(hook.get("files", ""))  # pre-commit's default: every file
 
     def commit_hook(*files: str) -> subprocess.CompletedProcess:
         staged = [f for f in files if pattern.search(f)]
@@ -161,3 +163,12 @@ def test_the_pre_commit_hook_judges_the_staged_files(repository):
     git(repository, "add", "infra/app.yaml")
     done = commit_hook("infra/app.yaml")
     assert done.returncode == 0, done.stdout + done.stderr
+    # pre-commit passes no deleted file; a staged deletion of a Deny policy is still judged.
+    put(repository, "guard.json", json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Action": "iam:*", "Resource": "*"}]}))
+    git(repository, "add", "guard.json")
+    git(repository, "commit", "-q", "-m", "guard")
+    git(repository, "rm", "-q", "guard.json")
+    done = commit_hook("infra/app.yaml")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "guard.json:1: structure" in done.stdout and "Deny" in done.stdout

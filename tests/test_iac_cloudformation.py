@@ -234,7 +234,8 @@ def test_a_policy_left_with_no_statement_is_named_and_kept(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--policy", "Nope"], "has no policy Nope (it has: ApiFunctionRole.Policies[orders-api], "),
+    (["--policy", "Nope"],
+     "has no policy, role or user Nope (its policies: ApiFunctionRole.Policies[orders-api], "),
     (["--format", "aws"], "--format aws is for a policy file"),
 ])
 def test_bad_usage_on_templates(tmp_path, capsys, args, needle):

@@ -88,10 +88,11 @@ def test_a_new_policy_is_rejected_unless_allowed(tmp_path, capsys, base):
     code, out = verify(capsys, base, head, "--format", "json")
     assert code == 1
     verdicts = json.loads(out)["verdicts"]
-    # Inline policies are paired by PolicyName: inserted between two, only the new one is new.
-    verdict, = verdicts
-    assert verdict["policy"] == "WorkerFunctionRole.Policies[worker-extra]"
-    assert verdict["verdict"] == "structure" and "a new policy" in verdict["message"]
+    # Inline policies pair by PolicyName: only the new one is judged, as a grant to the role
+    # that holds it (nothing it held admitted s3:ListAllMyBuckets).
+    assert {v["policy"] for v in verdicts} == {"WorkerFunctionRole"}
+    assert any(v["verdict"] == "unsound" and "WorkerFunctionRole gains inline worker-extra"
+               in v["message"] and v["pattern"] == "s3:ListAllMyBuckets" for v in verdicts)
     # Appended at the end instead, the others keep their ids: only the new one is judged.
     head_text = edited(SERVERLESS, "  WorkerFunction:\n",
                        "  Extra:\n    Type: AWS::IAM::ManagedPolicy\n    Properties:\n"

@@ -251,11 +251,13 @@ class TemplateRun:
         return self.text != self.template.text
 
 
-def refine_template(template: Template, unused: Unused, catalog: Catalog, timeout_ms: int,
-                    max_size: int | None = None, strategy: str = DEFAULT_STRATEGY,
-                    only: str | None = None) -> TemplateRun:
+def refine_template(template: Template, unused: Unused | None, catalog: Catalog,
+                    timeout_ms: int, max_size: int | None = None,
+                    strategy: str = DEFAULT_STRATEGY, only: str | None = None,
+                    findings: dict[str, Unused] | None = None) -> TemplateRun:
     """Refine every policy of the template (or only the one with id `only`) against one
-    finding; see the module's docstring. A failed proof of any policy writes nothing."""
+    finding, or (findings) each policy it names against its own (iac.reach); see the
+    module's docstring. A failed proof of any policy writes nothing."""
     result = TemplateRun(template, template.text)
     edits = []
     for located in template.policies:
@@ -264,12 +266,15 @@ def refine_template(template: Template, unused: Unused, catalog: Catalog, timeou
         if located.document_type != IDENTITY:
             result.outcomes.append(Outcome(located, "left"))
             continue
+        if findings is not None and located.id not in findings:
+            continue
+        own = findings[located.id] if findings is not None else unused
         if located.not_refinable is not None:
             result.outcomes.append(Outcome(located, "refused"))
             continue
         policy = located.policy_input(f"{template.path}: {located.id}")
         policy.kind = located.kind
-        run = refine_within_size(policy, unused, catalog, timeout_ms, max_size, strategy)
+        run = refine_within_size(policy, own, catalog, timeout_ms, max_size, strategy)
         if run.violations:
             result.violations += [(located.id, violation) for violation in run.violations]
             result.outcomes.append(Outcome(located, "failed", run))

@@ -1,0 +1,294 @@
+"""What each principal gains from BASE to HEAD: documents, groups, boundaries, trust (the gate).
+
+A principal gains access when HEAD gives it a document (an inline policy, an attachment, a
+group membership) that admits something the union of its BASE documents did not, loses a
+Deny statement it was under, loses or widens its permissions boundary. Each Allow statement
+of a document it did not hold is proven by the kernel (prove.Checker) to admit nothing that
+BASE's Allow statements of the same structure (or BASE's unconditional statements on every
+resource) did not; each BASE Deny must be kept by HEAD's Deny statements of its structure.
+A trust policy that changes, a document or group that is not known, something not modelled
+(holders.Other) that changes, are `unknown` with their line, never accepted. Documents held
+in both (the same template policy, the same ARN) are the per-document gate's to judge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..prove import Checker, Violation, same_json
+from ..verification import structure_key
+from .holders import Held, Holdings, Principal, canonical
+
+EVERYWHERE = ("*", ["*"])
+# How an expression shows in what holders write (CloudFormation, Terraform).
+EXPRESSIONS = ('"Ref"', '"Fn::', '"Condition"', "${", "var.", "local.", "each.", "count.",
+               "data.", "module.")
+
+
+@dataclass
+class Finding:
+    principal: str  # its label ("" for something not about one principal)
+    violation: Violation
+    line: int  # in HEAD
+    path: str = ""  # the HEAD file of the line ("": the one judged)
+
+
+def judge(base: Holdings, head: Holdings, checker: Checker, allow_new: bool = False,
+          context_changed: bool = False,
+          held_context: bool | None = None) -> tuple[list[Finding], list[str], int]:
+    """(findings, notes, principals judged) of HEAD's holdings against BASE's.
+    context_changed: what expressions read changed (parameters, variables, ...);
+    held_context (default: the same): whether that makes unknown whatever holds an
+    expression (holders write what an expression reads into what they compare, so one file
+    needs not; the files of a module judged together do)."""
+    if held_context is None:
+        held_context = context_changed
+    findings: list[Finding] = []
+    notes: list[str] = []
+    for key, other in head.others.items():
+        before = base.others.get(key)
+        if before is None or before.raw != other.raw or held_context and any(
+                marker in other.raw for marker in EXPRESSIONS):
+            findings.append(Finding("", _unknown(
+                f"{other.key}: {other.what}: it changed, and the gate cannot tell what it "
+                "grants"), other.line, other.path))
+    for key, other in base.others.items():
+        if key not in head.others and other.may_deny:
+            findings.append(Finding("", _unknown(
+                f"{other.key}: {other.what} was removed: the gate cannot tell what it denied "
+                "or bounded"), 1, other.path))
+    gone = [p for k, p in base.principals.items() if k not in head.principals and p.defined]
+    judged = 0
+    for key, principal in head.principals.items():
+        before = base.principals.get(key)
+        if before is None and principal.defined:
+            before = _renamed(base, head, principal, gone, checker)
+            if before is None:
+                found = _new_principal(head, principal, allow_new)
+                if found is None:
+                    notes.append(f"{principal.label}: a new {principal.kind}"
+                                 + (" (--allow-new-policies)" if allow_new else ""))
+                findings += [found] if found is not None else []
+                continue
+            gone.remove(before)
+            notes.append(f"{principal.label}: paired with {before.label} by content")
+        judged += 1
+        findings += _principal(base, head, before, principal, checker, held_context)
+    return findings, notes, judged
+
+
+def _unknown(message: str) -> Violation:
+    return Violation("unknown", -1, None, message)
+
+
+def _new_principal(head: Holdings, principal: Principal, allow_new: bool) -> Finding | None:
+    held = head.effective(principal)
+    grants = [h for h in held if not h.known or any(
+        s.get("Effect") != "Deny" for s in _statements(h.document))]
+    if not grants or allow_new:
+        return None
+    return Finding(principal.label, Violation(
+        "structure", -1, None, f"a new {principal.kind} {principal.label} that holds "
+        f"{len(grants)} policies, a new grant (--allow-new-policies accepts it)"),
+        principal.line, principal.path)
+
+
+def _renamed(base: Holdings, head: Holdings, principal: Principal, gone: list[Principal],
+             checker: Checker) -> Principal | None:
+    """A BASE principal gone from HEAD that this one replaces (a renamed logical id): the
+    same kind, trust and other properties, and nothing gained against it."""
+    for candidate in gone:
+        if candidate.kind != principal.kind or candidate.rest != principal.rest or \
+                _ref(candidate.trust) != _ref(principal.trust) or \
+                _ref(candidate.boundary) != _ref(principal.boundary):
+            continue
+        if not _principal(base, head, candidate, principal, checker, False):
+            return candidate
+    return None
+
+
+def _ref(held: Held | None) -> str | None:
+    return None if held is None else canonical(held.document) if held.known else held.ref
+
+
+def _principal(base: Holdings, head: Holdings, before: Principal | None, after: Principal,
+               checker: Checker, context_changed: bool) -> list[Finding]:
+    label = after.label
+    found: list[Finding] = []
+
+    def add(violation: Violation, line: int, path: str = after.path) -> None:
+        found.append(Finding(label, violation, line, path))
+
+    if before is None:  # named by an attachment only, in HEAD only: it held nothing here
+        before = Principal(after.key, after.kind, after.label, after.line, defined=False)
+    if after.defined and before.defined and after.rest != before.rest:
+        add(_unknown(f"{label}'s own properties changed (a name, path or tags can match what "
+                     "other policies grant)"), after.line)
+    if _ref(after.trust) != _ref(before.trust) or context_changed and after.trust is not None:
+        where = after.trust if after.trust is not None else after
+        add(_unknown(f"{label}'s trust policy changed: who may assume it is judged once the "
+                     "kernel reads whole statements (Principal)"), where.line, where.path)
+    held_before = base.effective(before)
+    held_after = head.effective(after)
+    refs_before = {h.ref for h in held_before}
+    known_before = [h for h in held_before if h.known]
+    allows = [s for h in known_before for s in _statements(h.document)
+              if s.get("Effect") == "Allow"]
+    for held in held_after:
+        if held.ref in refs_before and held.policy_id is not None:
+            continue  # the same template policy: the per-document gate judges its change
+        same = next((h for h in held_before if h.ref == held.ref), None)
+        if not held.known:
+            if same is None or same.known or context_changed:
+                add(_unknown(f"{label} holds {held.ref}: {held.reason}"), held.line, held.path)
+            continue
+        if same is not None and same.known and same_json(same.document, held.document):
+            continue
+        if any(same_json(h.document, held.document) for h in known_before):
+            continue
+        found += [Finding(label, v, held.line, held.path) for v in
+                  _gained(checker, label, held, allows)]
+    found += _denies_kept(checker, label, held_before, held_after, after)
+    found += _boundary(checker, label, before.boundary, after.boundary, after, context_changed)
+    return found
+
+
+def _statements(document: object) -> list[dict]:
+    statements = document.get("Statement") if isinstance(document, dict) else None
+    listed = statements if isinstance(statements, list) else [statements] \
+        if statements is not None else []
+    return [s for s in listed if isinstance(s, dict)]
+
+
+def _bare(statement: dict) -> dict:
+    return {k: v for k, v in statement.items() if k != "Sid"}
+
+
+def _everywhere(statement: dict) -> bool:
+    """An Allow on every resource without a condition: it covers any statement's actions."""
+    return set(statement) - {"Sid"} <= {"Effect", "Action", "NotAction", "Resource"} and \
+        any(same_json(statement.get("Resource"), e) for e in EVERYWHERE)
+
+
+def _entries(value: object) -> list | None:
+    listed = value if isinstance(value, list) else [value]
+    return listed if all(isinstance(v, str) for v in listed) else None
+
+
+def _gained(checker: Checker, label: str, held: Held, allows: list[dict]) -> list[Violation]:
+    """Each Allow statement of a document the principal did not hold, against its BASE
+    Allow statements: what it admits beyond them."""
+    found = []
+    for index, statement in enumerate(_statements(held.document)):
+        if statement.get("Effect") == "Deny":
+            continue
+        key = "Action" if "Action" in statement else "NotAction"
+        if statement.get("Effect") != "Allow" or key not in statement or \
+                _entries(statement[key]) is None:
+            found.append(Violation("unknown", index, None, f"{label} gains {held.ref}: a "
+                                   "statement the gate cannot read (an expression or no "
+                                   "action list)"))
+            continue
+        bare = _bare(statement)
+        if any(same_json(_bare(s), bare) for s in allows):
+            continue
+        shape = structure_key(bare)
+        alike = [s for s in allows if structure_key(_bare(s)) == shape or _everywhere(s)]
+        if any(_entries(s.get("Action")) is not None and "*" in _entries(s.get("Action"))
+               and _everywhere(s) for s in alike):
+            continue
+        if key == "Action":
+            union = [a for s in alike if "Action" in s and _entries(s["Action"]) is not None
+                     for a in _entries(s["Action"])]
+            attempts = [{**bare, "Action": union}]  # empty: the kernel names each pattern
+        else:
+            attempts = [{**bare, "NotAction": s["NotAction"]} for s in alike
+                        if "NotAction" in s and _entries(s["NotAction"]) is not None]
+        problems = None
+        for attempt in attempts:
+            problems = checker.check_statement(index, attempt, bare)
+            if not problems:
+                break
+        if problems == []:
+            continue
+        sid = statement.get("Sid") if isinstance(statement.get("Sid"), str) else None
+        if problems:
+            found += [Violation(p.kind, index, sid, f"{label} gains {held.ref}: {p.message}",
+                                p.witness, p.pattern) for p in problems]
+        else:
+            found.append(Violation("structure", index, sid, f"{label} gains {held.ref}: it "
+                                   "admits what no policy it held admitted"))
+    return found
+
+
+def _denies_kept(checker: Checker, label: str, held_before: list[Held], held_after: list[Held],
+                 where) -> list[Finding]:
+    """Every Deny the principal was under, still denied in HEAD."""
+    found = []
+    refs_after = {h.ref for h in held_after}
+    denies_after = [s for h in held_after if h.known for s in _statements(h.document)
+                    if s.get("Effect") == "Deny"]
+    for held in held_before:
+        if not held.known:
+            if held.ref not in refs_after:
+                found.append(Finding(label, _unknown(
+                    f"{label} no longer holds {held.ref}, which the gate cannot read: it may "
+                    "have held a Deny"), where.line, where.path))
+            continue
+        if held.ref in refs_after and held.policy_id is not None:
+            continue  # the per-document gate judges a Deny removed from the same policy
+        for index, deny in enumerate(_statements(held.document)):
+            if deny.get("Effect") != "Deny" or _kept(checker, index, deny, denies_after):
+                continue
+            sid = deny.get("Sid") if isinstance(deny.get("Sid"), str) else None
+            found.append(Finding(label, Violation(
+                "structure", index, sid, f"{label} is no longer under a Deny statement of "
+                f"{held.ref} (a guardrail removed)"), where.line, where.path))
+    return found
+
+
+def _kept(checker: Checker, index: int, deny: dict, denies: list[dict]) -> bool:
+    bare = _bare(deny)
+    if any(same_json(_bare(d), bare) for d in denies):
+        return True
+    key = "Action" if "Action" in deny else "NotAction"
+    if _entries(deny.get(key)) is None:
+        return False
+    shape = structure_key(bare)
+    alike = [_bare(d) for d in denies if structure_key(_bare(d)) == shape]
+    if key == "Action":
+        union = [a for d in alike if _entries(d.get("Action")) is not None
+                 for a in _entries(d["Action"])]
+        candidates = [{**bare, "Action": union}] if union else []
+    else:
+        candidates = alike
+    # HEAD denies at least what BASE denied: BASE's Deny, read as an Allow, inside HEAD's.
+    return any(not checker.check_statement(index, {**c, "Effect": "Allow"},
+                                           {**bare, "Effect": "Allow"}) for c in candidates)
+
+
+def _boundary(checker: Checker, label: str, before: Held | None, after: Held | None,
+              principal: Principal, context_changed: bool) -> list[Finding]:
+    if before is None:
+        return []  # no boundary before: any boundary only narrows
+    if after is None:
+        return [Finding(label, Violation("structure", -1, None, f"{label}'s permissions "
+                                         f"boundary {before.ref} was removed (a widening)"),
+                        principal.line, principal.path)]
+    if before.ref == after.ref and (after.policy_id is not None or not context_changed and not (
+            before.known and after.known)):
+        return []  # the same template policy (the per-document gate judges it), or unchanged
+    if not (before.known and after.known):
+        return [Finding(label, _unknown(f"{label}'s permissions boundary changed to "
+                                        f"{after.ref}: {after.reason or before.reason}"),
+                        after.line, after.path)]
+    if same_json(before.document, after.document):
+        return []
+    allows = [s for s in _statements(before.document) if s.get("Effect") == "Allow"]
+    found = [Finding(label, Violation(v.kind, v.statement, v.sid,
+                                      v.message.replace(" gains ", "'s boundary widens to ", 1),
+                                      v.witness, v.pattern), after.line, after.path)
+             for v in _gained(checker, label, after, allows)]
+    return found + [Finding(f.principal, Violation(
+        f.violation.kind, f.violation.statement, f.violation.sid,
+        f.violation.message + " (the boundary)"), after.line, after.path)
+        for f in _denies_kept(checker, label, [before], [after], after)]
