@@ -593,8 +593,10 @@ def _run_template_refine(args) -> int:
     catalog = _catalog(args)
     selection = select_policies(template, args.unused, args.policy_id, catalog,
                                 args.allow_inactive_finding)
-    for unused in {id(u): u for u in selection.findings.values()}.values():
-        _warn_finding(unused, catalog, args)
+    # Each finding once: warned about, and minus what keep rules keep (kept means used).
+    read = {key: _warn_finding(u, catalog, args)
+            for key, u in {id(u): u for u in selection.findings.values()}.items()}
+    selection.findings = {policy_id: read[id(u)] for policy_id, u in selection.findings.items()}
     for warning in selection.warnings:
         _warn(args, warning)
     chosen = [p for p in template.policies if p.id in selection.findings]
@@ -650,8 +652,9 @@ def _run_template_refine(args) -> int:
         print("refiner: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + "; "
               f"{sum(o.run.queries for o in result.outcomes if o.run)} proof queries",
               file=sys.stderr)
-        _print_kept(unused.kept + [{**item, "policyId": o.policy.id} for o in result.outcomes
-                                   if o.run for item in o.run.kept if "statement" in item])
+        kept = {str(item): item for o in result.outcomes if o.run for item in (
+            {**i, "policyId": o.policy.id} if "statement" in i else i for i in o.run.kept)}
+        _print_kept(list(kept.values()))
     if over and args.fail_over_limit:
         print("refiner: a refined policy is over the size limit (--fail-over-limit): nothing "
               "was written", file=sys.stderr)
