@@ -4,6 +4,13 @@ Run by hand (not part of the test suite):
 
     .venv/bin/python bench/account.py                         # 2,000 roles: 1 and 2 workers, Dask
     .venv/bin/python bench/account.py --roles 200 --naive 20  # smaller, with the naive loop
+    .venv/bin/python bench/account.py --roles 10000 --naive 0 --repeat 3
+    .venv/bin/python bench/account.py --roles 5000 --varied --naive 0   # larger, varied policies
+    .venv/bin/python bench/account.py --organization 100 --roles 500 --naive 0 --workers 2
+
+The Dask run is a cluster of separate processes on 127.0.0.1 (`dask scheduler` and two
+`dask worker`, as on several machines); --local-cluster uses Dask's LocalCluster instead.
+--folder DIR builds the account there once and reuses it on later runs.
 
 Each role has one inline policy and two or three attached AWS managed policies drawn from the
 corpus (shared by many roles) and a GetFindingV2 (5%, 30% and whole-service unused mixes, a few
@@ -16,7 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,14 +41,66 @@ from refiner.catalog import load_default  # noqa: E402
 REFINER = [sys.executable, "-m", "refiner.cli"]
 
 
-def timed(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak resident memory (MiB) of the largest process of the command."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def timed(command: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, peak resident memory (MiB) of the largest process of the command (itself
+    or a worker: wait4 reports the largest of a process and its descendants) and CPU seconds."""
     started = time.perf_counter()
-    subprocess.run(command, check=True, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(command, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
-    peak = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    return seconds, peak / 1024
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(command)} exited {process.returncode}")
+    return seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+
+
+class DaskProcesses:
+    """A Dask cluster as separate processes on 127.0.0.1: `dask scheduler` and `workers` times
+    `dask worker` (no nanny: one process each), as a user starts one on several machines."""
+
+    def __init__(self, folder: Path, workers: int = 2):
+        self.folder, self.workers = folder, workers
+        self.processes: list[subprocess.Popen] = []
+
+    def __enter__(self) -> DaskProcesses:
+        dask = str(Path(sys.executable).with_name("dask"))
+        scheduler_file = self.folder / "scheduler.json"
+        scheduler_file.unlink(missing_ok=True)
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        self.processes.append(subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+             "--scheduler-file", str(scheduler_file)], **quiet))
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.address = json.loads(scheduler_file.read_text())["address"]
+        for _ in range(self.workers):
+            self.processes.append(subprocess.Popen(
+                [dask, "worker", self.address, "--nthreads", "1", "--no-nanny",
+                 "--no-dashboard", "--host", "127.0.0.1"], **quiet))
+        from distributed import Client
+
+        with Client(self.address, timeout="30s") as client:
+            client.wait_for_workers(self.workers, timeout=60)
+        return self
+
+    def peak_mib(self) -> float:
+        """The largest peak resident memory among the cluster's processes (VmHWM)."""
+        peaks = []
+        for process in self.processes:
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            peaks += [int(line.split()[1]) / 1024 for line in status.splitlines()
+                      if line.startswith("VmHWM:")]
+        return max(peaks)
+
+    def __exit__(self, *exc) -> None:
+        for process in reversed(self.processes):
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def naive_loop(details: Path, findings: Path, sample: int, folder: Path) -> dict:
@@ -76,56 +136,111 @@ def naive_loop(details: Path, findings: Path, sample: int, folder: Path) -> dict
             "failures": failures, "permission_roles": len(by_role)}
 
 
+def build_account(folder: Path, args, actions: list[str]) -> tuple[list[Path], Path]:
+    """The exports (one per account) and the findings folder, built once per --folder."""
+    marker = folder / "built.json"
+    wanted = {"roles": args.roles, "varied": args.varied, "organization": args.organization}
+    if marker.exists() and json.loads(marker.read_text()) == wanted:
+        return sorted(folder.glob("account-*/authorization-details.json")), folder / "findings"
+    started = time.perf_counter()
+    details = []
+    accounts = [f"{100000000000 + n:012d}" for n in range(args.organization)] \
+        if args.organization else [None]
+    findings = folder / "findings"
+    findings.mkdir(parents=True, exist_ok=True)
+    for number, account in enumerate(accounts):
+        where = folder / f"account-{number:03d}"
+        extra = {"account": account} if account else {}
+        export, found = build(where, args.roles, actions, seed=20261125 + number,
+                              unused_roles=max(1, args.roles // 100), varied=args.varied, **extra)
+        for path in found.glob("*.json"):
+            path.rename(findings / path.name)
+        details.append(export)
+    marker.write_text(json.dumps(wanted))
+    print(f"built in {time.perf_counter() - started:.1f} s")
+    return details, findings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--roles", type=int, default=2_000)
+    parser.add_argument("--roles", type=int, default=2_000, help="roles (per account)")
+    parser.add_argument("--varied", action="store_true",
+                        help="larger, more varied policies (inline up to 10,240 characters)")
+    parser.add_argument("--organization", type=int, default=0, metavar="ACCOUNTS",
+                        help="that many accounts of --roles roles each")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each configuration")
     parser.add_argument("--naive", type=int, default=100, help="roles in the naive-loop sample")
     parser.add_argument("--no-dask", action="store_true")
+    parser.add_argument("--local-cluster", action="store_true",
+                        help="Dask's LocalCluster instead of separate scheduler/worker processes")
+    parser.add_argument("--folder", type=Path, help="build the account here once and reuse it")
     args = parser.parse_args()
     catalog = load_default()
     with tempfile.TemporaryDirectory() as temp:
-        folder = Path(temp)
-        started = time.perf_counter()
-        details, findings = build(folder, args.roles, catalog.all_actions(),
-                                  unused_roles=max(1, args.roles // 100))
-        print(f"account: {args.roles} roles, {len(list(findings.glob('*.json')))} findings, "
-              f"built in {time.perf_counter() - started:.1f} s")
-        base = REFINER + ["recommend", "--authorization-details", str(details), "--findings",
-                          str(findings)]
-        results = {}
-        for workers in (1, 2):
-            out = folder / f"out-{workers}"
-            results[f"{workers} worker(s)"] = timed(base + ["-o", str(out), "--workers", str(workers)])
-        if not args.no_dask:
-            from distributed import LocalCluster
-
-            with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
-                              dashboard_address=None) as cluster:
+        folder = args.folder or Path(temp)
+        details, findings = build_account(folder, args, catalog.all_actions())
+        principals = args.roles * max(args.organization, 1)
+        print(f"account: {principals} roles in {len(details)} account(s), "
+              f"{len(list(findings.glob('*.json')))} findings; the machine is shared: "
+              f"load average {os.getloadavg()[0]:.1f} at the start")
+        base = REFINER + ["recommend", "--authorization-details", *map(str, details),
+                          "--findings", str(findings)]
+        results: dict[str, list[tuple[float, float, float]]] = {}
+        for _ in range(args.repeat):
+            for workers in args.workers:
+                out = folder / f"out-{workers}"
+                subprocess.run(["rm", "-rf", str(out)], check=True)
+                results.setdefault(f"{workers} worker(s)", []).append(
+                    timed(base + ["-o", str(out), "--workers", str(workers)]))
+            if not args.no_dask:
                 out = folder / "out-dask"
-                results["Dask LocalCluster (2 workers)"] = timed(
-                    base + ["-o", str(out), "--scheduler", cluster.scheduler_address])
-        resumed = timed(base + ["-o", str(folder / "out-2"), "--workers", "2"])
-        totals = json.loads((folder / "out-2" / "summary.json").read_text())["totals"]
-        print(f"totals: {json.dumps(totals)}")
-        print("| run | seconds | roles/s | peak MiB |\n|---|---|---|---|")
-        for name, (seconds, peak) in results.items():
-            print(f"| {name} | {seconds:.1f} | {args.roles / seconds:.0f} | {peak:.0f} |")
-        print(f"| re-run, all done before | {resumed[0]:.1f} | | |")
+                subprocess.run(["rm", "-rf", str(out)], check=True)
+                if args.local_cluster:
+                    from distributed import LocalCluster
+
+                    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
+                                      dashboard_address=None) as cluster:
+                        run = timed(base + ["-o", str(out), "--scheduler",
+                                            cluster.scheduler_address])
+                    results.setdefault("Dask LocalCluster (2 workers)", []).append(run)
+                else:
+                    with DaskProcesses(folder) as cluster:
+                        seconds, peak, cpu = timed(base + ["-o", str(out), "--scheduler",
+                                                           cluster.address])
+                        peak = max(peak, cluster.peak_mib())
+                    results.setdefault("Dask, separate processes (2 workers)", []).append(
+                        (seconds, peak, cpu))
+        last = folder / f"out-{args.workers[-1]}"
+        resumed = timed(base + ["-o", str(last), "--workers", str(args.workers[-1])])
+        summary = json.loads((last / "summary.json").read_text())
+        print(f"totals: {json.dumps(summary['totals'])}")
+        print("| run | seconds (median, min-max) | principals/s | largest process MiB | "
+              "CPU s |\n|---|---|---|---|---|")
+        for name, runs in results.items():
+            seconds = [r[0] for r in runs]
+            median = statistics.median(seconds)
+            print(f"| {name} | {median:.1f} ({min(seconds):.1f}-{max(seconds):.1f}) | "
+                  f"{principals / median:.0f} | {max(r[1] for r in runs):.0f} | "
+                  f"{statistics.median(r[2] for r in runs):.1f} |")
+        print(f"| re-run, all done before | {resumed[0]:.1f} | | {resumed[1]:.0f} | "
+              f"{resumed[2]:.1f} |")
         if args.naive:
-            naive = naive_loop(details, findings, args.naive, folder)
+            naive = naive_loop(details[0], findings, args.naive, folder)
             if not naive["runs"]:
                 sys.exit("naive loop: no `refiner refine` process ran (no UnusedPermission role)")
             for failure in naive["failures"]:
                 print(f"naive loop: FAILED {failure}")
             # Scaled by the roles that need refining: the others cost recommend nothing either.
             scaled = naive["seconds"] / naive["roles"] * naive["permission_roles"]
-            two = results["2 worker(s)"][0]
+            two = statistics.median(r[0] for r in results[f"{args.workers[-1]} worker(s)"])
             print(f"naive loop: {naive['runs']} `refiner refine` processes for {naive['roles']} "
                   f"roles in {naive['seconds']:.1f} s ({naive['seconds'] / naive['runs']:.2f} s "
                   f"each, {len(naive['failures'])} failed); scaled to the "
                   f"{naive['permission_roles']} roles with an UnusedPermission finding "
-                  f"{scaled:.0f} s; recommend with 2 workers ({two:.1f} s) is "
+                  f"{scaled:.0f} s; recommend with {args.workers[-1]} worker(s) ({two:.1f} s) is "
                   f"{scaled / two:.1f}x faster")
+
 
 if __name__ == "__main__":
     main()

@@ -2,7 +2,7 @@
 
 The Python API (refiner.api): refine(policy, finding, catalog=None, strategy="words"),
 verify(original, refined, finding, catalog=None), no_new_access(base, head), load_catalog(path=None),
-STRATEGIES, and
+account_graph(*exports) (who holds what), STRATEGIES, and
 the results and errors they use. They are imported on first use, so that `import refiner`
 (which the command line does on every call) stays cheap. (The stages they run are the
 modules refinement, verification, prove, ...; none of them is named like an API function.)"""
@@ -10,8 +10,8 @@ modules refinement, verification, prove, ...; none of them is named like an API 
 __version__ = "0.2.0"
 DISTRIBUTION = "iam-refiner"  # the name on the package index; import and command: refiner
 
-_API = ("refine", "verify", "no_new_access", "load_catalog", "STRATEGIES", "Result", "Change",
-        "Verification", "GateResult", "ProofError", "KeepRules", "read_keep_rules")
+_API = ("refine", "verify", "no_new_access", "load_catalog", "account_graph", "STRATEGIES", "Result",
+        "Change", "Verification", "GateResult", "ProofError", "KeepRules", "read_keep_rules")
 __all__ = [*_API, "InputError", "__version__"]
 
 

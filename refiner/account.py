@@ -1,24 +1,24 @@
-"""Read an account's IAM data (`aws iam get-account-authorization-details`) and its findings."""
+"""Read an account's findings (GetFindingV2 pages), and a per-principal view of its IAM data."""
 
 from __future__ import annotations
 
+import hashlib
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
-from .jsontext import dumps, parse_json_text, read_text
-from .policy import decoded_document
+from .jsontext import parse_json_text, read_text
+from .principals import VIA_ATTACHED, VIA_BOUNDARY, AccountGraph
 
 
 @dataclass
 class PolicyRef:
-    """One policy of a principal, as JSON text ready to cross to a worker.
-
-    policy_id is the managed policy's ARN or the inline policy's name (Access Analyzer's
-    existingPolicyId); kind is "managed", "inline" or "group" (a group's policy, shared with
-    the group's other members: reported, never rewritten)."""
+    """One policy of a principal as `refiner aws compare` reads it: policy_id is the managed
+    policy's ARN or the inline policy's name (Access Analyzer's existingPolicyId); kind is
+    "managed", "inline" or "group"."""
 
     policy_id: str
     name: str
@@ -26,10 +26,6 @@ class PolicyRef:
     text: str
     updated_at: str | None = None
     aws_managed: bool = False
-
-    def as_task(self) -> dict:
-        return {"policyId": self.policy_id, "name": self.name, "kind": self.kind,
-                "text": self.text, "updatedAt": self.updated_at, "awsManaged": self.aws_managed}
 
 
 @dataclass
@@ -42,138 +38,42 @@ class Principal:
 
 
 class Account:
-    """Principals by ARN, from one or more exports (pages of one account, or several accounts)."""
+    """Principals by ARN with their policies: a per-principal view of the account graph."""
 
-    def __init__(self):
+    def __init__(self, graph: AccountGraph):
+        self.graph = graph
         self.principals: dict[str, Principal] = {}
-        self._managed: dict[str, PolicyRef] = {}
-        self._groups: dict[str, dict] = {}  # "account:group name" -> group detail
-        self._pending: list[tuple[Principal, dict]] = []
+        for held in graph.principals.values():
+            principal = self.principals[held.arn] = Principal(held.arn, held.kind, held.name,
+                                                              missing=list(held.missing))
+            for document, via in graph.documents_of(held):
+                if via == VIA_BOUNDARY:
+                    continue
+                kind = "managed" if via == VIA_ATTACHED else "group" \
+                    if via.startswith("group:") else "inline"
+                principal.policies.append(PolicyRef(document.aws_id, document.name, kind,
+                                                    document.text, document.updated_at,
+                                                    document.aws_managed))
 
     @classmethod
     def read(cls, paths: list[str]) -> Account:
-        account = cls()
-        for path in paths:
-            account._add(read_json_object(path, "authorization details"), path)
-        account._resolve()
-        return account
-
-    def _add(self, export: dict, path: str) -> None:
-        if not any(key in export for key in ("RoleDetailList", "UserDetailList", "Policies")):
-            raise InputError(f"authorization details {path}: expected the output of "
-                             "`aws iam get-account-authorization-details`")
-        for policy in _list(export, "Policies", path):
-            ref = _managed_policy(policy, path)
-            if ref is not None:
-                self._managed[ref.policy_id] = ref
-        for group in _list(export, "GroupDetailList", path):
-            self._groups[_account_of(group.get("Arn", "")) + ":" + str(group.get("GroupName"))] = group
-        for kind, key, inline_key in (("role", "RoleDetailList", "RolePolicyList"),
-                                      ("user", "UserDetailList", "UserPolicyList")):
-            for detail in _list(export, key, path):
-                arn, name = detail.get("Arn"), detail.get(f"{kind.title()}Name")
-                if not isinstance(arn, str) or not isinstance(name, str):
-                    raise InputError(f"authorization details {path}: a {kind} without Arn or name")
-                principal = self.principals.setdefault(arn, Principal(arn, kind, name))
-                for inline in _list(detail, inline_key, path):
-                    _add_policy(principal, _inline_policy(inline, "inline", path))
-                self._pending.append((principal, detail))
-
-    def _resolve(self) -> None:
-        """Attach managed and group policies once every page is read (a page may name a
-        policy that another page holds)."""
-        for principal, detail in self._pending:
-            arn = principal.arn
-            self._attach(principal, _list(detail, "AttachedManagedPolicies", arn), "managed")
-            for group_name in _list(detail, "GroupList", arn, of=str):
-                group = self._groups.get(f"{_account_of(principal.arn)}:{group_name}")
-                if group is None:
-                    principal.missing.append(f"group {group_name}")
-                    continue
-                for inline in _list(group, "GroupPolicyList", group_name):
-                    _add_policy(principal, _inline_policy(inline, "group", "group " + group_name))
-                self._attach(principal, _list(group, "AttachedManagedPolicies", group_name),
-                             "group")
-        self._pending = []
-
-    def _attach(self, principal: Principal, attached: list, kind: str) -> None:
-        for entry in attached:
-            arn = entry.get("PolicyArn") if isinstance(entry, dict) else None
-            ref = self._managed.get(arn)
-            if ref is None:
-                principal.missing.append(f"policy {arn}")
-                continue
-            _add_policy(principal, PolicyRef(ref.policy_id, ref.name, kind, ref.text,
-                                             ref.updated_at, ref.aws_managed))
+        return cls(AccountGraph.read(paths))
 
 
-def _add_policy(principal: Principal, ref: PolicyRef) -> None:
-    """Once each: the same export given twice (or a policy both attached and reached through
-    a group) must not make two steps for one policy."""
-    if all((p.policy_id, p.kind) != (ref.policy_id, ref.kind) for p in principal.policies):
-        principal.policies.append(ref)
-
-
-def read_json_object(path: str, what: str) -> dict:
-    value = parse_json_text(read_text(path, what), f"{what} {path}")
-    if not isinstance(value, dict):
-        raise InputError(f"{what} {path}: expected a JSON object")
-    return value
-
-
-def _list(holder: dict, key: str, where: str, of: type = dict) -> list:
-    """holder[key] when it is a list of `of` (missing: empty); anything else is malformed
-    input, never read as "nothing attached"."""
-    value = holder.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(item, of) for item in value):
-        raise InputError(f"authorization details ({where}): {key} must be a list of "
-                         f"{'objects' if of is dict else 'names'}")
-    return value
-
-
-def _managed_policy(policy: dict, path: str) -> PolicyRef | None:
-    arn = policy.get("Arn")
-    if not isinstance(arn, str):
-        raise InputError(f"authorization details {path}: a policy without Arn")
-    versions = [v for v in _list(policy, "PolicyVersionList", arn) if v.get("IsDefaultVersion")]
-    if not versions:
-        return None
-    # moto's export lacks PolicyName: the ARN's last part is the name.
-    name = policy.get("PolicyName") or arn.rsplit("/", 1)[-1]
-    return PolicyRef(arn, name, "managed", _document_text(versions[0].get("Document"), path),
-                     versions[0].get("CreateDate"), arn.startswith("arn:aws:iam::aws:"))
-
-
-def _inline_policy(inline: dict, kind: str, path: str) -> PolicyRef:
-    name = inline.get("PolicyName")
-    if not isinstance(name, str):
-        raise InputError(f"authorization details {path}: an inline policy without PolicyName")
-    return PolicyRef(name, name, kind, _document_text(inline.get("PolicyDocument"), path))
-
-
-def _document_text(document: object, path: str) -> str:
-    """A policy document as text: exports hold objects or (URL-encoded) strings."""
-    if isinstance(document, str):
-        return decoded_document(document)
-    if isinstance(document, dict):
-        return dumps(document, indent=2) + "\n"
-    raise InputError(f"authorization details {path}: a policy document is neither an object "
-                     "nor a string")
-
-
-def _account_of(arn: str) -> str:
-    parts = arn.split(":")
-    return parts[4] if len(parts) > 4 else ""
-
+_PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")  # never holds the "~" of a digest
 
 # --- findings ---------------------------------------------------------------------------------
 
+HEAD_FIELDS = ("id", "resource", "resourceType", "resourceOwnerAccount", "status", "findingType",
+               "updatedAt", "analyzedAt", "createdAt", "nextToken", "accountUnreadable")
+
+
 @dataclass
 class FindingPages:
-    """The pages of one finding as read: their JSON texts (what crosses to a worker) and the
-    first page's fields that decide what to do with it."""
+    """The pages of one finding, compacted: the fields recommend reads and the unused
+    actions as shared strings (a large account's findings are held at once)."""
 
-    texts: list[str] = field(default_factory=list)
+    pages: list[dict] = field(default_factory=list)
     head: dict = field(default_factory=dict)
 
 
@@ -185,14 +85,48 @@ def finding_pages(paths: list[str]) -> dict[str, FindingPages]:
         value = parse_json_text(text, label)
         if not isinstance(value, dict) or not isinstance(value.get("id"), str):
             raise InputError(f"{label}: expected a GetFindingV2 response with an id")
-        found = pages.setdefault(value["id"], FindingPages(head=value))
-        found.texts.append(text)
+        page = _compact(value)
+        found = pages.setdefault(value["id"], FindingPages(head=page))
+        found.pages.append(page)
     return pages
 
 
+def _compact(value: dict) -> dict:
+    """The page with only what is read later; well-formed action lists become lists of shared
+    strings (anything else is kept as it was, for the finding's reader to refuse)."""
+    page = {key: value[key] for key in HEAD_FIELDS if key in value}
+    details = value.get("findingDetails")
+    if not isinstance(details, list):
+        if "findingDetails" in value:
+            page["findingDetails"] = details
+        return page
+    page["findingDetails"] = [_compact_detail(detail) for detail in details]
+    return page
+
+
+def _compact_detail(detail: object) -> object:
+    entry = detail.get("unusedPermissionDetails") if isinstance(detail, dict) else None
+    if not isinstance(entry, dict) or set(detail) != {"unusedPermissionDetails"}:
+        return detail
+    actions = entry.get("actions")
+    if not isinstance(actions, list) or not all(
+            isinstance(item, dict) and isinstance(item.get("action"), str) for item in actions):
+        return detail
+    compact = {key: value for key, value in entry.items() if key not in ("actions", "lastAccessed")}
+    if "actions" in entry:
+        compact["actions"] = [sys.intern(item["action"]) for item in actions]
+    return {"unusedPermissionDetails": compact}
+
+
 def finding_file_name(finding_id: str) -> str:
-    """A file name for a finding id that is safe on every file system."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", finding_id) + ".json"
+    """A file name for a finding id, safe on every file system and distinct for distinct ids:
+    an id of letters, digits, `.`, `_` and `-` is its own name; any other gets its unsafe
+    characters replaced and `~` and a digest of the whole id appended (ids that differ only
+    in `:` vs `/` get two files). A plain id holds no `~`, so the two kinds never meet."""
+    if _PLAIN_ID.fullmatch(finding_id):
+        return finding_id + ".json"
+    digest = hashlib.sha256(finding_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return re.sub(r"[^A-Za-z0-9._-]", "_", finding_id)[:180] + f"~{digest}.json"
 
 
 def _finding_texts(paths: list[str]) -> Iterator[tuple[str, str]]:

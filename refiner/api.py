@@ -148,6 +148,16 @@ def load_catalog(path: str | os.PathLike | None = None) -> Catalog:
     return _embedded() if path is None else load_file(os.fspath(path))
 
 
+def account_graph(*exports: str | os.PathLike):
+    """Who holds what, from `aws iam get-account-authorization-details` output (pages of one
+    account or several accounts): principals (ARN, unique id, account, partition, tags,
+    boundary), groups and members, every document by owner and kind with its reach
+    (refiner.principals.AccountGraph; graph.reach(document key))."""
+    from .principals import AccountGraph
+
+    return AccountGraph.read([os.fspath(path) for path in exports])
+
+
 @functools.lru_cache(maxsize=1)
 def _embedded() -> Catalog:
     return load_default()
@@ -395,4 +405,4 @@ def _entries(value) -> list[str]:
 
 
 __all__ = ["STRATEGIES", "Change", "InputError", "KeepRules", "ProofError", "Result",
-           "Verification", "load_catalog", "read_keep_rules", "refine", "verify"]
+           "Verification", "account_graph", "load_catalog", "read_keep_rules", "refine", "verify"]

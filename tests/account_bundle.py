@@ -27,30 +27,35 @@ def _pool(chooser: random.Random, size: int, limit: int) -> list[str]:
 
 
 def build(folder: Path, roles: int, catalog_actions: list[str], seed: int = 20261125,
-          users: int = 0, unused_roles: int = 0, paged: int = 0) -> tuple[Path, Path]:
+          users: int = 0, unused_roles: int = 0, paged: int = 0, account: str = ACCOUNT,
+          varied: bool = False) -> tuple[Path, Path]:
     """Write folder/authorization-details.json and folder/findings/*.json; return both paths.
 
     Every role has one inline policy and two or three attached managed policies (shared by
     many roles); `users` users get an inline policy and a group with a policy of its own;
     `unused_roles` of the roles get an UnusedIAMRole finding instead; `paged` findings are
-    split into two pages (nextToken)."""
+    split into two pages (nextToken); varied: larger and more varied policies (inline ones up to
+    a role's 10,240 characters from a pool of 200, managed ones from a pool of 200); account:
+    the account id of every ARN (an organization is several such accounts)."""
     chooser = random.Random(seed)
     catalog_key = tuple(catalog_actions)
-    managed_pool = _pool(chooser, 40, 6_144)
-    inline_pool = _pool(chooser, 40, 2_000)
+    managed_pool = _pool(chooser, 200 if varied else 40, 6_144)
+    inline_pool = _pool(chooser, 200 if varied else 40, 10_240 if varied else 2_000)
+    user_inline_pool = _pool(chooser, 40, 2_000) if varied else inline_pool
     details = {"UserDetailList": [], "GroupDetailList": [], "RoleDetailList": [], "Policies": [],
                "IsTruncated": False}
-    used_managed: set[str] = set()
+    used_managed: dict[str, int] = {}  # name -> attachments
     findings_dir = folder / "findings"
     findings_dir.mkdir(parents=True, exist_ok=True)
     principals = [("role", number) for number in range(roles)] + \
         [("user", number) for number in range(users)]
     for kind, number in principals:
         name = f"{kind.title()}{number:05d}"
-        arn = f"arn:aws:iam::{ACCOUNT}:{kind}/{name}"
-        inline = chooser.choice(inline_pool)
+        arn = f"arn:aws:iam::{account}:{kind}/{name}"
+        inline = chooser.choice(inline_pool if kind == "role" else user_inline_pool)
         attached = chooser.sample(managed_pool, chooser.choice((2, 3)))
-        used_managed.update(attached)
+        for policy_name in attached:
+            used_managed[policy_name] = used_managed.get(policy_name, 0) + 1
         entry = {"Path": "/", f"{kind.title()}Name": name, f"{kind.title()}Id": f"ID{number}",
                  "Arn": arn, "CreateDate": "2024-01-01T00:00:00Z",
                  f"{kind.title()}PolicyList": [{"PolicyName": f"{name}-inline",
@@ -61,10 +66,10 @@ def build(folder: Path, roles: int, catalog_actions: list[str], seed: int = 2026
         if kind == "user":
             group = f"Group{number:03d}"
             entry["GroupList"] = [group]
-            group_policy = chooser.choice(inline_pool)
+            group_policy = chooser.choice(user_inline_pool)
             details["GroupDetailList"].append({
                 "Path": "/", "GroupName": group, "GroupId": f"G{number}",
-                "Arn": f"arn:aws:iam::{ACCOUNT}:group/{group}",
+                "Arn": f"arn:aws:iam::{account}:group/{group}",
                 "GroupPolicyList": [{"PolicyName": f"{group}-inline",
                                      "PolicyDocument": policies()[group_policy]}],
                 "AttachedManagedPolicies": []})
@@ -74,9 +79,10 @@ def build(folder: Path, roles: int, catalog_actions: list[str], seed: int = 2026
             details["RoleDetailList"].append(entry)
         allowed = sorted({a for n in names for a in _allowed(n, catalog_key)})
         label, rate, services = SCENARIOS[number % len(SCENARIOS)]
-        finding_id = f"{kind}-{number:05d}-{label.strip('%')}"
+        finding_id = f"{kind}-{number:05d}-{label.strip('%')}" + \
+            (f"-{account}" if account != ACCOUNT else "")
         response = {"id": finding_id, "resource": arn,
-                    "resourceType": f"AWS::IAM::{kind.title()}", "resourceOwnerAccount": ACCOUNT,
+                    "resourceType": f"AWS::IAM::{kind.title()}", "resourceOwnerAccount": account,
                     "status": "ACTIVE", "findingType": "UnusedPermission",
                     "analyzedAt": "2026-11-20T00:00:00Z", "createdAt": "2026-11-20T00:00:00Z",
                     "updatedAt": "2026-11-20T00:00:00Z"}
@@ -102,7 +108,8 @@ def build(folder: Path, roles: int, catalog_actions: list[str], seed: int = 2026
     for name in sorted(used_managed):
         details["Policies"].append({
             "PolicyName": name, "PolicyId": f"P{abs(hash(name)) % 10**8}", "Arn": _arn(name),
-            "Path": "/", "DefaultVersionId": "v2", "AttachmentCount": 1, "IsAttachable": True,
+            "Path": "/", "DefaultVersionId": "v2", "AttachmentCount": used_managed[name],
+            "IsAttachable": True,
             "CreateDate": "2024-01-01T00:00:00Z", "UpdateDate": "2024-02-01T00:00:00Z",
             "PolicyVersionList": [
                 {"Document": {"Version": "2012-10-17", "Statement": [

@@ -23,13 +23,18 @@ class FakeAccessAnalyzer:
     checked against the operation's output shape with botocore's validator (as its Stubber
     does), so a fixture that AWS could not send fails the test that uses it. Lists are paged
     `page_size` at a time (nextToken), and every `throttle_every`-th request is answered with
-    ThrottlingException (HTTP 429), which clients must retry."""
+    ThrottlingException (HTTP 429), which clients must retry. An unknown finding id is
+    ResourceNotFoundException; the recommendation of an id in `denied` is
+    AccessDeniedException; with `gather` (a Barrier), GenerateFindingRecommendation answers
+    only once that many requests are in at the same time."""
 
     def __init__(self, analyzers: list[dict], findings: dict[str, dict],
                  recommendations: dict[str, dict], page_size: int = 2, throttle_every: int = 0):
         self.analyzers, self.findings, self.recommendations = analyzers, findings, recommendations
         self.page_size, self.throttle_every = page_size, throttle_every
         self.requests: list[str] = []
+        self.denied: set[str] = set()  # finding ids whose recommendation is AccessDenied
+        self.gather: threading.Barrier | None = None  # generate requests must arrive together
         self.throttled = 0
         self._polls: dict[str, int] = {}
         model = botocore.session.get_session().get_service_model("accessanalyzer")
@@ -73,6 +78,8 @@ class FakeAccessAnalyzer:
         return {**finding, **page}
 
     def GenerateFindingRecommendation(self, query, body, uri):
+        if self.gather is not None:  # a client asking one finding at a time never gets past
+            self.gather.wait(timeout=20)
         self._polls[uri["id"]] = 0
         return {}
 
@@ -80,7 +87,8 @@ class FakeAccessAnalyzer:
         polls = self._polls[uri["id"]] = self._polls.get(uri["id"], 0) + 1
         recommendation = self.recommendations[uri["id"]]
         if polls == 1:  # AWS works on it asynchronously: the first answer is IN_PROGRESS
-            return {"recommendationType": "UnusedPermissionRecommendation",
+            return {"resourceArn": recommendation["resourceArn"],
+                    "recommendationType": "UnusedPermissionRecommendation",
                     "status": "IN_PROGRESS", "startedAt": recommendation["startedAt"]}
         steps = recommendation.get("recommendedSteps", [])
         page = self._page(steps, "recommendedSteps", query.get("nextToken"))
@@ -120,7 +128,16 @@ class FakeAccessAnalyzer:
                 for method, path, operation in fake._operations:
                     found = path.match(urllib.parse.unquote(parsed.path))
                     if method == self.command and found:
-                        response = getattr(fake, operation.name)(query, body, found.groupdict())
+                        if operation.name == "GetFindingRecommendation" and \
+                                found.groupdict().get("id") in fake.denied:
+                            return self._reply(403, {"message": "not authorized"},
+                                               "AccessDeniedException")
+                        try:
+                            response = getattr(fake, operation.name)(query, body,
+                                                                     found.groupdict())
+                        except KeyError as missing:
+                            return self._reply(404, {"message": f"no {missing}"},
+                                               "ResourceNotFoundException")
                         if operation.output_shape is not None:
                             report = ParamValidator().validate(response, operation.output_shape)
                             if report.has_errors():

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from account_bundle import build
+from account_check import check_principals
 from oracle import allowed_by, is_unused
 
 from refiner.cli import main
@@ -72,7 +73,7 @@ def test_every_recommendation_is_right_by_the_oracle(bundle, first_run, catalog)
     actions = catalog.all_actions()
     summary = json.loads((first_run / "summary.json").read_text())
     rows = {row["findingId"]: row for row in summary["findings"]}
-    steps_checked = 0
+    steps_checked = shared_checked = 0
     for path in findings.glob("*.json"):
         response = json.loads(path.read_text())
         row = rows[response["id"]]
@@ -90,39 +91,49 @@ def test_every_recommendation_is_right_by_the_oracle(bundle, first_run, catalog)
                                     .read_text())
         assert recommendation["status"] == "SUCCEEDED"
         assert recommendation["resourceArn"] == response["resource"]
+        assert recommendation["principal"]["id"] and recommendation["updatedAt"]
         unused_actions, unused_services = _unused(findings, response["id"])
         for step in recommendation["recommendedSteps"]:
             detail = step["unusedPermissionsRecommendedStep"]
+            if "sharedPolicy" in detail:  # judged once, against every holder, below
+                shared_checked += 1
+                continue
             original = documents[(response["resource"], detail["existingPolicyId"])]
             refined = loads(detail["recommendedPolicy"], "recommended") \
                 if detail["recommendedAction"] == "CREATE_POLICY" else {"Statement": []}
             _check_with_oracle(original, refined, actions, unused_actions, unused_services)
             steps_checked += 1
-        # Policies that grant no unused action get no step; every other one gets one.
-        stepped = {s["unusedPermissionsRecommendedStep"]["existingPolicyId"]
-                   for s in recommendation["recommendedSteps"]}
-        for (principal, policy_id), document in documents.items():
-            if principal != response["resource"] or policy_id.startswith("group:"):
-                continue
-            grants_unused = any(is_unused(a, unused_actions, unused_services)
-                                for s in _statements(document) for a in allowed_by(s, actions))
-            if not grants_unused:
-                assert policy_id not in stepped
-    assert steps_checked > 50
+    assert steps_checked > 40 and shared_checked > 0
+    responses = [json.loads(p.read_text()) for p in findings.glob("*.json")]
+    report = check_principals(export, _joined(responses), first_run, actions)
+    assert len(report) == 53
 
 
-def test_users_group_policies_are_reported_not_rewritten(first_run):
+def _joined(responses: list[dict]) -> list[dict]:
+    """Pages of one finding as one response."""
+    whole: dict[str, dict] = {}
+    for response in responses:
+        held = whole.setdefault(response["id"], {**response, "findingDetails": []})
+        held["findingDetails"] = held["findingDetails"] + response["findingDetails"]
+    return list(whole.values())
+
+
+def test_group_policies_are_consolidated_never_rewritten_per_member(first_run):
     summary = json.loads((first_run / "summary.json").read_text())
     users = [row for row in summary["findings"] if ":user/" in (row.get("resourceArn") or "")]
     assert users
+    shared = {entry["name"]: entry for entry in summary["sharedPolicies"]}
     for row in users:
         groups = [p for p in row["policies"] if p["kind"] == "group"]
-        assert groups and all("patterns" not in p for p in groups)
+        assert groups and all("patterns" not in p and p["sharedPolicy"] in shared for p in groups)
+        assert all(p["ref"]["kind"] == "group-inline" and ":group/" in p["ref"]["owner"]
+                   for p in groups)
         recommendation = json.loads((first_run / "recommendations" / f"{row['findingId']}.json")
                                     .read_text())
-        ids = {s["unusedPermissionsRecommendedStep"]["existingPolicyId"]
-               for s in recommendation["recommendedSteps"]}
-        assert not ids & {p["policyId"] for p in groups}
+        for step in recommendation["recommendedSteps"]:
+            detail = step["unusedPermissionsRecommendedStep"]
+            if detail["policyRef"]["kind"] == "group-inline":
+                assert "recommendedPolicy" not in detail and detail["sharedPolicy"] in shared
 
 
 def test_pages_split_across_files_equal_the_whole_finding(bundle, first_run, tmp_path):
@@ -172,9 +183,14 @@ def test_report_page_in_a_real_browser(first_run):
                     (row["principal"], policy["policyId"])
                 distinct.setdefault(key, policy)
     assert shown["policies changed"] == sum(p["changed"] for p in distinct.values()) > 0
-    assert shown["policies changed"] < totals["policiesChanged"]  # shared ones, once
+    # Rows measure only each principal's own documents (shared ones are in sharedPolicies,
+    # refined once), so the summary's totals count each policy once too.
+    assert shown["policies changed"] == totals["policiesChanged"]
     assert shown["characters after"] == sum(p["characters"][1] for p in distinct.values())
-    assert result.stdout.count("<details>") == totals["findings"]
+    # One row per finding, and each shared policy once in its own table.
+    assert result.stdout.count("<details>") == totals["findings"] + totals["sharedPolicies"]
+    shared = result.stdout[result.stdout.index('id="shared"'):]
+    assert shared.count("<details>") == totals["sharedPolicies"] > 0
 
 
 def test_a_run_killed_midway_finishes_the_same(bundle, first_run, tmp_path):
@@ -185,12 +201,12 @@ def test_a_run_killed_midway_finishes_the_same(bundle, first_run, tmp_path):
     process = subprocess.Popen(command, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
-        if len(list((out / "state").glob("*.json"))) >= 5:
+        if _lines(out / "results.jsonl") >= 5:
             os.killpg(process.pid, signal.SIGKILL)  # the workers too
             break
         time.sleep(0.01)
     process.wait(timeout=60)
-    done = len(list((out / "state").glob("*.json")))
+    done = _lines(out / "results.jsonl")
     assert 0 < done < 51, "the run was not interrupted midway"
     assert not (out / "summary.json").exists()
     assert recommend(bundle, out) == 1
@@ -198,18 +214,25 @@ def test_a_run_killed_midway_finishes_the_same(bundle, first_run, tmp_path):
     assert not list(out.rglob(".*.json.*"))  # no temporary file left behind
 
 
+def _lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except OSError:
+        return 0
+
+
 def test_a_dying_worker_fails_only_its_finding(bundle, tmp_path, monkeypatch):
-    import refiner.recommend
+    import refiner.tasks
 
-    real = refiner.recommend._one_policy
+    real = refiner.tasks.refine_task
 
-    def dies_on_one_policy(ref, *args, **kwargs):
-        if ref["name"] == "Role00020-inline":  # as a solver abort would
+    def dies_on_one_policy(task, *args, **kwargs):
+        if task["name"] == "Role00020-inline":  # as a solver abort would
             os.kill(os.getpid(), signal.SIGSEGV)
-        return real(ref, *args, **kwargs)
+        return real(task, *args, **kwargs)
 
     # Workers are forked from this process, so they run the patched function.
-    monkeypatch.setattr(refiner.recommend, "_one_policy", dies_on_one_policy)
+    monkeypatch.setattr(refiner.tasks, "refine_task", dies_on_one_policy)
     out = tmp_path / "out"
     assert recommend(bundle, out, "--workers", "2") == 1
     rows = json.loads((out / "summary.json").read_text())["findings"]
@@ -365,18 +388,18 @@ def run_small(details, findings, out, *options) -> int:
 
 
 def test_failures_are_tried_again_and_a_changed_catalog_redoes_the_work(tmp_path, monkeypatch):
-    import refiner.recommend
+    import refiner.tasks
 
     details, findings = small_account(tmp_path, S3_GET)
     out = tmp_path / "out"
-    real = refiner.recommend._one_policy
+    real = refiner.tasks.refine_task
 
-    def dies(ref, *args, **kwargs):
+    def dies(task, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGSEGV)
 
-    monkeypatch.setattr(refiner.recommend, "_one_policy", dies)
+    monkeypatch.setattr(refiner.tasks, "refine_task", dies)
     assert run_small(details, findings, out) == 1
-    monkeypatch.setattr(refiner.recommend, "_one_policy", real)
+    monkeypatch.setattr(refiner.tasks, "refine_task", real)
     assert run_small(details, findings, out) == 0  # the failure was not kept as done
     catalog = tmp_path / "catalog.json"
     catalog.write_text(json.dumps({"s3": ["GetObject", "GetObjectAcl"]}))
@@ -433,11 +456,11 @@ def test_outputs_that_overlap_inputs_and_unreachable_schedulers_are_refused(tmp_
     assert "cannot reach the Dask scheduler" in capsys.readouterr().err
 
 
-def test_group_policies_with_not_action_report_what_they_grant(catalog):
-    from refiner.finding import parse_finding
-    from refiner.recommend import _unused_granted
+def test_what_a_not_action_policy_grants_is_every_action_but_those_it_excludes(catalog):
+    from refiner.tasks import granted_actions
 
-    unused = parse_finding([{"serviceNamespace": "ec2", "actions": ["RunInstances"]}], catalog)
     text = json.dumps({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}]})
-    assert _unused_granted(text, "group policy", unused, catalog) == ["ec2:RunInstances"]
+    granted = granted_actions(text, catalog)
+    assert "ec2:RunInstances" in granted and not any(a.lower().startswith("iam:") for a in granted)
+    assert len(granted) == len(catalog) - len(catalog.actions_of("iam"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from ..errors import InputError
 
 # The IAM actions each step calls (tests record every call and hold them to this list;
@@ -14,11 +16,15 @@ PERMISSIONS = {
                 "access-analyzer:GetFindingRecommendation"],
     "apply": ["iam:GetPolicy", "iam:GetPolicyVersion", "iam:ListPolicyVersions",
               "iam:CreatePolicyVersion", "iam:DeletePolicyVersion", "iam:SetDefaultPolicyVersion",
-              "iam:CreatePolicy", "iam:DeletePolicy", "iam:ListPolicies",
+              "iam:CreatePolicy", "iam:DeletePolicy",
               "iam:ListEntitiesForPolicy", "iam:AttachRolePolicy", "iam:DetachRolePolicy",
               "iam:AttachUserPolicy", "iam:DetachUserPolicy", "iam:GetRolePolicy",
               "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:GetUserPolicy",
-              "iam:PutUserPolicy", "iam:DeleteUserPolicy"],
+              "iam:PutUserPolicy", "iam:DeleteUserPolicy", "iam:GetRole", "iam:GetUser",
+              "iam:GetGroup", "iam:GetGroupPolicy", "iam:PutGroupPolicy", "iam:DeleteGroupPolicy",
+              "iam:ListAttachedRolePolicies", "iam:ListAttachedUserPolicies",
+              "access-analyzer:GetFinding", "access-analyzer:ListAnalyzers",
+              "sts:GetCallerIdentity", "sts:AssumeRole"],
 }
 # API operations authorized by an IAM action of another name.
 AUTHORIZED_BY = {"access-analyzer:ListFindingsV2": "access-analyzer:ListFindings",
@@ -35,9 +41,19 @@ def session(profile: str | None = None, region: str | None = None):
     import botocore.exceptions
 
     try:
-        return boto3.Session(profile_name=profile, region_name=region)
+        made = boto3.Session(profile_name=profile, region_name=region)
     except botocore.exceptions.ProfileNotFound as error:
         raise InputError(str(error)) from None
+    made._session.register_component("data_loader", _loader())
+    return made
+
+
+@functools.lru_cache(maxsize=1)
+def _loader():
+    """botocore's service models, read once per process rather than once per session."""
+    from botocore.loaders import create_loader
+
+    return create_loader()
 
 
 def client(aws_session, service: str):

@@ -1,61 +1,49 @@
-"""`refiner aws apply` and `rollback`: put proven recommendations into IAM, journaled so they can be undone.
+"""`refiner aws apply`: put proven recommendations into IAM, each change checked live first and journaled.
 
-Every change is a dry run unless asked for (--yes). Before each change the policy is read
-again and the change is refused if it differs from what was refined (never a stale
-recommendation). Each IAM call is preceded by a journal entry (JSON Lines, flushed to disk)
-holding what is needed to undo it, and followed by one saying it was done; rollback undoes
-in reverse order, each undo safe to repeat, so a crash between two calls, or during a
-rollback, leaves a journal that rollback can still finish."""
+A dry run (the default) is the same code path with the IAM writes switched off: every check
+runs and each change is reported as it would go. Before a change: the principal is read live
+(its unique id must be the recorded one, its account the credentials' or one reached through
+--assume-role-name), the finding is read again (GetFindingV2: updatedAt unmoved and nothing the
+change removes used since), the policy's text must be the one refined, and a managed or group
+policy must reach exactly the principals it reached (ListEntitiesForPolicy, boundaries too).
+Each IAM write is announced in the journal (on disk first) with what undoing it needs."""
 
 from __future__ import annotations
 
-import contextlib
-import difflib
+import hashlib
 import json
-import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
+from ..catalog import Catalog
 from ..errors import InputError
+from ..finding import Unused, merge_findings
+from ..policy import load_policy
 from ..prove import same_json
-from ..recommend import RECOMMENDATIONS, STATE
-from ..refinement import policy_size
-from . import aws_errors, client, session
+from . import aws_errors, session
+from .compare import used_actions_lost
+from .fetch import unused_access_analyzer, whole_finding
+from .journal import Journal
+from .live import (
+    Accounts,
+    Refused,
+    attached_arns,
+    document_now,
+    inline_owner_kind,
+    managed_document,
+    name_key,
+    owner_name,
+    parse_arn,
+    principal_now,
+    reach_differs,
+    same_principal,
+    version_document,
+)
+from .plan import Change, plan
 
 MAX_VERSIONS = 5  # IAM keeps at most five versions of a managed policy
-
-
-@dataclass
-class Change:
-    """One recommended step, planned: which policy, what IAM calls, how big."""
-
-    finding_id: str
-    principal: dict  # arn, kind ("role"/"user"), name
-    policy: dict  # as recommend read it: policyId, name, kind, text, updatedAt, awsManaged
-    action: str  # CREATE_POLICY or DETACH_POLICY
-    document: str | None  # the recommended policy's text
-
-    @property
-    def calls(self) -> list[str]:
-        managed = self.policy["kind"] == "managed"
-        who = self.principal["kind"].title()
-        if self.action == "DETACH_POLICY":
-            return [f"Detach{who}Policy"] if managed else [f"Delete{who}Policy"]
-        if not managed:
-            return [f"Put{who}Policy"]
-        if self.policy.get("awsManaged"):
-            return ["CreatePolicy", f"Attach{who}Policy", f"Detach{who}Policy"]
-        return ["CreatePolicyVersion (SetAsDefault)"]
-
-    def describe(self) -> str:
-        before = policy_size(json.loads(self.policy["text"]))
-        after = policy_size(json.loads(self.document)) if self.document else 0
-        diff = list(difflib.unified_diff(self.policy["text"].splitlines(),
-                                         (self.document or "").splitlines(), lineterm=""))
-        added = sum(line.startswith("+") and not line.startswith("+++") for line in diff)
-        removed = sum(line.startswith("-") and not line.startswith("---") for line in diff)
-        return (f"{self.principal['arn']}: {self.policy['policyId']}: {', '.join(self.calls)}; "
-                f"{before:,} -> {after:,} characters, +{added}/-{removed} lines")
+DEFAULT_ATTACHMENT_QUOTA = 10  # managed policies per role or user (20 on request)
 
 
 @dataclass
@@ -67,290 +55,346 @@ class ApplyJob:
     prune_oldest: bool = False
     profile: str | None = None
     region: str | None = None
+    assume_role_name: str | None = None
+    analyzer_arn: str | None = None
+    catalog: Catalog | None = None
+    attachment_quota: int = DEFAULT_ATTACHMENT_QUOTA
+
+    @property
+    def journal_path(self) -> str:
+        return self.journal or str(Path(self.outdir) / "journal.jsonl")
 
 
-def plan(outdir: str, only: list[str] | None = None) -> list[Change]:
-    """The changes recommend's output asks for (SUCCEEDED findings), optionally only those of
-    the principals or policies named."""
-    out = Path(outdir)
-    if not (out / RECOMMENDATIONS).is_dir() or not (out / STATE).is_dir():
-        raise InputError(f"{outdir} is not an output folder of `refiner recommend`")
-    changes = []
-    for path in sorted((out / RECOMMENDATIONS).glob("*.json")):
-        recommendation = json.loads(path.read_text(encoding="utf-8"))
-        if recommendation.get("status") != "SUCCEEDED":
-            continue
-        state = json.loads((out / STATE / path.name).read_text(encoding="utf-8"))
-        if "policies" not in state:
-            raise InputError(f"{outdir} was written by an older refiner recommend, which did "
-                             "not keep the policies it refined: run recommend again")
-        policies = {p["policyId"]: p for p in state["policies"]}
-        for step in recommendation["recommendedSteps"]:
-            detail = step["unusedPermissionsRecommendedStep"]
-            change = Change(state["row"]["findingId"], state["principal"],
-                            policies[detail["existingPolicyId"]], detail["recommendedAction"],
-                            detail.get("recommendedPolicy"))
-            if not only or change.principal["arn"] in only or change.policy["policyId"] in only:
-                changes.append(change)
-    return changes
+@dataclass
+class Outcome:
+    change: Change
+    done: bool  # made (or, in a dry run, would be made)
+    reason: str = ""
 
 
-def apply(job: ApplyJob) -> tuple[list[Change], list[tuple[Change, str]]]:
-    """Apply every planned change (only with job.yes; else nothing is called): the changes
-    made and those refused, with the reason."""
+@dataclass
+class ApplyReport:
+    outcomes: list[Outcome]
+    torn: str | None = None  # a journal line a crash cut short, found and kept
+
+    @property
+    def refused(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.done]
+
+
+def apply(job: ApplyJob) -> ApplyReport:
+    """Check every planned change live and make it (only with job.yes)."""
     changes = plan(job.outdir, job.only)
-    if not job.yes:
-        return [], []
-    iam = client(session(job.profile, job.region), "iam")
-    journal = Journal(job.journal or str(Path(job.outdir) / "journal.jsonl"))
-    made, refused = [], []
-    for change in changes:
+    if not changes:
+        return ApplyReport([])
+    try:
+        accounts = Accounts(session(job.profile, job.region), job.assume_role_name)
+        analyzer = accounts.service("accessanalyzer")
+        analyzer_arn = job.analyzer_arn or unused_access_analyzer(analyzer)
+    except aws_errors() as error:
+        raise InputError(f"AWS refused or could not be reached: {error}") from None
+    journal = Journal(job.journal_path) if job.yes else None
+    try:
+        if journal is not None:
+            journal.lock_folder(job.outdir)
+        run = Run(job, accounts, Findings(analyzer, analyzer_arn), journal)
+        torn = None
+        if journal is not None:
+            if journal.contents.torn is not None:
+                torn = (f"journal line {journal.contents.torn_line} was cut short by a crash "
+                        "(kept as a 'torn' entry; its call was never made)")
+            journal.write({"state": "begin", "outdir": str(job.outdir),
+                           "account": accounts.account,
+                           "assumeRoleName": job.assume_role_name})
+        outcomes = [run.one(change) for change in changes]
+    finally:
+        if journal is not None:
+            journal.close()
+    return ApplyReport(outcomes, torn)
+
+
+class Findings:
+    """Findings as Access Analyzer holds them now, read once per run."""
+
+    def __init__(self, analyzer, analyzer_arn: str):
+        self._analyzer, self._arn = analyzer, analyzer_arn
+        self._read: dict[str, dict] = {}
+
+    def get(self, finding_id: str) -> dict:
+        if finding_id not in self._read:
+            try:
+                self._read[finding_id] = whole_finding(self._analyzer, self._arn, finding_id)
+            except self._analyzer.exceptions.ResourceNotFoundException:
+                raise Refused(f"finding {finding_id} no longer exists: re-run recommend") from None
+        return self._read[finding_id]
+
+
+class Run:
+    """One apply: the checks and IAM calls of each change, journaled."""
+
+    def __init__(self, job: ApplyJob, accounts: Accounts, findings: Findings,
+                 journal: Journal | None):
+        self.job, self.accounts, self.findings, self.journal = job, accounts, findings, journal
+        import botocore.exceptions
+
+        self._rejected = botocore.exceptions.ClientError
+        self._catalog = job.catalog
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            from ..catalog import load_default
+
+            self._catalog = load_default()
+        return self._catalog
+
+    def one(self, change: Change) -> Outcome:
+        if change.problem:
+            return Outcome(change, False, change.problem)
         try:
-            stale = _stale(iam, change)
-            if stale:
-                refused.append((change, stale))
+            already = self._checked_change(change)
+        except (Refused, InputError) as refusal:
+            return Outcome(change, False, str(refusal))
+        except aws_errors() as error:
+            return Outcome(change, False, f"AWS refused: {error}")
+        return Outcome(change, True, "already as recommended: nothing to do" if already else "")
+
+    # --- checks -------------------------------------------------------------------------------
+
+    def _checked_change(self, change: Change) -> bool:
+        """Check, then make the change; True when IAM already holds what it would make."""
+        iam = self._iam_of(change)
+        if change.principal is not None:
+            same_principal(iam, change.principal)
+        live = document_now(iam, change.ref)
+        if self._already(iam, change, live):
+            return True
+        self._fresh_findings(change)
+        if live is None:
+            raise Refused("the policy no longer exists")
+        if not same_json(live, json.loads(change.policy["text"])):
+            raise Refused("the policy changed since the recommendation was made: re-run recommend")
+        if change.how in ("version", "put-inline", "delete-inline") and (
+                change.principal is None or change.ref["kind"] == "managed"):
+            differs = reach_differs(iam, change.ref, change.policy.get("reach", []))
+            if differs:
+                raise Refused(f"{differs}: refused, re-run recommend")
+        getattr(self, "_" + change.how.replace("-", "_"))(iam, change)
+        return False
+
+    def _already(self, iam, change: Change, live: dict | None) -> bool:
+        """A change an earlier apply made (a re-run after a crash or a success)."""
+        wanted = json.loads(change.document) if change.document else None
+        if change.how in ("put-inline", "version"):
+            return live is not None and same_json(live, wanted)
+        if change.how == "delete-inline":
+            return live is None
+        if change.how == "detach":  # whoever detached it, nothing is left to take away
+            principal = change.principal
+            return change.ref["arn"] not in attached_arns(iam, principal["kind"], principal["name"])
+        if change.how == "copy":
+            principal = change.principal
+            attached = attached_arns(iam, principal["kind"], principal["name"])
+            copy = (f"arn:{principal['partition']}:iam::{principal['account']}:policy/"
+                    f"{copy_name(change.ref['arn'], change.document)}")
+            return change.ref["arn"] not in attached and copy in attached
+        return False
+
+    def _iam_of(self, change: Change):
+        if change.principal is not None:
+            account, partition = change.principal["account"], change.principal["partition"]
+            if parse_arn(change.principal["arn"])["account"] != account:
+                raise Refused(f"{change.principal['arn']} is not in account {account}")
+        else:
+            parts = parse_arn(change.ref.get("owner") or change.ref["arn"])
+            account, partition = parts["account"], parts["partition"]
+        return self.accounts.iam(account, partition)
+
+    def _fresh_findings(self, change: Change) -> None:
+        """Refused when a finding moved since recommend, or a principal the document reaches
+        now uses an action the change takes away."""
+        old = load_policy(json.loads(change.policy["text"]), "the policy", change.policy["text"])
+        new = load_policy(json.loads(change.document), "the recommended policy", change.document) \
+            if change.action == "CREATE_POLICY" and change.how != "detach" else None
+        holders = {change.principal["id"]: change.principal["arn"]} if change.principal else \
+            {r["id"]: r["arn"] for r in change.policy.get("reach", [])}
+        unused_of: dict[str, Unused | None] = {}
+        for recorded in change.findings:
+            if not recorded.get("id"):
+                raise Refused("the recommendation does not name its finding")
+            live = self.findings.get(recorded["id"])
+            if live.get("status") != "ACTIVE":
+                raise Refused(f"finding {recorded['id']} is {live.get('status')} now: re-run "
+                              "recommend")
+            if not _same_time(live.get("updatedAt"), recorded.get("updatedAt")):
+                raise Refused(f"finding {recorded['id']} was updated since the recommendation "
+                              f"({recorded.get('updatedAt')} -> {live.get('updatedAt')}): re-run "
+                              "recommend")
+            principal = recorded.get("principal") or {}
+            if live.get("resource") != principal.get("arn"):
+                raise Refused(f"finding {recorded['id']} is about {live.get('resource')}, not "
+                              f"{principal.get('arn')}")
+            unused_of[principal.get("id")] = None if live.get("findingType") == "UnusedIAMRole" \
+                else merge_findings([(f"finding {recorded['id']}", live)], self.catalog)
+        for unique, arn in holders.items():
+            # No finding: the principal uses everything. UnusedIAMRole: it uses nothing.
+            if unique in unused_of and unused_of[unique] is None:
                 continue
-            refusal = _apply_one(iam, journal, change, job.prune_oldest)
-        except aws_errors() as error:
-            refused.append((change, f"AWS refused: {error}"))
-            continue
-        if refusal:
-            refused.append((change, refusal))
-        else:
-            made.append(change)
-    return made, refused
+            lost = used_actions_lost(old.statements, new.statements if new else [],
+                                     unused_of.get(unique) or Unused(), self.catalog)
+            if lost:
+                raise Refused(f"{arn} uses {', '.join(lost[:5])}{' ...' if len(lost) > 5 else ''}"
+                              " now, which this change removes: re-run recommend")
 
+    # --- the changes ------------------------------------------------------------------------
 
-# --- one change -----------------------------------------------------------------------------
+    def _call(self, intent: dict, action) -> dict:
+        """Journal the intent (on disk before the call), make the call, journal that it was
+        done. In a dry run neither."""
+        if self.journal is None:
+            return {}
+        entry = self.journal.write({"state": "intent", **intent})
+        try:
+            result = action() or {}
+        except self._rejected as error:  # IAM answered no: the call changed nothing
+            self.journal.write({"state": "failed", "of": entry["seq"], "error": str(error)})
+            raise
+        result = {k: v for k, v in result.items() if k != "ResponseMetadata"}
+        self.journal.write({"state": "done", "of": entry["seq"], **result})
+        return result
 
-def _stale(iam, change: Change) -> str | None:
-    """Why the policy in IAM is not the one that was refined (None when it is)."""
-    current = _current_document(iam, change)
-    if current is None:
-        return "the policy no longer exists"
-    if not same_json(current, json.loads(change.policy["text"])):
-        return "the policy changed since the recommendation was made"
-    return None
+    def _record(self, change: Change, call: str) -> None:
+        change.calls.append(call)
 
+    def _owner(self, iam, change: Change) -> dict:
+        kind = inline_owner_kind(change.ref)
+        if change.principal is not None:
+            return change.principal
+        parts = parse_arn(change.ref["owner"])
+        name = owner_name(change.ref["owner"])
+        return {"arn": change.ref["owner"], "kind": kind, "name": name,
+                "id": principal_now(iam, kind, name).id, "account": parts["account"],
+                "partition": parts["partition"]}
 
-def _current_document(iam, change: Change) -> dict | None:
-    principal, policy = change.principal, change.policy
-    try:
-        if policy["kind"] == "managed":
-            arn = policy["policyId"]
-            default = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
-            return _version_document(iam, arn, default)
-        get = getattr(iam, f"get_{principal['kind']}_policy")
-        return _document(get(**{_name_key(principal): principal["name"],
-                                "PolicyName": policy["name"]})["PolicyDocument"])
-    except iam.exceptions.NoSuchEntityException:
-        return None
+    def _put_inline(self, iam, change: Change) -> None:
+        owner = self._owner(iam, change)
+        kind, name = owner["kind"], change.ref["name"]
+        self._record(change, f"Put{kind.title()}Policy")
+        self._call({"op": "put_inline", "account": owner["account"], "owner": owner,
+                    "ref": change.ref, "before": change.policy["text"], "after": change.document},
+                   lambda: getattr(iam, f"put_{kind}_policy")(
+                       **{name_key(kind): owner["name"]}, PolicyName=name,
+                       PolicyDocument=change.document))
 
+    def _delete_inline(self, iam, change: Change) -> None:
+        owner = self._owner(iam, change)
+        kind, name = owner["kind"], change.ref["name"]
+        self._record(change, f"Delete{kind.title()}Policy")
+        self._call({"op": "delete_inline", "account": owner["account"], "owner": owner,
+                    "ref": change.ref, "before": change.policy["text"], "after": None},
+                   lambda: getattr(iam, f"delete_{kind}_policy")(
+                       **{name_key(kind): owner["name"]}, PolicyName=name))
 
-def _apply_one(iam, journal: Journal, change: Change, prune_oldest: bool) -> str | None:
-    principal, policy = change.principal, change.policy
-    who = {_name_key(principal): principal["name"]}
-    kind = principal["kind"]
-    if policy["kind"] != "managed":  # inline: the original is saved before it is replaced
-        base = {"principal": principal, "policyName": policy["name"],
-                "previousDocument": policy["text"]}
-        if change.action == "DETACH_POLICY":
-            _call(journal, {"op": "delete_inline", **base},
-                  lambda: getattr(iam, f"delete_{kind}_policy")(**who, PolicyName=policy["name"]))
-        else:
-            _call(journal, {"op": "put_inline", **base},
-                  lambda: getattr(iam, f"put_{kind}_policy")(**who, PolicyName=policy["name"],
-                                                              PolicyDocument=change.document))
-        return None
-    arn = policy["policyId"]
-    attachment = {"principal": principal, "policyArn": arn}
-    if change.action == "DETACH_POLICY":
-        _call(journal, {"op": "detach", **attachment},
-              lambda: getattr(iam, f"detach_{kind}_policy")(**who, PolicyArn=arn))
-        return None
-    if policy.get("awsManaged"):  # AWS's own policies cannot change: a customer one replaces it
-        name = f"{policy['name']}-refined"[:128]
-        created = _call(journal, {"op": "create_policy", "policyName": name},
-                        lambda: {"policyArn": iam.create_policy(
-                            PolicyName=name, PolicyDocument=change.document,
-                            Description=f"refiner: proven refinement of {arn}")["Policy"]["Arn"]})
-        new = {"principal": principal, "policyArn": created["policyArn"]}
-        _call(journal, {"op": "attach", **new},
-              lambda: getattr(iam, f"attach_{kind}_policy")(**who, PolicyArn=new["policyArn"]))
-        _call(journal, {"op": "detach", **attachment},
-              lambda: getattr(iam, f"detach_{kind}_policy")(**who, PolicyArn=arn))
-        return None
-    versions = iam.list_policy_versions(PolicyArn=arn)["Versions"]
-    if len(versions) >= MAX_VERSIONS:
-        if not prune_oldest:
-            return (f"{arn} has {len(versions)} versions, IAM's limit: --prune-oldest deletes the "
-                    "oldest non-default one (saved in the journal)")
-        oldest = min((v for v in versions if not v["IsDefaultVersion"]),
-                     key=lambda v: v["CreateDate"])
-        saved = _version_document(iam, arn, oldest["VersionId"])
-        copies = sum(same_json(_version_document(iam, arn, v["VersionId"]), saved)
-                     for v in versions)
-        _call(journal, {"op": "delete_policy_version", "policyArn": arn,
-                        "versionId": oldest["VersionId"], "document": json.dumps(saved),
-                        "copiesBefore": copies},
-              lambda: iam.delete_policy_version(PolicyArn=arn, VersionId=oldest["VersionId"]))
+    def _detach(self, iam, change: Change, arn: str | None = None) -> None:
+        principal, arn = change.principal, arn or change.ref["arn"]
+        kind = principal["kind"]
+        if arn not in attached_arns(iam, kind, principal["name"]):
+            raise Refused(f"{arn} is no longer attached to {principal['arn']}")
+        self._record(change, f"Detach{kind.title()}Policy {arn}")
+        self._call({"op": "detach", "account": principal["account"], "principal": principal,
+                    "ref": {"kind": "managed", "arn": arn}, "policyArn": arn,
+                    "attachedBefore": True},
+                   lambda: getattr(iam, f"detach_{kind}_policy")(
+                       **{name_key(kind): principal["name"]}, PolicyArn=arn))
+
+    def _version(self, iam, change: Change) -> None:
+        arn = change.ref["arn"]
         versions = iam.list_policy_versions(PolicyArn=arn)["Versions"]
-    default = next(v["VersionId"] for v in versions if v["IsDefaultVersion"])
-    _call(journal, {"op": "create_policy_version", "policyArn": arn, "defaultBefore": default,
-                    "versionsBefore": sorted(v["VersionId"] for v in versions)},
-          lambda: {"versionId": iam.create_policy_version(
-              PolicyArn=arn, PolicyDocument=change.document, SetAsDefault=True)
-              ["PolicyVersion"]["VersionId"]})
-    return None
+        if len(versions) >= MAX_VERSIONS:
+            if not self.job.prune_oldest:
+                raise Refused(f"{arn} has {len(versions)} versions, IAM's limit: --prune-oldest "
+                              "deletes the oldest non-default one (saved in the journal)")
+            oldest = min((v for v in versions if not v["IsDefaultVersion"]),
+                         key=lambda v: v["CreateDate"])
+            saved = version_document(iam, arn, oldest["VersionId"])
+            copies = sum(same_json(version_document(iam, arn, v["VersionId"]), saved)
+                         for v in versions)
+            self._record(change, f"DeletePolicyVersion {oldest['VersionId']}")
+            self._call({"op": "delete_policy_version", "account": parse_arn(arn)["account"],
+                        "ref": change.ref, "policyArn": arn, "versionId": oldest["VersionId"],
+                        "document": json.dumps(saved), "copiesBefore": copies},
+                       lambda: iam.delete_policy_version(PolicyArn=arn,
+                                                         VersionId=oldest["VersionId"]))
+            if self.journal is not None:
+                versions = iam.list_policy_versions(PolicyArn=arn)["Versions"]
+        default = next(v["VersionId"] for v in versions if v["IsDefaultVersion"])
+        self._record(change, "CreatePolicyVersion (default)")
+        self._call({"op": "create_policy_version", "account": parse_arn(arn)["account"],
+                    "ref": change.ref, "policyArn": arn, "defaultBefore": default,
+                    "versionsBefore": sorted(v["VersionId"] for v in versions),
+                    "document": change.document},
+                   lambda: {"versionId": iam.create_policy_version(
+                       PolicyArn=arn, PolicyDocument=change.document, SetAsDefault=True)
+                       ["PolicyVersion"]["VersionId"]})
+
+    def _copy(self, iam, change: Change) -> None:
+        """AWS's detach-and-attach: a customer managed policy holding the recommended document
+        (one per distinct document, reused by every principal that gets it) is attached, and
+        the original detached from this principal only."""
+        principal, original = change.principal, change.ref["arn"]
+        kind = principal["kind"]
+        attached = attached_arns(iam, kind, principal["name"])
+        if original not in attached:  # never re-grant what was taken away since
+            raise Refused(f"{original} is no longer attached to {principal['arn']}")
+        name = copy_name(original, change.document)
+        arn = f"arn:{principal['partition']}:iam::{principal['account']}:policy/{name}"
+        existing = managed_document(iam, arn)
+        if existing is not None and not same_json(existing, json.loads(change.document)):
+            raise Refused(f"{arn} exists with another document: not reused, not replaced")
+        if arn not in attached and len(attached) + 1 > self.job.attachment_quota:
+            raise Refused(f"{principal['arn']} has {len(attached)} managed policies attached, "
+                          f"the quota ({self.job.attachment_quota}; --attachment-quota): no room "
+                          "to attach the copy before detaching the original")
+        if existing is None:
+            self._record(change, f"CreatePolicy {name}")
+            self._call({"op": "create_policy", "account": principal["account"],
+                        "ref": {"kind": "managed", "arn": arn}, "policyArn": arn,
+                        "policyName": name, "document": change.document, "copyOf": original},
+                       lambda: {"policyArn": iam.create_policy(
+                           PolicyName=name, PolicyDocument=change.document,
+                           Description=f"refiner: proven refinement of {original}"[:1000])
+                           ["Policy"]["Arn"]})
+            if self.journal is not None:  # IAM is eventually consistent: attach once it is seen
+                iam.get_waiter("policy_exists").wait(
+                    PolicyArn=arn, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+        else:
+            self._record(change, f"reuse {name}")
+        if arn not in attached:
+            self._record(change, f"Attach{kind.title()}Policy {name}")
+            self._call({"op": "attach", "account": principal["account"], "principal": principal,
+                        "ref": {"kind": "managed", "arn": arn}, "policyArn": arn},
+                       lambda: getattr(iam, f"attach_{kind}_policy")(
+                           **{name_key(kind): principal["name"]}, PolicyArn=arn))
+        self._detach(iam, change, original)
 
 
-def _call(journal: Journal, intent: dict, action) -> dict:
-    """Journal the intent (on disk before the call), make the call, journal that it was done."""
-    number = journal.write({"state": "intent", **intent})
-    result = action()
-    result = result if isinstance(result, dict) and "ResponseMetadata" not in result else {}
-    journal.write({"state": "done", "seq": number, **result})
-    return result
+def copy_name(original_arn: str, document: str) -> str:
+    """A name unique to the recommended document: the same document gets the same copy."""
+    digest = hashlib.sha256(json.dumps(json.loads(document), sort_keys=True,
+                                       separators=(",", ":")).encode()).hexdigest()[:12]
+    suffix = f"-refined-{digest}"
+    return owner_name(original_arn)[:128 - len(suffix)] + suffix
 
 
-# --- the journal and rollback -------------------------------------------------------------------
-
-class Journal:
-    """Append-only JSON Lines; every entry reaches the disk before the call it announces."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self._next = 1 + sum(1 for entry in read_journal(path) if entry["state"] == "intent") \
-            if Path(path).exists() else 1
-
-    def write(self, entry: dict) -> int:
-        number = entry.get("seq") or self._next
-        if entry["state"] == "intent":
-            self._next += 1
-        line = json.dumps({"seq": number, **{k: v for k, v in entry.items() if k != "seq"}})
-        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(descriptor, (line + "\n").encode())
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        return number
-
-
-def read_journal(path: str) -> list[dict]:
+def _same_time(now, then) -> bool:
+    """updatedAt as AWS gives it and as the bundle holds it (ISO 8601, Z or +00:00)."""
+    if now is None or then is None:
+        return now == then
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise InputError(f"cannot read journal {path}: {error.strerror}") from None
-    entries = []
-    for number, line in enumerate(lines, 1):
-        try:
-            entries.append(json.loads(line))
-        except ValueError:
-            if number == len(lines):  # a last line cut short by a crash: its call never ran
-                break
-            raise InputError(f"journal {path} line {number} is not JSON") from None
-    return entries
+        return _instant(now) == _instant(then)
+    except ValueError:
+        return now == then
 
 
-def rollback(journal_path: str, profile: str | None = None, region: str | None = None) -> int:
-    """Undo every journaled change, newest first (also those whose call may have happened
-    without being marked done); returns how many were undone. Safe to run again."""
-    entries = read_journal(journal_path)
-    intents = {e["seq"]: e for e in entries if e["state"] == "intent"}
-    undone = {e["seq"] for e in entries if e["state"] == "undone"}
-    results = {e["seq"]: e for e in entries if e["state"] == "done"}
-    iam = client(session(profile, region), "iam")
-    journal = Journal(journal_path)
-    count = 0
-    for number in sorted(intents, reverse=True):
-        if number in undone:
-            continue
-        try:
-            _undo(iam, intents[number], results.get(number, {}))
-        except aws_errors() as error:
-            raise InputError(f"rollback stopped at journal entry {number} "
-                             f"({intents[number]['op']}): {error}; run it again") from None
-        journal.write({"state": "undone", "seq": number})
-        count += 1
-    return count
-
-
-def _undo(iam, intent: dict, result: dict) -> None:
-    """Put back what one journaled call changed; harmless if the call never happened."""
-    op = intent["op"]
-    gone = iam.exceptions.NoSuchEntityException
-    if op in ("put_inline", "delete_inline"):
-        principal = intent["principal"]
-        getattr(iam, f"put_{principal['kind']}_policy")(
-            **{_name_key(principal): principal["name"]}, PolicyName=intent["policyName"],
-            PolicyDocument=intent["previousDocument"])
-    elif op in ("attach", "detach"):
-        principal = intent["principal"]
-        verb = "detach" if op == "attach" else "attach"
-        with contextlib.suppress(gone):  # never attached, or detached already: nothing to undo
-            getattr(iam, f"{verb}_{principal['kind']}_policy")(
-                **{_name_key(principal): principal["name"]}, PolicyArn=intent["policyArn"])
-    elif op == "create_policy_version":
-        arn = intent["policyArn"]
-        if iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"] != intent["defaultBefore"]:
-            iam.set_default_policy_version(PolicyArn=arn, VersionId=intent["defaultBefore"])
-        for version in iam.list_policy_versions(PolicyArn=arn)["Versions"]:
-            if version["VersionId"] not in intent["versionsBefore"]:
-                iam.delete_policy_version(PolicyArn=arn, VersionId=version["VersionId"])
-    elif op == "delete_policy_version":
-        # The content returns as a new version (IAM gives it a new id); counting the versions
-        # that hold it makes a repeated rollback create it only once.
-        arn, saved = intent["policyArn"], json.loads(intent["document"])
-        held = sum(same_json(_version_document(iam, arn, v["VersionId"]), saved)
-                   for v in iam.list_policy_versions(PolicyArn=arn)["Versions"])
-        for _ in range(intent["copiesBefore"] - held):
-            iam.create_policy_version(PolicyArn=arn, PolicyDocument=intent["document"],
-                                      SetAsDefault=False)
-    elif op == "create_policy":
-        arn = result.get("policyArn") or _policy_arn_by_name(iam, intent["policyName"])
-        if arn is not None:
-            _delete_policy(iam, arn)
-
-
-def _policy_arn_by_name(iam, name: str) -> str | None:
-    for page in iam.get_paginator("list_policies").paginate(Scope="Local"):
-        for policy in page["Policies"]:
-            if policy["PolicyName"] == name:
-                return policy["Arn"]
-    return None
-
-
-def _delete_policy(iam, arn: str) -> None:
-    gone = iam.exceptions.NoSuchEntityException
-    try:
-        entities = iam.list_entities_for_policy(PolicyArn=arn)
-    except gone:
-        return
-    for role in entities.get("PolicyRoles", []):
-        iam.detach_role_policy(RoleName=role["RoleName"], PolicyArn=arn)
-    for user in entities.get("PolicyUsers", []):
-        iam.detach_user_policy(UserName=user["UserName"], PolicyArn=arn)
-    for version in iam.list_policy_versions(PolicyArn=arn)["Versions"]:
-        if not version["IsDefaultVersion"]:
-            iam.delete_policy_version(PolicyArn=arn, VersionId=version["VersionId"])
-    iam.delete_policy(PolicyArn=arn)
-
-
-def _version_document(iam, arn: str, version_id: str) -> dict:
-    return _document(iam.get_policy_version(PolicyArn=arn, VersionId=version_id)
-                     ["PolicyVersion"]["Document"])
-
-
-def _document(value) -> dict:
-    """IAM returns documents decoded (boto3) or URL-encoded (other clients)."""
-    if isinstance(value, str):
-        import urllib.parse
-
-        return json.loads(urllib.parse.unquote(value))
-    return value
-
-
-def _name_key(principal: dict) -> str:
-    return "RoleName" if principal["kind"] == "role" else "UserName"
-
+def _instant(value: str) -> datetime:
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))

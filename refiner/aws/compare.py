@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..account import Account, finding_file_name
+from ..account import Account, PolicyRef, finding_file_name
 from ..catalog import Catalog
 from ..errors import InputError
-from ..finding import merge_findings
+from ..finding import Unused, merge_findings
 from ..jsontext import dumps, parse_json_text
 from ..output import progress, write_file
 from ..patterns import parse
 from ..pipeline import refine_and_prove
 from ..policy import allowed_among, load_policy, pattern_count, patterns_of
-from ..prove import Violation
+from ..prove import Violation, same_json
 from ..verification import REJECTING, verify
 from . import aws_errors, client, session
-from .fetch import MANIFEST, bundle_inputs
+from .fetch import MANIFEST, bundle_inputs, whole_finding
+from .live import Accounts, Refused, inline_document, managed_document, parse_arn
 
 AWS_RECOMMENDATIONS = "aws-recommendations"
 MAX_POLLS = 120
@@ -34,6 +36,8 @@ class CompareJob:
     region: str | None = None
     poll_seconds: float = 2.0
     progress: bool = True
+    assume_role_name: str | None = None
+    concurrency: int = 8
 
 
 @dataclass
@@ -48,6 +52,7 @@ class Judgement:
     aws_patterns: int = 0
     refiner_patterns: int | None = None
     lost: list[str] = field(default_factory=list)  # used actions AWS's step no longer allows
+    stale: str = ""  # how the bundle differs from the live finding and policies
 
     @property
     def accepted(self) -> bool:
@@ -60,36 +65,90 @@ class Judgement:
                               "witness": v.witness, "actions": list(v.actions),
                               "pattern": v.pattern} for v in self.verdicts],
                 "awsPatterns": self.aws_patterns, "refinerPatterns": self.refiner_patterns,
-                "usedActionsLost": self.lost}
+                "usedActionsLost": self.lost, **({"bundleStale": self.stale} if self.stale else {})}
 
 
 def compare(job: CompareJob) -> list[Judgement]:
     """For each UnusedPermission finding of the bundle: GenerateFindingRecommendation, poll
     GetFindingRecommendation until it is done, save it under BUNDLE/aws-recommendations/, and
-    judge each recommended step against the same finding and catalog."""
+    judge each recommended step against the finding and the principal's policies as they are
+    now (read again; a bundle that differs is said to be stale). AWS is asked about several
+    findings at once (job.concurrency, each client backing off adaptively); the proofs run
+    here one at a time. A finding whose answer cannot be read is unknown, the rest go on."""
     details, findings = bundle_inputs(job.bundle)
     manifest = json.loads((Path(job.bundle) / MANIFEST).read_text(encoding="utf-8"))
     account = Account.read(details)
-    analyzer = client(session(job.profile, job.region), "accessanalyzer")
+    aws = session(job.profile, job.region)
+    try:
+        accounts = Accounts(aws, job.assume_role_name)
+    except aws_errors() as error:
+        raise InputError(f"AWS refused or could not be reached: {error}") from None
+    analyzer = client(aws, "accessanalyzer")
     folder = Path(job.bundle) / AWS_RECOMMENDATIONS
     folder.mkdir(exist_ok=True)
     responses = [json.loads(p.read_text(encoding="utf-8"))
                  for p in sorted(Path(findings[0]).glob("*.json"))]
     responses = [r for r in responses if r.get("findingType") == "UnusedPermission"]
-    judgements: list[Judgement] = []
-    with progress(job.progress, len(responses), "asking Access Analyzer") as advance:
-        for response in responses:
-            try:
-                recommendation = _recommendation(analyzer, manifest["analyzerArn"],
-                                                 response["id"], job.poll_seconds)
-            except aws_errors() as error:
-                raise InputError(f"Access Analyzer refused finding {response['id']}: {error}") \
-                    from None
+    judgements: dict[str, list[Judgement]] = {}
+    with progress(job.progress, len(responses), "asking Access Analyzer") as advance, \
+            ThreadPoolExecutor(max_workers=max(1, job.concurrency)) as pool:
+        asked = {pool.submit(_ask, analyzer, accounts, manifest["analyzerArn"], response,
+                             account, job.poll_seconds): response for response in responses}
+        for future in as_completed(asked):
+            response = asked[future]
             artifact = folder / finding_file_name(response["id"])
-            write_file(str(artifact), dumps(recommendation, indent=2) + "\n")
-            judgements += _judge(response, recommendation, account, job, str(artifact))
+            try:
+                answer = future.result()
+            except (Refused, InputError, *aws_errors()) as error:
+                judgements[response["id"]] = [Judgement(
+                    response["id"], "", "none", str(artifact), [Violation(
+                        "unknown", None, None, f"AWS's answer could not be read: {error}")])]
+            else:
+                write_file(str(artifact), dumps(answer.recommendation, indent=2) + "\n")
+                judgements[response["id"]] = _judge(answer, job, str(artifact))
             advance()
-    return judgements
+    return [j for response in responses for j in judgements[response["id"]]]
+
+
+@dataclass
+class Answer:
+    """AWS's recommendation for a finding, with the finding and the principal's policies as
+    they are now, and how the bundle differs from them."""
+
+    finding: dict
+    recommendation: dict
+    policies: list[PolicyRef]  # as IAM holds them now
+    stale: list[str] = field(default_factory=list)
+
+
+def _ask(analyzer, accounts: Accounts, analyzer_arn: str, response: dict, account: Account,
+         poll_seconds: float) -> Answer:
+    """In a worker thread: AWS calls only (the kernel runs in the caller)."""
+    finding = whole_finding(analyzer, analyzer_arn, response["id"])
+    recommendation = _recommendation(analyzer, analyzer_arn, response["id"], poll_seconds)
+    principal = account.principals.get(finding.get("resource"))
+    if principal is None:
+        raise Refused(f"{finding.get('resource')} is not in the bundle")
+    parts = parse_arn(principal.arn)
+    iam = accounts.iam(parts["account"], parts["partition"])
+    stale = []
+    if finding.get("updatedAt") != response.get("updatedAt"):
+        stale.append(f"finding updated since fetch ({response.get('updatedAt')} -> "
+                     f"{finding.get('updatedAt')})")
+    policies = []
+    for ref in principal.policies:
+        if ref.kind == "group":  # AWS's answer covers the principal's own policies
+            continue
+        now = managed_document(iam, ref.policy_id) if ref.kind == "managed" else \
+            inline_document(iam, principal.kind, principal.name, ref.name)
+        if now is None:
+            stale.append(f"policy {ref.policy_id} no longer exists")
+            continue
+        if not same_json(now, json.loads(ref.text)):
+            stale.append(f"policy {ref.policy_id} changed since fetch")
+        policies.append(PolicyRef(ref.policy_id, ref.name, ref.kind, json.dumps(now),
+                                  ref.updated_at, ref.aws_managed))
+    return Answer(finding, recommendation, policies, stale)
 
 
 def _recommendation(analyzer, analyzer_arn: str, finding_id: str, poll_seconds: float) -> dict:
@@ -113,27 +172,29 @@ def _recommendation(analyzer, analyzer_arn: str, finding_id: str, poll_seconds: 
     return json.loads(json.dumps(whole, default=lambda value: value.isoformat()))
 
 
-def _judge(response: dict, recommendation: dict, account: Account, job: CompareJob,
-           artifact: str) -> list[Judgement]:
-    finding_id = response["id"]
+def _judge(answer: Answer, job: CompareJob, artifact: str) -> list[Judgement]:
+    finding, recommendation = answer.finding, answer.recommendation
+    finding_id = finding["id"]
+    stale = "; ".join(answer.stale)
     if recommendation.get("status") != "SUCCEEDED":
         error = recommendation.get("error") or {}
         return [Judgement(finding_id, "", "none", artifact, [Violation(
             "unknown", None, None, f"AWS gave no recommendation ({recommendation.get('status')}: "
-            f"{error.get('message', 'no reason')})")])]
-    unused = merge_findings([(f"finding {finding_id}", response)], job.catalog)
-    principal = account.principals.get(response.get("resource"))
+            f"{error.get('message', 'no reason')})")], stale=stale)]
+    unused = merge_findings([(f"finding {finding_id}", finding)], job.catalog)
     judgements = []
+    stepped = set()
     for step in recommendation.get("recommendedSteps", []):
         detail = step.get("unusedPermissionsRecommendedStep", {})
         policy_id = detail.get("existingPolicyId", "")
+        stepped.add(policy_id)
         judgement = Judgement(finding_id, policy_id, detail.get("recommendedAction", ""),
-                              artifact)
-        ref = next((p for p in principal.policies if p.policy_id == policy_id), None) \
-            if principal else None
+                              artifact, stale=stale)
+        ref = next((p for p in answer.policies if p.policy_id == policy_id), None)
         if ref is None:
             judgement.verdicts.append(Violation("unknown", None, None, f"policy {policy_id} of "
-                                                f"{response.get('resource')} is not in the bundle"))
+                                                f"{finding.get('resource')} is not the "
+                                                "principal's now"))
             judgements.append(judgement)
             continue
         label = f"policy {ref.name}"
@@ -147,30 +208,47 @@ def _judge(response: dict, recommendation: dict, account: Account, job: CompareJ
         judgement.verdicts = report.verdicts
         judgement.aws_patterns = pattern_count(refined.statements)
         if any(v.kind == "incomplete" for v in report.verdicts):
-            judgement.lost = _used_actions_lost(original, refined, unused, job.catalog)
+            judgement.lost = used_actions_lost(original.statements, refined.statements, unused,
+                                               job.catalog)
         ours = refine_and_prove(original, unused, job.catalog, job.timeout_ms)
         if not ours.violations:
             judgement.refiner_patterns = pattern_count(ours.refined.statements
                                                        if ours.refined else [])
         judgements.append(judgement)
+    for ref in answer.policies:  # a policy AWS left out while it still grants unused actions
+        if ref.policy_id in stepped:
+            continue
+        label = f"policy {ref.name}"
+        statements = load_policy(parse_json_text(ref.text, label), label, ref.text).statements
+        granted = sorted((a for a in allowed_actions(statements, job.catalog)
+                          if unused.is_unused(a)), key=str.lower)
+        if granted:
+            judgements.append(Judgement(finding_id, ref.policy_id, "none", artifact, [Violation(
+                "incomplete", None, None, f"AWS's answer has no step for {label}, which still "
+                f"grants unused {', '.join(granted[:5])}{' ...' if len(granted) > 5 else ''}")],
+                stale=stale))
     return judgements
 
 
-def _used_actions_lost(original, refined, unused, catalog: Catalog) -> list[str]:
-    """Every used catalog action the original policy allowed and AWS's does not: a report
-    beside the kernel's verdict (which names one witness per obligation), by glob matching."""
-    def allowed(policy) -> set[str]:
-        found: set[str] = set()
-        for statement in policy.statements:
-            # An Action entry can only match names that start with its literal prefix.
-            names = {a for p in patterns_of(statement)
-                     for a in catalog.with_prefix(parse(p).literal_prefix)} \
-                if "Action" in statement else catalog.all_actions()
-            found |= allowed_among(statement, names)
-        return found
+def used_actions_lost(original: list[dict], refined: list[dict], unused: Unused,
+                      catalog: Catalog) -> list[str]:
+    """Every used catalog action the original statements allowed and the refined ones do not:
+    a report beside the kernel's verdict (which names one witness per obligation), by glob
+    matching."""
+    lost = allowed_actions(original, catalog) - allowed_actions(refined, catalog)
+    return sorted((a for a in lost if not unused.is_unused(a)), key=str.lower)
 
-    return sorted((a for a in allowed(original) - allowed(refined) if not unused.is_unused(a)),
-                  key=str.lower)
+
+def allowed_actions(statements: list[dict], catalog: Catalog) -> set[str]:
+    """The catalog actions Allow statements admit (glob matching, for reports)."""
+    found: set[str] = set()
+    for statement in statements:
+        # An Action entry can only match names that start with its literal prefix.
+        names = {a for p in patterns_of(statement)
+                 for a in catalog.with_prefix(parse(p).literal_prefix)} \
+            if "Action" in statement else catalog.all_actions()
+        found |= allowed_among(statement, names)
+    return found
 
 
 def exit_code(judgements: list[Judgement]) -> int:
@@ -191,6 +269,6 @@ def as_table(judgements: list[Judgement]) -> str:
             ", ".join(sorted({v.kind for v in j.verdicts})) or "accepted"
         lines.append(f"{j.finding_id} | {j.policy_id} | {j.action} | {verdict} | "
                      f"{j.aws_patterns} | {j.refiner_patterns if j.refiner_patterns is not None else '-'} | "
-                     f"{', '.join(j.lost) or '-'}")
+                     f"{', '.join(j.lost) or '-'}" + (f" (bundle stale: {j.stale})" if j.stale else ""))
     return "\n".join(lines) + "\n"
 

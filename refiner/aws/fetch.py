@@ -11,6 +11,7 @@ from ..errors import InputError
 from ..jsontext import dumps
 from ..output import progress, write_file
 from . import aws_errors, client, session
+from .live import assumed, parse_arn
 
 DETAILS, FINDINGS, MANIFEST = "authorization-details", "findings", "bundle.json"
 UNUSED_ACCESS = ("ACCOUNT_UNUSED_ACCESS", "ORGANIZATION_UNUSED_ACCESS")
@@ -53,7 +54,7 @@ def fetch(job: FetchJob) -> dict:
 
 def _fetch(job: FetchJob, aws) -> dict:
     analyzer = client(aws, "accessanalyzer")
-    analyzer_arn = job.analyzer_arn or _unused_access_analyzer(analyzer)
+    analyzer_arn = job.analyzer_arn or unused_access_analyzer(analyzer)
     out = Path(job.bundle)
     for folder in (out / DETAILS, out / FINDINGS):
         folder.mkdir(parents=True, exist_ok=True)
@@ -65,7 +66,7 @@ def _fetch(job: FetchJob, aws) -> dict:
             if _same_update(path, summary):
                 skipped += 1
             else:
-                finding = _whole_finding(analyzer, analyzer_arn, summary["id"])
+                finding = whole_finding(analyzer, analyzer_arn, summary["id"])
                 write_file(str(path), dumps(finding, indent=2) + "\n")
                 fetched += 1
             advance()
@@ -84,13 +85,16 @@ def _fetch(job: FetchJob, aws) -> dict:
             read.append(account)
         except (InputError, *aws_errors()) as error:
             unreadable[account] = str(error)
+            for old in (out / DETAILS).glob(f"{account}-*.json"):  # never read with new findings
+                old.unlink()
+    _mark_unreadable(out / FINDINGS, summaries, own_account, set(unreadable))
     manifest = {"analyzerArn": analyzer_arn, "findings": len(summaries), "fetched": fetched,
                 "unchanged": skipped, "accountsRead": read, "accountsUnreadable": unreadable}
     write_file(str(out / MANIFEST), json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
-def _unused_access_analyzer(analyzer) -> str:
+def unused_access_analyzer(analyzer) -> str:
     found = []
     for kind in UNUSED_ACCESS:
         for page in analyzer.get_paginator("list_analyzers").paginate(type=kind):
@@ -109,7 +113,7 @@ def _list_findings(analyzer, analyzer_arn: str) -> list[dict]:
     return summaries
 
 
-def _whole_finding(analyzer, analyzer_arn: str, finding_id: str) -> dict:
+def whole_finding(analyzer, analyzer_arn: str, finding_id: str) -> dict:
     """GetFindingV2 with every findingDetails page joined. The paginator's full-result helper
     keeps only findingDetails, so the pages are walked here and the other fields kept."""
     whole: dict | None = None
@@ -138,14 +142,24 @@ def _assumed(aws, account: str, job: FetchJob):
     if not job.assume_role_name:
         raise InputError(f"findings of account {account}: give --assume-role-name to read its "
                          "IAM data")
-    import boto3
+    partition = parse_arn(client(aws, "sts").get_caller_identity()["Arn"])["partition"]
+    return assumed(aws, account, job.assume_role_name, partition, "refiner-fetch")
 
-    arn = f"arn:aws:iam::{account}:role/{job.assume_role_name}"
-    credentials = client(aws, "sts").assume_role(RoleArn=arn, RoleSessionName="refiner-fetch")
-    granted = credentials["Credentials"]
-    return boto3.Session(aws_access_key_id=granted["AccessKeyId"],
-                         aws_secret_access_key=granted["SecretAccessKey"],
-                         aws_session_token=granted["SessionToken"], region_name=aws.region_name)
+
+def _mark_unreadable(folder: Path, summaries: list[dict], own_account: str,
+                     unreadable: set[str]) -> None:
+    """Findings of an account whose IAM data could not be read carry "accountUnreadable":
+    recommend refuses them instead of pairing them with IAM data of another day."""
+    for summary in summaries:
+        path = folder / finding_file_name(summary["id"])
+        finding = json.loads(path.read_text(encoding="utf-8"))
+        marked = (summary.get("resourceOwnerAccount") or own_account) in unreadable
+        if bool(finding.get("accountUnreadable")) != marked:
+            if marked:
+                finding["accountUnreadable"] = True
+            else:
+                finding.pop("accountUnreadable")
+            write_file(str(path), dumps(finding, indent=2) + "\n")
 
 
 def _same_update(path: Path, summary: dict) -> bool:

@@ -1,0 +1,197 @@
+"""recommend's OUTDIR: each file listed in a manifest before it is written; only those removed."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .errors import InputError
+from .output import write_chunks, write_file
+
+MANIFEST = ".refiner-recommend"  # the files this command wrote, one relative path a line
+COMPLETE = "summary.json"  # written last: its absence means a run did not finish
+RESULTS = "results.jsonl"  # every task's result, one JSON line each, appended as it completes
+
+
+class OutputFolder:
+    """Writes are atomic (temporary file and rename); each path is added to the manifest
+    before its file is created, so a run killed at any point leaves only files the manifest
+    names (temporary ones included, by their prefix). A run removes, at its end, the files an
+    earlier run wrote that this one did not: never a file it did not write."""
+
+    def __init__(self, path: str, inputs: list[str]):
+        self.path = Path(path)
+        _refuse_overlap(self.path, inputs)
+        self._listed: set[str] = set()
+        self._written: set[str] = set()
+        self._offsets: dict[str, int] = {}  # task key -> where its result starts in RESULTS
+        self._fresh: set[str] = set()  # keys whose result this run wrote
+        self._used: set[str] = set()  # keys of earlier results this run relies on
+        self._cache: dict[str, dict] = {}
+        self._manifest = None
+        self._results = None
+
+    def begin(self, folders: tuple[str, ...]) -> None:
+        for folder in (self.path, *(self.path / f for f in folders)):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise InputError(f"cannot create {folder}: {error.strerror}") from None
+        manifest = self.path / MANIFEST
+        if manifest.is_file():
+            self._listed = {line for line in manifest.read_text(encoding="utf-8").splitlines()
+                            if line and _inside(line)}
+        self._remove_temporary_files()
+        if COMPLETE in self._listed:  # from now on, until the end, the folder is incomplete
+            (self.path / COMPLETE).unlink(missing_ok=True)
+        try:
+            self._manifest = open(manifest, "a", encoding="utf-8")  # noqa: SIM115 (closed by finish)
+        except OSError as error:
+            raise InputError(f"cannot write {manifest}: {error.strerror}") from None
+        self._open_results()
+
+    def _remove_temporary_files(self) -> None:
+        """Temporary files of a killed run: ours by their name (".<listed name>.<random>"),
+        each folder listed once."""
+        by_folder: dict[Path, set[str]] = {}
+        for relative in self._listed:
+            target = self.path / relative
+            by_folder.setdefault(target.parent, set()).add(target.name)
+        for folder, names in by_folder.items():
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.name.startswith(".") and entry.name[1:].rsplit(".", 1)[0] in names:
+                    Path(entry.path).unlink(missing_ok=True)
+
+    def _open_results(self) -> None:
+        """Index the results earlier runs appended (a line cut short by a kill is not a
+        result), then append to the file from its last whole line."""
+        path = self.path / RESULTS
+        if RESULTS not in self._listed and path.exists():  # not ours: never read or replaced
+            raise InputError(f"{path} was not written by `refiner recommend`: give -o "
+                                 "another folder")
+        self._note(RESULTS)
+        end = 0
+        try:
+            with open(path, "rb") as held:
+                for line in held:
+                    if not line.endswith(b"\n"):
+                        break
+                    try:
+                        value = json.loads(line)
+                    except ValueError:
+                        break
+                    if isinstance(value, dict) and value.get("status") == "SUCCEEDED":
+                        self._offsets[value["key"]] = end
+                    end += len(line)
+        except OSError:
+            pass
+        self._results = open(path, "ab+")  # noqa: SIM115 (closed by finish)
+        self._results.truncate(end)
+
+    def _note(self, relative: str) -> None:
+        if relative not in self._listed:
+            self._manifest.write(relative + "\n")
+            self._manifest.flush()  # in the kernel's hands: it outlives a kill -9
+            self._listed.add(relative)
+        self._written.add(relative)
+
+    def read(self, relative: str) -> str | None:
+        """OUTDIR/relative as this command wrote it before, or None."""
+        if relative not in self._listed:
+            return None
+        try:
+            return (self.path / relative).read_text(encoding="utf-8")
+        except (OSError, ValueError):
+            return None
+
+    def write(self, relative: str, text: str) -> None:
+        """Write OUTDIR/relative (unchanged content is left as it is: a re-run is cheap)."""
+        self._note(relative)
+        target = self.path / relative
+        try:
+            if target.read_text(encoding="utf-8") == text:
+                return
+        except (OSError, ValueError):
+            pass
+        write_file(str(target), text, sync=relative == COMPLETE)
+
+    def write_chunks(self, relative: str, chunks) -> None:
+        """Write OUTDIR/relative piece by piece (a large summary is never held whole)."""
+        self._note(relative)
+        write_chunks(str(self.path / relative), chunks, sync=relative == COMPLETE)
+
+    def add_result(self, result: dict) -> None:
+        """Append a task's result as one line, as soon as it completes."""
+        self._results.seek(0, os.SEEK_END)
+        self._offsets[result["key"]] = self._results.tell()
+        self._fresh.add(result["key"])
+        self._results.write((json.dumps(result, ensure_ascii=False) + "\n").encode("utf-8"))
+        self._results.flush()
+        self._cache.pop(result["key"], None)
+
+    def result(self, key: str) -> dict | None:
+        """A task's result, or None. A FAILED result of an earlier run is no result: failures
+        are tried again, never kept."""
+        if key not in self._offsets:
+            return None
+        if key not in self._cache:
+            if len(self._cache) > 1_000:
+                self._cache.clear()
+            self._results.seek(self._offsets[key])
+            self._cache[key] = json.loads(self._results.readline())
+        return self._cache[key]
+
+    def finish(self) -> None:
+        """Remove what earlier runs wrote and this one did not; keep the manifest to what is
+        there. Called after summary.json is written."""
+        self._compact_results()
+        for relative in sorted(self._listed - self._written):
+            (self.path / relative).unlink(missing_ok=True)
+        self._manifest.close()
+        write_file(str(self.path / MANIFEST), "".join(f"{r}\n" for r in sorted(self._written)))
+
+
+    def _compact_results(self) -> None:
+        """Keep the results this run used (the resume cache of the next), one line each."""
+        kept = sorted(self._fresh | self._used)
+        lines = []
+        for key in kept:
+            self._results.seek(self._offsets[key])
+            lines.append(self._results.readline().decode("utf-8"))
+        self._results.close()
+        write_file(str(self.path / RESULTS), "".join(lines))
+
+    def use(self, key: str) -> None:
+        """This run relies on the result of key (done by an earlier run): keep it."""
+        self._used.add(key)
+
+
+def check_complete(outdir: str) -> None:
+    """Refuse, in one line, a folder that is not a finished output of `refiner recommend`."""
+    folder = Path(outdir)
+    if (folder / COMPLETE).is_file() and (folder / "recommendations").is_dir():
+        return
+    if (folder / MANIFEST).is_file():
+        raise InputError(f"{outdir} was left half-written by a `refiner recommend` that did not "
+                         "finish (it has no summary.json): run recommend again")
+    raise InputError(f"{outdir} is not an output folder of `refiner recommend`")
+
+
+def _inside(relative: str) -> bool:
+    """A manifest line names a file inside OUTDIR (a damaged manifest cannot reach out)."""
+    parts = Path(relative).parts
+    return bool(parts) and not Path(relative).is_absolute() and ".." not in parts
+
+
+def _refuse_overlap(out: Path, inputs: list[str]) -> None:
+    """OUTDIR must not hold an input, nor lie inside one (a re-run would read its own output)."""
+    target = out.resolve()
+    for path in inputs:
+        source = Path(path).resolve()
+        if source == target or target in source.parents or source in target.parents:
+            raise InputError(f"-o {out} overlaps the input {path}: give another folder")

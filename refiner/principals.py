@@ -1,0 +1,321 @@
+"""Who holds what: the account graph of principals, groups and policy documents, and reach(document)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+import sys
+from dataclasses import dataclass, field
+
+from .errors import InputError
+from .jsontext import dumps, parse_json_text, read_text
+from .policy import decoded_document
+
+# kind of a document -> the AWS quota on its size (characters, whitespace aside)
+MANAGED, ROLE_INLINE, USER_INLINE, GROUP_INLINE = "managed", "role-inline", "user-inline", \
+    "group-inline"
+VIA_ATTACHED, VIA_INLINE, VIA_BOUNDARY = "attached", "inline", "boundary"
+_ARN = re.compile(r"arn:(aws[a-z-]*):iam::([^:]*):(role|user|group|policy)/(.*)")
+
+
+@dataclass
+class Document:
+    """One policy document, identified by its owner and kind, never by name alone."""
+
+    kind: str  # managed | role-inline | user-inline | group-inline
+    name: str
+    text: str
+    arn: str | None = None  # managed
+    owner: str | None = None  # inline: the owner's ARN
+    updated_at: str | None = None  # managed: CreateDate of the default version
+    version_id: str | None = None
+    aws_managed: bool = False
+    attachment_count: int | None = None  # managed: as the export says
+    boundary_count: int | None = None
+    reach: list[dict] = field(default_factory=list)  # {"arn", "id", "via"}
+
+    @property
+    def ref(self) -> dict:
+        if self.kind == MANAGED:
+            return {"kind": MANAGED, "arn": self.arn}
+        return {"kind": self.kind, "owner": self.owner, "name": self.name}
+
+    @functools.cached_property
+    def key(self) -> str:
+        """A stable identity for files and maps: the ref, hashed."""
+        return hashlib.sha256(dumps(self.ref).encode()).hexdigest()[:24]
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """What the document says, hashed: work on it is keyed by this, not by its name."""
+        return hashlib.sha256(self.text.encode("utf-8", "surrogatepass")).hexdigest()
+
+    @property
+    def aws_id(self) -> str:
+        """Access Analyzer's existingPolicyId: a managed policy's ARN, an inline policy's name."""
+        return self.arn if self.kind == MANAGED else self.name
+
+    @property
+    def shared(self) -> bool:
+        """Changing it may change more than one principal's access: several principals, a
+        group's policy (members come and go) or a permissions boundary."""
+        return len(self.reach) > 1 or any(r["via"] != VIA_ATTACHED and r["via"] != VIA_INLINE
+                                          for r in self.reach)
+
+    def reach_incomplete(self) -> str | None:
+        """Why the export may not show every principal this document reaches (None: it does).
+        An export made with --filter lists a policy's attachments it does not hold."""
+        bounded = sum(r["via"] == VIA_BOUNDARY for r in self.reach)
+        groups = len({r["via"] for r in self.reach if r["via"].startswith("group:")})
+        direct = sum(r["via"] == VIA_ATTACHED for r in self.reach)
+        if self.attachment_count is not None and self.attachment_count > direct + groups:
+            return (f"the export shows {direct + groups} of its {self.attachment_count} "
+                    "attachments")
+        if self.boundary_count is not None and self.boundary_count > bounded:
+            return f"the export shows {bounded} of its {self.boundary_count} boundary uses"
+        return None
+
+
+@dataclass
+class Principal:
+    kind: str  # role | user
+    arn: str
+    id: str | None
+    name: str
+    path: str = "/"
+    tags: list = field(default_factory=list)
+    create_date: str | None = None
+    boundary: str | None = None  # the permissions boundary's managed policy ARN
+    groups: list[str] = field(default_factory=list)  # group ARNs
+    documents: list[tuple[str, str]] = field(default_factory=list)  # (document key, via)
+    missing: list[str] = field(default_factory=list)  # what is attached but not exported
+    attached: int = 0  # managed policies attached directly (the quota's count)
+
+    @property
+    def account(self) -> str:
+        return _arn_parts(self.arn)[1]
+
+    @property
+    def partition(self) -> str:
+        return _arn_parts(self.arn)[0]
+
+    def as_json(self) -> dict:
+        """As the recommendation contract names a principal."""
+        return {"arn": self.arn, "id": self.id, "account": self.account,
+                "partition": self.partition, "kind": self.kind, "name": self.name}
+
+
+@dataclass
+class Group:
+    arn: str
+    id: str | None
+    name: str
+    members: list[str] = field(default_factory=list)  # user ARNs
+    documents: list[str] = field(default_factory=list)  # document keys
+
+
+class AccountGraph:
+    """Principals, groups and documents of one or more exports (pages of one account, or
+    several accounts), with who each document reaches. Texts are held once each."""
+
+    def __init__(self):
+        self.principals: dict[str, Principal] = {}
+        self.groups: dict[str, Group] = {}  # by ARN
+        self.documents: dict[str, Document] = {}  # by key
+        self._managed: dict[str, str] = {}  # managed ARN -> document key
+        self._group_details: dict[str, dict] = {}  # "account:name" -> detail, until resolved
+        self._pending: list[tuple[Principal, list, list]] = []
+        self._texts: dict[str, str] = {}  # one copy of each distinct document text
+
+    @classmethod
+    def read(cls, paths: list[str]) -> AccountGraph:
+        graph = cls()
+        for path in paths:
+            graph.add_export(read_json_object(path, "authorization details"), path)
+        graph.resolve()
+        return graph
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def add_export(self, export: dict, path: str) -> None:
+        if not any(key in export for key in ("RoleDetailList", "UserDetailList", "Policies",
+                                             "GroupDetailList")):
+            raise InputError(f"authorization details {path}: expected the output of "
+                             "`aws iam get-account-authorization-details`")
+        for policy in _list(export, "Policies", path):
+            self._add_managed(policy, path)
+        for detail in _list(export, "GroupDetailList", path):
+            arn, name = detail.get("Arn"), detail.get("GroupName")
+            if not isinstance(arn, str) or not isinstance(name, str):
+                raise InputError(f"authorization details {path}: a group without Arn or name")
+            self._group_details[f"{_arn_parts(arn)[1]}:{name}"] = detail
+        for kind, key in (("role", "RoleDetailList"), ("user", "UserDetailList")):
+            for detail in _list(export, key, path):
+                self._add_principal(kind, detail, path)
+
+    def _add_managed(self, policy: dict, path: str) -> None:
+        arn = policy.get("Arn")
+        if not isinstance(arn, str):
+            raise InputError(f"authorization details {path}: a policy without Arn")
+        versions = [v for v in _list(policy, "PolicyVersionList", arn) if v.get("IsDefaultVersion")]
+        if not versions:
+            return
+        # moto's export lacks PolicyName: the ARN's last part is the name.
+        name = policy.get("PolicyName") or arn.rsplit("/", 1)[-1]
+        document = Document(MANAGED, name, self._text(versions[0].get("Document"), path), arn=arn,
+                            updated_at=versions[0].get("CreateDate"),
+                            version_id=versions[0].get("VersionId"),
+                            aws_managed=is_aws_managed(arn),
+                            attachment_count=_count(policy.get("AttachmentCount")),
+                            boundary_count=_count(policy.get("PermissionsBoundaryUsageCount")))
+        held = self.documents.get(document.key)
+        if held is not None:  # the same export given twice: keep the reach gathered so far
+            document.reach = held.reach
+        self.documents[document.key] = document
+        self._managed[arn] = document.key
+
+    def _add_principal(self, kind: str, detail: dict, path: str) -> None:
+        title = kind.title()
+        arn, name = detail.get("Arn"), detail.get(f"{title}Name")
+        if not isinstance(arn, str) or not isinstance(name, str):
+            raise InputError(f"authorization details {path}: a {kind} without Arn or name")
+        principal = self.principals.get(arn)
+        if principal is None:
+            boundary = detail.get("PermissionsBoundary")
+            principal = Principal(
+                kind, arn, detail.get(f"{title}Id"), name, detail.get("Path", "/"),
+                detail.get("Tags", []), detail.get("CreateDate"),
+                boundary.get("PermissionsBoundaryArn") if isinstance(boundary, dict) else None)
+            self.principals[arn] = principal
+        for inline in _list(detail, f"{title}PolicyList", path):
+            document = self._inline(inline, f"{kind}-inline", arn, path)
+            self._reach(document, principal, VIA_INLINE)
+        self._pending.append((principal, _list(detail, "AttachedManagedPolicies", arn),
+                              _list(detail, "GroupList", arn, of=str)))
+
+    def resolve(self) -> None:
+        """Attachments, boundaries and groups once every page is read (a page may name a
+        policy or a group that another page holds)."""
+        for principal, attached, group_names in self._pending:
+            for entry in attached:
+                if self._attach(principal, entry, VIA_ATTACHED):
+                    principal.attached += 1
+            if principal.boundary is not None:
+                self._attach(principal, {"PolicyArn": principal.boundary}, VIA_BOUNDARY)
+            for group_name in group_names:
+                self._join(principal, group_name)
+        self._pending = []
+        self._group_details = {}
+
+    def _join(self, principal: Principal, group_name: str) -> None:
+        detail = self._group_details.get(f"{principal.account}:{group_name}")
+        if detail is None:
+            principal.missing.append(f"group {group_name}")
+            return
+        arn = detail["Arn"]
+        group = self.groups.get(arn)
+        if group is None:
+            group = self.groups[arn] = Group(arn, detail.get("GroupId"), group_name)
+            for inline in _list(detail, "GroupPolicyList", group_name):
+                group.documents.append(self._inline(inline, GROUP_INLINE, arn, group_name).key)
+            for entry in _list(detail, "AttachedManagedPolicies", group_name):
+                key = self._managed.get(entry.get("PolicyArn"))
+                if key is None:
+                    group.documents.append("missing:" + str(entry.get("PolicyArn")))
+                else:
+                    group.documents.append(key)
+        if principal.arn in group.members:
+            return
+        group.members.append(principal.arn)
+        principal.groups.append(arn)
+        for key in group.documents:
+            if key.startswith("missing:"):
+                principal.missing.append(f"policy {key[len('missing:'):]} of group {group_name}")
+            else:
+                self._reach(self.documents[key], principal, f"group:{arn}")
+
+    def _attach(self, principal: Principal, entry: object, via: str) -> bool:
+        arn = entry.get("PolicyArn") if isinstance(entry, dict) else None
+        key = self._managed.get(arn)
+        if key is None:
+            principal.missing.append(f"policy {arn}" + (" (boundary)" if via == VIA_BOUNDARY
+                                                       else ""))
+            return False
+        return self._reach(self.documents[key], principal, via)
+
+    def _reach(self, document: Document, principal: Principal, via: str) -> bool:
+        """Once each: the same export given twice must not make two holders of one policy."""
+        entry = (document.key, via)
+        if entry in principal.documents:
+            return False
+        principal.documents.append(entry)
+        document.reach.append({"arn": principal.arn, "id": principal.id, "via": via})
+        return True
+
+    def _inline(self, inline: dict, kind: str, owner: str, where: str) -> Document:
+        name = inline.get("PolicyName")
+        if not isinstance(name, str):
+            raise InputError(f"authorization details {where}: an inline policy without PolicyName")
+        document = Document(kind, name, self._text(inline.get("PolicyDocument"), where),
+                            owner=owner)
+        return self.documents.setdefault(document.key, document)
+
+    def _text(self, document: object, where: str) -> str:
+        text = document_text(document, where)
+        return self._texts.setdefault(text, sys.intern(text) if len(text) < 64 else text)
+
+    # --- questions -----------------------------------------------------------------------------
+
+    def reach(self, key: str) -> list[dict]:
+        """Every principal the document reaches: attached, inline, through a group, boundary."""
+        return self.documents[key].reach
+
+    def documents_of(self, principal: Principal) -> list[tuple[Document, str]]:
+        return [(self.documents[key], via) for key, via in principal.documents]
+
+
+def is_aws_managed(arn: str) -> bool:
+    """AWS's own policies, in every partition (aws, aws-cn, aws-us-gov, ...)."""
+    parts = _arn_parts(arn)
+    return parts[1] == "aws" and parts[2] == "policy"
+
+
+def _arn_parts(arn: str) -> tuple[str, str, str]:
+    match = _ARN.fullmatch(arn or "")
+    return (match[1], match[2], match[3]) if match else ("", "", "")
+
+
+def _count(value: object) -> int | None:
+    """A count as the export writes it (the strict reader keeps numbers as their text)."""
+    text = getattr(value, "text", None)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return int(text) if isinstance(text, str) and text.isdigit() else None
+
+
+def read_json_object(path: str, what: str) -> dict:
+    value = parse_json_text(read_text(path, what), f"{what} {path}")
+    if not isinstance(value, dict):
+        raise InputError(f"{what} {path}: expected a JSON object")
+    return value
+
+
+def _list(holder: dict, key: str, where: str, of: type = dict) -> list:
+    """holder[key] when it is a list of `of` (missing: empty); anything else is malformed
+    input, never read as "nothing attached"."""
+    value = holder.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(item, of) for item in value):
+        raise InputError(f"authorization details ({where}): {key} must be a list of "
+                         f"{'objects' if of is dict else 'names'}")
+    return value
+
+
+def document_text(document: object, where: str) -> str:
+    """A policy document as text: exports hold objects or (URL-encoded) strings."""
+    if isinstance(document, str):
+        return decoded_document(document)
+    if isinstance(document, dict):
+        return dumps(document, indent=2) + "\n"
+    raise InputError(f"authorization details {where}: a policy document is neither an object "
+                     "nor a string")

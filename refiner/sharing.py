@@ -1,0 +1,176 @@
+"""What each document may lose: the intersection of the unused sets of every principal it reaches."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from .catalog import Catalog
+from .errors import InputError
+from .finding import Unused
+from .jsontext import parse_json_text
+from .patterns import parse
+from .policy import load_policy, patterns_of
+from .principals import MANAGED, VIA_ATTACHED, Document
+from .prove import literal_prefix
+
+SHARED_MODES = ("consolidate", "copy", "report")
+DEFAULT_SHARED = "consolidate"
+
+
+@dataclass(frozen=True)
+class UnusedSet:
+    """A principal's unused actions (display names) and wholly unused services (lower case);
+    everything=True: it uses nothing (UnusedIAMRole)."""
+
+    actions: frozenset = frozenset()
+    services: frozenset = frozenset()
+    everything: bool = False
+
+    @classmethod
+    def of(cls, unused: Unused) -> UnusedSet:
+        return cls(frozenset(unused.actions.values()), frozenset(unused.services))
+
+    def __and__(self, other: UnusedSet) -> UnusedSet:
+        """Unused by both: an action named by one and named, or of a wholly unused service, by
+        the other; services unused by both."""
+        if self.everything:
+            return other
+        if other.everything:
+            return self
+        actions = {a for a in self.actions if _named_or_dead(a, other)} | \
+            {a for a in other.actions if _named_or_dead(a, self)}
+        return UnusedSet(frozenset(actions), self.services & other.services)
+
+    def restricted(self, scope: Scope | None, catalog: Catalog) -> UnusedSet:
+        """Only what a document whose Allow patterns have the scope's literal prefixes can
+        match (None: it may match anything). The kernel's obligations about other actions
+        hold whatever the finding says of them, so the result of refining is the same."""
+        if self.everything:
+            services = frozenset(s for s in catalog.services if _reachable(s + ":", scope))
+            return UnusedSet(frozenset(), services)
+        if scope is None:
+            return self
+        return UnusedSet(frozenset(a for a in self.actions if _reachable(a.lower(), scope)),
+                         frozenset(s for s in self.services if _reachable(s + ":", scope)))
+
+    def as_json(self) -> dict:
+        return {"actions": sorted(self.actions, key=str.lower), "services": sorted(self.services)}
+
+    def is_empty(self) -> bool:
+        return not self.everything and not self.actions and not self.services
+
+    def as_unused(self) -> Unused:
+        return unused_from_json(self.as_json())
+
+
+def unused_from_json(value: dict) -> Unused:
+    unused = Unused()
+    unused.actions = {name.lower(): name for name in value["actions"]}
+    unused.services = set(value["services"])
+    return unused
+
+
+def _named_or_dead(action: str, other: UnusedSet) -> bool:
+    return action in other.actions or action.split(":", 1)[0].lower() in other.services
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The literal prefixes of a document's Allow Action patterns, by service: a pattern can
+    match a name only if its literal prefix and the name's start agree (one is a prefix of
+    the other). Prefixes without a colon may reach any service that starts with them."""
+
+    by_service: dict  # service -> prefixes that hold a colon
+    open_prefixes: tuple[str, ...]  # prefixes without a colon
+
+
+def _reachable(name: str, scope: Scope | None) -> bool:
+    """name: a lower-case action name, or a service name followed by a colon."""
+    if scope is None:
+        return True
+    if any(name.startswith(p) for p in scope.open_prefixes):
+        return True
+    service = name.split(":", 1)[0]
+    return any(name.startswith(p) or p.startswith(name)
+               for p in scope.by_service.get(service, ()))
+
+
+@functools.lru_cache(maxsize=4096)
+def document_scope(text: str) -> Scope | None:
+    """The scope of a document's Allow Action patterns (None: a NotAction Allow, or a
+    document that does not read, may match anything)."""
+    try:
+        policy = load_policy(parse_json_text(text, "policy"), "policy", text)
+    except InputError:
+        return None
+    prefixes = set()
+    for statement in policy.statements:
+        if statement.get("Effect") != "Allow":
+            continue
+        if "Action" not in statement:
+            return None
+        prefixes |= {literal_prefix(parse(p)) for p in patterns_of(statement)}
+    by_service: dict[str, list[str]] = {}
+    for prefix in sorted(prefixes):
+        if ":" in prefix:
+            by_service.setdefault(prefix.split(":", 1)[0], []).append(prefix)
+    return Scope(by_service, tuple(sorted(p for p in prefixes if ":" not in p)))
+
+
+def size_kind(document: Document) -> str:
+    """The key of refinement.SIZE_LIMITS for the document (a role's inline is "inline")."""
+    return "inline" if document.kind == "role-inline" else document.kind
+
+
+@dataclass
+class Decision:
+    """What recommend does with one document: refine it once against `unused` (shared,
+    consolidated), per principal (own, copy), or leave it (why)."""
+
+    document: Document
+    mode: str  # own | consolidated | copy | report | unchanged
+    unused: UnusedSet | None = None  # consolidated: the intersection over the reach
+    reason: str | None = None
+    holders: list[str] = field(default_factory=list)  # reach principals with a finding
+
+
+def decide(document: Document, unused_of: dict[str, UnusedSet], refined_for: set[str],
+           shared_mode: str) -> Decision:
+    """unused_of: the unused set of every principal with an active finding (others use
+    everything); refined_for: principals with an UnusedPermission finding to refine for."""
+    holders = sorted({r["arn"] for r in document.reach if r["arn"] in unused_of})
+    if not document.shared and not document.reach_incomplete():
+        return Decision(document, "own", holders=holders)
+    incomplete = document.reach_incomplete()
+    if shared_mode == "copy" and document.kind == MANAGED and not incomplete:
+        direct = [r["arn"] for r in document.reach if r["via"] == VIA_ATTACHED]
+        if any(arn in refined_for for arn in direct):
+            return Decision(document, "copy", holders=holders)
+    if incomplete:
+        return Decision(document, "unchanged", reason=incomplete + ": an unseen principal may "
+                        "use what it grants", holders=holders)
+    everyone = {r["arn"] for r in document.reach}
+    without = sorted(everyone - set(unused_of))
+    if without:
+        return Decision(document, "unchanged", UnusedSet(), holders=holders,
+                        reason=f"{len(without)} of the {len(everyone)} principals it reaches "
+                        f"have no unused-access finding (they may use everything), e.g. "
+                        f"{without[0]}")
+    unused = UnusedSet(everything=True)
+    for arn in everyone:
+        unused = unused & unused_of[arn]
+        if unused.is_empty():  # each holder uses what another leaves unused: nothing goes
+            break
+    if unused.everything:  # every holder is unused: their roles are to be deleted, not refined
+        return Decision(document, "unchanged", UnusedSet(), holders=holders,
+                        reason="every principal it reaches is unused (delete them)")
+    return Decision(document, "report" if shared_mode == "report" else "consolidated", unused,
+                    holders=holders)
+
+
+def task_key(payload: dict) -> str:
+    """A content key: the same inputs make the same key, in every run and every process."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
