@@ -481,6 +481,68 @@ def test_a_re_run_with_other_rules_redoes_what_they_change(account, tmp_path):
 
 # --- the live-AWS loop: fetch's bundle from moto's IAM and the fake Access Analyzer -----------
 
+SHARED = f"arn:aws:iam::{ACCOUNT}:policy/team-data"
+
+
+@pytest.fixture(scope="module")
+def shared_account(tmp_path_factory):
+    """Two roles that hold one managed policy; neither uses s3:PutObject nor s3:DeleteObject,
+    and the reader (tagged keep=yes) has its own inline policy too."""
+    folder = tmp_path_factory.mktemp("shared")
+    export = {
+        "RoleDetailList": [
+            _role("writer", 300, attached=[SHARED]),
+            _role("reader", 300, tags=[("keep", "yes")], attached=[SHARED],
+                  inline=_document("s3:ListBucket", "s3:GetBucketAcl")),
+        ],
+        "UserDetailList": [], "GroupDetailList": [],
+        "Policies": [{"PolicyName": "team-data", "Arn": SHARED, "DefaultVersionId": "v1",
+                      "PolicyVersionList": [
+                          {"VersionId": "v1", "IsDefaultVersion": True, "CreateDate": _when(90),
+                           "Document": _document("s3:GetObject", "s3:PutObject",
+                                                 "s3:DeleteObject")}]}],
+    }
+    (folder / "auth.json").write_text(json.dumps(export))
+    findings = folder / "findings"
+    findings.mkdir()
+    for finding in (_finding("writer", {"s3": ["PutObject", "DeleteObject"]}),
+                    _finding("reader", {"s3": ["PutObject", "DeleteObject", "GetBucketAcl"]})):
+        (findings / f"{finding['id']}.json").write_text(json.dumps(finding))
+    (folder / "catalog.json").write_text(json.dumps(CATALOG))
+    return folder
+
+
+def shared_record(out: Path) -> dict:
+    (record,) = (out / "shared").glob("team-data~*.json")
+    return json.loads(record.read_text())
+
+
+def test_a_kept_action_stays_in_a_shared_policy(shared_account, tmp_path):
+    recommend(shared_account, tmp_path / "plain")
+    plain = shared_record(tmp_path / "plain")
+    assert plain["status"] == "CHANGED"
+    assert plain["removed"] == ["s3:DeleteObject", "s3:PutObject"]
+    recommend(shared_account, tmp_path / "kept", "--keep-action", "s3:putobject")
+    kept = shared_record(tmp_path / "kept")
+    assert kept["status"] == "CHANGED"
+    assert kept["removed"] == ["s3:DeleteObject"]  # used by every holder, as kept means
+    assert "s3:PutObject" in json.loads(kept["refined"])["Statement"][0]["Action"]
+
+
+def test_a_kept_holder_keeps_the_whole_shared_policy(shared_account, tmp_path):
+    out = tmp_path / "out"
+    rows = recommend(shared_account, out, "--keep-tag", "keep=yes")
+    assert rows["reader"]["status"] == "KEPT"
+    assert rows["reader"]["kept"] == [{"principal": f"arn:aws:iam::{ACCOUNT}:role/reader",
+                                       "reason": "keep-tag keep=yes"}]
+    record = shared_record(out)
+    # The reader uses everything: nothing it holds goes, though the writer leaves two unused.
+    assert record["status"] == "UNCHANGED" and record["removed"] == []
+    assert rows["writer"]["status"] == "SUCCEEDED"
+    assert recommended_policy(out, "writer") is None
+    assert not (out / "recommendations" / "finding-reader.json").exists()
+
+
 def test_the_aws_loop_keeps_tagged_and_young_principals(request, tmp_path):
     pytest.importorskip("moto.server")
     from test_aws import ACCOUNT as MOTO_ACCOUNT
