@@ -28,7 +28,14 @@ from .policy import PolicyInput, load_policy
 from .prove import Checker, Violation, same_json
 from .render import as_sarif
 from .smt import cvc5_result, to_smtlib
-from .verification import REJECTING, Report, document_changes, pair_statements, verify
+from .verification import (
+    REJECTING,
+    Report,
+    document_changes,
+    pair_statements,
+    structure_key,
+    verify,
+)
 
 NO_STATEMENT = {"Version": "2012-10-17", "Statement": []}
 # What the gate's verdict covers, and what it cannot see (printed with every verdict).
@@ -331,7 +338,11 @@ def _expression_in(value: object) -> bool:
 
 
 def gate(base: PolicyInput, head: PolicyInput, checker: Checker) -> list[tuple[Violation, int | None]]:
-    """Every way HEAD admits what BASE did not, each with the HEAD statement it is about."""
+    """Every way HEAD admits what BASE did not, each with the HEAD statement it is about.
+    Pairs whose keys but the action list are equal are the action kernel's alone; changed,
+    added and dropped statements go to the request model (whole.py)."""
+    from .whole import changed_statements, no_new_requests  # loads the solver
+
     def prove(index: int, before: dict, after: dict | None) -> list[Violation]:
         return no_new_access(checker, index, before, after)
 
@@ -339,19 +350,21 @@ def gate(base: PolicyInput, head: PolicyInput, checker: Checker) -> list[tuple[V
     if head.statements:
         found += [(v, None) for v in document_changes(base.document, head.document)]
     pairing = pair_statements(base.statements, head.statements, prove)
-    for index in pairing.added:
-        statement = head.statements[index]
-        if statement.get("Effect") == "Deny":
-            continue  # a new Deny grants nothing
-        found.append((Violation("structure", index, _sid(statement),
-                                "adds a statement (a new grant)"), index))
     positions = {id(statement): index for index, statement in enumerate(head.statements)}
-    for index, before, after in pairing.pairs:
-        at = positions.get(id(after)) if after is not None else None
+    changes, kept = changed_statements(pairing.pairs, pairing.added, _same_structure, positions)
+    for index, before, after in kept:
+        at = positions[id(after)]
         for violation in prove(index, before, after):
-            statement = at if at is not None else violation.statement
-            found.append((dataclasses.replace(violation, statement=statement), at))
+            found.append((dataclasses.replace(violation, statement=at), at))
+    for violation in no_new_requests(base.statements, head.statements, changes, prove,
+                                     checker.timeout_ms):
+        at = violation.statement if violation.statement >= 0 else None
+        found.append((violation, at))
     return found
+
+
+def _same_structure(before: dict, after: dict) -> bool:
+    return structure_key(before) == structure_key(after)
 
 
 def no_new_access(checker: Checker, index: int, before: dict, after: dict | None) -> list[Violation]:
@@ -449,7 +462,8 @@ def as_json(comparison: Comparison, code: int, inputs: dict) -> str:
             {"verdict": v.violation.kind, "policy": v.policy, "statement": v.violation.statement,
              "sid": v.violation.sid, "message": v.violation.message,
              "witness": v.violation.witness, "actions": list(v.violation.actions),
-             "pattern": v.violation.pattern, "line": v.line}
+             "pattern": v.violation.pattern, "line": v.line,
+             **({"request": v.violation.request} if v.violation.request is not None else {})}
             for v in comparison.verdicts],
         "notes": comparison.notes,
     })

@@ -56,6 +56,7 @@ class Violation:
     pattern: str | None = None  # the entry of the refined (or original) statement concerned
     rule: str | None = None
     actions: tuple[str, ...] = ()
+    request: dict | None = None  # a whole request HEAD allows and BASE does not (requests.py)
 
     def describe(self) -> str:
         where = "" if self.statement is None else \

@@ -120,7 +120,7 @@ def as_verdicts_json(violations, lines: list[int | None], accepted: bool, inputs
         "verdicts": [
             {"verdict": v.kind, "statement": v.statement, "sid": v.sid, "message": v.message,
              "witness": v.witness, "actions": list(v.actions), "pattern": v.pattern,
-             "line": line}
+             "line": line, **({"request": v.request} if v.request is not None else {})}
             for v, line in zip(violations, lines, strict=True)
         ],
     })
@@ -137,14 +137,21 @@ def as_sarif(violations, lines: list[int | None], artifact: str, version: str,
     for violation, line in zip(violations, lines, strict=True):
         location = {"physicalLocation": {"artifactLocation": {"uri": uri},
                                          "region": {"startLine": line or 1}}}
-        results.append({
+        result = {
             "ruleId": violation.kind,
             "level": RULES[violation.kind][0],
             "message": {"text": violation.describe()},
             "locations": [location],
             "partialFingerprints": {FINGERPRINT: _fingerprint(violation)},
-            **({"properties": {"actions": list(violation.actions)}} if violation.actions else {}),
-        })
+        }
+        properties = {}
+        if violation.actions:
+            properties["actions"] = list(violation.actions)
+        if violation.request is not None:  # the counterexample request, as data
+            properties["request"] = violation.request
+        if properties:
+            result["properties"] = properties
+        results.append(result)
     rules = [
         {"id": kind, "name": kind.title().replace("-", ""),
          "shortDescription": {"text": text}, "fullDescription": {"text": text},

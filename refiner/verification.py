@@ -315,11 +315,8 @@ def verify(
     if refined.statements:  # a policy left with no statement allows nothing, whatever else
         report.verdicts += document_changes(original.document, refined.document)
     pairing = pair_statements(original.statements, refined.statements, checker.check_statement)
-    for index in pairing.added:
-        report.verdicts.append(Violation("structure", index, _sid(refined.statements[index]),
-                                         "adds a statement"))
-    for index, before, after in pairing.pairs:
-        report.verdicts += checker.check_statement(index, before, after)
+    report.verdicts += _whole_statements(original.statements, refined.statements, pairing,
+                                         checker)
     report.queries = checker.queries
     report.obligations = [(label, to_smtlib(label, formula)) for label, formula in checker.obligations]
     if solver in ("cvc5", "both"):
@@ -333,6 +330,42 @@ def verify(
     report.verdicts += Lint(catalog, unused, coarse, lint_deadline).check_all(pairing.pairs)
     report.verdicts = Namer(catalog, unused).name_all(report.verdicts, pairing.pairs)
     return report
+
+
+def _whole_statements(original: list[dict], refined: list[dict], pairing: Pairing,
+                      checker: Checker) -> list[Violation]:
+    """Pairs whose other keys are equal get the action obligations alone, as ever. The rest
+    (other keys changed, statements added or dropped) get the action obligations that still
+    apply (an Allow's action list against its original's, nothing unused in a new Allow,
+    nothing used lost with a dropped one) and the request model's containment (whole.py)."""
+    from .gate import no_new_access  # the gate's soundness-only check of two action lists
+    from .whole import changed_statements, no_new_requests  # loads the solver
+
+    positions = {id(statement): index for index, statement in enumerate(refined)}
+    same = lambda a, b: structure_key(a) == structure_key(b)  # noqa: E731
+    changes, kept = changed_statements(pairing.pairs, pairing.added, same, positions)
+    verdicts = []
+    for index, before, after in kept:
+        verdicts += checker.check_statement(index, before, after)
+    for i, j in changes.pairs:
+        before, after = original[i], refined[j]
+        key = _action_key(before)
+        if before["Effect"] == after["Effect"] == "Allow" and key == _action_key(after):
+            verdicts += checker.check_statement(i, before, {**before, key: after[key]})
+            continue
+        if before["Effect"] == "Allow":
+            verdicts += checker.check_statement(i, before, None)
+        if after["Effect"] == "Allow":
+            verdicts += checker.check_statement(j, after, after)
+    verdicts += [v for i in changes.dropped if original[i]["Effect"] == "Allow"
+                 for v in checker.check_statement(i, original[i], None)]
+    verdicts += [v for j in changes.added if refined[j]["Effect"] == "Allow"
+                 for v in checker.check_statement(j, refined[j], refined[j])]
+    sound_only = Checker([], [], [], checker.timeout_ms)
+    verdicts += no_new_requests(original, refined, changes,
+                                lambda i, b, a: no_new_access(sound_only, i, b, a),
+                                checker.timeout_ms)
+    return verdicts
 
 
 def _action_key(statement: dict) -> str | None:

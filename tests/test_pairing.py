@@ -67,13 +67,15 @@ def test_statements_reordered_with_their_sids_are_paired_by_sid(tmp_path, capsys
         ("LambdaAccess", "LambdaAccess"), ("S3ReadAccess", "S3ReadAccess")]
 
 
-def test_a_changed_sid_is_still_reported_as_a_change(tmp_path, capsys):
+def test_a_changed_sid_is_paired_and_grants_nothing(tmp_path, capsys):
     document = json.loads((EXAMPLES / "policy.json").read_text())
     document["Statement"][1]["Sid"] = "Renamed"
     path = write(tmp_path, "refined.json", document)
     assert main(["verify", POLICY, path, "--unused", FINDING, "--format", "json"]) == 1
-    messages = [v["message"] for v in json.loads(capsys.readouterr().out)["verdicts"]]
-    assert "changes Sid" in messages
+    verdicts = json.loads(capsys.readouterr().out)["verdicts"]
+    # Still paired with its original (its unused actions are named there); a Sid is no access.
+    assert {v["statement"] for v in verdicts if v["verdict"] == "unsound"} == {0, 1}
+    assert not [v for v in verdicts if v["verdict"] == "structure"]
 
 
 def test_without_sids_pairing_keeps_the_order():
@@ -138,7 +140,7 @@ def test_when_the_quick_pairing_fails_the_verifying_one_is_found(tmp_path, capsy
         == [True, False]  # the quick pairing alone, which does not verify
 
 
-def test_a_changed_resource_is_named_even_without_sids(tmp_path, capsys):
+def test_a_changed_resource_is_paired_even_without_sids(tmp_path, capsys):
     document = json.loads((EXAMPLES / "policy.json").read_text())
     for statement in document["Statement"]:
         del statement["Sid"]
@@ -149,8 +151,10 @@ def test_a_changed_resource_is_named_even_without_sids(tmp_path, capsys):
     refined = write(tmp_path, "refined.json", changed)
     assert main(["verify", original, refined, "--unused", FINDING, "--format", "json"]) == 1
     verdicts = json.loads(capsys.readouterr().out)["verdicts"]
-    assert [(v["verdict"], v["statement"], v["message"]) for v in verdicts
-            if v["verdict"] == "structure"] == [("structure", 1, "changes Resource")]
+    # The narrowed Resource is no verdict; the statement keeps its action obligations.
+    assert [(v["statement"], v["message"]) for v in verdicts if v["verdict"] == "unsound"] == [
+        (0, "lambda:ListFunctions admits an unused action"),
+        (1, "s3:Get* admits an unused action")]
 
 
 @st.composite
