@@ -1462,9 +1462,22 @@ def test_apply_proves_the_recommended_document_again(live, tmp_path, capsys):
     s.recommend(finding, a, policies, [step(p, d) for p, d in zip(policies, documents,
                                                                    strict=True)])
     assert run("aws", "apply", s.out, "--yes") == 1
-    assert refusals(capsys).count("is not proven against the live policy and findings") == 3
+    err = refusals(capsys)
+    assert err.count("recommend only narrows Allow statements' actions or drops statements") == 3
+    assert "adds statement 2" in err and err.count("changes statement 1 beyond its actions") == 2
     for name in ("deny", "narrow", "condition"):
         assert s.iam.get_role_policy(RoleName=a["name"], PolicyName=name)["PolicyDocument"] == RW
+
+
+def test_apply_refuses_what_the_kernel_does_not_prove(live, tmp_path, capsys):
+    s = Scene(live, tmp_path / "out")
+    a = s.role("K")
+    mine = s.inline(a, "p", READ)
+    finding = s.finding(a, {"s3": ["PutObject"]})
+    s.recommend(finding, a, [mine], [step(mine, RW)])  # grants what the policy did not
+    assert run("aws", "apply", s.out, "--yes") == 1
+    assert "is not proven against the live policy and findings (unsound" in refusals(capsys)
+    assert s.iam.get_role_policy(RoleName=a["name"], PolicyName="p")["PolicyDocument"] == READ
 
 
 def test_a_recreated_group_or_managed_policy_is_refused(live, tmp_path, capsys):

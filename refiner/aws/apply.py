@@ -18,10 +18,10 @@ from pathlib import Path
 from ..catalog import Catalog
 from ..errors import InputError
 from ..finding import Unused, merge_findings
-from ..policy import load_policy
+from ..policy import PolicyInput, load_policy
 from ..prove import DEFAULT_TIMEOUT_MS, same_json
 from ..sharing import UnusedSet
-from ..verification import REJECTING, verify
+from ..verification import REJECTING, document_changes, pair_statements, structure_key, verify
 from . import aws_errors, session
 from .compare import used_actions_lost
 from .fetch import unused_access_analyzer, whole_finding
@@ -216,6 +216,10 @@ class Run:
         original = load_policy(live, "the live policy", json.dumps(live))
         refined = load_policy(json.loads(change.document), "the recommended policy",
                               change.document)
+        reshaped = _reshaped(original, refined)
+        if reshaped:
+            raise Refused(f"the recommended document {reshaped}: recommend only narrows Allow "
+                          "statements' actions or drops statements: refused")
         report = verify(original, refined, common.restricted(None, self.catalog).as_unused(),
                         self.catalog, DEFAULT_TIMEOUT_MS)
         wrong = [v for v in report.verdicts if v.kind in REJECTING
@@ -436,3 +440,24 @@ def copy_name(original_arn: str, document: str) -> str:
                                        separators=(",", ":")).encode()).hexdigest()[:12]
     suffix = f"-refined-{digest}"
     return owner_name(original_arn)[:128 - len(suffix)] + suffix
+
+
+def _reshaped(original: PolicyInput, refined: PolicyInput) -> str | None:
+    """How the recommended document differs from the live one otherwise than recommend's
+    refinements do (None: it does not): a top-level key, a statement added, a statement
+    changed beyond its action list (Effect, Resource, Condition, Sid), a Deny changed or
+    dropped. The kernel judges no new access; what recommend proved is this shape too."""
+    changes = document_changes(original.document, refined.document) if refined.statements \
+        else []
+    if changes:
+        return changes[0].message.removeprefix("the policy ")
+    pairing = pair_statements(original.statements, refined.statements)
+    if pairing.added:
+        return f"adds statement {pairing.added[0] + 1}"
+    for index, before, after in pairing.pairs:
+        if before.get("Effect") != "Allow" and (after is None or not same_json(before, after)):
+            return f"changes or drops Deny statement {index + 1}"
+        if after is not None and structure_key(before) != structure_key(after):
+            return (f"changes statement {index + 1} beyond its actions (Effect, Resource, "
+                    "Condition or Sid)")
+    return None
