@@ -41,7 +41,8 @@ NO_STATEMENT = {"Version": "2012-10-17", "Statement": []}
 # What the gate's verdict covers, and what it cannot see (printed with every verdict).
 SCOPE = ("not judged: the values of deploy-time parameters and variables and of imports "
          "from other stacks or states, SCPs and RCPs, session policies, what is live in the "
-         "account, and who trust and resource policies admit (a change to one is unknown)")
+         "account; trust and resource policies are judged by whole requests (Principal, Resource, "
+         "Condition), what else a resource policy's resource says is compared as written")
 # How an expression shows in a document read from a template (CloudFormation intrinsic
 # functions, Terraform references and interpolations).
 EXPRESSION_MARKERS = ('"Fn::', '{"Ref":', '{"Condition":', '{"terraform":', "${", "%{")
@@ -131,12 +132,29 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
         if unused is None and kind != "identity" and original is None and allow_new_policies:
             result.notes.append(f"{policy.id}: a new {kind} policy (--allow-new-policies)")
             continue
-        if unused is None and kind != "identity" and (
+        if unused is None and kind not in ("identity", "trust", "resource") and (
                 original is None or not same_json(original.document, policy.document)):
             result.verdicts.append(Verdict(policy.id, Violation(
-                "unknown", -1, None, f"{policy.id}: a {kind} policy changed: who it admits "
-                "is judged once the kernel reads whole statements (Principal)"), policy.line))
+                "unknown", None, None, f"{policy.id}: a policy of a kind the gate does not know "
+                f"({kind}) changed"), policy.line))
             continue
+        if unused is None and kind != "identity" and original is None:
+            # A new trust or resource policy admits whoever it names: a new grant.
+            result.verdicts.append(Verdict(policy.id, Violation(
+                "structure", None, None, f"a new {kind} policy, a new grant "
+                "(--allow-new-policies accepts it)"), policy.line))
+            continue
+        # A changed trust or resource policy is judged like any other, by whole requests
+        # (Principal, Resource and Condition: whole.py), in gate() below; a statement of one
+        # that names no principal is malformed (IAM refuses it), so what it admits is unknown.
+        if unused is None and kind != "identity" and original is not None:
+            nameless = _without_principal(original, policy)
+            if nameless:
+                result.verdicts.append(Verdict(policy.id, Violation(
+                    "unknown", None, None, f"{policy.id}: a {kind} policy statement without "
+                    f"Principal or NotPrincipal ({nameless}): IAM refuses it, so what it admits "
+                    "cannot be judged"), policy.line))
+                continue
         if original is None:
             if allow_new_policies:
                 result.notes.append(f"{policy.id}: a new policy (--allow-new-policies)")
@@ -217,6 +235,19 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
                         "solver-disagreement" if answer == "sat" else "unknown", None, None,
                         f"z3 proved obligation {label} but cvc5 answers {answer}"), 1))
     return result
+
+
+def _without_principal(original, policy) -> str:
+    """Where a BASE or HEAD statement of a trust or resource policy names no principal."""
+    for side, located in (("BASE", original), ("HEAD", policy)):
+        document = located.document
+        statements = document.get("Statement") if isinstance(document, dict) else None
+        statements = [statements] if isinstance(statements, dict) else statements or []
+        for index, statement in enumerate(statements):
+            if isinstance(statement, dict) and statement.get("Effect") == "Allow" and \
+                    "Principal" not in statement and "NotPrincipal" not in statement:
+                return f"statement {index} of {side}"
+    return ""
 
 
 def reader_unknowns(template, base=None) -> list[tuple[int, str]]:

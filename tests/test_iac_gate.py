@@ -311,3 +311,57 @@ def test_a_plan_whose_policy_is_known_only_at_apply_cannot_be_judged(tmp_path, c
                                   "change": {"after_unknown": {"policy": True}}}]}
     code, output = _gate(tmp_path, capsys, json.dumps(base), json.dumps(head), ".json")
     assert code == 3 and "not known until apply" in output
+
+
+TRUSTED = """Resources:
+  Deployer:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument:
+        Version: "2012-10-17"
+        Statement:
+          - Effect: Allow
+            Principal:
+              AWS: ["arn:aws:iam::111111111111:root", "arn:aws:iam::222222222222:root"]
+            Action: sts:AssumeRole
+  Logs:
+    Type: AWS::S3::BucketPolicy
+    Properties:
+      Bucket: logs
+      PolicyDocument:
+        Version: "2012-10-17"
+        Statement:
+          - Effect: Allow
+            Principal: {Service: cloudtrail.amazonaws.com}
+            Action: s3:PutObject
+            Resource: "arn:aws:s3:::logs/*"
+"""
+
+
+@pytest.mark.parametrize(("old", "new", "code", "verdict"), [
+    # who may assume the role, judged by whole requests: a principal dropped only narrows
+    (', "arn:aws:iam::222222222222:root"', "", 0, None),
+    ('"arn:aws:iam::222222222222:root"', '"arn:aws:iam::333333333333:root"', 1, "333333333333"),
+    ('"arn:aws:iam::222222222222:root"', '"*"', 1, '"principal":"*"'),
+    # a resource policy: a narrower resource is accepted, another service admitted is not
+    ('Resource: "arn:aws:s3:::logs/*"', 'Resource: "arn:aws:s3:::logs/trail/*"', 0, None),
+    ("{Service: cloudtrail.amazonaws.com}", "{Service: [cloudtrail.amazonaws.com, "
+     "config.amazonaws.com]}", 1, "config.amazonaws.com"),
+])
+def test_trust_and_resource_policies_are_judged_by_who_they_admit(tmp_path, capsys, old, new,
+                                                                  code, verdict):
+    got, out = verify(capsys, write(tmp_path / "base.yaml", TRUSTED),
+                      write(tmp_path / "head.yaml", edited(TRUSTED, old, new)))
+    assert got == code, out
+    if verdict:
+        assert "unsound" in out and verdict in out, out
+
+
+def test_a_trust_statement_without_a_principal_is_unknown(tmp_path, capsys):
+    """IAM refuses a trust statement that names nobody: read as "everyone", it would hide a
+    widening, so the gate says it cannot judge it."""
+    nameless = edited(TRUSTED, 'AWS: ["arn:aws:iam::111111111111:root", '
+                      '"arn:aws:iam::222222222222:root"]', "{}").replace("Principal:\n", "Sid: x\n")
+    got, out = verify(capsys, write(tmp_path / "base.yaml", nameless),
+                      write(tmp_path / "head.yaml", TRUSTED))
+    assert got == 3 and "without Principal" in out, out

@@ -123,10 +123,13 @@ def _principal(base: Holdings, head: Holdings, before: Principal | None, after: 
     if after.defined and before.defined and after.rest != before.rest:
         add(_unknown(f"{label}'s own properties changed (a name, path or tags can match what "
                      "other policies grant)"), after.line)
-    if _ref(after.trust) != _ref(before.trust) or context_changed and after.trust is not None:
+    # A trust policy present on both sides is a template document of its own, judged by whole
+    # requests (who may assume the role) where the gate compares documents; one that appears or
+    # disappears, or reads a context that changed, cannot be judged here.
+    if (after.trust is None) != (before.trust is None) or context_changed and after.trust is not None:
         where = after.trust if after.trust is not None else after
-        add(_unknown(f"{label}'s trust policy changed: who may assume it is judged once the "
-                     "kernel reads whole statements (Principal)"), where.line, where.path)
+        add(_unknown(f"{label}'s trust policy appeared, disappeared or reads values that "
+                     "changed: who may assume it cannot be judged"), where.line, where.path)
     held_before = base.effective(before)
     held_after = head.effective(after)
     refs_before = {h.ref for h in held_before}

@@ -356,7 +356,9 @@ class _CloudFormation:
                     if isinstance(properties, dict))):
                 read = frozenset(key for key in (properties or {}) if any(
                     i == f"{logical}.{key}" or i.startswith(f"{logical}.{key}[")
-                    for i in self.policies)) if isinstance(properties, dict) else frozenset()
+                    for i in self.policies) or _resource_document_key(
+                        key, self.policies.get(logical))) \
+                    if isinstance(properties, dict) else frozenset()
                 holdings.others[logical] = Other(logical, self.line(where),
                                                  f"{kind} (not modelled by the gate)",
                                                  self.with_context(
@@ -526,6 +528,18 @@ class _CloudFormation:
 # authorizers add, connectors.
 SAM_GRANTING = {"Policies", "Role", "RolePath", "PermissionsBoundary", "AssumeRolePolicyDocument",
                 "Events", "Auth", "Connectors", "FunctionUrlConfig", "Permissions"}
+
+
+# The property that holds a resource policy read as the resource's own document (its id is the
+# logical id): that document is judged by whole requests where the gate compares documents.
+_RESOURCE_DOCUMENT_KEY = re.compile(
+    r"^(Policy|PolicyDocument|KeyPolicy|PolicyText|RepositoryPolicyText|ResourcePolicy|"
+    r"AccessPolicies)$")
+
+
+def _resource_document_key(key: str, located) -> bool:
+    return located is not None and getattr(located, "document_type", None) == "resource" and \
+        located.refusal is None and _RESOURCE_DOCUMENT_KEY.match(key) is not None
 
 
 def _granting_part(kind: str, resource: dict, read: frozenset[str] = frozenset()) -> dict:
