@@ -1008,7 +1008,9 @@ def main(argv: list[str] | None = None) -> int:
 
             traceback.print_exc()
             return EXIT_PROOF_FAILED
-        print(f"refiner: internal error, nothing was written ({type(error).__name__}: {error}); "
+        # apply and rollback say when a journal shows a call was made before the bug
+        written = getattr(error, "refiner_written", None) or "nothing was written"
+        print(f"refiner: internal error, {written} ({type(error).__name__}: {error}); "
               "rerun with REFINER_DEBUG=1 for the trace", file=sys.stderr)
         return EXIT_PROOF_FAILED
 
