@@ -11,7 +11,7 @@ __version__ = "0.2.0"
 DISTRIBUTION = "iam-refiner"  # the name on the package index; import and command: refiner
 
 _API = ("refine", "verify", "no_new_access", "load_catalog", "account_graph", "STRATEGIES", "Result",
-        "Change", "Verification", "GateResult", "ProofError")
+        "Change", "Verification", "GateResult", "ProofError", "KeepRules", "read_keep_rules")
 __all__ = [*_API, "InputError", "__version__"]
 
 

@@ -16,6 +16,9 @@
 True
 >>> refiner.verify(policy, policy, finding, catalog).verdicts[0].kind
 'unsound'
+>>> kept = refiner.refine(policy, finding, catalog, keep={"actions": ["s3:GetBucketAcl"]})
+>>> kept.policy["Statement"][0]["Action"], kept.kept
+('s3:Get*', [{'action': 's3:GetBucketAcl', 'reason': 'keep-action s3:GetBucketAcl'}])
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from .catalog import Catalog, checked, load_default, load_file
 from .errors import API_TERMS, InputError
 from .finding import Unused, check_principal, merge_findings, read_findings
 from .isolate import NoProof, deadline_after, run_isolated
+from .keep import KeepRules
+from .keep import read_rules as read_keep_rules
 from .pipeline import Run, refine_within_size
 from .policy import PolicyInput, load_policy, parse_json_text, read_policy
 from .prove import DEFAULT_TIMEOUT_MS, Violation
@@ -90,7 +95,8 @@ class Result:
     policy is to be detached); text: the whole input with the refinement written back (what
     the kernel proved; None when detached); changes: the statements that changed; queries:
     proof queries; timings: seconds per stage; unknown: finding names the catalog lacks (they
-    still count as unused)."""
+    still count as unused); kept: what keep rules kept, each {"action" | "statement" |
+    "principal": ..., "reason": ...}."""
 
     policy: dict | None
     text: str | None
@@ -101,6 +107,7 @@ class Result:
     catalog: str
     size: int | None
     unknown: list[str] = field(default_factory=list)
+    kept: list[dict] = field(default_factory=list)
     run: Run | None = field(default=None, repr=False)
 
     @property
@@ -166,6 +173,7 @@ def refine(
     timeout: float = DEFAULT_TIMEOUT_MS / 1000,
     deadline: float | None = None,
     allow_inactive_finding: bool = False,
+    keep: KeepRules | Mapping | None = None,
 ) -> Result:
     """Refine policy against an unused-permissions finding and prove the result.
 
@@ -177,8 +185,10 @@ def refine(
     of refiner.STRATEGIES. max_size: as the CLI's --max-size. timeout: seconds per proof
     obligation; deadline: seconds for the whole run, which then runs in a child process (a
     solver abort or a run past the deadline raises ProofError; without it the run is
-    in-process). Raises InputError for bad input and ProofError when the kernel does not prove
-    the result: no unproven policy is ever returned."""
+    in-process). keep: keep rules (a KeepRules, read_keep_rules(config), or a mapping with
+    refiner.toml's [keep] keys sids, actions, principals, tags): kept means used, so what they
+    keep is part of what is proven. Raises InputError for bad input and ProofError when the
+    kernel does not prove the result: no unproven policy is ever returned."""
     check_strategy(strategy)
     if max_size is not None and max_size <= 0:
         raise InputError("max_size must be a positive number of characters")
@@ -187,7 +197,7 @@ def refine(
     the_policy = _policy(policy, "policy")
     if not the_policy.statements:
         raise InputError("policy is a DETACH_POLICY recommendation: nothing to refine")
-    unused = _finding(finding, the_catalog, allow_inactive_finding)
+    unused = _finding(finding, the_catalog, allow_inactive_finding, keep)
     check_principal(unused, the_policy.principal, "policy")  # as the CLI checks it
     timeout_ms = _timeout_ms(timeout)
     arguments = (the_policy, unused, the_catalog, timeout_ms, max_size, strategy)
@@ -214,6 +224,7 @@ def refine(
         catalog=the_catalog.version,
         size=None if run.detach else policy_size(run.refined.document),
         unknown=list(unused.unknown),
+        kept=list(run.kept),
         run=run,
     )
 
@@ -230,12 +241,14 @@ def verify(
     timeout: float = DEFAULT_TIMEOUT_MS / 1000,
     deadline: float | None = None,
     allow_inactive_finding: bool = False,
+    keep: KeepRules | Mapping | None = None,
 ) -> Verification:
     """Check a refinement made elsewhere, as `refiner verify` does: pair the statements,
     prove each pair, lint new entries. original and refined take what refine's policy does
     (refined also the CLI's --format aws output); finding and catalog as for refine. strict:
     not-least warnings reject; coarse: refined came from the size strategy or --max-size, so
-    coarser prefixes are not flagged; solver: "z3", "cvc5" or "both". Never raises for a
+    coarser prefixes are not flagged; solver: "z3", "cvc5" or "both"; keep: the keep rules
+    the refinement was made with (as for refine). Never raises for a
     rejection: the verdicts say what is wrong (InputError for bad input, ProofError when a
     deadline passes or the solver process dies)."""
     if solver not in ("z3", "cvc5", "both"):
@@ -244,7 +257,7 @@ def verify(
     the_catalog = _catalog(catalog)
     before = _policy(original, "original")
     after = _policy(refined, "refined")
-    unused = _finding(finding, the_catalog, allow_inactive_finding)
+    unused = _finding(finding, the_catalog, allow_inactive_finding, keep)
     limit = deadline_after(deadline)
     arguments = (before, after, unused, the_catalog, _timeout_ms(timeout), solver, False, limit,
                  coarse)
@@ -324,7 +337,23 @@ def _policy(policy: PolicyLike, label: str) -> PolicyInput:
     raise InputError(f"{label} must be a dict, JSON text or a path, not {type(policy).__name__}")
 
 
-def _finding(finding: FindingLike, catalog: Catalog, allow_inactive: bool) -> Unused:
+def _finding(finding: FindingLike, catalog: Catalog, allow_inactive: bool,
+             keep: KeepRules | Mapping | None = None) -> Unused:
+    """The finding minus what the keep rules keep (kept means used)."""
+    rules = _keep_rules(keep)
+    unused = _read_finding(finding, catalog, allow_inactive)
+    return rules.subtract(unused, catalog) if rules else unused
+
+
+def _keep_rules(keep: KeepRules | Mapping | None) -> KeepRules | None:
+    if keep is None or isinstance(keep, KeepRules):
+        return keep
+    if isinstance(keep, Mapping):
+        return KeepRules.from_mapping(keep, "keep")
+    raise InputError(f"keep must be a KeepRules or a mapping, not {type(keep).__name__}")
+
+
+def _read_finding(finding: FindingLike, catalog: Catalog, allow_inactive: bool) -> Unused:
     if isinstance(finding, os.PathLike):
         return read_findings([os.fspath(finding)], catalog, allow_inactive, API_TERMS)
     if isinstance(finding, str):
@@ -375,5 +404,5 @@ def _entries(value) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-__all__ = ["STRATEGIES", "Change", "InputError", "ProofError", "Result", "Verification",
-           "account_graph", "load_catalog", "refine", "verify"]
+__all__ = ["STRATEGIES", "Change", "InputError", "KeepRules", "ProofError", "Result",
+           "Verification", "account_graph", "load_catalog", "read_keep_rules", "refine", "verify"]

@@ -104,6 +104,41 @@ def _finding_arguments(command, unused_required: bool = True) -> None:
                          "sizes); errors and verdicts still print")
 
 
+def _keep_arguments(command, export: bool = False) -> None:
+    """The keep rules (refiner.keep): flags, added to refiner.toml's [keep] table; tags and
+    grace days only where an account export is read."""
+    rules = command.add_argument_group("keep rules", "kept means used: what they keep is part "
+                                       "of what is proven (also read from refiner.toml's [keep] "
+                                       "table in the working folder, or --config)")
+    rules.add_argument("--config", metavar="FILE", help="read the keep rules from this TOML "
+                       "file instead of ./refiner.toml")
+    rules.add_argument("--keep-sid", metavar="PATTERN", action="append", default=[],
+                       help="statements whose Sid matches (e.g. 'NOREPO*') stay byte for byte")
+    rules.add_argument("--keep-action", metavar="PATTERN", action="append", default=[],
+                       help="catalog actions matching (e.g. iam:PassRole, 'kms:*Grant*') are "
+                       "treated as used, whatever the finding says")
+    rules.add_argument("--keep-principal", metavar="ARN-PATTERN", action="append", default=[],
+                       help="principals whose ARN matches are kept, never refined")
+    if export:
+        rules.add_argument("--keep-tag", metavar="KEY=VALUE", action="append", default=[],
+                           help="principals tagged so in the export are kept, never refined")
+        rules.add_argument("--grace-days", type=int, metavar="N",
+                           help="keep actions a managed policy version gained less than N days "
+                           "before the finding's analysis; skip principals younger than N days")
+
+
+def _keep_rules(args):
+    from .keep import read_rules
+
+    export = hasattr(args, "grace_days")  # recommend: tags and version dates are known
+    rules = read_rules(args.config, args.keep_sid, args.keep_action, args.keep_principal,
+                       getattr(args, "keep_tag", ()), getattr(args, "grace_days", None))
+    if not export and (rules.tags or rules.grace_days):
+        _warn(args, "tags and grace_days apply to recommend, which reads them from the account "
+              f"export; refiner {args.command} keeps nothing for them")
+    return rules
+
+
 def _proof_arguments(command) -> None:
     command.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_MS / 1000,
                          metavar="SECONDS", help="per proof obligation (default %(default)s)")
@@ -225,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a result over the size limit is an error (exit 5, nothing written)")
     _proof_arguments(refine)
     refine.add_argument("--stats", action="store_true",
-                        help="print pattern counts and stage timings to stderr")
+                        help="print pattern counts, stage timings and what was kept to stderr")
+    _keep_arguments(refine)
     recommend = commands.add_parser(
         "recommend",
         help="recommend proven refinements for every principal of an account",
@@ -256,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "(AWS's detach-and-attach), or only reported")
     recommend.add_argument("--attachment-quota", type=int, default=10, metavar="N",
                            help="managed policies per role or user (AWS: 10, 20 on request)")
+    _keep_arguments(recommend, export=True)
     _aws_commands(commands)
     verify = commands.add_parser(
         "verify",
@@ -287,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "directory; for templates and the gate, the git top level when inside "
                         "a repository)")
     _proof_arguments(verify)
+    _keep_arguments(verify)
     _catalog_commands(commands)
     _explain_command(commands)
     return parser
@@ -306,6 +344,7 @@ def _explain_command(commands) -> None:
     explain.add_argument("--format", choices=("text", "svg", "html"), default="text")
     explain.add_argument("-o", "--output", metavar="OUT", help="write here (atomically)")
     _proof_arguments(explain)
+    _keep_arguments(explain)
 
 
 def _catalog_commands(commands) -> None:
@@ -350,9 +389,10 @@ def _run_refine(args) -> int:
     if args.stats:
         run.timings["total"] = time.perf_counter() - began
         _print_stats(policy, run)
+    aws_extra = {**size_report, **({"kept": run.kept} if run.kept else {})}
     if run.detach:
         if args.format == "aws":
-            _emit(as_recommendation(run, unused.resource_arn, size_report), output, args)
+            _emit(as_recommendation(run, unused.resource_arn, aws_extra), output, args)
         print("refiner: no statement is left: detach this policy"
               + ("" if args.format == "aws" else " (no policy was written)"), file=sys.stderr)
         return EXIT_DETACH
@@ -367,7 +407,7 @@ def _run_refine(args) -> int:
     elif args.format == "diff":
         text = as_diff(run, Path(args.policy).name)
     else:
-        text = as_recommendation(run, unused.resource_arn, size_report)
+        text = as_recommendation(run, unused.resource_arn, aws_extra)
     if args.in_place:
         _write_in_place(args, _with_bom(text, policy), run.changed)
     else:
@@ -479,6 +519,9 @@ def _warn_finding(unused: Unused, catalog: Catalog, args) -> Unused:
         _warn(args, f"the finding names {len(unused.unknown)} actions or services "
               f"that catalog {catalog.version} does not know ({shown}{more}); they still count "
               "as unused (the catalog may be older than the finding)")
+    rules = _keep_rules(args)
+    if rules:
+        unused = rules.subtract(unused, catalog)  # kept means used: the proof is against this
     if unused.analyzed_at and catalog.updated and unused.analyzed_at[:10] > catalog.updated:
         _warn(args, f"the finding was analyzed on {unused.analyzed_at[:10]}, after "
               f"catalog {catalog.version} was taken: actions added since are not known to it "
@@ -531,6 +574,8 @@ def _run_verify(args) -> int:
     if args.format == "json":
         inputs = {"original": args.original, "refined": args.refined,
                   "findings": list(args.unused), "catalog": catalog.version}
+        if unused.keep is not None:  # the rules the refinement was checked with, and their effect
+            inputs.update(keep=unused.keep.as_json(), kept=unused.kept)
         text = as_verdicts_json(report.verdicts, lines, code == 0, inputs)
     elif args.format == "sarif":
         text = as_sarif(report.verdicts, lines, args.refined, __version__, args.sarif_root)
@@ -573,8 +618,10 @@ def _run_template_refine(args) -> int:
     catalog = _catalog(args)
     selection = select_policies(template, args.unused, args.policy_id, catalog,
                                 args.allow_inactive_finding)
-    for unused in {id(u): u for u in selection.findings.values()}.values():
-        _warn_finding(unused, catalog, args)
+    # Each finding once: warned about, and minus what keep rules keep (kept means used).
+    read = {key: _warn_finding(u, catalog, args)
+            for key, u in {id(u): u for u in selection.findings.values()}.items()}
+    selection.findings = {policy_id: read[id(u)] for policy_id, u in selection.findings.items()}
     for warning in selection.warnings:
         _warn(args, warning)
     chosen = [p for p in template.policies if p.id in selection.findings]
@@ -630,6 +677,9 @@ def _run_template_refine(args) -> int:
         print("refiner: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + "; "
               f"{sum(o.run.queries for o in result.outcomes if o.run)} proof queries",
               file=sys.stderr)
+        kept = {str(item): item for o in result.outcomes if o.run for item in (
+            {**i, "policyId": o.policy.id} if "statement" in i else i for i in o.run.kept)}
+        _print_kept(list(kept.values()))
     if over and args.fail_over_limit:
         print("refiner: a refined policy is over the size limit (--fail-over-limit): nothing "
               "was written", file=sys.stderr)
@@ -710,11 +760,12 @@ def _run_recommend(args) -> int:
     if args.attachment_quota < 1:
         raise InputError("--attachment-quota must be at least 1")
     job = Job(details, findings, args.output, args.workers, args.scheduler, args.catalog,
-              _timeout_ms(args), shared=args.shared, attachment_quota=args.attachment_quota)
+              _timeout_ms(args), shared=args.shared, attachment_quota=args.attachment_quota,
+              keep=_keep_rules(args))
     totals = recommend(job)
     counts = ", ".join(f"{totals.get(k, 0)} {k.lower().replace('_', ' ')}"
                        for k in ("SUCCEEDED", "FAILED", "DELETE_ROLE", "UNKNOWN_PRINCIPAL",
-                                 "SKIPPED"))
+                                 "SKIPPED", "KEPT"))
     print(f"refiner: {totals['findings']} findings: {counts}; {totals['policiesChanged']} "
           f"policies changed; {totals['sharedPoliciesChanged']} of {totals['sharedPolicies']} "
           f"shared policies changed; report in {Path(args.output) / 'report.html'}",
@@ -863,6 +914,14 @@ def _print_stats(policy, run: Run) -> None:
     timing = ", ".join(f"{stage} {seconds * 1000:.0f} ms" for stage, seconds in run.timings.items())
     print(f"refiner: {changed} of {len(policy.statements)} statements changed, "
           f"{run.queries} proof queries; {timing}", file=sys.stderr)
+    _print_kept(run.kept)
+
+
+def _print_kept(kept: list[dict]) -> None:
+    from .keep import describe
+
+    for item in kept:
+        print(f"refiner: kept: {describe(item)}", file=sys.stderr)
 
 
 def _with_catalog_case(violation: Violation, catalog: Catalog) -> str:
@@ -949,7 +1008,9 @@ def main(argv: list[str] | None = None) -> int:
 
             traceback.print_exc()
             return EXIT_PROOF_FAILED
-        print(f"refiner: internal error, nothing was written ({type(error).__name__}: {error}); "
+        # apply and rollback say when a journal shows a call was made before the bug
+        written = getattr(error, "refiner_written", None) or "nothing was written"
+        print(f"refiner: internal error, {written} ({type(error).__name__}: {error}); "
               "rerun with REFINER_DEBUG=1 for the trace", file=sys.stderr)
         return EXIT_PROOF_FAILED
 

@@ -21,6 +21,10 @@ class Unused:
     finding_id: str | None = None
     analyzed_at: str | None = None  # when Access Analyzer looked (ISO 8601), if it says
     unknown: list[str] = field(default_factory=list)  # names the catalog lacks (still unused)
+    # Set by keep.KeepRules.subtract: the rules this finding was read with (the statements
+    # they keep stay as they are) and what they took out of it, each with its reason.
+    keep: object = None
+    kept: list[dict] = field(default_factory=list)
     _sorted: list[str] | None = field(default=None, repr=False)
 
     def names_with_prefix(self, prefix: str) -> list[str]:

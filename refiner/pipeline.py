@@ -6,11 +6,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from . import keep
 from .catalog import Catalog
 from .finding import Unused
 from .jsontext import loads
 from .policy import PolicyInput, load_policy, parse_json_text
-from .prove import Checker, Violation, same_json
+from .prove import Violation, same_json
 from .refinement import DEFAULT_STRATEGY, Refinement, Refiner
 from .writeback import edit_document
 
@@ -31,6 +32,7 @@ class Run:
     violations: list[Violation]
     timings: dict[str, float] = field(default_factory=dict)
     queries: int = 0
+    kept: list[dict] = field(default_factory=list)  # what keep rules kept, with the reasons
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     completed_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
@@ -67,7 +69,7 @@ def refine_and_prove(policy: PolicyInput, unused: Unused, catalog: Catalog, time
         proof_pairs = [(original, next(written, None) if new is not None else None)
                        for original, new in refinement.pairs]
     refined_at = time.perf_counter()
-    checker = Checker(catalog, unused.actions, unused.services, timeout_ms)
+    checker = keep.checker(unused, catalog, timeout_ms)  # kept statements held unchanged
     violations += _outside_statements_changed(policy, refined)
     # Every statement is checked, changed or not: an unchanged one must admit nothing unused too.
     violations += [
@@ -78,7 +80,8 @@ def refine_and_prove(policy: PolicyInput, unused: Unused, catalog: Catalog, time
     proven_at = time.perf_counter()
     timings = {"refine": refined_at - started, "proof": proven_at - refined_at}
     return Run(policy, refinement, text, document_text, refined, violations, timings,
-               checker.queries, started_at)
+               checker.queries, unused.kept + keep.kept_statements(unused, policy.statements),
+               started_at)
 
 
 def refine_within_size(policy: PolicyInput, unused: Unused, catalog: Catalog, timeout_ms: int,

@@ -34,17 +34,28 @@ class Document:
     attachment_count: int | None = None  # managed: as the export says
     boundary_count: int | None = None
     reach: list[dict] = field(default_factory=list)  # {"arn", "id", "via"}
+    id: str | None = None  # managed: its PolicyId (one re-created under its ARN has another)
+    owner_id: str | None = None  # inline: its owner's RoleId, UserId or GroupId
+    created: str | None = None  # managed: its CreateDate (where an export lacks PolicyId)
 
     @property
     def ref(self) -> dict:
+        """Its identity, and the unique ids that tell it from one re-created under its names."""
+        if self.kind == MANAGED:
+            return {**self._identity, **({"id": self.id} if self.id else {}),
+                    **({"createDate": self.created} if self.created else {})}
+        return {**self._identity, **({"ownerId": self.owner_id} if self.owner_id else {})}
+
+    @property
+    def _identity(self) -> dict:
         if self.kind == MANAGED:
             return {"kind": MANAGED, "arn": self.arn}
         return {"kind": self.kind, "owner": self.owner, "name": self.name}
 
     @functools.cached_property
     def key(self) -> str:
-        """A stable identity for files and maps: the ref, hashed."""
-        return hashlib.sha256(dumps(self.ref).encode()).hexdigest()[:24]
+        """A stable identity for files and maps: the ref's kind and names, hashed."""
+        return hashlib.sha256(dumps(self._identity).encode()).hexdigest()[:24]
 
     @functools.cached_property
     def digest(self) -> str:
@@ -168,7 +179,9 @@ class AccountGraph:
                             version_id=versions[0].get("VersionId"),
                             aws_managed=is_aws_managed(arn),
                             attachment_count=_count(policy.get("AttachmentCount")),
-                            boundary_count=_count(policy.get("PermissionsBoundaryUsageCount")))
+                            boundary_count=_count(policy.get("PermissionsBoundaryUsageCount")),
+                            id=_string(policy.get("PolicyId")),
+                            created=_string(policy.get("CreateDate")))
         held = self.documents.get(document.key)
         if held is not None:  # the same export given twice: keep the reach gathered so far
             document.reach = held.reach
@@ -189,7 +202,7 @@ class AccountGraph:
                 boundary.get("PermissionsBoundaryArn") if isinstance(boundary, dict) else None)
             self.principals[arn] = principal
         for inline in _list(detail, f"{title}PolicyList", path):
-            document = self._inline(inline, f"{kind}-inline", arn, path)
+            document = self._inline(inline, f"{kind}-inline", arn, path, principal.id)
             self._reach(document, principal, VIA_INLINE)
         self._pending.append((principal, _list(detail, "AttachedManagedPolicies", arn),
                               _list(detail, "GroupList", arn, of=str)))
@@ -218,7 +231,8 @@ class AccountGraph:
         if group is None:
             group = self.groups[arn] = Group(arn, detail.get("GroupId"), group_name)
             for inline in _list(detail, "GroupPolicyList", group_name):
-                group.documents.append(self._inline(inline, GROUP_INLINE, arn, group_name).key)
+                group.documents.append(self._inline(inline, GROUP_INLINE, arn, group_name,
+                                                    group.id).key)
             for entry in _list(detail, "AttachedManagedPolicies", group_name):
                 key = self._managed.get(entry.get("PolicyArn"))
                 if key is None:
@@ -253,12 +267,13 @@ class AccountGraph:
         document.reach.append({"arn": principal.arn, "id": principal.id, "via": via})
         return True
 
-    def _inline(self, inline: dict, kind: str, owner: str, where: str) -> Document:
+    def _inline(self, inline: dict, kind: str, owner: str, where: str,
+                owner_id: str | None) -> Document:
         name = inline.get("PolicyName")
         if not isinstance(name, str):
             raise InputError(f"authorization details {where}: an inline policy without PolicyName")
         document = Document(kind, name, self._text(inline.get("PolicyDocument"), where),
-                            owner=owner)
+                            owner=owner, owner_id=owner_id if isinstance(owner_id, str) else None)
         return self.documents.setdefault(document.key, document)
 
     def _text(self, document: object, where: str) -> str:
@@ -284,6 +299,10 @@ def is_aws_managed(arn: str) -> bool:
 def _arn_parts(arn: str) -> tuple[str, str, str]:
     match = _ARN.fullmatch(arn or "")
     return (match[1], match[2], match[3]) if match else ("", "", "")
+
+
+def _string(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _count(value: object) -> int | None:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from . import __version__
+from . import __version__, keep
 from .account import FindingPages, finding_file_name, finding_pages
 from .catalog import Catalog
 from .errors import InputError
@@ -42,6 +42,7 @@ class Job:
     progress: bool = True
     shared: str = DEFAULT_SHARED
     attachment_quota: int = DEFAULT_ATTACHMENT_QUOTA
+    keep: keep.KeepRules | None = None  # what to keep whatever the findings say
 
 
 def recommend(job: Job) -> dict:
@@ -142,6 +143,9 @@ class Planner:
         self.written: set[str] = set()  # principals whose recommendation is written
         self._unsettled: dict[str, str | None] | None = None  # shared key -> task, fate unknown
         self._checked_later: set[str] = set()  # shared keys whose checks come after all tasks
+        # The grace rule's version dates (the graph holds only each policy's default version).
+        self.versions = keep.policy_versions(job.keep, job.authorization_details)
+        self.kept_of: dict[str, list[dict]] = {}  # principal ARN -> what keep rules kept
 
     # findings, and the tasks they make
 
@@ -232,25 +236,41 @@ class Planner:
             self.failed[arn] = error
             self.unused_of.pop(arn, None)
             self.rows.append({**row, "status": "FAILED", "error": error})
+        elif (kept := self._keep(principal, head)).get("status") == "KEPT":
+            self.rows.append({**row, **kept})  # kept whole: never refined, it uses everything
         else:
-            self._read_unused(principal, pages, finding_id)
+            self._read_unused(principal, pages, finding_id, kept)
             return arn if arn in self.unused_of else None
         return None
+
+    def _keep(self, principal: Principal, head: dict) -> dict:
+        """What keep rules say of this principal (see keep.for_principal)."""
+        versions = {document.arn: self.versions[document.arn]
+                    for document, _ in self.graph.documents_of(principal)
+                    if document.arn in self.versions}
+        return keep.for_principal(self.job.keep, principal.arn, principal.tags,
+                                  principal.create_date, head, versions)
 
     def _hold(self, principal: Principal, unused: UnusedSet, head: dict, finding_id: str) -> None:
         self.unused_of[principal.arn] = unused
         self.finding_of[principal.arn] = {"id": finding_id, **{
             k: head.get(k) for k in ("findingType", "updatedAt", "analyzedAt")}}
 
-    def _read_unused(self, principal: Principal, pages: FindingPages, finding_id: str) -> None:
+    def _read_unused(self, principal: Principal, pages: FindingPages, finding_id: str,
+                     kept: dict) -> None:
         head = pages.head
         self.finding_of[principal.arn] = {"id": finding_id, **{
             k: head.get(k) for k in ("findingType", "updatedAt", "analyzedAt")}}
         self.finding_of[principal.arn]["findingType"] = "UnusedPermission"
         try:
+            if "error" in kept:  # a keep rule cannot tell (a date missing): never guessed
+                raise InputError(kept["error"]["message"])
             labelled = [(f"finding {finding_id} page {number}", page)
                         for number, page in enumerate(pages.pages, 1)]
-            unused = merge_findings(labelled, self.catalog)
+            # Kept means used: the finding minus what keep rules keep.
+            unused = keep.for_worker(kept.get("keep"), merge_findings(labelled, self.catalog),
+                                     self.catalog)
+            self.kept_of[principal.arn] = unused.kept
         except InputError as error:  # this finding fails; its principal uses everything
             self.failed[principal.arn] = {"code": "InvalidInput", "message": str(error)}
             return
@@ -306,7 +326,7 @@ class Planner:
                    "otherAttached": max(other_attached, 0) if document.kind == MANAGED else 0,
                    "catalog": self.job.catalog, "catalogVersion": self.catalog.version,
                    "catalogDigest": self.digest, "timeoutMs": self.job.timeout_ms,
-                   "refiner": __version__}
+                   "refiner": __version__, **keep.statement_rules(self.job.keep)}
         key = task_key(payload)
         if key in self._refined:
             return key, None
@@ -470,6 +490,9 @@ class Planner:
                 row["attachments"]["withheld"] = copies
         status = "FAILED" if error else "SUCCEEDED"
         row["status"] = status
+        row["kept"] = self.kept_of.get(principal.arn, []) + [
+            {**item, "policyId": entry["policyId"]} for entry in row["policies"]
+            for item in entry.pop("kept", [])]
         row["seconds"] = round(row["seconds"], 3)
         response = {"resourceArn": principal.arn,
                     "recommendationType": "UnusedPermissionRecommendation", "status": status,
@@ -481,6 +504,8 @@ class Planner:
             row["error"] = response["error"] = error
             steps, diffs = [], []
         response["recommendedSteps"] = steps
+        if row["kept"]:
+            response["kept"] = row["kept"]  # a note: what keep rules kept, and why
         state = {"row": row, "diffs": diffs, "principal": principal.as_json(),
                  "finding": {k: head.get(k) for k in ("id", "updatedAt", "analyzedAt")},
                  "updatedAt": head.get("updatedAt"), "analyzedAt": head.get("analyzedAt"),

@@ -91,8 +91,9 @@ class Refiner:
 
     def refine_statement(self, statement: dict) -> dict | None:
         """The statement itself when nothing changes, a changed copy, or None when it goes."""
-        if statement.get("Effect") != "Allow":
-            return statement
+        if statement.get("Effect") != "Allow" or (
+                self.unused.keep is not None and self.unused.keep.keeps_statement(statement)):
+            return statement  # a Deny, or a statement a keep rule keeps
         key = action_key(statement)
         entries = patterns_of(statement)
         new_entries = (

@@ -7,12 +7,13 @@ import itertools
 from collections.abc import Iterable
 from pathlib import Path
 
+from .keep import describe
 from .output import write_chunks
 
 # Every row is a grid of fixed columns (the principal and the reason share what is left), and
 # an opened row's diffs span the whole width below it, scrolling sideways inside their own box:
 # opening a row never pushes a column off the screen.
-COLUMNS = "minmax(0, 3fr) 9em minmax(0, 2fr) 6em 8em 10em"
+COLUMNS = "minmax(0, 3fr) 9em minmax(0, 2fr) 6em 8em 10em minmax(0, 2fr)"
 STYLE = f"""
 body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #1b1f24; }}
 h1 {{ font-size: 1.4em; }}
@@ -37,7 +38,8 @@ pre {{ background: #f6f8fa; padding: .6em; overflow-x: auto; max-width: 100%;
   box-sizing: border-box; margin: .3em 0; }}
 .add {{ color: #1a7f37; }} .del {{ color: #cf222e; }}
 """
-HEADINGS = ("principal", "status", "reason", "policies changed", "patterns", "characters")
+HEADINGS = ("principal", "status", "reason", "policies changed", "patterns", "characters",
+            "kept")
 
 
 def write_report(path: Path, summary: dict, rows: Iterable[tuple[dict, list[dict]]]) -> None:
@@ -56,6 +58,7 @@ def write_report(path: Path, summary: dict, rows: Iterable[tuple[dict, list[dict
         ("delete role", totals.get("DELETE_ROLE", 0)),
         ("unknown principal", totals.get("UNKNOWN_PRINCIPAL", 0)),
         ("skipped", totals.get("SKIPPED", 0)),
+        ("kept by keep rules", totals.get("KEPT", 0)),
         ("policies changed", counted.changed),
         ("patterns before", counted.patterns[0]),
         ("patterns after", counted.patterns[1]),
@@ -129,7 +132,12 @@ def _row(row: dict, diffs: list[dict]) -> str:
             f"<span class='{status}'>{status}</span><span class='reason'>{_e(reason)}</span>"
             f"<span class='num'>{changed if policies else ''}</span>"
             f"<span class='num'>{patterns}</span><span class='num'>{characters}</span>"
-            f"</summary><div class='open'>{opened}</div></details>")
+            f"<span class='kept'>{_kept(row)}</span></summary><div class='open'>{opened}</div></details>")
+
+
+def _kept(row: dict) -> str:
+    """What keep rules kept for this principal, each with its reason."""
+    return "<br>".join(_e(describe(item)) for item in row.get("kept", []))
 
 
 def _shared(policies: list[dict]) -> str:

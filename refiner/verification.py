@@ -9,7 +9,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import jsontext
+from . import jsontext, keep
 from .catalog import Catalog
 from .finding import Unused
 from .lint import Lint
@@ -310,7 +310,7 @@ def verify(
     lint comes last and stops short of deadline (a monotonic time; the caller bounds the rest
     of the run); coarse: refine --max-size's coarser prefixes are not taken for narrowable."""
     record = export or solver in ("cvc5", "both")
-    checker = Checker(catalog, unused.actions, unused.services, timeout_ms, record)
+    checker = keep.checker(unused, catalog, timeout_ms, record)  # kept statements unchanged
     report = Report()
     if refined.statements:  # a policy left with no statement allows nothing, whatever else
         report.verdicts += document_changes(original.document, refined.document)

@@ -329,7 +329,8 @@ class Scene:
         via = "inline" if kind != "group" else f"group:{owner['arn']}"
         reach = [{"arn": owner["arn"], "id": owner["id"], "via": via}] if kind != "group" else \
             [{"arn": m["arn"], "id": m["id"], "via": via} for m in owner["members"]]
-        return {"ref": {"kind": f"{kind}-inline", "owner": owner["arn"], "name": base},
+        return {"ref": {"kind": f"{kind}-inline", "owner": owner["arn"], "name": base,
+                        "ownerId": owner["id"]},
                 "text": json.dumps(document), "awsManaged": False, "reach": reach}
 
     def managed(self, base: str, document: dict) -> str:
@@ -345,7 +346,7 @@ class Scene:
         policy = self.iam.get_policy(PolicyArn=arn)["Policy"]
         text = json.dumps(self.iam.get_policy_version(
             PolicyArn=arn, VersionId=policy["DefaultVersionId"])["PolicyVersion"]["Document"])
-        return {"ref": {"kind": "managed", "arn": arn}, "text": text,
+        return {"ref": {"kind": "managed", "arn": arn, "id": policy["PolicyId"]}, "text": text,
                 "versionId": policy["DefaultVersionId"], "awsManaged": ":iam::aws:" in arn,
                 "reach": [{"arn": p["arn"], "id": p["id"], "via": via} for p, via in reach]}
 
@@ -423,8 +424,10 @@ def snapshot(iam, principals: list[dict], policies: list[str]) -> dict:
 
 
 def s3_read_copy(scene: Scene) -> tuple[dict, str]:
-    """A refinement of AWS's S3 read-only policy without s3-object-lambda (its Sid names the
-    scene, so each scene has its own copy), and the ARN its copy gets."""
+    """A refinement of AWS's S3 read-only policy without s3-object-lambda, and the ARN its
+    copy gets. Each scene has its own copy: the letters of its action names are upper or lower
+    case by the bits of the scene's number (action names are case-insensitive, so the kernel
+    proves each the same refinement)."""
     from refiner.aws.apply import copy_name
 
     iam = scene.iam
@@ -433,8 +436,11 @@ def s3_read_copy(scene: Scene) -> tuple[dict, str]:
     refined = copy.deepcopy(original)
     for statement in refined["Statement"]:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        statement["Action"] = [a for a in actions if not a.startswith("s3-object-lambda")]
-        statement["Sid"] = f"Scene{scene.n}"
+        kept = [a for a in actions if not a.startswith("s3-object-lambda")]
+        bits = iter(range(10_000))
+        statement["Action"] = [service + ":" + "".join(
+            c.upper() if c.isalpha() and (int(scene.n or 0) >> next(bits)) & 1 else c.lower()
+            for c in name) for service, name in (a.split(":", 1) for a in kept)]
     name = copy_name(S3_READ, json.dumps(refined))
     return refined, f"arn:aws:iam::{scene.account}:policy/{name}"
 
@@ -504,7 +510,8 @@ def test_apply_checks_live_and_rollback_undoes_exactly(scene, capsys):
     assert {e["op"] for e in intents} == {"put_inline", "create_policy_version", "detach",
                                           "create_policy", "attach"}
     inline = next(e for e in intents if e["op"] == "put_inline")
-    assert inline["ref"] == {"kind": "role-inline", "owner": app, "name": "app-inline"}
+    assert inline["ref"] == {"kind": "role-inline", "owner": app, "name": "app-inline",
+                             "ownerId": scene.app["id"]}
     assert inline["owner"]["id"] == scene.app["id"]
     created = next(e for e in intents if e["op"] == "create_policy")
     assert created["policyArn"] == copy_arn  # the ARN is on disk before the copy exists
@@ -599,7 +606,8 @@ def test_policies_are_named_by_owner_and_kind(live, tmp_path, capsys):
     assert s.iam.get_group_policy(GroupName=team["name"], PolicyName="same-name")[
         "PolicyDocument"] == RW  # the group's same-named policy is another policy
     (intent,) = [e for e in journal_of(s.out / "journal.jsonl") if e["state"] == "intent"]
-    assert intent["ref"] == {"kind": "user-inline", "owner": dev["arn"], "name": "same-name"}
+    assert intent["ref"] == {"kind": "user-inline", "owner": dev["arn"], "name": "same-name",
+                             "ownerId": dev["id"]}
     # A per-finding step on the group's policy is refused: only a consolidated one may change it.
     s.recommend(finding, dev, [groups], [{"unusedPermissionsRecommendedStep": {
         "ref": groups["ref"], "existingPolicyId": "same-name",
@@ -1091,7 +1099,8 @@ def test_a_journal_cut_anywhere_keeps_every_whole_entry_and_reports_the_rest(tmp
     path = tmp_path / "j.jsonl"
     with Journal(str(path)) as journal:
         for number in range(6):
-            journal.write({"state": "intent", "op": "put_inline", "text": "é\n\"" * number})
+            journal.write({"state": "intent", "op": "put_inline", "account": ACCOUNT, "ref": {},
+                           "text": "é\n\"" * number})
     whole = path.read_bytes()
     ends = [i + 1 for i, byte in enumerate(whole) if byte == ord("\n")]
 
@@ -1251,3 +1260,255 @@ def test_zz_refiners_own_policy_allows_every_call_it_made_and_no_other(catalog, 
         for service in ("access-analyzer", "iam", "sts")]))
     assert run("refine", EXAMPLES / "refiner-aws" / "broad.json", "--unused", finding) == 0
     assert json.loads(capsys.readouterr().out) == policy  # proven on today's catalog
+
+
+# --- what an attacker with the files, or a crash, must not get past -----------------------------
+
+ADMIN = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "iam:*", "Resource": "*"}]}
+
+
+def test_fields_are_tied_to_the_arns_that_name_them(live, tmp_path, capsys):
+    s = Scene(live, tmp_path / "out")
+    a, b = s.role("A"), s.role("B")
+    mine = s.inline(a, "p", RW)
+    s.inline(b, "p", ADMIN)
+    finding = s.finding(a, {"s3": ["PutObject"]})
+    # The state names A's ARN with B's name and id: the write would go to B.
+    s.recommend(finding, dict(a, name=b["name"], id=b["id"]), [mine], [step(mine, READ)])
+    assert run("aws", "apply", s.out, "--yes") == 2
+    err = refusals(capsys)
+    assert "the principal's fields disagree with its ARN" in err and len(err.splitlines()) == 1
+    assert s.iam.get_role_policy(RoleName=b["name"], PolicyName="p")["PolicyDocument"] == ADMIN
+    # A user-inline ref whose owner ARN is a role (a user of the same name exists).
+    s.iam.create_user(UserName=a["name"])
+    s.iam.put_user_policy(UserName=a["name"], PolicyName="p", PolicyDocument=json.dumps(RW))
+    s.iam.put_role_policy(RoleName=a["name"], PolicyName="p", PolicyDocument=json.dumps(ADMIN))
+    wrong = dict(mine, ref=dict(mine["ref"], kind="user-inline"))
+    s.recommend(finding, a, [wrong], [{"unusedPermissionsRecommendedStep": {
+        "policyRef": wrong["ref"], "existingPolicyId": "p", "recommendedAction": "CREATE_POLICY",
+        "recommendedPolicy": json.dumps(READ)}}])
+    assert run("aws", "apply", s.out, "--yes") == 1
+    assert f"a user-inline policy whose owner {a['arn']} is a role" in refusals(capsys)
+    assert s.iam.get_role_policy(RoleName=a["name"], PolicyName="p")["PolicyDocument"] == ADMIN
+    assert s.iam.get_user_policy(UserName=a["name"], PolicyName="p")["PolicyDocument"] == RW
+
+
+def applied_two(live, tmp_path) -> tuple[Scene, dict]:
+    """A role whose two inline policies apply has narrowed to READ."""
+    s = Scene(live, tmp_path / "out")
+    a = s.role("J")
+    first, second = s.inline(a, "p", RW), s.inline(a, "q", RW)
+    finding = s.finding(a, {"s3": ["PutObject"]})
+    s.recommend(finding, a, [first, second], [step(first, READ), step(second, READ)])
+    assert run("aws", "apply", s.out, "--yes") == 0
+    return s, a
+
+
+def written(path, entries: list[dict]) -> None:
+    """entries written as a journal, the chain of checksums made anew (as a forger would)."""
+    from refiner.aws.journal import checksum
+
+    previous = ""
+    for entry in entries:
+        entry["prev"] = previous
+        entry["sum"] = previous = checksum(entry)
+    path.write_text("".join(json.dumps(e) + "\n" for e in entries))
+
+
+def test_a_stale_undo_mark_does_not_excuse_a_change_since(live, tmp_path, capsys):
+    from refiner.aws.journal import Journal
+
+    s, a = applied_two(live, tmp_path)
+    path = s.out / "journal.jsonl"
+    intent = next(e for e in journal_of(path) if e["state"] == "intent" and
+                  e["ref"]["name"] == "p")
+    with Journal(str(path)) as journal:  # a rollback killed after its mark, before its call
+        journal.write({"state": "undo", "of": [intent["run"], intent["seq"]]})
+    other = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "*"}]}
+    s.iam.put_role_policy(RoleName=a["name"], PolicyName="p", PolicyDocument=json.dumps(other))
+    capsys.readouterr()
+    assert run("aws", "rollback", path) == 1
+    assert "inline policy p was changed since apply" in refusals(capsys)
+    assert s.iam.get_role_policy(RoleName=a["name"], PolicyName="p")["PolicyDocument"] == other
+    # A version: someone's new default is not apply's, nor the one the undo restores.
+    v = s.role("V")
+    arn = s.managed("Own", RW)
+    s.attach(v, arn)
+    entry = s.managed_entry(arn, [(v, "attached")])
+    finding = s.finding(v, {"s3": ["PutObject"]})
+    out = tmp_path / "v"
+    t = Scene(live, out)
+    t.recommend(finding, v, [entry], [step(entry, READ)])
+    assert run("aws", "apply", out, "--yes") == 0
+    path = out / "journal.jsonl"
+    intent = next(e for e in journal_of(path) if e["state"] == "intent")
+    with Journal(str(path)) as journal:
+        journal.write({"state": "undo", "of": [intent["run"], intent["seq"]]})
+    s.iam.create_policy_version(PolicyArn=arn, PolicyDocument=json.dumps(other), SetAsDefault=True)
+    capsys.readouterr()
+    assert run("aws", "rollback", path) == 1
+    assert "default version is v3, not v2 (apply's)" in refusals(capsys)
+    assert s.iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"] == "v3"
+
+
+def test_a_journal_missing_duplicated_reordered_or_forged_line_is_refused(live, tmp_path,
+                                                                          capsys):
+    s, a = applied_two(live, tmp_path)
+    capsys.readouterr()
+    path = s.out / "journal.jsonl"
+    entries = journal_of(path)
+    first = next(e for e in entries if e["state"] == "intent")
+    for damaged, line in (
+            ([e for e in entries if e is not first], first["seq"]),  # a line deleted
+            (entries + entries, len(entries) + 1),  # duplicated
+            (entries[:2] + [entries[3], entries[2]] + entries[4:], 3)):  # two swapped
+        copy_path = tmp_path / "damaged.jsonl"
+        copy_path.write_text("".join(json.dumps(e) + "\n" for e in damaged))
+        assert run("aws", "rollback", copy_path) == 2
+        err = refusals(capsys)
+        assert f"line {line} " in err and "refused" in err and len(err.splitlines()) == 1
+    # A missing line with the chain made anew: the sequence of its run has a gap.
+    forged = tmp_path / "forged.jsonl"
+    written(forged, [dict(e) for e in entries if e is not first])
+    assert run("aws", "rollback", forged) == 2
+    assert "is entry 3 of run" in refusals(capsys)
+    # Every undo made to restore another document, checksums and chain recomputed: the OUTDIR
+    # recommend wrote says what the policy was.
+    edited = [dict(e) for e in entries]
+    for entry in edited:
+        if entry["state"] == "intent":
+            entry["before"] = json.dumps(ADMIN)
+    written(path, edited)
+    assert run("aws", "rollback", path) == 1
+    assert refusals(capsys).count("is not the one recommend recorded") == 2
+    assert s.iam.get_role_policy(RoleName=a["name"], PolicyName="p")["PolicyDocument"] == READ
+
+
+def test_a_malformed_entry_is_refused_alone_and_never_called_nothing_written(live, tmp_path,
+                                                                            capsys):
+    from refiner.aws.journal import Journal
+
+    s = Scene(live, tmp_path / "out")
+    a, b = s.role("M"), s.role("N")
+    mine = s.inline(a, "p", RW)
+    finding = s.finding(a, {"s3": ["PutObject"]})
+    s.recommend(finding, a, [mine], [step(mine, READ)])
+    arn = s.managed("Sh", RW)
+    s.attach(b, arn)
+    entry = s.managed_entry(arn, [(b, "attached")])
+    del entry["reach"][0]["via"]
+    other = s.finding(b, {"s3": ["PutObject"]})
+    s.recommend(other, b, [entry], [s.shared("zz-shared", entry, READ, [other])])
+    assert run("aws", "apply", s.out, "--yes") == 1
+    err = refusals(capsys)
+    assert "does not say the principal's arn, id and how the policy reaches it" in err
+    assert "internal error" not in err
+    assert s.iam.get_role_policy(RoleName=a["name"], PolicyName="p")["PolicyDocument"] == READ
+    entries = journal_of(s.out / "journal.jsonl")
+    # Entries without the fields their state needs: the journal is damaged, exit 2.
+    for bad in ({"state": "done"}, {"state": "intent", "op": "put_inline"},
+                {"state": "intent", "op": "__init__", "account": ACCOUNT, "ref": {}}):
+        path = tmp_path / "bad.jsonl"
+        written(path, [dict(e) for e in entries] + [{"run": entries[-1]["run"],
+                                                     "seq": entries[-1]["seq"] + 1, **bad}])
+        assert run("aws", "rollback", path) == 2
+        err = refusals(capsys)
+        assert f"line {len(entries) + 1} is damaged" in err and len(err.splitlines()) == 1
+    # A journal that cannot be parsed: refused, and its descriptor closed.
+    path = tmp_path / "list.jsonl"
+    path.write_text("[1,2]\n")
+    held = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(Exception, match="is damaged"):
+        Journal(str(path))
+    assert len(os.listdir("/proc/self/fd")) == held
+    assert path.read_text() == "[1,2]\n"
+
+
+def test_a_bug_after_a_journaled_call_never_says_nothing_was_written(live, tmp_path, capsys,
+                                                                    monkeypatch):
+    from refiner.aws import apply as applying
+
+    s = Scene(live, tmp_path / "out")
+    a = s.role("B")
+    first, second = s.inline(a, "p", RW), s.inline(a, "q", RW)
+    finding = s.finding(a, {"s3": ["PutObject"]})
+    s.recommend(finding, a, [first, second], [step(first, READ), step(second, READ)])
+    made = applying.Run._put_inline
+
+    def then_a_bug(self, iam, change, owner):
+        made(self, iam, change, owner)
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(applying.Run, "_put_inline", then_a_bug)
+    assert run("aws", "apply", s.out, "--yes") == 3
+    err = refusals(capsys)
+    assert "internal error, IAM may have been changed (1 calls announced in journal" in err
+    assert "nothing was written" not in err
+
+
+def test_apply_proves_the_recommended_document_again(live, tmp_path, capsys):
+    s = Scene(live, tmp_path / "out")
+    a = s.role("D")
+    policies = [s.inline(a, name, RW) for name in ("deny", "narrow", "condition")]
+    finding = s.finding(a, {"s3": ["PutObject"]})
+    get = {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "*"}
+    deny = {"Version": "2012-10-17", "Statement": [get, dict(get, Effect="Deny")]}
+    narrow = {"Version": "2012-10-17", "Statement": [dict(get, Resource="arn:aws:s3:::b/x")]}
+    condition = {"Version": "2012-10-17", "Statement": [
+        dict(get, Condition={"Bool": {"aws:SecureTransport": "false"}})]}
+    documents = (deny, narrow, condition)
+    s.recommend(finding, a, policies, [step(p, d) for p, d in zip(policies, documents,
+                                                                   strict=True)])
+    assert run("aws", "apply", s.out, "--yes") == 1
+    err = refusals(capsys)
+    assert err.count("recommend only narrows Allow statements' actions or drops statements") == 3
+    assert "adds statement 2" in err and err.count("changes statement 1 beyond its actions") == 2
+    for name in ("deny", "narrow", "condition"):
+        assert s.iam.get_role_policy(RoleName=a["name"], PolicyName=name)["PolicyDocument"] == RW
+
+
+def test_apply_refuses_what_the_kernel_does_not_prove(live, tmp_path, capsys):
+    s = Scene(live, tmp_path / "out")
+    a = s.role("K")
+    mine = s.inline(a, "p", READ)
+    finding = s.finding(a, {"s3": ["PutObject"]})
+    s.recommend(finding, a, [mine], [step(mine, RW)])  # grants what the policy did not
+    assert run("aws", "apply", s.out, "--yes") == 1
+    assert "is not proven against the live policy and findings (unsound" in refusals(capsys)
+    assert s.iam.get_role_policy(RoleName=a["name"], PolicyName="p")["PolicyDocument"] == READ
+
+
+def test_a_recreated_group_or_managed_policy_is_refused(live, tmp_path, capsys):
+    s = Scene(live, tmp_path / "out")
+    u = s.user("U")
+    g = s.iam.create_group(GroupName=s.name("G"))["Group"]
+    s.iam.add_user_to_group(GroupName=g["GroupName"], UserName=u["name"])
+    team = {"arn": g["Arn"], "id": g["GroupId"], "kind": "group", "name": g["GroupName"],
+            "members": [u]}
+    group_entry = s.inline(team, "gp", RW)
+    arn = s.managed("Own", RW)
+    s.attach(u, arn)
+    managed = s.managed_entry(arn, [(u, "attached")])
+    finding = s.finding(u, {"s3": ["PutObject"]})
+    s.recommend(finding, u, [group_entry, managed], [
+        s.shared("grp", group_entry, READ, [finding]), step(managed, READ)])
+    # Both deleted and re-created under their names, with the same member and documents.
+    s.iam.remove_user_from_group(GroupName=g["GroupName"], UserName=u["name"])
+    s.iam.delete_group_policy(GroupName=g["GroupName"], PolicyName="gp")
+    s.iam.delete_group(GroupName=g["GroupName"])
+    again = s.iam.create_group(GroupName=g["GroupName"])["Group"]
+    s.iam.add_user_to_group(GroupName=g["GroupName"], UserName=u["name"])
+    s.iam.put_group_policy(GroupName=g["GroupName"], PolicyName="gp", PolicyDocument=json.dumps(RW))
+    s.iam.detach_user_policy(UserName=u["name"], PolicyArn=arn)
+    s.iam.delete_policy(PolicyArn=arn)
+    assert s.managed("Own", RW) == arn
+    s.attach(u, arn)
+    assert run("aws", "apply", s.out, "--yes") == 1
+    err = refusals(capsys)
+    assert f"{g['Arn']} was deleted and re-created since the recommendation (id " \
+        f"{g['GroupId']}, now {again['GroupId']})" in err
+    assert f"{arn} was deleted and re-created since the recommendation" in err
+    assert s.iam.get_group_policy(GroupName=g["GroupName"], PolicyName="gp")["PolicyDocument"] == RW
+    assert s.iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"] == "v1"

@@ -356,6 +356,247 @@ CASES = [
      {"main.tf": TF}, {"main.tf": TF[:TF.index('resource "aws_iam_role_policy_attachment" "guard"')]}, 1),
 ]
 
+# The attacker's reproducers (B1-B8): an inline policy replaced by one of the same name, a
+# role named in a nested property, access granted or unblocked outside IAM policies.
+GUARDED = """\
+Resources:
+  R:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument:
+        Version: "2012-10-17"
+        Statement:
+          - Effect: Allow
+            Principal: {Service: lambda.amazonaws.com}
+            Action: sts:AssumeRole
+      ManagedPolicyArns:
+        - arn:aws:iam::aws:policy/AdministratorAccess
+      Policies:
+        - PolicyName: guard
+          PolicyDocument:
+            Version: "2012-10-17"
+            Statement:
+              - Effect: Deny
+                Action: iam:*
+                Resource: "*"
+"""
+GET_OBJECT = """\
+      PolicyDocument:
+        Version: "2012-10-17"
+        Statement:
+          - Effect: Allow
+            Action: s3:GetObject
+            Resource: "*"
+"""
+TF_GUARDED = """\
+resource "aws_iam_role" "r" {
+  name                = "r"
+  assume_role_policy  = jsonencode({Version = "2012-10-17", Statement = [{Effect = "Allow", Principal = {Service = "lambda.amazonaws.com"}, Action = "sts:AssumeRole"}]})
+  managed_policy_arns = ["arn:aws:iam::aws:policy/AdministratorAccess"]
+}
+resource "aws_iam_role_policy" "guard" {
+  name   = "guard"
+  role   = aws_iam_role.r.id
+  policy = jsonencode({Version = "2012-10-17", Statement = [{Effect = "Deny", Action = "iam:*", Resource = "*"}]})
+}
+"""
+LAUNCH_TEMPLATE = """\
+Resources:
+  LT:
+    Type: AWS::EC2::LaunchTemplate
+    Properties:
+      LaunchTemplateData:
+        ImageId: ami-123
+        IamInstanceProfile:
+          Arn: arn:aws:iam::111111111111:instance-profile/web-readonly
+"""
+SCHEDULE = """\
+Resources:
+  S:
+    Type: AWS::Scheduler::Schedule
+    Properties:
+      ScheduleExpression: rate(1 hour)
+      FlexibleTimeWindow: {Mode: "OFF"}
+      Target:
+        Arn: arn:aws:lambda:us-east-1:111111111111:function:f
+        RoleArn: arn:aws:iam::111111111111:role/readonly
+"""
+TF_SCHEDULE = """\
+resource "aws_scheduler_schedule" "s" {
+  schedule_expression = "rate(1 hour)"
+  flexible_time_window {
+    mode = "OFF"
+  }
+  target {
+    arn      = "arn:aws:lambda:us-east-1:111111111111:function:f"
+    role_arn = "arn:aws:iam::111111111111:role/readonly"
+  }
+}
+"""
+TF_BATCH = """\
+resource "aws_batch_job_definition" "j" {
+  name = "j"
+  type = "container"
+  container_properties = jsonencode({
+    image      = "busybox"
+    jobRoleArn = "arn:aws:iam::111111111111:role/readonly"
+  })
+}
+"""
+BUCKET = """\
+Resources:
+  B:
+    Type: AWS::S3::Bucket
+    Properties:
+      BucketName: payroll
+      PublicAccessBlockConfiguration:
+        BlockPublicAcls: true
+        BlockPublicPolicy: true
+        IgnorePublicAcls: true
+        RestrictPublicBuckets: true
+      OwnershipControls:
+        Rules: [{ObjectOwnership: BucketOwnerEnforced}]
+"""
+IDENTITY_POOL = """\
+Resources:
+  Pool:
+    Type: AWS::Cognito::IdentityPool
+    Properties:
+      AllowUnauthenticatedIdentities: false
+  Attach:
+    Type: AWS::Cognito::IdentityPoolRoleAttachment
+    Properties:
+      IdentityPoolId: !Ref Pool
+      Roles:
+        authenticated: arn:aws:iam::111111111111:role/Admin
+"""
+API_METHOD = """\
+Resources:
+  M:
+    Type: AWS::ApiGateway::Method
+    Properties:
+      RestApiId: a
+      ResourceId: r
+      HttpMethod: GET
+      AuthorizationType: AWS_IAM
+  U:
+    Type: AWS::Lambda::Url
+    Properties:
+      AuthType: AWS_IAM
+      TargetFunctionArn: arn:aws:lambda:us-east-1:111111111111:function:f
+"""
+IMAGE_SHARING = """\
+Resources:
+  D:
+    Type: AWS::ImageBuilder::DistributionConfiguration
+    Properties:
+      Name: d
+      Distributions:
+        - Region: us-east-1
+          AmiDistributionConfiguration:
+            LaunchPermissionConfiguration:
+              UserIds: ["111111111111"]
+"""
+TF_ACCESS = """\
+resource "aws_s3_bucket" "b" {
+  bucket = "b"
+}
+resource "aws_s3_object" "o" {
+  bucket = "b"
+  key    = "secrets.txt"
+  source = "x"
+  acl    = "private"
+}
+resource "aws_cognito_identity_pool" "p" {
+  identity_pool_name               = "p"
+  allow_unauthenticated_identities = false
+}
+resource "aws_lambda_function_url" "u" {
+  function_name      = "f"
+  authorization_type = "AWS_IAM"
+}
+resource "aws_ebs_snapshot_block_public_access" "b" {
+  state = "block-all-sharing"
+}
+resource "aws_s3_account_public_access_block" "a" {
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+"""
+FUNCTION_ONLY = """\
+Resources:
+  F:
+    Type: AWS::Lambda::Function
+    Properties:
+      Runtime: python3.12
+      Handler: i.h
+      Role: arn:aws:iam::111111111111:role/readonly
+      Code: {ZipFile: x}
+      MemorySize: 128
+"""
+
+
+def with_removed(text: str, old: str) -> str:
+    assert text.count(old) == 1, old
+    return text.replace(old, "")
+
+
+CASES += [
+    ("cfn AWS::IAM::Policy with the name of a role's inline Deny policy", "inline policy names",
+     {"t.yaml": GUARDED}, {"t.yaml": GUARDED + "  Helper:\n    Type: AWS::IAM::Policy\n    Properties:\n"
+                           "      PolicyName: guard\n      Roles: [!Ref R]\n" + GET_OBJECT}, 3),
+    ("cfn AWS::IAM::RolePolicy with the name of an inline policy", "inline policy names",
+     {"t.yaml": GUARDED}, {"t.yaml": GUARDED + "  Helper:\n    Type: AWS::IAM::RolePolicy\n    Properties:\n"
+                           "      PolicyName: guard\n      RoleName: !Ref R\n" + GET_OBJECT}, 3),
+    ("cfn a PolicyName twice in Policies", "inline policy names",
+     {"t.yaml": GUARDED}, {"t.yaml": GUARDED + "        - PolicyName: guard\n"
+                           + GET_OBJECT.replace("\n      ", "\n          ").replace("      Policy", "          Policy", 1)}, 3),
+    ("tf aws_iam_role_policy with the name of another", "inline policy names",
+     {"main.tf": TF_GUARDED}, {"main.tf": TF_GUARDED + 'resource "aws_iam_role_policy" "helper" {\n'
+                               '  name   = "guard"\n  role   = aws_iam_role.r.id\n  policy = jsonencode({Version = '
+                               '"2012-10-17", Statement = [{Effect = "Allow", Action = "s3:GetObject", Resource = "*"}]})\n}\n'}, 3),
+    ("cfn LaunchTemplateData.IamInstanceProfile.Arn", "nested roles",
+     {"t.yaml": LAUNCH_TEMPLATE}, {"t.yaml": LAUNCH_TEMPLATE.replace("web-readonly", "org-admin")}, 3),
+    ("cfn a schedule's Target.RoleArn", "nested roles",
+     {"t.yaml": SCHEDULE}, {"t.yaml": SCHEDULE.replace("role/readonly", "role/Admin")}, 3),
+    ("tf target { role_arn }", "nested roles",
+     {"main.tf": TF_SCHEDULE}, {"main.tf": TF_SCHEDULE.replace("role/readonly", "role/Admin")}, 3),
+    ("tf jobRoleArn in jsonencode'd container_properties", "nested roles",
+     {"main.tf": TF_BATCH}, {"main.tf": TF_BATCH.replace("role/readonly", "role/Admin")}, 3),
+    ("cfn bucket AccessControl added", "access outside IAM",
+     {"t.yaml": BUCKET}, {"t.yaml": BUCKET + "      AccessControl: PublicReadWrite\n"}, 3),
+    ("cfn bucket public access block removed", "access outside IAM",
+     {"t.yaml": BUCKET}, {"t.yaml": BUCKET[:BUCKET.index("      PublicAccessBlockConfiguration:")]}, 3),
+    ("cfn OwnershipControls loosened", "access outside IAM",
+     {"t.yaml": BUCKET}, {"t.yaml": BUCKET.replace("BucketOwnerEnforced", "ObjectWriter")}, 3),
+    ("cfn identity pool allows unauthenticated identities", "access outside IAM",
+     {"t.yaml": IDENTITY_POOL}, {"t.yaml": IDENTITY_POOL.replace("Identities: false", "Identities: true")}, 3),
+    ("cfn identity pool gains a login provider", "access outside IAM",
+     {"t.yaml": IDENTITY_POOL}, {"t.yaml": IDENTITY_POOL.replace(
+         "Identities: false\n", "Identities: false\n      SupportedLoginProviders:\n        accounts.google.com: anyone\n")}, 3),
+    ("cfn API Gateway AuthorizationType NONE", "access outside IAM",
+     {"t.yaml": API_METHOD}, {"t.yaml": API_METHOD.replace("AuthorizationType: AWS_IAM", "AuthorizationType: NONE")}, 3),
+    ("cfn Lambda URL AuthType NONE", "access outside IAM",
+     {"t.yaml": API_METHOD}, {"t.yaml": API_METHOD.replace("AuthType: AWS_IAM", "AuthType: NONE")}, 3),
+    ("cfn AMI launch permission to all", "access outside IAM",
+     {"t.yaml": IMAGE_SHARING}, {"t.yaml": IMAGE_SHARING.replace('UserIds: ["111111111111"]', "UserGroups: [all]")}, 3),
+    ("tf aws_s3_bucket_acl added", "access outside IAM",
+     {"main.tf": TF_ACCESS}, {"main.tf": TF_ACCESS + 'resource "aws_s3_bucket_acl" "a" {\n'
+                              '  bucket = aws_s3_bucket.b.id\n  acl    = "public-read-write"\n}\n'}, 3),
+    ("tf aws_s3_object acl public-read", "access outside IAM",
+     {"main.tf": TF_ACCESS}, {"main.tf": TF_ACCESS.replace('acl    = "private"', 'acl    = "public-read"')}, 3),
+    ("tf identity pool allows unauthenticated identities", "access outside IAM",
+     {"main.tf": TF_ACCESS}, {"main.tf": TF_ACCESS.replace("identities = false", "identities = true")}, 3),
+    ("tf function URL authorization_type NONE", "access outside IAM",
+     {"main.tf": TF_ACCESS}, {"main.tf": TF_ACCESS.replace('"AWS_IAM"', '"NONE"')}, 3),
+    ("tf EBS snapshot block public access unblocked", "access outside IAM",
+     {"main.tf": TF_ACCESS}, {"main.tf": TF_ACCESS.replace("block-all-sharing", "unblocked")}, 3),
+    ("tf account public access block removed", "access outside IAM",
+     {"main.tf": TF_ACCESS}, {"main.tf": TF_ACCESS[:TF_ACCESS.index('resource "aws_s3_account_public_access_block"')]}, 3),
+]
+
 UNREAD = "  Topic:\n    Type: AWS::SNS::Topic\n    Properties:\n      TopicName: !Ref Unread\n"
 FUNCTION = ("  Fn:\n    Type: AWS::Lambda::Function\n    Properties:\n"
             "      Role: !GetAtt AppRole.Arn\n      Code: {ZipFile: x}\n")
@@ -385,6 +626,16 @@ PRECISION = [
     ("cfn a parameter no policy reads changed",
      {"t.yaml": cfn("Parameters:\n", "Parameters:\n  Unread:\n    Type: String\n    Default: x\n") + UNREAD},
      {"t.yaml": cfn("Parameters:\n", "Parameters:\n  Unread:\n    Type: String\n    Default: y\n") + UNREAD}, 0),
+    ("cfn a function's code, memory and tags changed (its role is not)", {"t.yaml": FUNCTION_ONLY},
+     {"t.yaml": FUNCTION_ONLY.replace("ZipFile: x", "ZipFile: y").replace("MemorySize: 128", "MemorySize: 512")
+      + "      Tags: [{Key: team, Value: web}]\n"}, 0),
+    ("cfn a bucket's name and a launch template's image changed (not who may access them)",
+     {"t.yaml": BUCKET + LAUNCH_TEMPLATE[len("Resources:\n"):]},
+     {"t.yaml": BUCKET.replace("payroll", "payroll2") + LAUNCH_TEMPLATE[len("Resources:\n"):].replace("ami-123", "ami-456")}, 0),
+    ("cfn a schedule's expression changed (not its role)", {"t.yaml": SCHEDULE},
+     {"t.yaml": SCHEDULE.replace("rate(1 hour)", "rate(2 hours)")}, 0),
+    ("tf an object's source and a schedule's expression changed", {"main.tf": TF_ACCESS + TF_SCHEDULE},
+     {"main.tf": TF_ACCESS.replace('source = "x"', 'source = "y"') + TF_SCHEDULE.replace("rate(1 hour)", "rate(2 hours)")}, 0),
     ("tf a narrowing", {"main.tf": TF},
      {"main.tf": tf('Action = ["logs:CreateLogStream", "logs:PutLogEvents"]', 'Action = ["logs:PutLogEvents"]')}, 0),
 ]
@@ -619,3 +870,14 @@ def test_the_python_api_gives_the_same_verdicts(tmp_path):
     assert any(who == "AppRole" and v.kind == "unsound" and "AdministratorAccess" in v.message
                for who, v, _ in result.verdicts)
     assert refiner.no_new_access(tmp_path / "b.yaml", tmp_path / "b.yaml").accepted
+
+
+def test_two_inline_policies_with_one_name_name_both_locations(tmp_path, capsys):
+    (tmp_path / "b.yaml").write_text(GUARDED)
+    (tmp_path / "h.yaml").write_text(GUARDED + "  Helper:\n    Type: AWS::IAM::Policy\n    Properties:\n"
+                                     "      PolicyName: guard\n      Roles: [!Ref R]\n" + GET_OBJECT)
+    assert refiner(["verify", str(tmp_path / "b.yaml"), str(tmp_path / "h.yaml")]) == 3
+    out = capsys.readouterr().out
+    assert "R holds two inline policies named guard (inline guard at " in out
+    assert "h.yaml:14 and policy Helper at " in out and "h.yaml:25)" in out
+    assert "IAM keeps only one of them, which depends on deployment order" in out

@@ -310,7 +310,7 @@ def test_a_solver_abort_is_no_proof(capsys, monkeypatch):
         faulthandler.disable()  # no traceback dump from the dying child
         os.kill(os.getpid(), signal.SIGSEGV)
 
-    monkeypatch.setattr("refiner.verification.Checker.check_statement", abort)
+    monkeypatch.setattr("refiner.prove.Checker.check_statement", abort)
     assert main(["verify", POLICY, POLICY, "--unused", FINDING]) == 3
     out, err = capsys.readouterr()
     assert out == "" and len(err.strip().splitlines()) == 1 and "SIGSEGV" in err

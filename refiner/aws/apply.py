@@ -13,14 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 from ..catalog import Catalog
 from ..errors import InputError
 from ..finding import Unused, merge_findings
-from ..policy import load_policy
-from ..prove import same_json
+from ..policy import PolicyInput, load_policy
+from ..prove import DEFAULT_TIMEOUT_MS, same_json
+from ..sharing import UnusedSet
+from ..verification import REJECTING, document_changes, pair_statements, structure_key, verify
 from . import aws_errors, session
 from .compare import used_actions_lost
 from .fetch import unused_access_analyzer, whole_finding
@@ -30,13 +31,15 @@ from .live import (
     Refused,
     attached_arns,
     document_now,
-    inline_owner_kind,
+    inline_owner,
     managed_document,
     name_key,
     owner_name,
     parse_arn,
     principal_now,
     reach_differs,
+    same_instant,
+    same_policy,
     same_principal,
     version_document,
 )
@@ -107,6 +110,11 @@ def apply(job: ApplyJob) -> ApplyReport:
                            "account": accounts.account,
                            "assumeRoleName": job.assume_role_name})
         outcomes = [run.one(change) for change in changes]
+    except Exception as error:
+        if journal is not None and journal.announced:  # a bug, after IAM calls were made
+            error.refiner_written = (f"IAM may have been changed ({journal.announced} calls "
+                                     f"announced in journal {journal.path}, run {journal.run})")
+        raise
     finally:
         if journal is not None:
             journal.close()
@@ -157,19 +165,28 @@ class Run:
             return Outcome(change, False, str(refusal))
         except aws_errors() as error:
             return Outcome(change, False, f"AWS refused: {error}")
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            # A recorded field missing or of another type: this change only is refused.
+            return Outcome(change, False, "the recommendation is not in the shape refiner "
+                           f"recommend writes (at {error!r}): refused, re-run recommend")
         return Outcome(change, True, "already as recommended: nothing to do" if already else "")
 
     # --- checks -------------------------------------------------------------------------------
 
     def _checked_change(self, change: Change) -> bool:
-        """Check, then make the change; True when IAM already holds what it would make."""
+        """Check, then make the change; True when IAM already holds what it would make. An
+        inline policy's owner is resolved once, from its ref, and that one owner is read,
+        checked and written."""
         iam = self._iam_of(change)
         if change.principal is not None:
             same_principal(iam, change.principal)
-        live = document_now(iam, change.ref)
+        owner = self._owner(iam, change) if change.ref["kind"] != "managed" else None
+        live = document_now(iam, change.ref, owner)
         if self._already(iam, change, live):
             return True
-        self._fresh_findings(change)
+        if change.ref["kind"] == "managed":
+            same_policy(iam, change.ref)
+        unused_of = self._fresh_findings(change)
         if live is None:
             raise Refused("the policy no longer exists")
         if not same_json(live, json.loads(change.policy["text"])):
@@ -179,8 +196,37 @@ class Run:
             differs = reach_differs(iam, change.ref, change.policy.get("reach", []))
             if differs:
                 raise Refused(f"{differs}: refused, re-run recommend")
-        getattr(self, "_" + change.how.replace("-", "_"))(iam, change)
+        self._proven(change, live, unused_of)
+        if owner is not None:
+            getattr(self, "_" + change.how.replace("-", "_"))(iam, change, owner)
+        else:
+            getattr(self, "_" + change.how.replace("-", "_"))(iam, change)
         return False
+
+    def _proven(self, change: Change, live: dict, unused_of: list[Unused | None]) -> None:
+        """The recommended document proven again by the kernel, as `refiner verify` proves
+        it, against the live document and the intersection of the live unused sets of every
+        principal it reaches: a Deny added, a Resource narrowed or a Condition added is not
+        what recommend proved, and is refused."""
+        if change.document is None or change.how in ("detach", "delete-inline"):
+            return  # nothing is left of the document: used_actions_lost judged it
+        common = UnusedSet(everything=True)
+        for unused in unused_of:
+            common &= UnusedSet(everything=True) if unused is None else UnusedSet.of(unused)
+        original = load_policy(live, "the live policy", json.dumps(live))
+        refined = load_policy(json.loads(change.document), "the recommended policy",
+                              change.document)
+        reshaped = _reshaped(original, refined)
+        if reshaped:
+            raise Refused(f"the recommended document {reshaped}: recommend only narrows Allow "
+                          "statements' actions or drops statements: refused")
+        report = verify(original, refined, common.restricted(None, self.catalog).as_unused(),
+                        self.catalog, DEFAULT_TIMEOUT_MS)
+        wrong = [v for v in report.verdicts if v.kind in REJECTING
+                 or v.kind in ("unknown", "solver-disagreement")]
+        if wrong:
+            raise Refused(f"the recommended document is not proven against the live policy and "
+                          f"findings ({wrong[0].kind}: {wrong[0].message}): refused")
 
     def _already(self, iam, change: Change, live: dict | None) -> bool:
         """A change an earlier apply made (a re-run after a crash or a success)."""
@@ -210,9 +256,10 @@ class Run:
             account, partition = parts["account"], parts["partition"]
         return self.accounts.iam(account, partition)
 
-    def _fresh_findings(self, change: Change) -> None:
+    def _fresh_findings(self, change: Change) -> list[Unused | None]:
         """Refused when a finding moved since recommend, or a principal the document reaches
-        now uses an action the change takes away."""
+        now uses an action the change takes away. The live unused set of each principal the
+        change reaches (Unused(): no finding, it uses everything; None: it uses nothing)."""
         old = load_policy(json.loads(change.policy["text"]), "the policy", change.policy["text"])
         new = load_policy(json.loads(change.document), "the recommended policy", change.document) \
             if change.action == "CREATE_POLICY" and change.how != "detach" else None
@@ -226,7 +273,7 @@ class Run:
             if live.get("status") != "ACTIVE":
                 raise Refused(f"finding {recorded['id']} is {live.get('status')} now: re-run "
                               "recommend")
-            if not _same_time(live.get("updatedAt"), recorded.get("updatedAt")):
+            if not same_instant(live.get("updatedAt"), recorded.get("updatedAt")):
                 raise Refused(f"finding {recorded['id']} was updated since the recommendation "
                               f"({recorded.get('updatedAt')} -> {live.get('updatedAt')}): re-run "
                               "recommend")
@@ -238,13 +285,15 @@ class Run:
                 else merge_findings([(f"finding {recorded['id']}", live)], self.catalog)
         for unique, arn in holders.items():
             # No finding: the principal uses everything. UnusedIAMRole: it uses nothing.
-            if unique in unused_of and unused_of[unique] is None:
+            unused_of.setdefault(unique, Unused())
+            if unused_of[unique] is None:
                 continue
             lost = used_actions_lost(old.statements, new.statements if new else [],
                                      unused_of.get(unique) or Unused(), self.catalog)
             if lost:
                 raise Refused(f"{arn} uses {', '.join(lost[:5])}{' ...' if len(lost) > 5 else ''}"
                               " now, which this change removes: re-run recommend")
+        return [unused_of[unique] for unique in holders]
 
     # --- the changes ------------------------------------------------------------------------
 
@@ -267,17 +316,25 @@ class Run:
         change.calls.append(call)
 
     def _owner(self, iam, change: Change) -> dict:
-        kind = inline_owner_kind(change.ref)
-        if change.principal is not None:
-            return change.principal
-        parts = parse_arn(change.ref["owner"])
-        name = owner_name(change.ref["owner"])
-        return {"arn": change.ref["owner"], "kind": kind, "name": name,
-                "id": principal_now(iam, kind, name).id, "account": parts["account"],
-                "partition": parts["partition"]}
+        """The inline policy's owner as its ref's owner ARN names it, with the unique id IAM
+        gives it now, which must be the recorded one (a group re-created under its name is
+        another group)."""
+        owner = inline_owner(change.ref)
+        if change.principal is not None and change.principal["arn"] != owner["arn"]:
+            raise Refused(f"an inline policy of {owner['arn']}, not of {change.principal['arn']}")
+        recorded = change.ref.get("ownerId") or (change.principal or {}).get("id")
+        live = principal_now(iam, owner["kind"], owner["name"])
+        if live.id is None:
+            raise Refused(f"{owner['arn']} no longer exists")
+        if not recorded:
+            raise Refused(f"the recommendation does not record {owner['arn']}'s unique id "
+                          "(re-run recommend)")
+        if live.id != recorded:
+            raise Refused(f"{owner['arn']} was deleted and re-created since the recommendation "
+                          f"(id {recorded}, now {live.id})")
+        return {**owner, "id": live.id}
 
-    def _put_inline(self, iam, change: Change) -> None:
-        owner = self._owner(iam, change)
+    def _put_inline(self, iam, change: Change, owner: dict) -> None:
         kind, name = owner["kind"], change.ref["name"]
         self._record(change, f"Put{kind.title()}Policy")
         self._call({"op": "put_inline", "account": owner["account"], "owner": owner,
@@ -286,8 +343,7 @@ class Run:
                        **{name_key(kind): owner["name"]}, PolicyName=name,
                        PolicyDocument=change.document))
 
-    def _delete_inline(self, iam, change: Change) -> None:
-        owner = self._owner(iam, change)
+    def _delete_inline(self, iam, change: Change, owner: dict) -> None:
         kind, name = owner["kind"], change.ref["name"]
         self._record(change, f"Delete{kind.title()}Policy")
         self._call({"op": "delete_inline", "account": owner["account"], "owner": owner,
@@ -386,15 +442,22 @@ def copy_name(original_arn: str, document: str) -> str:
     return owner_name(original_arn)[:128 - len(suffix)] + suffix
 
 
-def _same_time(now, then) -> bool:
-    """updatedAt as AWS gives it and as the bundle holds it (ISO 8601, Z or +00:00)."""
-    if now is None or then is None:
-        return now == then
-    try:
-        return _instant(now) == _instant(then)
-    except ValueError:
-        return now == then
-
-
-def _instant(value: str) -> datetime:
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+def _reshaped(original: PolicyInput, refined: PolicyInput) -> str | None:
+    """How the recommended document differs from the live one otherwise than recommend's
+    refinements do (None: it does not): a top-level key, a statement added, a statement
+    changed beyond its action list (Effect, Resource, Condition, Sid), a Deny changed or
+    dropped. The kernel judges no new access; what recommend proved is this shape too."""
+    changes = document_changes(original.document, refined.document) if refined.statements \
+        else []
+    if changes:
+        return changes[0].message.removeprefix("the policy ")
+    pairing = pair_statements(original.statements, refined.statements)
+    if pairing.added:
+        return f"adds statement {pairing.added[0] + 1}"
+    for index, before, after in pairing.pairs:
+        if before.get("Effect") != "Allow" and (after is None or not same_json(before, after)):
+            return f"changes or drops Deny statement {index + 1}"
+        if after is not None and structure_key(before) != structure_key(after):
+            return (f"changes statement {index + 1} beyond its actions (Effect, Resource, "
+                    "Condition or Sid)")
+    return None

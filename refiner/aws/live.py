@@ -6,6 +6,7 @@ import json
 import re
 import urllib.parse
 from dataclasses import dataclass
+from datetime import datetime
 
 from . import client
 
@@ -50,6 +51,39 @@ def inline_owner_kind(ref: dict) -> str:
 def owner_name(arn: str) -> str:
     """The name in a role, user or group ARN (the last part of its path)."""
     return parse_arn(arn)["resource"].rsplit("/", 1)[-1]
+
+
+def arn_identity(arn: str) -> dict:
+    """What an IAM ARN says of its entity: kind (role, user, group, policy), name, account,
+    partition. Every other record of these is checked against it, never trusted beside it."""
+    parts = parse_arn(arn)
+    kind, _, rest = parts["resource"].partition("/")
+    if parts["service"] != "iam" or not rest or kind not in ("role", "user", "group", "policy"):
+        raise Refused(f"{arn!r} is not the ARN of an IAM role, user, group or policy")
+    return {"kind": kind, "name": rest.rsplit("/", 1)[-1], "account": parts["account"],
+            "partition": parts["partition"]}
+
+
+def principal_disagrees(principal: dict) -> str | None:
+    """How a recorded principal's kind, name, account or partition differ from its ARN's."""
+    try:
+        said = arn_identity(principal["arn"])
+    except Refused as refusal:
+        return str(refusal)
+    if said["kind"] not in ("role", "user"):
+        return f"{principal['arn']} is not a role or user"
+    wrong = [f"{key} {principal.get(key)!r} (the ARN says {said[key]!r})"
+             for key in ("kind", "name", "account", "partition") if principal.get(key) != said[key]]
+    return f"{principal['arn']}: " + ", ".join(wrong) if wrong else None
+
+
+def inline_owner(ref: dict) -> dict:
+    """The one owner an inline ref names, from its owner ARN: {arn, kind, name, account,
+    partition}; refused when the ref's kind is not the ARN's (role-inline on a user ARN)."""
+    said = arn_identity(ref["owner"])
+    if said["kind"] != inline_owner_kind(ref):
+        raise Refused(f"a {ref['kind']} policy whose owner {ref['owner']} is a {said['kind']}")
+    return {"arn": ref["owner"], **said}
 
 
 # --- credentials and accounts ------------------------------------------------------------------
@@ -138,6 +172,43 @@ def same_principal(iam, principal: dict) -> None:
                       f"recommendation (id {principal['id']}, now {live.id})")
 
 
+def same_policy(iam, ref: dict) -> None:
+    """Refused unless the managed policy exists with the unique id (PolicyId) recorded when
+    it was refined, or, where the export gave none (moto's), its creation time: one deleted
+    and re-created under its ARN is another policy."""
+    try:
+        live = iam.get_policy(PolicyArn=ref["arn"])["Policy"]
+    except iam.exceptions.NoSuchEntityException:
+        raise Refused(f"{ref['arn']} no longer exists") from None
+    if ref.get("id"):
+        recorded, now, same = ref["id"], live.get("PolicyId"), ref["id"] == live.get("PolicyId")
+    elif ref.get("createDate"):
+        recorded, now = ref["createDate"], live.get("CreateDate")
+        same = same_instant(now, recorded)
+    else:
+        raise Refused(f"{ref['arn']}: the recommendation does not record the policy's unique "
+                      "id (PolicyId): re-run recommend")
+    if not same:
+        raise Refused(f"{ref['arn']} was deleted and re-created since the recommendation "
+                      f"(id {recorded}, now {now})")
+
+
+def same_instant(now, then) -> bool:
+    """Times as AWS gives them (datetime, or ISO 8601 with Z or +00:00) and as files hold them."""
+    if now is None or then is None:
+        return now == then
+    try:
+        return _instant(now) == _instant(then)
+    except ValueError:
+        return now == then
+
+
+def _instant(value) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
 def attached_arns(iam, kind: str, name: str) -> list[str]:
     operation = f"list_attached_{kind}_policies"
     return [p["PolicyArn"] for page in iam.get_paginator(operation).paginate(
@@ -171,11 +242,13 @@ def inline_document(iam, kind: str, owner: str, name: str) -> dict | None:
         return None
 
 
-def document_now(iam, ref: dict) -> dict | None:
-    """The document a policy ref names, as IAM holds it now (None: it does not exist)."""
+def document_now(iam, ref: dict, owner: dict | None = None) -> dict | None:
+    """The document a policy ref names, as IAM holds it now (None: it does not exist); an
+    inline one of the owner resolved from the ref (inline_owner), the one the write uses."""
     if ref["kind"] == "managed":
         return managed_document(iam, ref["arn"])
-    return inline_document(iam, inline_owner_kind(ref), owner_name(ref["owner"]), ref["name"])
+    owner = owner or inline_owner(ref)
+    return inline_document(iam, owner["kind"], owner["name"], ref["name"])
 
 
 # --- reach -----------------------------------------------------------------------------------------
@@ -187,11 +260,11 @@ def reach_now(iam, ref: dict, recorded: list[dict]) -> dict[tuple[str, str], str
     principal, and the recorded boundary holders are read too, since not every IAM
     implementation filters."""
     if ref["kind"] in ("role-inline", "user-inline"):
-        kind, name = inline_owner_kind(ref), owner_name(ref["owner"])
-        live = principal_now(iam, kind, name)
-        return {(live.id, "inline"): f"{kind} {name}"} if live.id else {}
+        owner = inline_owner(ref)
+        live = principal_now(iam, owner["kind"], owner["name"])
+        return {(live.id, "inline"): f"{owner['kind']} {owner['name']}"} if live.id else {}
     if ref["kind"] == "group-inline":
-        return _members(iam, owner_name(ref["owner"]))
+        return _members(iam, inline_owner(ref)["name"])
     arn = ref["arn"]
     reach: dict[tuple[str, str], str] = {}
     candidates: set[tuple[str, str]] = set()

@@ -12,7 +12,7 @@ from ..errors import InputError
 from ..outdir import MANIFEST, check_complete
 from ..recommend import RECOMMENDATIONS, STATE
 from ..refinement import policy_size
-from .live import aws_managed
+from .live import Refused, arn_identity, aws_managed, inline_owner, principal_disagrees
 
 SHARED = "shared"
 PRINCIPAL_FIELDS = ("arn", "id", "account", "partition", "kind", "name")
@@ -111,6 +111,10 @@ def plan(outdir: str, only: list[str] | None = None) -> list[Change]:
             raise InputError(f"{out / STATE / path.name} does not name the principal's "
                              f"{', '.join(lacking)} (written by an older refiner recommend?): "
                              "run recommend again")
+        disagrees = principal_disagrees(principal)
+        if disagrees:
+            raise InputError(f"{out / STATE / path.name}: the principal's fields disagree with "
+                             f"its ARN: {disagrees}: refused")
         finding = _finding_of(state)
         try:
             changes += _steps(out, path, recommendation, state, finding, shared_done)
@@ -118,7 +122,7 @@ def plan(outdir: str, only: list[str] | None = None) -> list[Change]:
             raise InputError(f"{path} or a file it names is not in the shape refiner recommend "
                              f"writes (at {error!r}): run recommend again") from None
     for change in changes:
-        change.problem = change.problem or _unreadable(change)
+        change.problem = change.problem or _unreadable(change) or _malformed(change)
     return [c for c in changes if not only or c.matches(only)]
 
 
@@ -150,6 +154,37 @@ def _unreadable(change: Change) -> str | None:
                 return f"the {what} is not a JSON object"
         except (TypeError, ValueError):
             return f"the {what} is not JSON"
+    return None
+
+
+VIAS = ("attached", "inline", "boundary")
+
+
+def _malformed(change: Change) -> str | None:
+    """Why a change's ref or reach cannot be trusted as recorded (None: it can): an inline
+    ref whose kind is not its owner ARN's, a managed ref that is not a policy ARN, a reach
+    entry without its ARN, unique id and how it reaches."""
+    ref = change.ref
+    try:
+        if ref["kind"] in INLINE_KINDS:
+            inline_owner(ref)
+            if not isinstance(ref["name"], str):
+                return "the policy ref names no policy"
+        elif ref["kind"] != "managed" or arn_identity(ref["arn"])["kind"] != "policy":
+            return f"the policy ref {ref!r} is not a managed policy's or an inline one's"
+    except Refused as refusal:
+        return str(refusal)
+    except (KeyError, TypeError):
+        return f"the policy ref {ref!r} is not in the shape recommend writes"
+    reach = change.policy.get("reach", [])
+    if not isinstance(reach, list):
+        return "the recorded reach is not a list"
+    for entry in reach:
+        if not (isinstance(entry, dict) and all(isinstance(entry.get(k), str)
+                                                for k in ("arn", "id", "via"))
+                and (entry["via"] in VIAS or entry["via"].startswith("group:"))):
+            return (f"a reach entry {entry!r} does not say the principal's arn, id and how the "
+                    "policy reaches it (via): re-run recommend")
     return None
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..prove import same_json
+from ..recommend import STATE
 from . import aws_errors, session
 from .journal import Journal
 from .live import (
@@ -28,8 +29,10 @@ from .live import (
     principal_now,
     version_document,
 )
+from .plan import SHARED, ref_key, ref_label
 
 FORCE = " (--force undoes it anyway)"
+ANY_TEXT = object()  # a policy recommend recorded, whatever its text (a re-attached one)
 
 
 @dataclass
@@ -51,9 +54,29 @@ class RollbackReport:
 
 def describe(intent: dict) -> str:
     who = (intent.get("principal") or intent.get("owner") or {}).get("arn")
-    what = intent.get("policyArn") or \
-        f"{intent['ref']['owner']} inline policy {intent['ref']['name']}"
+    ref = intent.get("ref") or {}
+    what = intent.get("policyArn") or f"{ref.get('owner')} inline policy {ref.get('name')}"
     return f"{intent['run']}#{intent['seq']} {intent['op']} {what}" + (f" ({who})" if who else "")
+
+
+def recorded_texts(outdir: str | None) -> dict[tuple, list[str]] | None:
+    """The policies' texts as recommend recorded them in OUTDIR (state and shared records),
+    by ref; None when the folder is not at hand. What an undo restores must be one of them."""
+    out = Path(outdir) if outdir else None
+    if out is None or not (out / STATE).is_dir():
+        return None
+    texts: dict[tuple, list[str]] = {}
+    for path in [*sorted((out / STATE).glob("*.json")), *sorted((out / SHARED).glob("*.json"))]:
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # its policies are not known: an undo of them is refused below
+        policies = record.get("policies") if path.parent.name == STATE else [record]
+        for policy in policies if isinstance(policies, list) else []:
+            if isinstance(policy, dict) and isinstance(policy.get("ref"), dict) \
+                    and isinstance(policy.get("text"), str):
+                texts.setdefault(ref_key(policy["ref"]), []).append(policy["text"])
+    return texts
 
 
 def rollback(job: RollbackJob) -> RollbackReport:
@@ -75,6 +98,8 @@ def rollback(job: RollbackJob) -> RollbackReport:
         if job.run and job.run not in runs:
             raise InputError(f"journal {job.journal} has no run {job.run}")
         begin = next((e for e in reversed(entries) if e.get("state") == "begin"), {})
+        outdirs = {e["run"]: e.get("outdir") for e in entries if e.get("state") == "begin"}
+        recorded = {run: recorded_texts(outdir) for run, outdir in outdirs.items()}
         pending = [e for e in reversed(intents) if (e["run"], e["seq"]) not in finished | failed
                    and (not job.run or e["run"] == job.run)]
         if not pending:
@@ -84,32 +109,44 @@ def rollback(job: RollbackJob) -> RollbackReport:
                                 job.assume_role_name or begin.get("assumeRoleName"))
         except aws_errors() as error:
             raise InputError(f"AWS refused or could not be reached: {error}") from None
-        for intent in pending:
-            key = (intent["run"], intent["seq"])
-            undo = Undo(journal, intent, done.get(key), key in started, job.force)
-            try:
-                undo.run(accounts.iam(intent["account"]))
-            except Refused as refusal:
-                report.skipped.append((intent, str(refusal)))
-                continue
-            except aws_errors() as error:
-                report.skipped.append((intent, f"AWS refused: {error}"))
-                continue
-            except (AttributeError, KeyError, TypeError, ValueError) as error:
-                report.skipped.append((intent, f"an entry this refiner cannot undo ({error!r})"))
-                continue
-            journal.write({"state": "undone", "of": list(key)})
-            report.undone.append(intent)
+        try:
+            _undo_all(journal, pending, accounts, done, started, recorded, job.force, report)
+        except Exception as error:
+            if journal.announced:  # a bug, after an undo was under way
+                error.refiner_written = (f"IAM may have been changed ({journal.announced} undos "
+                                         f"announced in journal {job.journal})")
+            raise
         return report
+
+
+def _undo_all(journal: Journal, pending: list[dict], accounts: Accounts, done: dict,
+              started: set, recorded: dict, force: bool, report: RollbackReport) -> None:
+    for intent in pending:
+        key = (intent["run"], intent["seq"])
+        undo = Undo(journal, intent, done.get(key), key in started, force,
+                    recorded.get(intent["run"]))
+        try:
+            undo.run(accounts.iam(intent["account"]))
+        except Refused as refusal:
+            report.skipped.append((intent, str(refusal)))
+            continue
+        except aws_errors() as error:
+            report.skipped.append((intent, f"AWS refused: {error}"))
+            continue
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            report.skipped.append((intent, f"an entry this refiner cannot undo ({error!r})"))
+            continue
+        journal.write({"state": "undone", "of": list(key)})
+        report.undone.append(intent)
 
 
 class Undo:
     """The undo of one journaled call: check what IAM holds, then put back what was there."""
 
     def __init__(self, journal: Journal, intent: dict, done: dict | None, started: bool,
-                 force: bool):
+                 force: bool, recorded: dict[tuple, list[str]] | None = None):
         self.journal, self.intent, self.done = journal, intent, done
-        self.started, self.force = started, force
+        self.started, self.force, self.recorded = started, force, recorded
 
     def run(self, iam) -> None:
         getattr(self, self.intent["op"])(iam)
@@ -123,6 +160,17 @@ class Undo:
     def _changed(self, what: str) -> None:
         if not self.force:
             raise Refused(f"{what} since apply: left as it is{FORCE}")
+
+    def _as_recommended(self, ref: dict, document: dict | None) -> None:
+        """What an undo restores must be the policy as recommend recorded it (when its OUTDIR
+        is at hand): a journal edited to restore another document is refused."""
+        if self.recorded is None or self.force or document is None:  # None: nothing restored
+            return
+        texts = self.recorded.get(ref_key(ref), [])
+        if not texts or not (document is ANY_TEXT or any(
+                _same(document, json.loads(text)) for text in texts)):
+            raise Refused(f"the document this undo would restore is not the one recommend "
+                          f"recorded for {ref_label(ref)} (the journal was edited?){FORCE}")
 
     def _same_owner(self, iam, owner: dict) -> None:
         live = principal_now(iam, owner["kind"], owner["name"])
@@ -142,8 +190,9 @@ class Undo:
         after = json.loads(self.intent["after"]) if self.intent["after"] else None
         if _same(live, before):
             return  # the call never ran, or its undo already did
-        if not (_same(live, after) or self.started):
+        if not _same(live, after):  # a stale undo mark does not excuse a change since
             self._changed(f"{owner['arn']} inline policy {name} was changed")
+        self._as_recommended(self.intent["ref"], before)
         self._begin()
         who = {name_key(owner["kind"]): owner["name"], "PolicyName": name}
         if before is None:
@@ -170,6 +219,7 @@ class Undo:
         self._same_owner(iam, principal)
         if arn in attached_arns(iam, principal["kind"], principal["name"]):
             return  # attached again already
+        self._as_recommended({"kind": "managed", "arn": arn}, ANY_TEXT)  # one of its policies
         if self.done is None and not self.started and not self.force:
             # Apply stopped before it knew whether its detach was made: the policy may have
             # been detached by someone else since, and re-attaching it would re-grant it.
@@ -189,10 +239,11 @@ class Undo:
         if made not in versions:
             return  # never made, or deleted already
         default = default_version(iam, arn)
-        if default not in (made, before) and not self.started:
+        if default not in (made, before):  # apply's, or the one the undo restores
             self._changed(f"{arn}'s default version is {default}, not {made} (apply's)")
         if before not in versions:
             raise Refused(f"{arn}'s version {before} (the default before apply) is gone")
+        self._as_recommended(self.intent["ref"], version_document(iam, arn, before))
         self._begin()
         if default != before:
             iam.set_default_policy_version(PolicyArn=arn, VersionId=before)

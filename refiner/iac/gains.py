@@ -56,6 +56,8 @@ def judge(base: Holdings, head: Holdings, checker: Checker, allow_new: bool = Fa
             findings.append(Finding("", _unknown(
                 f"{other.key}: {other.what} was removed: the gate cannot tell what it denied "
                 "or bounded"), 1, other.path))
+    for principal in head.principals.values():
+        findings += _same_names(principal)
     gone = [p for k, p in base.principals.items() if k not in head.principals and p.defined]
     judged = 0
     for key, principal in head.principals.items():
@@ -74,6 +76,23 @@ def judge(base: Holdings, head: Holdings, checker: Checker, allow_new: bool = Fa
         judged += 1
         findings += _principal(base, head, before, principal, checker, held_context)
     return findings, notes, judged
+
+
+def _same_names(principal: Principal) -> list[Finding]:
+    """Two inline policies of one principal with one name: IAM keeps one per name (the last
+    Put*Policy replaces the other, a Deny guardrail too), so what it holds is not known."""
+    found, first = [], {}
+    for held in principal.documents:
+        if held.name is None:
+            continue
+        earlier = first.setdefault(held.name, held)
+        if earlier is held:
+            continue
+        found.append(Finding(principal.label, _unknown(
+            f"{principal.label} holds two inline policies named {held.name} ({earlier.ref} at "
+            f"{earlier.path}:{earlier.line} and {held.ref} at {held.path}:{held.line}): IAM "
+            "keeps only one of them, which depends on deployment order"), held.line, held.path))
+    return found
 
 
 def _unknown(message: str) -> Violation:

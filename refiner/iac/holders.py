@@ -18,7 +18,10 @@ aws_iam_group_membership; policy_arn through aws_iam_policy and data aws_iam_pol
 
 What is not modelled but can grant access (resource and SAM policies, other AWS::IAM::* and
 aws_iam_* types, nested stacks and modules, Fn::ForEach, macros, conditional or counted
-resources) is an `Other`: the gate takes it only exactly as it was."""
+resources; of any other resource, the properties at any depth whose names say they control
+access or name a role: ACLs, public access blocks, auth types, sharing) is an `Other`: the gate
+takes it only exactly as it was. Two inline policies of one principal with one name are
+recorded with their name (`Held.name`): IAM keeps only one of them."""
 
 from __future__ import annotations
 
@@ -53,11 +56,22 @@ TF_TARGETS = {"role": ("role", False), "user": ("user", False), "group": ("group
 # Resource types that hold a resource policy or otherwise change who may do what, by the
 # look of their names; any resource with a policy-looking property counts too.
 _GRANTING_TYPE = re.compile(r"(?i)^(AWS::(IAM|SSO|Serverless|Lambda::Permission|CloudFormation::"
-                            r"Stack|Organizations)|aws_(iam|ssoadmin|lambda_permission|"
-                            r"organizations)|.*(polic|permission))")
-# Property and attribute names that say who may do what, or which role a workload runs as
-# (a function moved to an admin role gains its access).
-_POLICY_KEY = re.compile(r"(?i)polic|permission|principal|trust|grant|role|instance_?profile")
+                            r"Stack|Organizations|Cognito::IdentityPool)|aws_(iam|ssoadmin|"
+                            r"lambda_permission|organizations|cognito_identity_pool)|.*(polic|"
+                            r"permission|public_?access|_acl$|::.*Acl$|identity_?pool))")
+# Property and attribute names (at any depth) that say who may do what, or which role a
+# workload runs as (a function moved to an admin role gains its access), or that grant or
+# block access outside IAM policies: ACLs, object ownership, public access blocks, sharing
+# (launch permissions, user groups and ids), authorization switched off, Cognito identity
+# pools' unauthenticated identities and login providers. A change to one is unknown.
+_POLICY_KEY = re.compile(r"(?i:polic|permission|principal|trust|grant|role|instance_?profile|"
+                         r"access|public|auth|login_?provider|user_?groups|user_?ids|ownership|"
+                         r"sharing)|(?:(?<![A-Za-z])|(?<=[a-z0-9]))(?:[Aa]cls?|ACLS?)(?![a-z])")
+# What, once removed, may have blocked access: removing it is unknown.
+_RESTRICTING = re.compile(r"(?i)Deny|block_?public|public_?access_?block|restrict_?public|"
+                          r"ignore_?public|ownership")
+# Keys written in an expression's text (an HCL object, jsonencode, a JSON string).
+_WRITTEN_KEY = re.compile(r"""\\?["']?([A-Za-z_][\w-]*)\\?["']?\s*(?:=(?!=)|:)""")
 # An AWS managed policy ARN whose only expression is the partition.
 _PARTITION_ARN = re.compile(r'^"?arn:(?:aws[a-z-]*|\$\{[^}]*partition[^}]*\}):iam::aws:'
                             r'policy/((?:[\w+=,.@-]+/)*[\w+=,.@-]+)"?$')
@@ -73,6 +87,9 @@ class Held:
     reason: str | None = None  # why it is not known
     policy_id: str | None = None  # the template policy (Located) it is, if one
     path: str = ""  # the file it is written in
+    # An inline policy's name: IAM keeps one inline policy per principal and name
+    # (Put{Role,User,Group}Policy replaces one of the same name).
+    name: str | None = None
 
     @property
     def known(self) -> bool:
@@ -109,7 +126,7 @@ class Other:
     def may_deny(self) -> bool:
         """Whether removing it may remove a Deny: its text holds one, or does not show what
         it holds (a module, a nested stack, a macro, Fn::ForEach, a data source)."""
-        return "Deny" in self.raw or any(word in self.what for word in (
+        return bool(_RESTRICTING.search(self.raw)) or any(word in self.what for word in (
             "module", "macro", "ForEach", "data source", "Stack", "Application"))
 
 
@@ -351,9 +368,8 @@ class _CloudFormation:
                     logical, self.line(where), "a resource that exists only under a Condition"
                     if "Condition" in resource else f"Properties is {_intrinsic(properties)}",
                     self.with_context(_without_documents(kind, resource)))
-            elif kind not in CFN_MODELLED and (_GRANTING_TYPE.search(kind) or any(
-                    _POLICY_KEY.search(k) for k in (properties or {})
-                    if isinstance(properties, dict))):
+            elif kind not in CFN_MODELLED and (_GRANTING_TYPE.search(kind) or isinstance(
+                    properties, dict) and _granting_values(properties)):
                 read = frozenset(key for key in (properties or {}) if any(
                     i == f"{logical}.{key}" or i.startswith(f"{logical}.{key}[")
                     for i in self.policies) or _resource_document_key(
@@ -472,8 +488,9 @@ class _CloudFormation:
                     ref = f"inline {name}" if isinstance(name, str) else \
                         f"inline {canonical(name)}"
                     holdings.pairing[policy_id] = f"{logical}.Policies[{ref}]"
-                    principal.documents.append(self.document(
-                        ref, self.line((*where, "Policies", number)), policy_id))
+                    held = self.document(ref, self.line((*where, "Policies", number)), policy_id)
+                    held.name = name if isinstance(name, str) else None
+                    principal.documents.append(held)
             elif policies is not None:
                 principal.documents.append(Held(canonical(policies),
                                                 self.line((*where, "Policies")), None,
@@ -500,12 +517,14 @@ class _CloudFormation:
                 self.member(holdings.principals[user], group, value_line)
             return
         held = self.document(f"policy {logical}", line, logical)
+        name = properties.get("PolicyName") if kind != "AWS::IAM::ManagedPolicy" else None
         for key, value, value_line in self.targets(properties, logical, where):
             if key is None:
                 self.unresolved(logical, value_line, "a principal", value)
                 continue
-            holdings.principals[key].documents.append(Held(held.ref, value_line, held.document,
-                                                           held.reason, held.policy_id))
+            holdings.principals[key].documents.append(Held(
+                held.ref, value_line, held.document, held.reason, held.policy_id,
+                name=name if isinstance(name, str) else None))
 
     def member(self, user: Principal, group: object, line: int) -> None:
         key = self.principal("group", group, line)
@@ -555,10 +574,35 @@ def _granting_part(kind: str, resource: dict, read: frozenset[str] = frozenset()
     if not isinstance(properties, dict) or kind == "AWS::Serverless::Connector" or (
             _GRANTING_TYPE.search(kind) and not kind.startswith("AWS::Serverless::")):
         return resource
-    keep = SAM_GRANTING - read if kind.startswith("AWS::Serverless::") else \
-        {k for k in properties if _POLICY_KEY.search(k)} - read
-    return {**{k: v for k, v in resource.items() if k != "Properties"},
-            "Properties": {k: v for k, v in properties.items() if k in keep}}
+    rest = {k: v for k, v in resource.items() if k != "Properties"}
+    if kind.startswith("AWS::Serverless::"):
+        return {**rest, "Properties": {k: v for k, v in properties.items()
+                                       if k in SAM_GRANTING - read}}
+    return {**rest, "Properties": _granting_values({k: v for k, v in properties.items()
+                                                    if k not in read})}
+
+
+def _granting_values(value: object, path: str = "") -> dict:
+    """path -> value of each key that says who may do what (_POLICY_KEY), at any depth of
+    objects, lists and JSON strings (a launch template's IamInstanceProfile, a Batch job's
+    JobRoleArn, a schedule's Target.RoleArn)."""
+    if isinstance(value, str) and value.lstrip().startswith(("{", "[")):
+        try:
+            value = parse_json_text(value, path or "a value")
+        except Exception:  # an InputError: not JSON, a string like any other
+            return {}
+    found: dict = {}
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if _POLICY_KEY.search(str(key)):
+                found[where] = inner
+            else:
+                found.update(_granting_values(inner, where))
+    elif isinstance(value, list):
+        for number, inner in enumerate(value):
+            found.update(_granting_values(inner, f"{path}[{number}]"))
+    return found
 
 
 def _without_documents(kind: object, resource: dict) -> dict:
@@ -666,21 +710,33 @@ class _Terraform:
                                                  f"{type_name} (not modelled by the gate)",
                                                  self.without_policy(block) if read
                                                  else self.with_context(raw))
-            elif type_name not in TF_MODELLED and (
-                    any(_POLICY_KEY.search(a.name) for a in block.attributes)
-                    or any(_POLICY_KEY.search(b.type) for b in block.blocks)):
+            elif type_name not in TF_MODELLED and self.granting(block):
                 # Only what can grant: a change to anything else is no change of access.
                 holdings.others[address] = Other(address, self.line(block.start),
                                                  f"{type_name} (not modelled by the gate)",
                                                  self.with_context(canonical(
-                    {a.name: self.source(a.value) for a in block.attributes
-                     if _POLICY_KEY.search(a.name)} |
-                    {f"{b.type} {n}": self.text[b.start:b.end]
-                     for n, b in enumerate(block.blocks) if _POLICY_KEY.search(b.type)})))
+                                                     self.granting(block))))
         for address, block in self.blocks.items():
             if not address.startswith("data.") and block.labels[0] in TF_MODELLED:
                 self.resource(address, block)
         return holdings
+
+    def granting(self, block, prefix: str = "") -> dict:
+        """path -> text of each attribute or nested block that says who may do what, at any
+        depth (`target { role_arn }`); an attribute whose value writes such a key (an
+        object, jsonencode, a JSON string) counts whole."""
+        found = {}
+        for attribute in block.attributes:
+            written = _WRITTEN_KEY.findall(self.text[attribute.value.start:attribute.value.end])
+            if _POLICY_KEY.search(attribute.name) or any(_POLICY_KEY.search(k) for k in written):
+                found[prefix + attribute.name] = self.source(attribute.value)
+        for number, inner in enumerate(block.blocks):
+            where = f"{prefix}{inner.type} {number}"
+            if _POLICY_KEY.search(inner.type):
+                found[where] = self.text[inner.start:inner.end]
+            else:
+                found.update(self.granting(inner, where + "."))
+        return found
 
     def principal(self, kind: str, value, line: int) -> str | None:
         if value.kind == "string":
@@ -776,9 +832,10 @@ class _Terraform:
                 policy = inline.attribute("policy")
                 ref = f"inline_policy {self.source(name.value) if name else ''}"
                 inline_line = self.line(inline.start)
-                principal.documents.append(
-                    self.document_of(policy.value, inline_line, ref) if policy is not None
-                    else Held(ref, inline_line, {"Version": "2012-10-17", "Statement": []}))
+                held = self.document_of(policy.value, inline_line, ref) if policy is not None \
+                    else Held(ref, inline_line, {"Version": "2012-10-17", "Statement": []})
+                held.name = self.literal(name)
+                principal.documents.append(held)
             arns = block.attribute("managed_policy_arns")
             if arns is not None:
                 for value in arns.value.items if arns.value.kind == "tuple" else [arns.value]:
@@ -797,6 +854,7 @@ class _Terraform:
             if held.document is None and policy is not None:
                 held = self.document_of(policy.value, line, f"policy {address}")
                 held.policy_id = address
+            held.name = self.literal(block.attribute("name"))
         elif type_name in ("aws_iam_role_policy_attachment", "aws_iam_user_policy_attachment",
                            "aws_iam_group_policy_attachment", "aws_iam_policy_attachment"):
             arn = block.attribute("policy_arn")
@@ -841,7 +899,13 @@ class _Terraform:
                     continue
                 holdings.principals[key].documents.append(
                     Held(held.ref, self.line(value.start), held.document, held.reason,
-                         held.policy_id))
+                         held.policy_id, name=held.name))
+
+    @staticmethod
+    def literal(attribute) -> str | None:
+        """An attribute's value when it is a literal string."""
+        return attribute.value.value if attribute is not None and \
+            attribute.value.kind == "string" else None
 
     def member(self, user: Principal, value, line: int) -> None:
         key = self.principal("group", value, line)
