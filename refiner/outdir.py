@@ -111,14 +111,17 @@ class OutputFolder:
 
     def write(self, relative: str, text: str) -> None:
         """Write OUTDIR/relative (unchanged content is left as it is: a re-run is cheap)."""
+        written_before = relative in self._listed  # only then can the file hold this text
         self._note(relative)
         target = self.path / relative
-        try:
-            if target.read_text(encoding="utf-8") == text:
-                return
-        except (OSError, ValueError):
-            pass
-        write_file(str(target), text, sync=relative == COMPLETE)
+        if written_before:
+            try:
+                if target.read_text(encoding="utf-8") == text:
+                    return
+            except (OSError, ValueError):
+                pass
+        # begin() made the folders: each of thousands of files need not check them again
+        write_file(str(target), text, sync=relative == COMPLETE, checked=True)
 
     def write_chunks(self, relative: str, chunks) -> None:
         """Write OUTDIR/relative piece by piece (a large summary is never held whole)."""
@@ -133,6 +136,10 @@ class OutputFolder:
         self._results.write((json.dumps(result, ensure_ascii=False) + "\n").encode("utf-8"))
         self._results.flush()
         self._cache.pop(result["key"], None)
+
+    def has_result(self, key: str) -> bool:
+        """A result of key is on disk (of this run, or a SUCCEEDED one of an earlier run)."""
+        return key in self._offsets
 
     def result(self, key: str) -> dict | None:
         """A task's result, or None. A FAILED result of an earlier run is no result: failures

@@ -26,19 +26,22 @@ def check_writable(path: str) -> None:
         raise InputError(f"cannot write {path}: the folder {folder} is not writable")
 
 
-def write_file(path: str, text: str, mode_of: str | None = None, sync: bool = True) -> None:
+def write_file(path: str, text: str, mode_of: str | None = None, sync: bool = True,
+               checked: bool = False) -> None:
     """Write text (UTF-8, exactly as given: no newline translation) to path through a temporary
     file in the same folder and a rename. The file gets the mode path already had, else that
     of mode_of (the input it was made from), else what a new file gets under the umask.
     sync=False skips the fsync: still whole after a killed process, not after a power loss
-    (for the many files of one run, whose last file is synced)."""
-    write_chunks(path, [text], mode_of, sync)
+    (for the many files of one run, whose last file is synced). checked: the caller knows
+    that path's folder exists and is writable (a failure is still one InputError line)."""
+    write_chunks(path, [text], mode_of, sync, checked)
 
 
 def write_chunks(path: str, chunks: Iterable[str], mode_of: str | None = None,
-                 sync: bool = True) -> None:
+                 sync: bool = True, checked: bool = False) -> None:
     """write_file for text made piece by piece (a large report is never held whole)."""
-    check_writable(path)
+    if not checked:
+        check_writable(path)
     target = Path(path)
     mode = _mode(target) or (_mode(Path(mode_of)) if mode_of else None) or _default_mode()
     try:
@@ -53,7 +56,10 @@ def write_chunks(path: str, chunks: Iterable[str], mode_of: str | None = None,
             if sync:
                 os.fsync(out.fileno())
         os.chmod(temp, mode)
-        os.replace(temp, target)
+        try:
+            os.replace(temp, target)
+        except OSError as error:  # a folder in the way, say: one line, not a traceback
+            raise InputError(f"cannot write {path}: {error.strerror}") from None
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -57,34 +58,57 @@ def recommend(job: Job) -> dict:
     catalog = catalog_for(job.catalog, fresh=True)  # loaded before the workers fork
     out.begin((RECOMMENDATIONS, STATE, SHARED))
     planner = Planner(graph, catalog, job, catalog_digest(catalog))
-    run_tasks(out, job, catalog, planner.tasks(pages), len(pages), "refining and proving")
-    shared = planner.shared_outcomes(out)
-    checks = planner.check_tasks(out, shared)
-    run_tasks(out, job, catalog, iter(checks.values()), len(checks), "checking each principal")
-    for name, record in planner.finish_shared(out, shared):
-        out.write(f"{SHARED}/{name}.json", json_text(record, indent=2))
     count = Totals()
-    for row in planner.rows:
-        count.add(row)
-    for row, recommendation, state in planner.findings_output(out, shared):
+    shared: dict[str, dict] = {}
+
+    def write_finding(arn: str) -> None:
+        row, recommendation, state = planner.finding_output(out, arn, shared)
         name = finding_file_name(row["findingId"])
         _keep_times(recommendation, out.read(f"{RECOMMENDATIONS}/{name}"))
         out.write(f"{RECOMMENDATIONS}/{name}", json_text(recommendation, indent=2))
         out.write(f"{STATE}/{name}", json_text(state))
         count.add(row)
+
+    def settle() -> None:
+        """While the workers run: the record of each shared document whose fate is known
+        without per-principal checks, then each finding whose work is all done (tasks finish
+        roughly in the order they were sent, so only the head of the queue is looked at)."""
+        resolved = planner.resolved_shared(out)
+        if resolved:
+            _write_shared(out, planner, shared, resolved)
+        while planner.waiting:
+            ready = planner.ready_to_write(out, planner.waiting[0], shared)
+            if ready is False:
+                break
+            arn = planner.waiting.popleft()
+            if ready:
+                write_finding(arn)  # else: it waits for checks, and is written at the end
+
+    run_tasks(out, job, catalog, planner.tasks(pages), len(pages), "refining and proving",
+              settle)
+    rest = {key: outcome for key, outcome in planner.shared_outcomes(out).items()
+            if key not in shared}
+    checks = planner.check_tasks(out, rest)
+    run_tasks(out, job, catalog, iter(checks.values()), len(checks), "checking each principal")
+    _write_shared(out, planner, shared, rest)
+    for row in planner.rows:
+        count.add(row)
+    for arn in planner.unwritten():
+        write_finding(arn)
     # The summary and the report are written from what is on disk, a row at a time.
     head = {"refiner": __version__, "catalog": catalog.version, "shared": job.shared,
             "totals": count.as_json(shared), "sharedPolicies": _shared_section(out)}
-    write_report(out.path / "report.html", head, _diffs(out, planner))
-    out.write_chunks("summary.json", _summary(head, _rows(out, planner)))
+    lines: list[str] = []  # the summary's rows, one line each, as the report's pass reads them
+    write_report(out.path / "report.html", head, _rows(out, planner, lines))
+    out.write_chunks("summary.json", _summary(head, lines))
     out.finish()
     return head["totals"]
 
 
 def run_tasks(out: OutputFolder, job: Job, catalog: Catalog, tasks: Iterator[dict], count: int,
-              what: str) -> None:
+              what: str, settle: Callable[[], None] | None = None) -> None:
     """Run the tasks not done before (their result is on disk), as they come, and write each
-    result as it completes."""
+    result as it completes (then settle: the parent's own work, done while workers run)."""
     def todo() -> Iterator[dict]:
         for task in tasks:
             if out.result(task["key"]) is None:
@@ -96,6 +120,8 @@ def run_tasks(out: OutputFolder, job: Job, catalog: Catalog, tasks: Iterator[dic
         for result in execute(todo(), count, job.workers, job.scheduler, catalog):
             out.add_result(result)
             advance()
+            if settle is not None:
+                settle()
 
 
 # --- planning: who uses what, and which distinct tasks that makes ------------------------------
@@ -112,6 +138,11 @@ class Planner:
         self.task_of: dict[tuple[str, str], str] = {}  # (principal ARN | "", doc key) -> task
         self._refined: set[str] = set()  # keys of the refine tasks made
         self.rows: list[dict] = []  # findings that need no work
+        self.shared_decided = False  # every shared document's decision is made
+        self.waiting: deque[str] = deque()  # principals whose tasks are all sent, in order
+        self.written: set[str] = set()  # principals whose recommendation is written
+        self._unsettled: dict[str, str | None] | None = None  # shared key -> task, fate unknown
+        self._checked_later: set[str] = set()  # shared keys whose checks come after all tasks
         # The grace rule's version dates (the graph holds only each policy's default version).
         self.versions = keep.policy_versions(job.keep, job.authorization_details)
         self.kept_of: dict[str, list[dict]] = {}  # principal ARN -> what keep rules kept
@@ -119,22 +150,61 @@ class Planner:
     # findings, and the tasks they make
 
     def tasks(self, pages: dict[str, FindingPages]) -> Iterator[dict]:
-        """Refine tasks as soon as they are known: a principal's own documents when its finding
-        is read (the workers start while the rest is read), shared ones once every finding
-        is. Each finding's pages are let go once read."""
-        for finding_id in sorted(pages):
-            arn = self._read(finding_id, pages.pop(finding_id))
-            if arn is None:
-                continue
-            for key, _ in self.graph.principals[arn].documents:
-                document = self.graph.documents[key]
-                if key not in self.decisions and not document.shared \
-                        and not document.reach_incomplete():
-                    yield from self._decided(key, {arn})
+        """Refine tasks as they are made. Every finding is read first (what may leave a shared
+        document depends on all its holders; each finding's pages are let go once read), then
+        shared documents are decided and their tasks sent, then each principal's own
+        documents, in finding order; a principal whose tasks are all sent is queued in
+        `waiting`, for its recommendation to be written as soon as they are done."""
+        order = [arn for finding_id in sorted(pages)
+                 if (arn := self._read(finding_id, pages.pop(finding_id))) is not None]
         refined_for = self.refined_for
         wanted = {key for arn in refined_for for key, _ in self.graph.principals[arn].documents}
-        for key in sorted(wanted - set(self.decisions)):
-            yield from self._decided(key, refined_for)
+        for key in sorted(wanted):
+            document = self.graph.documents[key]
+            if document.shared or document.reach_incomplete():
+                yield from self._decided(key, refined_for)
+        self.shared_decided = True
+        for arn in order:
+            if arn not in refined_for:
+                continue
+            for key, _ in self.graph.principals[arn].documents:
+                if key not in self.decisions:
+                    yield from self._decided(key, {arn})
+            self.waiting.append(arn)
+
+    def ready_to_write(self, out: OutputFolder, arn: str, shared: dict[str, dict]) \
+            -> bool | None:
+        """True: every task of the principal's documents has its result and every shared
+        document it holds its record; False: not yet; None: it holds a shared document whose
+        per-principal checks run after every refine task."""
+        for key, _ in self.graph.principals[arn].documents:
+            task = self.task_of.get((arn, key))
+            if task is not None and not out.has_result(task):
+                return False
+            if self.decisions[key].mode == "own" or "status" in shared.get(key, {}):
+                continue
+            return None if key in self._checked_later else False
+        return True
+
+    def resolved_shared(self, out: OutputFolder) -> dict[str, dict]:
+        """The outcomes of shared documents, not given before, known without per-principal
+        checks: no task, or a refine result that failed or changed nothing."""
+        resolved = {}
+        if not self.shared_decided:
+            return resolved
+        if self._unsettled is None:
+            self._unsettled = {key: self.task_of.get(("", key)) for key, decision in
+                               self.decisions.items() if decision.mode != "own"}
+        for key, task in list(self._unsettled.items()):
+            result = None if task is None else out.result(task)
+            if task is not None and result is None:
+                continue
+            del self._unsettled[key]
+            if result is not None and result["status"] == "SUCCEEDED" and result["changed"]:
+                self._checked_later.add(key)
+            else:
+                resolved[key] = {"decision": self.decisions[key], "result": result}
+        return resolved
 
     def _read(self, finding_id: str, pages: FindingPages) -> str | None:
         """Read one finding: its row when it needs no work, else its principal's unused set;
@@ -371,16 +441,17 @@ class Planner:
 
     # per finding
 
-    def findings_output(self, out: OutputFolder, shared: dict[str, dict]) \
-            -> Iterator[tuple[dict, dict, dict]]:
-        """(summary row, recommendation, state) of every UnusedPermission finding read."""
-        for arn, head in sorted(self.finding_of.items(), key=lambda item: item[1]["id"]):
-            if head["findingType"] != "UnusedPermission":
-                continue
-            yield self._finding_output(out, self.graph.principals[arn], head, shared)
+    def unwritten(self) -> list[str]:
+        """Principals of the UnusedPermission findings read whose recommendation is not yet
+        written, in finding id order."""
+        return [arn for arn, head in sorted(self.finding_of.items(), key=lambda i: i[1]["id"])
+                if head["findingType"] == "UnusedPermission" and arn not in self.written]
 
-    def _finding_output(self, out: OutputFolder, principal: Principal, head: dict,
-                        shared: dict[str, dict]) -> tuple[dict, dict, dict]:
+    def finding_output(self, out: OutputFolder, arn: str, shared: dict[str, dict]) \
+            -> tuple[dict, dict, dict]:
+        """(summary row, recommendation, state) of the principal's UnusedPermission finding."""
+        self.written.add(arn)
+        principal, head = self.graph.principals[arn], self.finding_of[arn]
         started = datetime.now(timezone.utc)
         row = {"findingId": head["id"], "resourceArn": principal.arn,
                "findingType": "UnusedPermission", "principal": principal.arn, "policies": [],
@@ -482,6 +553,13 @@ class Planner:
         return entry, step, {"policyId": document.aws_id, "diff": result["diff"]}, None
 
 
+def _write_shared(out: OutputFolder, planner: Planner, shared: dict[str, dict],
+                  outcomes: dict[str, dict]) -> None:
+    for name, record in planner.finish_shared(out, outcomes):
+        out.write(f"{SHARED}/{name}.json", json_text(record, indent=2))
+    shared.update(outcomes)
+
+
 def json_text(value: object, indent: int | None = None) -> str:
     return dumps(value, indent=indent) + "\n"
 
@@ -551,38 +629,33 @@ def _keep_times(recommendation: dict, before: str | None) -> None:
         recommendation.update({k: held[k] for k in times})
 
 
-def _rows(out: OutputFolder, planner: Planner) -> Iterator[dict]:
-    """Every finding's summary row, in finding id order: rows of findings that needed no work
-    from memory, the others read back from their state files one at a time."""
+def _rows(out: OutputFolder, planner: Planner, lines: list[str]) \
+        -> Iterator[tuple[dict, list[dict]]]:
+    """Every finding's summary row with its policies' diffs, in finding id order: rows of
+    findings that needed no work from memory, the others read back from their state files
+    one at a time (each once; the diffs are never all held). Each row's summary line is
+    appended to lines."""
     worked = {head["id"] for head in planner.finding_of.values()
               if head["findingType"] == "UnusedPermission"}
     quiet = {row["findingId"]: row for row in planner.rows}
     for finding_id in sorted(worked | set(quiet)):
-        if finding_id in quiet:
-            yield quiet[finding_id]
-            continue
-        yield _state(out, finding_id)["row"]
-
-
-def _state(out: OutputFolder, finding_id: str) -> dict:
-    return json.loads((out.path / STATE / finding_file_name(finding_id)).read_text(encoding="utf-8"))
-
-
-def _diffs(out: OutputFolder, planner: Planner) -> Iterator[tuple[dict, list[dict]]]:
-    """Each row with its policies' diffs (never all held)."""
-    for row in _rows(out, planner):
-        diffs = []
-        if row.get("status") == "SUCCEEDED":
-            diffs = _state(out, row["findingId"]).get("diffs", [])
+        row, diffs = quiet.get(finding_id), []
+        if row is None:
+            state = json.loads((out.path / STATE / finding_file_name(finding_id))
+                               .read_text(encoding="utf-8"))
+            row = state["row"]
+            if row.get("status") == "SUCCEEDED":
+                diffs = state.get("diffs", [])
+        lines.append(dumps(row))
         yield row, diffs
 
 
-def _summary(head: dict, rows: Iterator[dict]) -> Iterator[str]:
-    """summary.json: the head, then "findings" with one row a line, as the rows come."""
+def _summary(head: dict, lines: list[str]) -> Iterator[str]:
+    """summary.json: the head, then "findings" with one row a line."""
     text = dumps({**head, "findings": []}, indent=2)
     yield text[:-len("[]\n}")] + "["
-    for number, row in enumerate(rows):
-        yield ("," if number else "") + "\n    " + dumps(row)
+    for number, line in enumerate(lines):
+        yield ("," if number else "") + "\n    " + line
     yield "\n  ]\n}\n"
 
 

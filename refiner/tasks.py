@@ -184,6 +184,7 @@ def execute(tasks: Iterable[dict], count: int, workers: int | None, scheduler: s
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context,
                                                     initializer=_worker_start,
                                                     initargs=(os.getpid(),)) as pool:
+            pool.submit(os.getpid)  # fork the workers now, before the tasks' planning grows us
             yield from _windowed(pool, pending, workers * WINDOW_PER_WORKER, suspects)
         if not suspects:
             return
