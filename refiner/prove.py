@@ -59,7 +59,8 @@ class Violation:
     request: dict | None = None  # a whole request HEAD allows and BASE does not (requests.py)
 
     def describe(self) -> str:
-        where = "" if self.statement is None else \
+        # A verdict about a whole policy or principal has no statement (None; -1 in the gate's).
+        where = "" if self.statement is None or self.statement < 0 else \
             f"statement {self.statement}" + (f" ({self.sid})" if self.sid else "") + ": "
         if len(self.actions) > 1:
             found = f" ({len(self.actions)} actions): {', '.join(self.actions)}"
