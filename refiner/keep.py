@@ -155,6 +155,11 @@ class KeepRules:
                  if name.split(":", 1)[0].lower() not in set(unused.services) - services}
         for key, name in names.items():
             pattern = next((p for p, matcher in matchers if matcher.matches(name)), None)
+            # Only a catalog action can be kept: refinement keeps what the catalog knows, so a
+            # name it does not know stays unused (and is named as unknown) rather than being
+            # reported kept and then lost.
+            if pattern is not None and not _in_catalog(name, catalog):
+                continue
             if pattern is not None:
                 reasons[key] = f"keep-action {pattern}"
             elif recent and key in recent:
@@ -216,6 +221,10 @@ def _granted(version: dict, arn: str, names: list[str]) -> set[str]:
         raise InputError(f"{label}: the export holds no policy document")
     policy = load_policy(parse_json_text(text, label), label, text)
     return set().union(*(allowed_among(statement, names) for statement in policy.statements))
+
+
+def _in_catalog(name: str, catalog: Catalog) -> bool:
+    return catalog.canonical(name) is not None
 
 
 def _unused_names(unused: Unused, catalog: Catalog) -> list[str]:
