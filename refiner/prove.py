@@ -15,7 +15,8 @@ rewriter evaluates, with membership in `w` and `w*` written as `=` and `str.pref
 containment of `w*` in prefix patterns `v*` is the ground fact that `w` is in one of them
 (exact: `w` itself is in `w*`); the others go to the solver. A statement's obligations are
 first proven all together; only if that fails is each one checked alone, to name the
-violation and its witness.
+violation and its witness. A ground claim (strings only) Z3 rewrote to true is not sent again
+in the same process.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ _PLAIN = re.compile(r'[ !#-\[\]-~]*')  # printable ASCII but the quote and the b
 COVER_CHUNK = 200  # cover patterns of one action in one rewrite, at most
 QUERY_CHUNK = 16  # solver queries proven together (measured best on ReadOnlyAccess)
 STRUCTURE_KEYS_CHANGED = "structure"
+TRUE_CLAIMS_LIMIT = 200_000  # ground claims remembered true in one process
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,16 @@ def load_solver():
     return z3
 
 
+_TRUE_CLAIMS: set[str] = set()  # ground claims Z3 rewrote to true in this process (_claim_text)
+
+
+def _claim_text(claim: tuple[list[str], str | None, list[str]]) -> str:
+    """A ground claim as one string, the same for the same claim only: its parts are action
+    names and patterns (printable ASCII, never a NUL or a newline), between separators."""
+    actions, within, cover = claim
+    return "\n".join(actions) + "\0" + (within or "") + "\0" + "\n".join(cover)
+
+
 def _prefix_compatible(a: str, b: str) -> bool:
     return a.startswith(b) or b.startswith(a)
 
@@ -115,8 +127,7 @@ class Checker:
         self.timeout_ms = timeout_ms
         self.queries = 0
         load_solver()
-        self._solver = z3.Solver()
-        self._solver.set("timeout", timeout_ms)
+        self._solver_made: z3.Solver | None = None  # made for the first solver query
         self._action = z3.String("action")
         self._regex_cache: dict[str, str] = {}
         # With record=True every discharged obligation is kept as a formula that must be
@@ -125,6 +136,15 @@ class Checker:
         self.obligations: list[tuple[str, str]] = []  # (label, SMT-LIB assertions)
         self._statement = 0
         self._proven: dict[tuple, list[tuple]] = {}
+
+    @property
+    def _solver(self):
+        """One solver per Checker, made when a query first needs it: most statements are
+        proven by ground rewrites alone, and a solver costs as much as a small proof."""
+        if self._solver_made is None:
+            self._solver_made = z3.Solver()
+            self._solver_made.set("timeout", self.timeout_ms)
+        return self._solver_made
 
     # --- statements -------------------------------------------------------------------------
 
@@ -326,7 +346,11 @@ class Checker:
         """True when Z3 rewrites every claim (actions, within, cover) — each action inside
         `within` (when given) is in some cover pattern — to true. Claims go to Z3 as SMT-LIB
         text in chunks: one parse and rewrite per chunk is far cheaper than one per claim, and
-        bounded chunks keep Z3's recursion shallow."""
+        bounded chunks keep Z3's recursion shallow. A claim is a ground fact about strings
+        alone, so one Z3 rewrote to true before in this process is not sent again (unless
+        every obligation is being recorded)."""
+        if not self.record:
+            claims = [claim for claim in claims if _claim_text(claim) not in _TRUE_CLAIMS]
         chunk, size = [], 0
         for claim in claims:
             actions, within, cover = claim
@@ -338,14 +362,26 @@ class Checker:
                     parts = [cover[at:at + COVER_CHUNK] for at in range(0, len(cover), COVER_CHUNK)]
                     if not any(self._ground_chunk([([action], within, part)]) for part in parts):
                         return False
+                self._rewritten_true([claim])
                 continue
             chunk.append(claim)
             size += len(claim[0]) + len(claim[2]) + 1
             if size >= FACT_CHUNK:
                 if not self._ground_chunk(chunk):
                     return False
+                self._rewritten_true(chunk)
                 chunk, size = [], 0
-        return self._ground_chunk(chunk)
+        if not self._ground_chunk(chunk):
+            return False
+        self._rewritten_true(chunk)
+        return True
+
+    def _rewritten_true(self, claims) -> None:
+        if self.record:
+            return
+        if len(_TRUE_CLAIMS) + len(claims) > TRUE_CLAIMS_LIMIT:
+            _TRUE_CLAIMS.clear()
+        _TRUE_CLAIMS.update(_claim_text(claim) for claim in claims)
 
     def _ground_chunk(self, claims) -> bool:
         patterns = sorted({t for _, within, cover in claims for t in cover + [within]
