@@ -281,7 +281,7 @@ class Checker:
         names = self._with_prefix(self.unused, prefix)
         services = [s for s in self.unused_services if _prefix_compatible(prefix, s + ":")]
         return _Obligation("unsound", f"{text} admits an unused action", text,
-                           self._claims(names, text, _Index([])),
+                           self._claims(names, text, _NO_PATTERNS),
                            [([text, f"{service}:*"], []) for service in services],
                            lambda: self._meets_unused(text, names, services),
                            rule="admits-unused")
@@ -304,7 +304,7 @@ class Checker:
     def _meets_unused(self, text: str, names: list[str], services: list[str]):
         """Does text match one of the unused names or reach one of the unused services (those
         its literal prefix allows)?"""
-        found = self._uncovered(names, text, _Index([])) if names else None
+        found = self._uncovered(names, text, _NO_PATTERNS) if names else None
         for service in services:
             if found is not None:
                 break
@@ -608,6 +608,9 @@ class _Index:
             for cut in self._lengths if cut <= len(string)
             for text in self.by_prefix.get(string[:cut], ())
         ]
+
+
+_NO_PATTERNS = _Index([])  # a cover that matches nothing (never changed)
 
 
 def _entries(value) -> list[str]:

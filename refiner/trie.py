@@ -67,8 +67,8 @@ def build_trie(original: Glob, used: list[str], unused: list[str], unused_servic
     """The trie of used + unused names (see shortest_safe_prefixes for what safe means)."""
     spelling: dict[str, str] = {}
     for name in used + unused:
-        for prefix in prefixes(name):
-            spelling.setdefault(prefix.lower(), prefix)
+        for lower, prefix in _cut(prefixes, name):
+            spelling.setdefault(lower, prefix)
     nodes = sorted(spelling)  # a prefix sorts before everything that extends it
 
     unsafe: set[str] = set()
@@ -84,6 +84,22 @@ def build_trie(original: Glob, used: list[str], unused: list[str], unused_servic
             unsafe.add(node)
     used_lower = {name.lower(): name for name in used}
     return Trie(spelling, nodes, unsafe, used_lower, sorted(used_lower))
+
+
+_CUTS: dict[tuple[Prefixes, str], tuple[tuple[str, str], ...]] = {}
+CUTS_LIMIT = 100_000  # names whose cuts are kept (a catalog has about 20,000)
+
+
+def _cut(prefixes: Prefixes, name: str) -> tuple[tuple[str, str], ...]:
+    """(lower case, as spelled) for each candidate prefix of a name, computed once per
+    process: the same catalog names come back in every trie of a run."""
+    key = (prefixes, name)
+    found = _CUTS.get(key)
+    if found is None:
+        if len(_CUTS) >= CUTS_LIMIT:
+            _CUTS.clear()
+        found = _CUTS[key] = tuple((prefix.lower(), prefix) for prefix in prefixes(name))
+    return found
 
 
 def shortest_safe_prefixes(
