@@ -15,8 +15,8 @@ rewriter evaluates, with membership in `w` and `w*` written as `=` and `str.pref
 containment of `w*` in prefix patterns `v*` is the ground fact that `w` is in one of them
 (exact: `w` itself is in `w*`); the others go to the solver. A statement's obligations are
 first proven all together; only if that fails is each one checked alone, to name the
-violation and its witness. A ground claim (strings only) Z3 rewrote to true is not sent again
-in the same process.
+violation and its witness. In a process that proves many documents, a ground claim (strings
+only) Z3 rewrote to true is not sent again (remember_true_claims).
 """
 
 from __future__ import annotations
@@ -91,7 +91,18 @@ def load_solver():
     return z3
 
 
-_TRUE_CLAIMS: set[str] = set()  # ground claims Z3 rewrote to true in this process (_claim_text)
+# Ground claims Z3 rewrote to true in this process (_claim_text), once remember_true_claims()
+# is called (a process that proves many documents: recommend's workers); None: not kept.
+_TRUE_CLAIMS: set[str] | None = None
+
+
+def remember_true_claims() -> None:
+    """From now on, a ground claim Z3 rewrites to true is not sent to it again by any Checker
+    of this process. `queries` then counts what was sent, which depends on what the process
+    proved before."""
+    global _TRUE_CLAIMS
+    if _TRUE_CLAIMS is None:
+        _TRUE_CLAIMS = set()
 
 
 def _claim_text(claim: tuple[list[str], str | None, list[str]]) -> str:
@@ -347,10 +358,11 @@ class Checker:
         `within` (when given) is in some cover pattern — to true. Claims go to Z3 as SMT-LIB
         text in chunks: one parse and rewrite per chunk is far cheaper than one per claim, and
         bounded chunks keep Z3's recursion shallow. A claim is a ground fact about strings
-        alone, so one Z3 rewrote to true before in this process is not sent again (unless
-        every obligation is being recorded)."""
-        if not self.record:
-            claims = [claim for claim in claims if _claim_text(claim) not in _TRUE_CLAIMS]
+        alone, so one Z3 rewrote to true before in this process is not sent again, once
+        remember_true_claims() was called (unless every obligation is being recorded)."""
+        remembered = _TRUE_CLAIMS if not self.record else None
+        if remembered is not None:
+            claims = [claim for claim in claims if _claim_text(claim) not in remembered]
         chunk, size = [], 0
         for claim in claims:
             actions, within, cover = claim
@@ -377,11 +389,12 @@ class Checker:
         return True
 
     def _rewritten_true(self, claims) -> None:
-        if self.record:
+        remembered = _TRUE_CLAIMS if not self.record else None
+        if remembered is None:
             return
-        if len(_TRUE_CLAIMS) + len(claims) > TRUE_CLAIMS_LIMIT:
-            _TRUE_CLAIMS.clear()
-        _TRUE_CLAIMS.update(_claim_text(claim) for claim in claims)
+        if len(remembered) + len(claims) > TRUE_CLAIMS_LIMIT:
+            remembered.clear()
+        remembered.update(_claim_text(claim) for claim in claims)
 
     def _ground_chunk(self, claims) -> bool:
         patterns = sorted({t for _, within, cover in claims for t in cover + [within]

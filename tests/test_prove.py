@@ -118,7 +118,7 @@ def test_not_action_must_exclude_unused_and_keep_used(catalog):
 def test_a_solver_without_an_answer_rejects(catalog, monkeypatch):
     import z3
 
-    monkeypatch.setattr(prove, "_TRUE_CLAIMS", set())  # nothing proven before in this process
+    monkeypatch.setattr(prove, "_TRUE_CLAIMS", None)  # no claim remembered true: Z3 decides all
     checker = Checker(catalog.all_actions(), [], [])
     monkeypatch.setattr(z3, "simplify", lambda expression, *a, **k: expression)
     monkeypatch.setattr(z3.Solver, "check", lambda self, *a: z3.unknown)
