@@ -112,6 +112,13 @@ def _claim_text(claim: tuple[list[str], str | None, list[str]]) -> str:
     return "\n".join(actions) + "\0" + (within or "") + "\0" + "\n".join(cover)
 
 
+@functools.lru_cache(maxsize=1)
+def _action_variable():
+    """The string variable of every query (one per process: making one costs as much as a
+    small proof, and the solvers share Z3's one context)."""
+    return z3.String("action")
+
+
 def _prefix_compatible(a: str, b: str) -> bool:
     return a.startswith(b) or b.startswith(a)
 
@@ -139,7 +146,7 @@ class Checker:
         self.queries = 0
         load_solver()
         self._solver_made: z3.Solver | None = None  # made for the first solver query
-        self._action = z3.String("action")
+        self._action = _action_variable()
         self._regex_cache: dict[str, str] = {}
         # With record=True every discharged obligation is kept as a formula that must be
         # unsatisfiable, so it can be exported as SMT-LIB and re-checked by another solver.
@@ -223,7 +230,8 @@ class Checker:
                                     text, originals, "admits-new")
             for text in new if parse(text).has_wildcard
         ]
-        obligations += [self._unused_obligation(text) for text in after]
+        obligations += [found for text in after
+                        if (found := self._unused_obligation(text)) is not None]
         for text in before:
             if text.lower() not in refined.lower:
                 candidates = self._used_with_prefix(literal_prefix(parse(text)))
@@ -286,11 +294,15 @@ class Checker:
         return _Obligation(kind, message, text, [], quick,
                            lambda: self._outside(text, union), rule=rule)
 
-    def _unused_obligation(self, text: str) -> _Obligation:
-        """text matches no unused action and nothing of a wholly unused service."""
+    def _unused_obligation(self, text: str) -> _Obligation | None:
+        """text matches no unused action and nothing of a wholly unused service; None when
+        no unused name starts with its literal prefix and no unused service agrees with it
+        (it has no claim and no query left: proven by the literal prefix alone)."""
         prefix = literal_prefix(parse(text))
         names = self._with_prefix(self.unused, prefix)
         services = [s for s in self.unused_services if _prefix_compatible(prefix, s + ":")]
+        if not names and not services:
+            return None
         return _Obligation("unsound", f"{text} admits an unused action", text,
                            self._claims(names, text, _NO_PATTERNS),
                            [([text, f"{service}:*"], []) for service in services],
