@@ -6,16 +6,18 @@ import functools
 import hashlib
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .errors import InputError
-from .jsontext import dumps, parse_json_text, read_text
+from .jsontext import dumps, stream_members
 from .policy import decoded_document
 
 # kind of a document -> the AWS quota on its size (characters, whitespace aside)
 MANAGED, ROLE_INLINE, USER_INLINE, GROUP_INLINE = "managed", "role-inline", "user-inline", \
     "group-inline"
 VIA_ATTACHED, VIA_INLINE, VIA_BOUNDARY = "attached", "inline", "boundary"
+EXPORT_LISTS = frozenset(("RoleDetailList", "UserDetailList", "Policies", "GroupDetailList"))
 _ARN = re.compile(r"arn:(aws[a-z-]*):iam::([^:]*):(role|user|group|policy)/(.*)")
 
 
@@ -141,29 +143,37 @@ class AccountGraph:
 
     @classmethod
     def read(cls, paths: list[str]) -> AccountGraph:
+        """The graph of export files, each read as it streams: only what the graph keeps is
+        held (an export of 50,000 principals is never parsed whole)."""
         graph = cls()
         for path in paths:
-            graph.add_export(read_json_object(path, "authorization details"), path)
+            graph.add_members(stream_members(path, "authorization details", EXPORT_LISTS), path)
         graph.resolve()
         return graph
 
     # --- reading -----------------------------------------------------------------------------
 
-    def add_export(self, export: dict, path: str) -> None:
-        if not any(key in export for key in ("RoleDetailList", "UserDetailList", "Policies",
-                                             "GroupDetailList")):
+    def add_members(self, members: Iterable[tuple[str, object]], path: str) -> None:
+        """An export's members: each item of its lists, in any order (attachments and groups
+        are joined by resolve, once every page is read)."""
+        found = False
+        for key, item in members:
+            if key not in EXPORT_LISTS:
+                continue
+            found = True
+            if key == "Policies":
+                self._add_managed(item, path)
+            elif key == "GroupDetailList":
+                arn, name = item.get("Arn"), item.get("GroupName")
+                if not isinstance(arn, str) or not isinstance(name, str):
+                    raise InputError(f"authorization details {path}: a group without Arn or "
+                                     "name")
+                self._group_details[f"{_arn_parts(arn)[1]}:{name}"] = item
+            else:
+                self._add_principal("role" if key == "RoleDetailList" else "user", item, path)
+        if not found:
             raise InputError(f"authorization details {path}: expected the output of "
                              "`aws iam get-account-authorization-details`")
-        for policy in _list(export, "Policies", path):
-            self._add_managed(policy, path)
-        for detail in _list(export, "GroupDetailList", path):
-            arn, name = detail.get("Arn"), detail.get("GroupName")
-            if not isinstance(arn, str) or not isinstance(name, str):
-                raise InputError(f"authorization details {path}: a group without Arn or name")
-            self._group_details[f"{_arn_parts(arn)[1]}:{name}"] = detail
-        for kind, key in (("role", "RoleDetailList"), ("user", "UserDetailList")):
-            for detail in _list(export, key, path):
-                self._add_principal(kind, detail, path)
 
     def _add_managed(self, policy: dict, path: str) -> None:
         arn = policy.get("Arn")
@@ -311,13 +321,6 @@ def _count(value: object) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     return int(text) if isinstance(text, str) and text.isdigit() else None
-
-
-def read_json_object(path: str, what: str) -> dict:
-    value = parse_json_text(read_text(path, what), f"{what} {path}")
-    if not isinstance(value, dict):
-        raise InputError(f"{what} {path}: expected a JSON object")
-    return value
 
 
 def _list(holder: dict, key: str, where: str, of: type = dict) -> list:

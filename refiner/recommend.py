@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import IO
 
 from . import __version__, keep
 from .account import FindingPages, finding_file_name, finding_pages
@@ -98,9 +100,11 @@ def recommend(job: Job) -> dict:
     # The summary and the report are written from what is on disk, a row at a time.
     head = {"refiner": __version__, "catalog": catalog.version, "shared": job.shared,
             "totals": count.as_json(shared), "sharedPolicies": _shared_section(out)}
-    lines: list[str] = []  # the summary's rows, one line each, as the report's pass reads them
-    write_report(out.path / "report.html", head, _rows(out, planner, lines))
-    out.write_chunks("summary.json", _summary(head, lines))
+    # the summary's rows, one line each, spooled to disk as the report's pass reads them
+    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="", dir=out.path) as lines:
+        write_report(out.path / "report.html", head, _rows(out, planner, lines))
+        lines.seek(0)
+        out.write_chunks("summary.json", _summary(head, lines))
     out.finish()
     return head["totals"]
 
@@ -629,12 +633,12 @@ def _keep_times(recommendation: dict, before: str | None) -> None:
         recommendation.update({k: held[k] for k in times})
 
 
-def _rows(out: OutputFolder, planner: Planner, lines: list[str]) \
+def _rows(out: OutputFolder, planner: Planner, lines: IO[str]) \
         -> Iterator[tuple[dict, list[dict]]]:
     """Every finding's summary row with its policies' diffs, in finding id order: rows of
     findings that needed no work from memory, the others read back from their state files
     one at a time (each once; the diffs are never all held). Each row's summary line is
-    appended to lines."""
+    written to lines."""
     worked = {head["id"] for head in planner.finding_of.values()
               if head["findingType"] == "UnusedPermission"}
     quiet = {row["findingId"]: row for row in planner.rows}
@@ -646,16 +650,16 @@ def _rows(out: OutputFolder, planner: Planner, lines: list[str]) \
             row = state["row"]
             if row.get("status") == "SUCCEEDED":
                 diffs = state.get("diffs", [])
-        lines.append(dumps(row))
+        lines.write(dumps(row) + "\n")
         yield row, diffs
 
 
-def _summary(head: dict, lines: list[str]) -> Iterator[str]:
+def _summary(head: dict, lines: Iterable[str]) -> Iterator[str]:
     """summary.json: the head, then "findings" with one row a line."""
     text = dumps({**head, "findings": []}, indent=2)
     yield text[:-len("[]\n}")] + "["
     for number, line in enumerate(lines):
-        yield ("," if number else "") + "\n    " + line
+        yield ("," if number else "") + "\n    " + line.rstrip("\n")
     yield "\n  ]\n}\n"
 
 
