@@ -6,11 +6,15 @@ Run by hand (not part of the test suite):
     .venv/bin/python bench/account.py --roles 200 --naive 20  # smaller, with the naive loop
     .venv/bin/python bench/account.py --roles 10000 --naive 0 --repeat 3
     .venv/bin/python bench/account.py --roles 5000 --varied --naive 0   # larger, varied policies
-    .venv/bin/python bench/account.py --organization 100 --roles 500 --naive 0 --workers 2
+    .venv/bin/python bench/account.py --organization 100 --roles 500 --naive 0 --workers 0
 
 The Dask run is a cluster of separate processes on 127.0.0.1 (`dask scheduler` and two
 `dask worker`, as on several machines); --local-cluster uses Dask's LocalCluster instead.
---folder DIR builds the account there once and reuses it on later runs.
+--folder DIR builds the account there once and reuses it on later runs. --workers 0 runs no
+process pool (the Dask cluster alone). An organization's run also reports the time per account:
+accounts are done one after another, so each account's time is the gap between its last
+recommendation and the previous account's (the median over accounts; the shared policies are
+done first, before any account's own).
 
 Each role has one inline policy and two or three attached AWS managed policies drawn from the
 corpus (shared by many roles) and a GetFindingV2 (5%, 30% and whole-service unused mixes, a few
@@ -29,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,14 +89,14 @@ class DaskProcesses:
             client.wait_for_workers(self.workers, timeout=60)
         return self
 
-    def peak_mib(self) -> float:
-        """The largest peak resident memory among the cluster's processes (VmHWM)."""
+    def peaks_mib(self) -> list[float]:
+        """Each process's peak resident memory (VmHWM): the scheduler's, then each worker's."""
         peaks = []
         for process in self.processes:
             status = Path(f"/proc/{process.pid}/status").read_text()
             peaks += [int(line.split()[1]) / 1024 for line in status.splitlines()
                       if line.startswith("VmHWM:")]
-        return max(peaks)
+        return peaks
 
     def __exit__(self, *exc) -> None:
         for process in reversed(self.processes):
@@ -134,6 +139,23 @@ def naive_loop(details: Path, findings: Path, sample: int, folder: Path) -> dict
                                 f"{done.stderr.strip()[:200]}")
     return {"seconds": time.perf_counter() - started, "runs": runs, "roles": len(roles),
             "failures": failures, "permission_roles": len(by_role)}
+
+
+def per_account(out: Path) -> str:
+    """Per account, as accounts complete one after another: the gap between its last
+    recommendation's completedAt and the previous account's (the first: since the first
+    recommendation of all)."""
+    first, last = None, {}
+    for path in (out / "recommendations").glob("*.json"):
+        response = json.loads(path.read_text())
+        done = datetime.fromisoformat(response["completedAt"].replace("Z", "+00:00"))
+        account = response["principal"]["account"]
+        last[account] = max(last.get(account, done), done)
+        first = done if first is None else min(first, done)
+    ends = sorted(last.values())
+    gaps = [(end - start).total_seconds() for start, end in zip([first, *ends[:-1]], ends, strict=True)]
+    return (f"per account ({len(gaps)} accounts): median {statistics.median(gaps):.1f} s, "
+            f"min {min(gaps):.1f}, max {max(gaps):.1f}")
 
 
 def build_account(folder: Path, args, actions: list[str]) -> tuple[list[Path], Path]:
@@ -188,7 +210,7 @@ def main() -> None:
                           "--findings", str(findings)]
         results: dict[str, list[tuple[float, float, float]]] = {}
         for _ in range(args.repeat):
-            for workers in args.workers:
+            for workers in filter(None, args.workers):
                 out = folder / f"out-{workers}"
                 subprocess.run(["rm", "-rf", str(out)], check=True)
                 results.setdefault(f"{workers} worker(s)", []).append(
@@ -208,13 +230,19 @@ def main() -> None:
                     with DaskProcesses(folder) as cluster:
                         seconds, peak, cpu = timed(base + ["-o", str(out), "--scheduler",
                                                            cluster.address])
-                        peak = max(peak, cluster.peak_mib())
+                        cluster_peaks = cluster.peaks_mib()
+                        print(f"Dask run: peak MiB of the client {peak:.0f}, the scheduler "
+                              f"{cluster_peaks[0]:.0f}, the workers "
+                              f"{', '.join(f'{p:.0f}' for p in cluster_peaks[1:])}")
+                        peak = max(peak, *cluster_peaks)
                     results.setdefault("Dask, separate processes (2 workers)", []).append(
                         (seconds, peak, cpu))
-        last = folder / f"out-{args.workers[-1]}"
-        resumed = timed(base + ["-o", str(last), "--workers", str(args.workers[-1])])
+        last = folder / (f"out-{args.workers[-1]}" if args.workers[-1] else "out-dask")
+        resumed = timed(base + ["-o", str(last), "--workers", str(args.workers[-1] or 2)])
         summary = json.loads((last / "summary.json").read_text())
         print(f"totals: {json.dumps(summary['totals'])}")
+        if args.organization:
+            print(per_account(last))
         print("| run | seconds (median, min-max) | principals/s | largest process MiB | "
               "CPU s |\n|---|---|---|---|---|")
         for name, runs in results.items():
@@ -233,7 +261,7 @@ def main() -> None:
                 print(f"naive loop: FAILED {failure}")
             # Scaled by the roles that need refining: the others cost recommend nothing either.
             scaled = naive["seconds"] / naive["roles"] * naive["permission_roles"]
-            two = statistics.median(r[0] for r in results[f"{args.workers[-1]} worker(s)"])
+            two = statistics.median(r[0] for r in results[f"{args.workers[-1] or 2} worker(s)"])
             print(f"naive loop: {naive['runs']} `refiner refine` processes for {naive['roles']} "
                   f"roles in {naive['seconds']:.1f} s ({naive['seconds'] / naive['runs']:.2f} s "
                   f"each, {len(naive['failures'])} failed); scaled to the "

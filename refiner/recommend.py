@@ -157,10 +157,13 @@ class Planner:
         """Refine tasks as they are made. Every finding is read first (what may leave a shared
         document depends on all its holders; each finding's pages are let go once read), then
         shared documents are decided and their tasks sent, then each principal's own
-        documents, in finding order; a principal whose tasks are all sent is queued in
-        `waiting`, for its recommendation to be written as soon as they are done."""
+        documents, account by account in finding order; a principal whose tasks are all sent
+        is queued in `waiting`, for its recommendation to be written as soon as they are done."""
         order = [arn for finding_id in sorted(pages)
                  if (arn := self._read(finding_id, pages.pop(finding_id))) is not None]
+        # An organization's accounts one after another (each in finding order): each account's
+        # recommendations are all written while later accounts' tasks run.
+        order.sort(key=lambda arn: self.graph.principals[arn].account)
         refined_for = self.refined_for
         wanted = {key for arn in refined_for for key, _ in self.graph.principals[arn].documents}
         for key in sorted(wanted):
