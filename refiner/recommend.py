@@ -216,7 +216,7 @@ class Planner:
     def _read(self, finding_id: str, pages: FindingPages) -> str | None:
         """Read one finding: its row when it needs no work, else its principal's unused set;
         the principal's ARN when it is to be refined."""
-        head = pages.head
+        head, read = pages.read()
         arn = head.get("resource") if isinstance(head.get("resource"), str) else None
         row = {"findingId": finding_id, "resourceArn": arn, "findingType": head.get("findingType")}
         principal = self.graph.principals.get(arn)
@@ -246,7 +246,7 @@ class Planner:
         elif (kept := self._keep(principal, head)).get("status") == "KEPT":
             self.rows.append({**row, **kept})  # kept whole: never refined, it uses everything
         else:
-            self._read_unused(principal, pages, finding_id, kept)
+            self._read_unused(principal, head, read, finding_id, kept)
             return arn if arn in self.unused_of else None
         return None
 
@@ -263,9 +263,8 @@ class Planner:
         self.finding_of[principal.arn] = {"id": finding_id, **{
             k: head.get(k) for k in ("findingType", "updatedAt", "analyzedAt")}}
 
-    def _read_unused(self, principal: Principal, pages: FindingPages, finding_id: str,
-                     kept: dict) -> None:
-        head = pages.head
+    def _read_unused(self, principal: Principal, head: dict, pages: list[dict],
+                     finding_id: str, kept: dict) -> None:
         self.finding_of[principal.arn] = {"id": finding_id, **{
             k: head.get(k) for k in ("findingType", "updatedAt", "analyzedAt")}}
         self.finding_of[principal.arn]["findingType"] = "UnusedPermission"
@@ -273,7 +272,7 @@ class Planner:
             if "error" in kept:  # a keep rule cannot tell (a date missing): never guessed
                 raise InputError(kept["error"]["message"])
             labelled = [(f"finding {finding_id} page {number}", page)
-                        for number, page in enumerate(pages.pages, 1)]
+                        for number, page in enumerate(pages, 1)]
             # Kept means used: the finding minus what keep rules keep.
             unused = keep.for_worker(kept.get("keep"), merge_findings(labelled, self.catalog),
                                      self.catalog)
