@@ -91,7 +91,8 @@ def recommend(job: Job) -> dict:
     rest = {key: outcome for key, outcome in planner.shared_outcomes(out).items()
             if key not in shared}
     checks = planner.check_tasks(out, rest)
-    run_tasks(out, job, catalog, iter(checks.values()), len(checks), "checking each principal")
+    run_tasks(out, job, catalog, (planner.check_task(*made) for made in checks.values()),
+              len(checks), "checking each principal")
     _write_shared(out, planner, shared, rest)
     for row in planner.rows:
         count.add(row)
@@ -354,11 +355,14 @@ class Planner:
             outcomes[key] = outcome
         return outcomes
 
-    def check_tasks(self, out: OutputFolder, shared: dict[str, dict]) -> dict[str, dict]:
+    def check_tasks(self, out: OutputFolder, shared: dict[str, dict]) \
+            -> dict[str, tuple[Document, dict, str]]:
         """Per principal a shared document reaches, the kernel's check that the consolidated
         document keeps every action that principal uses (its own unused set, not the
-        intersection): one task per distinct (original, refined, unused it can reach)."""
-        tasks: dict[str, dict] = {}
+        intersection): one task per distinct (original, refined, unused it can reach), by its
+        key, as what makes it (the task itself is made again as it is sent: an organization's
+        checks are not all held at once)."""
+        tasks: dict[str, tuple[Document, dict, str]] = {}
         for outcome in shared.values():
             result = outcome["result"]
             if result is None or result["status"] != "SUCCEEDED" or not result["changed"]:
@@ -369,17 +373,21 @@ class Planner:
                 unused = self.unused_of.get(entry["arn"], UnusedSet())
                 if unused.everything:
                     continue
-                payload = {"op": "check", "original": document.text,
-                           "refined": result["document"], "kept": result["kept"],
-                           "unused": unused.restricted(document_scope(document.text),
-                                                       self.catalog).as_json(),
-                           "catalog": self.job.catalog, "catalogVersion": self.catalog.version,
-                           "catalogDigest": self.digest, "timeoutMs": self.job.timeout_ms,
-                           "refiner": __version__, "name": document.name}
-                check = task_key(payload)
-                tasks.setdefault(check, {**payload, "key": check})
+                check = self.check_task(document, result, entry["arn"])["key"]
+                tasks.setdefault(check, (document, result, entry["arn"]))
                 outcome["checks"][entry["arn"]] = check
         return tasks
+
+    def check_task(self, document: Document, result: dict, arn: str) -> dict:
+        unused = self.unused_of.get(arn, UnusedSet())
+        payload = {"op": "check", "original": document.text,
+                   "refined": result["document"], "kept": result["kept"],
+                   "unused": unused.restricted(document_scope(document.text),
+                                               self.catalog).as_json(),
+                   "catalog": self.job.catalog, "catalogVersion": self.catalog.version,
+                   "catalogDigest": self.digest, "timeoutMs": self.job.timeout_ms,
+                   "refiner": __version__, "name": document.name}
+        return {**payload, "key": task_key(payload)}
 
     def finish_shared(self, out: OutputFolder, shared: dict[str, dict]) -> Iterator[tuple[str, dict]]:
         """The consolidated recommendation of each shared document (CONTRACT.md), named."""
