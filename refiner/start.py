@@ -10,10 +10,10 @@ PROVING_COMMANDS = ("refine", "verify")
 
 
 def prepare_proof() -> None:
-    """In the proof child: the solver and the modules the proof runs."""
+    """In the proof child: the solver, its context and the modules the proof runs."""
     from . import pipeline, prove, verification  # noqa: F401
 
-    prove.load_solver()
+    prove.load_solver().main_ctx()  # making Z3's context is a good part of a small proof's time
 
 
 def main(argv: list[str] | None = None) -> int:
