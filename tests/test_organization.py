@@ -7,13 +7,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from account_bundle import build
+from dask_processes import DaskProcesses
 
 import refiner.outdir
 from refiner.cli import main
@@ -54,40 +52,6 @@ def written(out: Path) -> dict[str, dict]:
             found[f"{folder}/{path.name}"] = {k: v for k, v in json.loads(path.read_text()).items()
                                               if k not in TIMESTAMPS}
     return found
-
-
-class DaskProcesses:
-    """`dask scheduler` and two `dask worker` (no nanny: a killed worker stays dead), each its
-    own process on 127.0.0.1, as on several machines."""
-
-    def __init__(self, folder: Path):
-        self.folder, self.processes = folder, []
-
-    def __enter__(self) -> DaskProcesses:
-        dask = str(Path(sys.executable).with_name("dask"))
-        scheduler_file = self.folder / "scheduler.json"
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        self.processes.append(subprocess.Popen(
-            [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-             "--scheduler-file", str(scheduler_file)], **quiet))
-        deadline = time.monotonic() + 60
-        while not scheduler_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        self.address = json.loads(scheduler_file.read_text())["address"]
-        self.workers = [subprocess.Popen(
-            [dask, "worker", self.address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
-             "--host", "127.0.0.1"], **quiet) for _ in range(2)]
-        self.processes += self.workers
-        from distributed import Client
-
-        with Client(self.address, timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for process in self.processes:
-            process.kill()
-            process.wait(timeout=30)
 
 
 def test_an_organization_through_a_dask_cluster_equals_its_accounts_one_by_one(
