@@ -6,11 +6,15 @@ Run by hand (not part of the test suite):
     .venv/bin/python bench/account.py --roles 200 --naive 20  # smaller, with the naive loop
     .venv/bin/python bench/account.py --roles 10000 --naive 0 --repeat 3
     .venv/bin/python bench/account.py --roles 5000 --varied --naive 0   # larger, varied policies
-    .venv/bin/python bench/account.py --organization 100 --roles 500 --naive 0 --workers 2
+    .venv/bin/python bench/account.py --organization 100 --roles 500 --naive 0 --workers 0
 
 The Dask run is a cluster of separate processes on 127.0.0.1 (`dask scheduler` and two
 `dask worker`, as on several machines); --local-cluster uses Dask's LocalCluster instead.
---folder DIR builds the account there once and reuses it on later runs.
+--folder DIR builds the account there once and reuses it on later runs. --workers 0 runs no
+process pool (the Dask cluster alone). An organization's run also reports the time per account:
+accounts are done one after another, so each account's time is the gap between its last
+recommendation and the previous account's (the median over accounts; the shared policies are
+done first, before any account's own).
 
 Each role has one inline policy and two or three attached AWS managed policies drawn from the
 corpus (shared by many roles) and a GetFindingV2 (5%, 30% and whole-service unused mixes, a few
@@ -29,12 +33,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from account_bundle import build  # noqa: E402
+from dask_processes import DaskProcesses  # noqa: E402
 
 from refiner.catalog import load_default  # noqa: E402
 
@@ -52,55 +58,6 @@ def timed(command: list[str]) -> tuple[float, float, float]:
     if process.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(command)} exited {process.returncode}")
     return seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
-
-
-class DaskProcesses:
-    """A Dask cluster as separate processes on 127.0.0.1: `dask scheduler` and `workers` times
-    `dask worker` (no nanny: one process each), as a user starts one on several machines."""
-
-    def __init__(self, folder: Path, workers: int = 2):
-        self.folder, self.workers = folder, workers
-        self.processes: list[subprocess.Popen] = []
-
-    def __enter__(self) -> DaskProcesses:
-        dask = str(Path(sys.executable).with_name("dask"))
-        scheduler_file = self.folder / "scheduler.json"
-        scheduler_file.unlink(missing_ok=True)
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        self.processes.append(subprocess.Popen(
-            [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-             "--scheduler-file", str(scheduler_file)], **quiet))
-        deadline = time.monotonic() + 60
-        while not scheduler_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        self.address = json.loads(scheduler_file.read_text())["address"]
-        for _ in range(self.workers):
-            self.processes.append(subprocess.Popen(
-                [dask, "worker", self.address, "--nthreads", "1", "--no-nanny",
-                 "--no-dashboard", "--host", "127.0.0.1"], **quiet))
-        from distributed import Client
-
-        with Client(self.address, timeout="30s") as client:
-            client.wait_for_workers(self.workers, timeout=60)
-        return self
-
-    def peak_mib(self) -> float:
-        """The largest peak resident memory among the cluster's processes (VmHWM)."""
-        peaks = []
-        for process in self.processes:
-            status = Path(f"/proc/{process.pid}/status").read_text()
-            peaks += [int(line.split()[1]) / 1024 for line in status.splitlines()
-                      if line.startswith("VmHWM:")]
-        return max(peaks)
-
-    def __exit__(self, *exc) -> None:
-        for process in reversed(self.processes):
-            process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 def naive_loop(details: Path, findings: Path, sample: int, folder: Path) -> dict:
@@ -134,6 +91,23 @@ def naive_loop(details: Path, findings: Path, sample: int, folder: Path) -> dict
                                 f"{done.stderr.strip()[:200]}")
     return {"seconds": time.perf_counter() - started, "runs": runs, "roles": len(roles),
             "failures": failures, "permission_roles": len(by_role)}
+
+
+def per_account(out: Path) -> str:
+    """Per account, as accounts complete one after another: the gap between its last
+    recommendation's completedAt and the previous account's (the first: since the first
+    recommendation of all)."""
+    first, last = None, {}
+    for path in (out / "recommendations").glob("*.json"):
+        response = json.loads(path.read_text())
+        done = datetime.fromisoformat(response["completedAt"].replace("Z", "+00:00"))
+        account = response["principal"]["account"]
+        last[account] = max(last.get(account, done), done)
+        first = done if first is None else min(first, done)
+    ends = sorted(last.values())
+    gaps = [(end - start).total_seconds() for start, end in zip([first, *ends[:-1]], ends, strict=True)]
+    return (f"per account ({len(gaps)} accounts): median {statistics.median(gaps):.1f} s, "
+            f"min {min(gaps):.1f}, max {max(gaps):.1f}")
 
 
 def build_account(folder: Path, args, actions: list[str]) -> tuple[list[Path], Path]:
@@ -188,7 +162,7 @@ def main() -> None:
                           "--findings", str(findings)]
         results: dict[str, list[tuple[float, float, float]]] = {}
         for _ in range(args.repeat):
-            for workers in args.workers:
+            for workers in filter(None, args.workers):
                 out = folder / f"out-{workers}"
                 subprocess.run(["rm", "-rf", str(out)], check=True)
                 results.setdefault(f"{workers} worker(s)", []).append(
@@ -208,13 +182,19 @@ def main() -> None:
                     with DaskProcesses(folder) as cluster:
                         seconds, peak, cpu = timed(base + ["-o", str(out), "--scheduler",
                                                            cluster.address])
-                        peak = max(peak, cluster.peak_mib())
+                        cluster_peaks = cluster.peaks_mib()
+                        print(f"Dask run: peak MiB of the client {peak:.0f}, the scheduler "
+                              f"{cluster_peaks[0]:.0f}, the workers "
+                              f"{', '.join(f'{p:.0f}' for p in cluster_peaks[1:])}")
+                        peak = max(peak, *cluster_peaks)
                     results.setdefault("Dask, separate processes (2 workers)", []).append(
                         (seconds, peak, cpu))
-        last = folder / f"out-{args.workers[-1]}"
-        resumed = timed(base + ["-o", str(last), "--workers", str(args.workers[-1])])
+        last = folder / (f"out-{args.workers[-1]}" if args.workers[-1] else "out-dask")
+        resumed = timed(base + ["-o", str(last), "--workers", str(args.workers[-1] or 2)])
         summary = json.loads((last / "summary.json").read_text())
         print(f"totals: {json.dumps(summary['totals'])}")
+        if args.organization:
+            print(per_account(last))
         print("| run | seconds (median, min-max) | principals/s | largest process MiB | "
               "CPU s |\n|---|---|---|---|---|")
         for name, runs in results.items():
@@ -233,7 +213,7 @@ def main() -> None:
                 print(f"naive loop: FAILED {failure}")
             # Scaled by the roles that need refining: the others cost recommend nothing either.
             scaled = naive["seconds"] / naive["roles"] * naive["permission_roles"]
-            two = statistics.median(r[0] for r in results[f"{args.workers[-1]} worker(s)"])
+            two = statistics.median(r[0] for r in results[f"{args.workers[-1] or 2} worker(s)"])
             print(f"naive loop: {naive['runs']} `refiner refine` processes for {naive['roles']} "
                   f"roles in {naive['seconds']:.1f} s ({naive['seconds'] / naive['runs']:.2f} s "
                   f"each, {len(naive['failures'])} failed); scaled to the "

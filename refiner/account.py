@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import sys
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
-from .jsontext import parse_json_text, read_text
+from .jsontext import decode, parse_json_text, read_bytes, read_text
 from .principals import VIA_ATTACHED, VIA_BOUNDARY, AccountGraph
 
 
@@ -70,24 +71,53 @@ HEAD_FIELDS = ("id", "resource", "resourceType", "resourceOwnerAccount", "status
 
 @dataclass
 class FindingPages:
-    """The pages of one finding, compacted: the fields recommend reads and the unused
-    actions as shared strings (a large account's findings are held at once)."""
+    """Where the pages of one finding are: (file, byte offset of its line in a JSON Lines file
+    or None for the whole file, line number). They are parsed when the finding is read, so a
+    large account's findings are never all held at once."""
 
-    pages: list[dict] = field(default_factory=list)
-    head: dict = field(default_factory=dict)
+    sources: list[tuple[str, int | None, int]] = field(default_factory=list)
+
+    def read(self) -> tuple[dict, list[dict]]:
+        """(the first page's head fields, every page compacted), read strictly."""
+        pages = []
+        for label, text in self._texts():
+            value = parse_json_text(text, label)
+            if not isinstance(value, dict) or not isinstance(value.get("id"), str):
+                raise InputError(f"{label}: expected a GetFindingV2 response with an id")
+            pages.append(_compact(value))
+        return pages[0], pages
+
+    def _texts(self) -> Iterator[tuple[str, str]]:
+        for file, offset, number in self.sources:
+            if offset is None:
+                yield f"findings {file}", read_text(file, "findings")
+                continue
+            try:
+                with open(file, "rb") as handle:
+                    handle.seek(offset)
+                    line = handle.readline()
+            except OSError as error:
+                raise InputError(f"cannot read findings {file}: {error.strerror}") from None
+            try:  # the first line may start with the file's byte-order mark
+                text = line.decode("utf-8-sig" if offset == 0 else "utf-8")
+            except UnicodeDecodeError:
+                raise InputError(f"findings {file} is not UTF-8 text") from None
+            yield f"findings {file} line {number}", text
 
 
 def finding_pages(paths: list[str]) -> dict[str, FindingPages]:
-    """Finding id -> its GetFindingV2 pages, from files, folders of them (*.json, *.jsonl)
-    and JSON Lines files (one response a line)."""
+    """Finding id -> where its GetFindingV2 pages are, from files, folders of them (*.json,
+    *.jsonl) and JSON Lines files (one response a line). Each page is parsed here for its id
+    only (the strict reading is FindingPages.read's)."""
     pages: dict[str, FindingPages] = {}
-    for label, text in _finding_texts(paths):
-        value = parse_json_text(text, label)
+    for label, text, source in _finding_texts(paths):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = parse_json_text(text, label)  # raises, in the strict reader's words
         if not isinstance(value, dict) or not isinstance(value.get("id"), str):
             raise InputError(f"{label}: expected a GetFindingV2 response with an id")
-        page = _compact(value)
-        found = pages.setdefault(value["id"], FindingPages(head=page))
-        found.pages.append(page)
+        pages.setdefault(value["id"], FindingPages()).sources.append(source)
     return pages
 
 
@@ -129,17 +159,23 @@ def finding_file_name(finding_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", finding_id)[:180] + f"~{digest}.json"
 
 
-def _finding_texts(paths: list[str]) -> Iterator[tuple[str, str]]:
+def _finding_texts(paths: list[str]) -> Iterator[tuple[str, str, tuple[str, int | None, int]]]:
+    """(label, text, where it is) of every page."""
     for path in paths:
         folder = Path(path)
         files = sorted(p for p in folder.iterdir() if p.suffix in (".json", ".jsonl")) \
             if folder.is_dir() else [folder]
         for file in files:
-            text = read_text(str(file), "findings")
-            if file.suffix == ".jsonl":
-                # Lines end at "\n" only: JSON strings may hold U+2028 and the like.
-                for number, line in enumerate(text.split("\n"), 1):
-                    if line.strip():
-                        yield f"findings {file} line {number}", line
-            else:
-                yield f"findings {file}", text
+            name = str(file)
+            if file.suffix != ".jsonl":
+                yield f"findings {name}", read_text(name, "findings"), (name, None, 0)
+                continue
+            data = read_bytes(name, "findings")
+            decode(data, name, "findings")  # one line for a file that is not UTF-8 text
+            offset = 0
+            # Lines end at "\n" only: JSON strings may hold U+2028 and the like.
+            for number, line in enumerate(data.split(b"\n"), 1):
+                if line.strip():
+                    text = line.decode("utf-8-sig" if offset == 0 else "utf-8")
+                    yield f"findings {name} line {number}", text, (name, offset, number)
+                offset += len(line) + 1

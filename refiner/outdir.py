@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import InputError
@@ -164,14 +165,15 @@ class OutputFolder:
 
 
     def _compact_results(self) -> None:
-        """Keep the results this run used (the resume cache of the next), one line each."""
-        kept = sorted(self._fresh | self._used)
-        lines = []
-        for key in kept:
-            self._results.seek(self._offsets[key])
-            lines.append(self._results.readline().decode("utf-8"))
+        """Keep the results this run used (the resume cache of the next), one line each,
+        copied a line at a time."""
+        def kept() -> Iterator[str]:
+            for key in sorted(self._fresh | self._used):
+                self._results.seek(self._offsets[key])
+                yield self._results.readline().decode("utf-8")
+
+        write_chunks(str(self.path / RESULTS), kept())
         self._results.close()
-        write_file(str(self.path / RESULTS), "".join(lines))
 
     def use(self, key: str) -> None:
         """This run relies on the result of key (done by an earlier run): keep it."""

@@ -126,6 +126,9 @@ def check_statement(statement: object, label: str) -> None:
     keys = [key for key in ("Action", "NotAction") if key in statement]
     if len(keys) != 1:
         raise InputError(f"{label}: needs exactly one of Action and NotAction")
+    for element in ("Resource", "Principal"):  # IAM refuses both; a reader must not pick one
+        if element in statement and f"Not{element}" in statement:
+            raise InputError(f"{label}: has both {element} and Not{element}; IAM accepts one")
     value = statement[keys[0]]
     entries = [value] if isinstance(value, str) else value
     if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .errors import InputError
-from .jsontext import dumps, parse_json_text, read_text
+from .jsontext import dumps, stream_members
 from .policy import decoded_document
 
 # kind of a document -> the AWS quota on its size (characters, whitespace aside)
 MANAGED, ROLE_INLINE, USER_INLINE, GROUP_INLINE = "managed", "role-inline", "user-inline", \
     "group-inline"
 VIA_ATTACHED, VIA_INLINE, VIA_BOUNDARY = "attached", "inline", "boundary"
+# `refiner aws fetch` writes each page's account beside AWS's members: a page may hold only AWS
+# managed policies, and their counts are that account's
+PAGE_ACCOUNT = "RefinerAccountId"
+EXPORT_LISTS = frozenset(("RoleDetailList", "UserDetailList", "Policies", "GroupDetailList"))
 _ARN = re.compile(r"arn:(aws[a-z-]*):iam::([^:]*):(role|user|group|policy)/(.*)")
 
 
@@ -37,6 +43,11 @@ class Document:
     id: str | None = None  # managed: its PolicyId (one re-created under its ARN has another)
     owner_id: str | None = None  # inline: its owner's RoleId, UserId or GroupId
     created: str | None = None  # managed: its CreateDate (where an export lacks PolicyId)
+    # AWS managed: the account it is attached in. AWS's own policies have one ARN in every
+    # account, but each account attaches them apart: one document per account, with that
+    # account's reach and counts (an organization's accounts are never consolidated together).
+    account: str | None = None
+    unseen: str | None = None  # why the export cannot show its whole reach
 
     @property
     def ref(self) -> dict:
@@ -55,7 +66,8 @@ class Document:
     @functools.cached_property
     def key(self) -> str:
         """A stable identity for files and maps: the ref's kind and names, hashed."""
-        return hashlib.sha256(dumps(self._identity).encode()).hexdigest()[:24]
+        identity = {**self._identity, **({"account": self.account} if self.account else {})}
+        return hashlib.sha256(dumps(identity).encode()).hexdigest()[:24]
 
     @functools.cached_property
     def digest(self) -> str:
@@ -77,6 +89,8 @@ class Document:
     def reach_incomplete(self) -> str | None:
         """Why the export may not show every principal this document reaches (None: it does).
         An export made with --filter lists a policy's attachments it does not hold."""
+        if self.unseen:
+            return self.unseen
         bounded = sum(r["via"] == VIA_BOUNDARY for r in self.reach)
         groups = len({r["via"] for r in self.reach if r["via"].startswith("group:")})
         direct = sum(r["via"] == VIA_ATTACHED for r in self.reach)
@@ -138,40 +152,73 @@ class AccountGraph:
         self._group_details: dict[str, dict] = {}  # "account:name" -> detail, until resolved
         self._pending: list[tuple[Principal, list, list]] = []
         self._texts: dict[str, str] = {}  # one copy of each distinct document text
+        # AWS managed policies as each page read them, by the page's account (None: the page
+        # names no account), until resolve makes one document per account that attaches them
+        self._aws_pages: list[tuple[str | None, dict[str, Document]]] = []
+        self._aws_managed: dict[tuple[str, str], str] = {}  # (account, ARN) -> document key
+        self._aws_templates: dict[tuple[str, str], Document] = {}  # ("": no account known)
 
     @classmethod
     def read(cls, paths: list[str]) -> AccountGraph:
+        """The graph of export files, each read as it streams: only what the graph keeps is
+        held (an export of 50,000 principals is never parsed whole)."""
         graph = cls()
         for path in paths:
-            graph.add_export(read_json_object(path, "authorization details"), path)
+            graph.add_members(stream_members(path, "authorization details", EXPORT_LISTS), path)
         graph.resolve()
         return graph
 
     # --- reading -----------------------------------------------------------------------------
 
-    def add_export(self, export: dict, path: str) -> None:
-        if not any(key in export for key in ("RoleDetailList", "UserDetailList", "Policies",
-                                             "GroupDetailList")):
+    def add_members(self, members: Iterable[tuple[str, object]], path: str) -> None:
+        """An export's members: each item of its lists, in any order (attachments and groups
+        are joined by resolve, once every page is read)."""
+        found = False
+        accounts: set[str] = set()  # the accounts the page's own ARNs name
+        aws_managed: dict[str, Document] = {}
+        named = None  # the account `refiner aws fetch` wrote the page for
+        for key, item in members:
+            if key == PAGE_ACCOUNT:
+                if not isinstance(item, str):
+                    raise InputError(f"authorization details {path}: {PAGE_ACCOUNT} must be "
+                                     "an account id")
+                named = item
+            if key not in EXPORT_LISTS:
+                continue
+            found = True
+            if key == "Policies":
+                document = self._add_managed(item, path)
+                if document is not None and document.aws_managed:
+                    aws_managed[document.arn] = document
+                elif document is not None:
+                    accounts.add(_arn_parts(document.arn)[1])
+            elif key == "GroupDetailList":
+                arn, name = item.get("Arn"), item.get("GroupName")
+                if not isinstance(arn, str) or not isinstance(name, str):
+                    raise InputError(f"authorization details {path}: a group without Arn or "
+                                     "name")
+                accounts.add(_arn_parts(arn)[1])
+                self._group_details[f"{_arn_parts(arn)[1]}:{name}"] = item
+            else:
+                self._add_principal("role" if key == "RoleDetailList" else "user", item, path)
+                accounts.add(_arn_parts(item["Arn"])[1])
+        if named is not None and accounts - {named}:
+            raise InputError(f"authorization details {path}: the page is for account {named} "
+                             f"but holds ARNs of account {sorted(accounts - {named})[0]}")
+        if aws_managed:
+            account = named or (accounts.pop() if len(accounts) == 1 else None)
+            self._aws_pages.append((account, aws_managed))
+        if not found:
             raise InputError(f"authorization details {path}: expected the output of "
                              "`aws iam get-account-authorization-details`")
-        for policy in _list(export, "Policies", path):
-            self._add_managed(policy, path)
-        for detail in _list(export, "GroupDetailList", path):
-            arn, name = detail.get("Arn"), detail.get("GroupName")
-            if not isinstance(arn, str) or not isinstance(name, str):
-                raise InputError(f"authorization details {path}: a group without Arn or name")
-            self._group_details[f"{_arn_parts(arn)[1]}:{name}"] = detail
-        for kind, key in (("role", "RoleDetailList"), ("user", "UserDetailList")):
-            for detail in _list(export, key, path):
-                self._add_principal(kind, detail, path)
 
-    def _add_managed(self, policy: dict, path: str) -> None:
+    def _add_managed(self, policy: dict, path: str) -> Document | None:
         arn = policy.get("Arn")
         if not isinstance(arn, str):
             raise InputError(f"authorization details {path}: a policy without Arn")
         versions = [v for v in _list(policy, "PolicyVersionList", arn) if v.get("IsDefaultVersion")]
         if not versions:
-            return
+            return None
         # moto's export lacks PolicyName: the ARN's last part is the name.
         name = policy.get("PolicyName") or arn.rsplit("/", 1)[-1]
         document = Document(MANAGED, name, self._text(versions[0].get("Document"), path), arn=arn,
@@ -182,11 +229,14 @@ class AccountGraph:
                             boundary_count=_count(policy.get("PermissionsBoundaryUsageCount")),
                             id=_string(policy.get("PolicyId")),
                             created=_string(policy.get("CreateDate")))
+        if document.aws_managed:  # its document is made per account by resolve
+            return document
         held = self.documents.get(document.key)
         if held is not None:  # the same export given twice: keep the reach gathered so far
             document.reach = held.reach
         self.documents[document.key] = document
         self._managed[arn] = document.key
+        return document
 
     def _add_principal(self, kind: str, detail: dict, path: str) -> None:
         title = kind.title()
@@ -210,6 +260,7 @@ class AccountGraph:
     def resolve(self) -> None:
         """Attachments, boundaries and groups once every page is read (a page may name a
         policy or a group that another page holds)."""
+        self._place_aws_managed()
         for principal, attached, group_names in self._pending:
             for entry in attached:
                 if self._attach(principal, entry, VIA_ATTACHED):
@@ -220,6 +271,42 @@ class AccountGraph:
                 self._join(principal, group_name)
         self._pending = []
         self._group_details = {}
+        self._aws_pages = []
+
+    def _place_aws_managed(self) -> None:
+        """Each page's AWS managed policies under the page's account. A page that names no
+        account (it holds only AWS managed policies) is its account's when the graph holds one
+        account; among several, its policies' counts could be any account's: their reach is
+        unknown wherever no page of the account itself holds them."""
+        accounts = {principal.account for principal in self.principals.values()}
+        for account, documents in self._aws_pages:
+            if account is None and len(accounts) == 1:
+                account = next(iter(accounts))
+            for arn, document in documents.items():
+                if account is not None:
+                    self._aws_templates[(account, arn)] = document
+                else:
+                    self._aws_templates.setdefault(("", arn), document)
+
+    def _managed_key(self, arn: object, account: str) -> str | None:
+        """The key of the managed policy `arn` as attached in `account` (None: not exported)."""
+        if not isinstance(arn, str) or not is_aws_managed(arn):
+            return self._managed.get(arn)
+        key = self._aws_managed.get((account, arn))
+        if key is not None:
+            return key
+        template = self._aws_templates.get((account, arn))
+        unseen = None
+        if template is None:
+            template = self._aws_templates.get(("", arn))
+            if template is None:
+                return None
+            unseen = (f"the export page that holds it names no account, so its attachments "
+                      f"in account {account} are not known")
+        document = dataclasses.replace(template, account=account, unseen=unseen, reach=[])
+        self.documents[document.key] = document
+        self._aws_managed[(account, arn)] = document.key
+        return document.key
 
     def _join(self, principal: Principal, group_name: str) -> None:
         detail = self._group_details.get(f"{principal.account}:{group_name}")
@@ -234,7 +321,7 @@ class AccountGraph:
                 group.documents.append(self._inline(inline, GROUP_INLINE, arn, group_name,
                                                     group.id).key)
             for entry in _list(detail, "AttachedManagedPolicies", group_name):
-                key = self._managed.get(entry.get("PolicyArn"))
+                key = self._managed_key(entry.get("PolicyArn"), _arn_parts(arn)[1])
                 if key is None:
                     group.documents.append("missing:" + str(entry.get("PolicyArn")))
                 else:
@@ -251,7 +338,7 @@ class AccountGraph:
 
     def _attach(self, principal: Principal, entry: object, via: str) -> bool:
         arn = entry.get("PolicyArn") if isinstance(entry, dict) else None
-        key = self._managed.get(arn)
+        key = self._managed_key(arn, principal.account)
         if key is None:
             principal.missing.append(f"policy {arn}" + (" (boundary)" if via == VIA_BOUNDARY
                                                        else ""))
@@ -311,13 +398,6 @@ def _count(value: object) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     return int(text) if isinstance(text, str) and text.isdigit() else None
-
-
-def read_json_object(path: str, what: str) -> dict:
-    value = parse_json_text(read_text(path, what), f"{what} {path}")
-    if not isinstance(value, dict):
-        raise InputError(f"{what} {path}: expected a JSON object")
-    return value
 
 
 def _list(holder: dict, key: str, where: str, of: type = dict) -> list:

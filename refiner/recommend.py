@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import IO
 
 from . import __version__, keep
 from .account import FindingPages, finding_file_name, finding_pages
@@ -89,7 +91,8 @@ def recommend(job: Job) -> dict:
     rest = {key: outcome for key, outcome in planner.shared_outcomes(out).items()
             if key not in shared}
     checks = planner.check_tasks(out, rest)
-    run_tasks(out, job, catalog, iter(checks.values()), len(checks), "checking each principal")
+    run_tasks(out, job, catalog, (planner.check_task(*made) for made in checks.values()),
+              len(checks), "checking each principal")
     _write_shared(out, planner, shared, rest)
     for row in planner.rows:
         count.add(row)
@@ -98,9 +101,11 @@ def recommend(job: Job) -> dict:
     # The summary and the report are written from what is on disk, a row at a time.
     head = {"refiner": __version__, "catalog": catalog.version, "shared": job.shared,
             "totals": count.as_json(shared), "sharedPolicies": _shared_section(out)}
-    lines: list[str] = []  # the summary's rows, one line each, as the report's pass reads them
-    write_report(out.path / "report.html", head, _rows(out, planner, lines))
-    out.write_chunks("summary.json", _summary(head, lines))
+    # the summary's rows, one line each, spooled to disk as the report's pass reads them
+    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="", dir=out.path) as lines:
+        write_report(out.path / "report.html", head, _rows(out, planner, lines))
+        lines.seek(0)
+        out.write_chunks("summary.json", _summary(head, lines))
     out.finish()
     return head["totals"]
 
@@ -153,10 +158,13 @@ class Planner:
         """Refine tasks as they are made. Every finding is read first (what may leave a shared
         document depends on all its holders; each finding's pages are let go once read), then
         shared documents are decided and their tasks sent, then each principal's own
-        documents, in finding order; a principal whose tasks are all sent is queued in
-        `waiting`, for its recommendation to be written as soon as they are done."""
+        documents, account by account in finding order; a principal whose tasks are all sent
+        is queued in `waiting`, for its recommendation to be written as soon as they are done."""
         order = [arn for finding_id in sorted(pages)
                  if (arn := self._read(finding_id, pages.pop(finding_id))) is not None]
+        # An organization's accounts one after another (each in finding order): each account's
+        # recommendations are all written while later accounts' tasks run.
+        order.sort(key=lambda arn: self.graph.principals[arn].account)
         refined_for = self.refined_for
         wanted = {key for arn in refined_for for key, _ in self.graph.principals[arn].documents}
         for key in sorted(wanted):
@@ -209,7 +217,7 @@ class Planner:
     def _read(self, finding_id: str, pages: FindingPages) -> str | None:
         """Read one finding: its row when it needs no work, else its principal's unused set;
         the principal's ARN when it is to be refined."""
-        head = pages.head
+        head, read = pages.read()
         arn = head.get("resource") if isinstance(head.get("resource"), str) else None
         row = {"findingId": finding_id, "resourceArn": arn, "findingType": head.get("findingType")}
         principal = self.graph.principals.get(arn)
@@ -239,7 +247,7 @@ class Planner:
         elif (kept := self._keep(principal, head)).get("status") == "KEPT":
             self.rows.append({**row, **kept})  # kept whole: never refined, it uses everything
         else:
-            self._read_unused(principal, pages, finding_id, kept)
+            self._read_unused(principal, head, read, finding_id, kept)
             return arn if arn in self.unused_of else None
         return None
 
@@ -256,9 +264,8 @@ class Planner:
         self.finding_of[principal.arn] = {"id": finding_id, **{
             k: head.get(k) for k in ("findingType", "updatedAt", "analyzedAt")}}
 
-    def _read_unused(self, principal: Principal, pages: FindingPages, finding_id: str,
-                     kept: dict) -> None:
-        head = pages.head
+    def _read_unused(self, principal: Principal, head: dict, pages: list[dict],
+                     finding_id: str, kept: dict) -> None:
         self.finding_of[principal.arn] = {"id": finding_id, **{
             k: head.get(k) for k in ("findingType", "updatedAt", "analyzedAt")}}
         self.finding_of[principal.arn]["findingType"] = "UnusedPermission"
@@ -266,7 +273,7 @@ class Planner:
             if "error" in kept:  # a keep rule cannot tell (a date missing): never guessed
                 raise InputError(kept["error"]["message"])
             labelled = [(f"finding {finding_id} page {number}", page)
-                        for number, page in enumerate(pages.pages, 1)]
+                        for number, page in enumerate(pages, 1)]
             # Kept means used: the finding minus what keep rules keep.
             unused = keep.for_worker(kept.get("keep"), merge_findings(labelled, self.catalog),
                                      self.catalog)
@@ -348,11 +355,14 @@ class Planner:
             outcomes[key] = outcome
         return outcomes
 
-    def check_tasks(self, out: OutputFolder, shared: dict[str, dict]) -> dict[str, dict]:
+    def check_tasks(self, out: OutputFolder, shared: dict[str, dict]) \
+            -> dict[str, tuple[Document, dict, str]]:
         """Per principal a shared document reaches, the kernel's check that the consolidated
         document keeps every action that principal uses (its own unused set, not the
-        intersection): one task per distinct (original, refined, unused it can reach)."""
-        tasks: dict[str, dict] = {}
+        intersection): one task per distinct (original, refined, unused it can reach), by its
+        key, as what makes it (the task itself is made again as it is sent: an organization's
+        checks are not all held at once)."""
+        tasks: dict[str, tuple[Document, dict, str]] = {}
         for outcome in shared.values():
             result = outcome["result"]
             if result is None or result["status"] != "SUCCEEDED" or not result["changed"]:
@@ -363,17 +373,21 @@ class Planner:
                 unused = self.unused_of.get(entry["arn"], UnusedSet())
                 if unused.everything:
                     continue
-                payload = {"op": "check", "original": document.text,
-                           "refined": result["document"], "kept": result["kept"],
-                           "unused": unused.restricted(document_scope(document.text),
-                                                       self.catalog).as_json(),
-                           "catalog": self.job.catalog, "catalogVersion": self.catalog.version,
-                           "catalogDigest": self.digest, "timeoutMs": self.job.timeout_ms,
-                           "refiner": __version__, "name": document.name}
-                check = task_key(payload)
-                tasks.setdefault(check, {**payload, "key": check})
+                check = self.check_task(document, result, entry["arn"])["key"]
+                tasks.setdefault(check, (document, result, entry["arn"]))
                 outcome["checks"][entry["arn"]] = check
         return tasks
+
+    def check_task(self, document: Document, result: dict, arn: str) -> dict:
+        unused = self.unused_of.get(arn, UnusedSet())
+        payload = {"op": "check", "original": document.text,
+                   "refined": result["document"], "kept": result["kept"],
+                   "unused": unused.restricted(document_scope(document.text),
+                                               self.catalog).as_json(),
+                   "catalog": self.job.catalog, "catalogVersion": self.catalog.version,
+                   "catalogDigest": self.digest, "timeoutMs": self.job.timeout_ms,
+                   "refiner": __version__, "name": document.name}
+        return {**payload, "key": task_key(payload)}
 
     def finish_shared(self, out: OutputFolder, shared: dict[str, dict]) -> Iterator[tuple[str, dict]]:
         """The consolidated recommendation of each shared document (CONTRACT.md), named."""
@@ -629,12 +643,12 @@ def _keep_times(recommendation: dict, before: str | None) -> None:
         recommendation.update({k: held[k] for k in times})
 
 
-def _rows(out: OutputFolder, planner: Planner, lines: list[str]) \
+def _rows(out: OutputFolder, planner: Planner, lines: IO[str]) \
         -> Iterator[tuple[dict, list[dict]]]:
     """Every finding's summary row with its policies' diffs, in finding id order: rows of
     findings that needed no work from memory, the others read back from their state files
     one at a time (each once; the diffs are never all held). Each row's summary line is
-    appended to lines."""
+    written to lines."""
     worked = {head["id"] for head in planner.finding_of.values()
               if head["findingType"] == "UnusedPermission"}
     quiet = {row["findingId"]: row for row in planner.rows}
@@ -646,16 +660,16 @@ def _rows(out: OutputFolder, planner: Planner, lines: list[str]) \
             row = state["row"]
             if row.get("status") == "SUCCEEDED":
                 diffs = state.get("diffs", [])
-        lines.append(dumps(row))
+        lines.write(dumps(row) + "\n")
         yield row, diffs
 
 
-def _summary(head: dict, lines: list[str]) -> Iterator[str]:
+def _summary(head: dict, lines: Iterable[str]) -> Iterator[str]:
     """summary.json: the head, then "findings" with one row a line."""
     text = dumps({**head, "findings": []}, indent=2)
     yield text[:-len("[]\n}")] + "["
     for number, line in enumerate(lines):
-        yield ("," if number else "") + "\n    " + line
+        yield ("," if number else "") + "\n    " + line.rstrip("\n")
     yield "\n  ]\n}\n"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import itertools
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -45,12 +46,19 @@ HEADINGS = ("principal", "status", "reason", "policies changed", "patterns", "ch
 def write_report(path: Path, summary: dict, rows: Iterable[tuple[dict, list[dict]]]) -> None:
     """A self-contained HTML page (no scripts: every principal's diffs open with <details>).
     A policy attached to several principals is counted once in the totals."""
+    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="", dir=path.parent) as body:
+        counted = _DistinctPolicies()
+        for row, diffs in rows:  # the rows go to disk as they come: the totals head the page
+            counted.add(row)
+            body.write(_row(row, diffs))
+        body.seek(0)
+        write_chunks(str(path), itertools.chain(_head(summary, counted),
+                                                iter(lambda: body.read(1 << 16), ""),
+                                                _tail(summary)))
+
+
+def _head(summary: dict, counted: _DistinctPolicies) -> list[str]:
     totals = summary["totals"]
-    counted = _DistinctPolicies()
-    body = []
-    for row, diffs in rows:
-        counted.add(row)
-        body.append(_row(row, diffs))
     cells = [
         ("findings", totals["findings"]),
         ("succeeded", totals.get("SUCCEEDED", 0)),
@@ -78,8 +86,11 @@ def write_report(path: Path, summary: dict, rows: Iterable[tuple[dict, list[dict
               for name, value in cells]
     parts.append("</tbody></table><div id='principals'><div class='cells head'>"
                  + "".join(f"<span>{_e(name)}</span>" for name in HEADINGS) + "</div>")
-    tail = ["</div>", _shared(summary.get("sharedPolicies", [])), "</body></html>\n"]
-    write_chunks(str(path), itertools.chain(parts, body, tail))
+    return parts
+
+
+def _tail(summary: dict) -> list[str]:
+    return ["</div>", _shared(summary.get("sharedPolicies", [])), "</body></html>\n"]
 
 
 class _DistinctPolicies:

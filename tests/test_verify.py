@@ -388,3 +388,23 @@ def test_sarif_is_written_on_bad_input_too(tmp_path, capsys):
 def test_max_size_must_be_positive(capsys):
     assert main(["verify", POLICY, POLICY, "--unused", FINDING, "--max-size", "0"]) == 2
     assert "--max-size" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("element", ["Resource", "Principal"])
+def test_a_statement_with_both_an_element_and_its_not_form_is_refused(tmp_path, capsys, element):
+    """IAM refuses such a statement; read as either half it would hide a widening (a Deny's
+    NotResource ignored beside its Resource let a narrower Deny pass as unchanged)."""
+    value = "arn:aws:s3:::secret*" if element == "Resource" else {"AWS": "111122223333"}
+    other = "arn:aws:s3:::secret-pub*" if element == "Resource" else {"AWS": "444455556666"}
+    deny = {"Effect": "Deny", "Action": "s3:*", element: value}
+    base = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "*", "Resource": "*"}, deny]}
+    head = copy.deepcopy(base)
+    head["Statement"][1][f"Not{element}"] = other
+    paths = []
+    for name, document in (("base.json", base), ("head.json", head)):
+        paths.append(tmp_path / name)
+        paths[-1].write_text(json.dumps(document))
+    assert main(["verify", *map(str, paths)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and f"both {element} and Not{element}" in error[0]

@@ -10,6 +10,7 @@ from ..account import finding_file_name
 from ..errors import InputError
 from ..jsontext import dumps
 from ..output import progress, write_file
+from ..principals import PAGE_ACCOUNT
 from . import aws_errors, client, session
 from .live import assumed, parse_arn
 
@@ -133,6 +134,7 @@ def _write_details(iam, folder: Path, account: str) -> None:
     paginator = iam.get_paginator("get_account_authorization_details")
     for number, page in enumerate(paginator.paginate(), 1):
         page = {k: v for k, v in page.items() if k != "ResponseMetadata"}
+        page[PAGE_ACCOUNT] = account  # a page of AWS managed policies alone names no account
         text = json.dumps(page, indent=2, default=_timestamp) + "\n"
         write_file(str(folder / f"{account}-{number:04d}.json"), text)
 

@@ -1,0 +1,187 @@
+"""An organization bundle (several accounts' exports and one findings folder) through a Dask
+cluster of separate processes on 127.0.0.1, against each account run alone; and the export
+read as it streams, as strictly as the whole-file reader."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from account_bundle import build
+from dask_processes import DaskProcesses
+
+import refiner.outdir
+from refiner.cli import main
+from refiner.errors import InputError
+from refiner.jsontext import loads, stream_members
+from refiner.principals import EXPORT_LISTS, PAGE_ACCOUNT, AccountGraph
+
+ACCOUNTS = ("210987654321", "310987654321", "410987654321")
+TIMESTAMPS = ("startedAt", "completedAt")
+
+
+@pytest.fixture(scope="module")
+def organization(tmp_path_factory, catalog):
+    """Three accounts of six roles: their exports, one findings folder for all."""
+    folder = tmp_path_factory.mktemp("organization")
+    findings = folder / "findings"
+    findings.mkdir()
+    details = []
+    for number, account in enumerate(ACCOUNTS):
+        export, found = build(folder / account, 6, catalog.all_actions(), seed=3 + number,
+                              unused_roles=1, account=account)
+        for path in found.glob("*.json"):
+            path.rename(findings / path.name)
+        details.append(export)
+    return details, findings
+
+
+def run(details: list[Path], findings: Path, out: Path, *options: str) -> int:
+    return main(["recommend", "--authorization-details", *map(str, details), "--findings",
+                 str(findings), "-o", str(out), *options])
+
+
+def written(out: Path) -> dict[str, dict]:
+    """Every recommendation and shared-policy record, without the clock's fields."""
+    found = {}
+    for folder in ("recommendations", "shared"):
+        for path in sorted((out / folder).glob("*.json")):
+            found[f"{folder}/{path.name}"] = {k: v for k, v in json.loads(path.read_text()).items()
+                                              if k not in TIMESTAMPS}
+    return found
+
+
+def test_an_organization_through_a_dask_cluster_equals_its_accounts_one_by_one(
+        organization, tmp_path, monkeypatch):
+    pytest.importorskip("distributed")
+    details, findings = organization
+    graph = AccountGraph.read([str(path) for path in details])
+    aws_managed = {}
+    for document in graph.documents.values():
+        if document.aws_managed:
+            aws_managed.setdefault(document.arn, set()).add(document.account)
+            assert {r["arn"].split(":")[4] for r in document.reach} == {document.account}
+    # The accounts share AWS managed policies: each account's are its own documents.
+    assert any(len(accounts) > 1 for accounts in aws_managed.values())
+
+    alone = tmp_path / "alone"
+    for export in details:
+        account = export.parent.name
+        mine = tmp_path / f"findings-{account}"
+        mine.mkdir()
+        for path in findings.glob("*.json"):
+            if json.loads(path.read_text())["resource"].split(":")[4] == account:
+                (mine / path.name).write_bytes(path.read_bytes())
+        assert run([export], mine, alone / account, "--workers", "1") in (0, 1)
+    expected = {}
+    for account in ACCOUNTS:
+        expected.update(written(alone / account))
+
+    # A worker killed when the first result comes back: the run still finishes, the same.
+    real_add = refiner.outdir.OutputFolder.add_result
+    with DaskProcesses(tmp_path) as cluster:
+        victim = cluster.workers[0]
+
+        def add_result(self, result):
+            if victim.poll() is None:
+                os.kill(victim.pid, signal.SIGKILL)
+                victim.wait(timeout=30)
+            real_add(self, result)
+
+        monkeypatch.setattr(refiner.outdir.OutputFolder, "add_result", add_result)
+        out = tmp_path / "organization"
+        code = run(details, findings, out, "--scheduler", cluster.address)
+    assert victim.returncode == -signal.SIGKILL
+    assert code in (0, 1)
+    assert written(out) == expected
+    summary = json.loads((out / "summary.json").read_text())
+    assert {row["resourceArn"].split(":")[4] for row in summary["findings"]} == set(ACCOUNTS)
+    assert not [row for row in summary["findings"] if "WorkerLost" in json.dumps(row)]
+
+
+def test_fetch_pages_name_their_account(tmp_path):
+    """A page of AWS managed policies alone is its named account's; a page whose ARNs are of
+    another account than it names is refused."""
+    policy = {"Arn": "arn:aws:iam::aws:policy/ReadOnlyAccess", "AttachmentCount": 2,
+              "PolicyVersionList": [{"IsDefaultVersion": True, "VersionId": "v1", "Document": {
+                  "Version": "2012-10-17",
+                  "Statement": [{"Effect": "Allow", "Action": "s3:Get*", "Resource": "*"}]}}]}
+
+    def role(account: str, name: str) -> dict:
+        return {"RoleName": name, "RoleId": name, "Arn": f"arn:aws:iam::{account}:role/{name}",
+                "AttachedManagedPolicies": [{"PolicyArn": policy["Arn"]}]}
+
+    pages = {"a1": {PAGE_ACCOUNT: ACCOUNTS[0], "RoleDetailList": [role(ACCOUNTS[0], "A")]},
+             "a2": {PAGE_ACCOUNT: ACCOUNTS[0], "Policies": [policy]},
+             "b1": {PAGE_ACCOUNT: ACCOUNTS[1], "RoleDetailList": [role(ACCOUNTS[1], "B")]},
+             "b2": {"Policies": [policy]}}  # names no account: its counts are anyone's
+    for name, page in pages.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(page))
+    graph = AccountGraph.read([str(tmp_path / f"{name}.json") for name in pages])
+    by_account = {d.account: d for d in graph.documents.values() if d.aws_managed}
+    assert by_account[ACCOUNTS[0]].reach_incomplete() == "the export shows 1 of its 2 attachments"
+    assert "names no account" in by_account[ACCOUNTS[1]].reach_incomplete()
+    (tmp_path / "wrong.json").write_text(json.dumps(
+        {PAGE_ACCOUNT: ACCOUNTS[2], "RoleDetailList": [role(ACCOUNTS[0], "C")]}))
+    with pytest.raises(InputError, match="holds ARNs of account"):
+        AccountGraph.read([str(tmp_path / "wrong.json")])
+
+
+# --- the export, streamed ------------------------------------------------------------------------
+
+def members(path: Path) -> list[tuple[str, object]]:
+    return list(stream_members(str(path), "authorization details", EXPORT_LISTS))
+
+
+def test_streamed_members_equal_the_strict_readers(organization, tmp_path):
+    details, _ = organization
+    text = details[0].read_text()
+    whole = loads(text, "export")
+    expected = [(key, item) for key, value in whole.items()
+                for item in (value if key in EXPORT_LISTS else [value])]
+    assert members(details[0]) == expected
+    # Numbers as written, strings with escapes, and a byte-order mark.
+    odd = {"RoleDetailList": [{"n": 10, "f": 1.50, "s": "\u2028 \\ \" é", "none": None,
+                               "t": True, "nested": [[], {}, [1, [2]]]}], "Marker": "x"}
+    path = tmp_path / "odd.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(odd, ensure_ascii=False).encode())
+    assert members(path) == [(k, i) for k, v in loads(json.dumps(odd), "odd").items()
+                             for i in (v if k in EXPORT_LISTS else [v])]
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"RoleDetailList": [{"Arn": "a", "Arn": "b"}]}', "repeats the key 'Arn'"),
+    ('{"Policies": [], "Policies": []}', "repeats the key 'Policies'"),
+    ('[{"RoleDetailList": []}]', "expected a JSON object"),
+    ('{"RoleDetailList": {}}', "RoleDetailList must be a list of objects"),
+    ('{"RoleDetailList": ["a"]}', "RoleDetailList must be a list of objects"),
+    ('{"Marker": "x"} {}', "not valid JSON"),
+    ('{"RoleDetailList": [{"a": [1', "not valid JSON"),
+    ('{"RoleDetailList": [{"a": NaN}]}', "not valid JSON"),
+    ('{"Policies": [' + '{"a": ' * 70 + '1' + '}' * 70 + ']}', "nested deeper than 64 levels"),
+    ('', "not valid JSON"),
+])
+def test_a_malformed_export_is_one_line(tmp_path, text, message):
+    path = tmp_path / "export.json"
+    path.write_text(text)
+    with pytest.raises(InputError, match=message):
+        AccountGraph.read([str(path)])
+
+
+def test_an_export_larger_than_any_single_input_is_read(tmp_path):
+    """Past the 32 MiB bound on a whole-file read: an export is read item by item."""
+    role = {"RoleName": "R", "RoleId": "I", "Arn": "arn:aws:iam::111122223333:role/R",
+            "RolePolicyList": [], "AttachedManagedPolicies": [], "Tags": [{"Key": "k",
+                                                                          "Value": "v" * 4000}]}
+    path = tmp_path / "export.json"
+    with open(path, "w") as handle:
+        handle.write('{"RoleDetailList": [')
+        for number in range(8_500):
+            handle.write(("," if number else "") + json.dumps(
+                {**role, "RoleName": f"R{number}", "Arn": f"{role['Arn']}{number}"}))
+        handle.write("]}")
+    assert path.stat().st_size > 32 * 2**20
+    assert len(AccountGraph.read([str(path)]).principals) == 8_500
