@@ -32,6 +32,7 @@ POOL_BATCH = 8  # tasks per pool submission at most: each costs the parent a fut
 POOL_BATCHES_PER_WORKER = 32  # and a pickle, but fewer tasks than this many batches per
 # worker would leave one worker idle at the end while the other finishes its last batch
 DASK_BATCH = 32  # tasks per Dask task: the scheduler's overhead is a few ms per task
+WORKER_NICENESS = 5  # below the parent
 PARENT_POLL_SECONDS = 0.5  # how soon a worker notices that its parent is gone
 
 # --- the catalog, once per process -------------------------------------------------------------
@@ -199,6 +200,9 @@ def execute(tasks: Iterable[dict], count: int, workers: int | None, scheduler: s
 def _worker_start(parent: int) -> None:
     """A worker ends with its parent, even one killed with SIGKILL (it cannot tell us)."""
     faulthandler.disable()  # a crash is reported by the parent in one line, not as a dump
+    # The parent feeds the workers and writes what they return: when the workers take every
+    # core from it, they wait for it (two workers on two cores were slower than one).
+    os.nice(WORKER_NICENESS)
 
     def watch() -> None:
         while os.getppid() == parent:
