@@ -364,7 +364,7 @@ def _whole_statements(original: list[dict], refined: list[dict], pairing: Pairin
     sound_only = Checker([], [], [], checker.timeout_ms)
     verdicts += no_new_requests(original, refined, changes,
                                 lambda i, b, a: no_new_access(sound_only, i, b, a),
-                                checker.timeout_ms)
+                                checker.timeout_ms, tally=checker)
     return verdicts
 
 
