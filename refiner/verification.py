@@ -205,8 +205,15 @@ def _anchors(statement: dict) -> tuple[set[str], set[str]]:
 
 def _could_hold(anchors: tuple[set[str], set[str]], text: str) -> bool:
     prefixes, names = anchors
-    return text.lower() in names or any(
-        prefix in prefixes for prefix in _prefixes(literal_prefix(parse(text))))
+    name, heads = _name_and_heads(text)
+    return name in names or not prefixes.isdisjoint(heads)
+
+
+@functools.lru_cache(maxsize=50_000)
+def _name_and_heads(text: str) -> tuple[str, tuple[str, ...]]:
+    """A pattern lower-cased, and every prefix of its literal prefix (asked once per pair of
+    statements when pairing: computed once per pattern)."""
+    return text.lower(), tuple(_prefixes(literal_prefix(parse(text))))
 
 
 def _prefixes(text: str) -> list[str]:

@@ -129,19 +129,14 @@ class Evaluation:
     def denies(self, statements: list[dict]) -> Maybe:
         return _or([self.matches(s) for s in statements if s["Effect"] != "Allow"])
 
-    def matches(self, statement: dict, parts=("action", "resource", "principal",
-                                              "condition")) -> Maybe:
+    def matches(self, statement: dict) -> Maybe:
+        """Its Action, Resource, Principal and every condition match (Encoder.matches)."""
         if set(statement) - STATEMENT_KEYS:
             return None
-        checks = []
-        if "action" in parts:
-            checks.append(lambda: self.action(statement))
-        if "resource" in parts:
-            checks.append(lambda: self.element(statement, "Resource", self.resource_atom))
-        if "principal" in parts:
-            checks.append(lambda: self.element(statement, "Principal", self.principal_atom))
-        if "condition" in parts:
-            checks += [lambda e=e: self.condition(*e) for e in condition_entries(statement)]
+        checks = [lambda: self.action(statement),
+                  lambda: self.element(statement, "Resource", self.resource_atom),
+                  lambda: self.element(statement, "Principal", self.principal_atom)]
+        checks += [lambda e=e: self.condition(*e) for e in condition_entries(statement)]
         result: Maybe = True
         for check in checks:  # the cheap action first; False settles it
             value = check()
@@ -517,7 +512,7 @@ def _callers(statement: dict) -> list[Who]:
     found = []
     for kind, value in principal_entries(statement["Principal"])[:3]:
         if kind == "*" or value == "*":
-            found.append(default)
+            found.append(Who())  # anyone: even an anonymous caller
         elif not isinstance(value, str):
             continue
         elif kind in PRINCIPAL_KINDS:
@@ -584,7 +579,9 @@ def _satisfying(base: str, text: str, context: dict) -> str | None:
 
 def describe(request: Concrete, statements: list[dict], catalog=None) -> dict:
     """The request as a person reads it (requests._describe's shape): the catalog's spelling
-    of the action, every condition key the statements name (None: missing)."""
+    of the action, every condition key the statements of its action name (None: missing)."""
+    evaluation = Evaluation(request, set())
+    statements = [s for s in statements if evaluation.action(s)]
     action = request.action
     if catalog is not None:
         action = catalog.canonical(action) or action
