@@ -49,6 +49,10 @@ Maybe = bool | None
 CANDIDATES = 6  # concrete requests tried per statement (a search aid: failing finds nothing)
 EXAMPLE = "example"  # what a wildcard or an unconstrained value stands for in a witness
 EXAMPLE_ACCOUNT = "123456789012"
+# Actions tried for a NotAction statement (one per common service; any action would do).
+EVERYDAY_ACTIONS = ["s3:GetObject", "ec2:DescribeInstances", "iam:ListRoles",
+                    "sts:GetCallerIdentity", "lambda:InvokeFunction", "dynamodb:GetItem",
+                    "sqs:SendMessage", "kms:Decrypt"]
 
 
 def _and(values) -> Maybe:
@@ -411,9 +415,11 @@ def multivalued_keys(statements: list[dict]) -> set[str]:
 def candidates(statement: dict, avoid: list[dict], catalog=None) -> list[Concrete]:
     """A few concrete requests the statement is likely to match (actions the statements of
     avoid do not name first): each is checked before use, so a poor guess costs only time."""
-    if "Action" not in statement:
-        return []  # NotAction: any action outside a list; left to the solver
-    actions = _actions(entries(statement["Action"]), avoid, catalog)
+    if "Action" in statement:
+        actions = _actions(entries(statement["Action"]), avoid, catalog)
+    else:  # NotAction: some everyday actions its list leaves out
+        excluded = _Named([{"Action": statement["NotAction"]}])
+        actions = _actions([a for a in EVERYDAY_ACTIONS if not excluded(a)], avoid, None)
     context: dict = {}
     for operator, key, value in condition_entries(statement):
         _satisfy(context, operator, key, value)
