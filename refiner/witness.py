@@ -46,7 +46,7 @@ from .requests import (
 # the request proves nothing. Kleene's connectives keep that sound: True or False comes out
 # only when it holds for every value the bracketed atoms may take.
 Maybe = bool | None
-CANDIDATES = 6  # concrete requests tried per statement (a search aid: failing finds nothing)
+CANDIDATES = 8  # concrete requests tried per statement (a search aid: failing finds nothing)
 EXAMPLE = "example"  # what a wildcard or an unconstrained value stands for in a witness
 EXAMPLE_ACCOUNT = "123456789012"
 # Actions tried for a NotAction statement (one per common service; any action would do).
@@ -375,7 +375,7 @@ def widening_witness(base: list[dict], head: list[dict], focus_head: list[int],
     multivalued = multivalued_keys(base + head)
     avoid = [s for s in base if s["Effect"] == "Allow"]
     for j in focus_head:
-        for request in candidates(head[j], avoid, catalog):
+        for request in candidates(head[j], avoid, catalog, head):
             evaluation = Evaluation(request, multivalued)
             if evaluation.matches(head[j]) is True and evaluation.allows(head) is True \
                     and evaluation.allows(base) is False:
@@ -390,7 +390,7 @@ def lost_denial_witness(base: list[dict], head: list[dict], focus_base: list[int
     multivalued = multivalued_keys(base + head)
     avoid = [s for s in head if s["Effect"] != "Allow"]
     for i in focus_base:
-        for request in candidates(base[i], avoid, catalog):
+        for request in candidates(base[i], avoid, catalog, base):
             evaluation = Evaluation(request, multivalued)
             if evaluation.denies(base) is True and evaluation.denies(head) is False:
                 return describe(request, base + head, catalog)
@@ -412,9 +412,12 @@ def multivalued_keys(statements: list[dict]) -> set[str]:
     return found
 
 
-def candidates(statement: dict, avoid: list[dict], catalog=None) -> list[Concrete]:
+def candidates(statement: dict, avoid: list[dict], catalog=None,
+               document: list[dict] = ()) -> list[Concrete]:
     """A few concrete requests the statement is likely to match (actions the statements of
-    avoid do not name first): each is checked before use, so a poor guess costs only time."""
+    avoid do not name first; for a resource `*`, also the resources its document's Deny
+    statements leave out with NotResource): each is checked before use, so a poor guess
+    costs only time."""
     if "Action" in statement:
         actions = _actions(entries(statement["Action"]), avoid, catalog)
     else:  # NotAction: some everyday actions its list leaves out
@@ -423,11 +426,11 @@ def candidates(statement: dict, avoid: list[dict], catalog=None) -> list[Concret
     context: dict = {}
     for operator, key, value in condition_entries(statement):
         _satisfy(context, operator, key, value)
-    resources = _resources(statement, actions[0] if actions else "", context)
+    resources = _resources(statement, actions[0] if actions else "", context, document)
     callers = _callers(statement)
     found = []
-    for action in actions:
-        for resource in resources:
+    for resource in resources:
+        for action in actions:
             for caller in callers:
                 found.append(Concrete(action, resource, caller, dict(context)))
     return found[:CANDIDATES]
@@ -474,11 +477,16 @@ class _Named:
                    for prefix, text in self.patterns)
 
 
-def _resources(statement: dict, action: str, context: dict) -> list[str]:
+def _resources(statement: dict, action: str, context: dict, document) -> list[str]:
     service = action.partition(":")[0].lower() or EXAMPLE
     generic = f"arn:aws:{service}:us-east-1:{EXAMPLE_ACCOUNT}:{EXAMPLE}"
-    written = [t for t in entries(statement.get("Resource", [])) if isinstance(t, str)]
-    found = [generic if text == "*" else _instance(text, context) for text in written[:3]]
+    written = [t for t in entries(statement.get("Resource", "*")) if isinstance(t, str)]
+    found = [_instance(text, context) for text in written[:3] if text != "*"]
+    if "*" in written:
+        spared = [t for s in document if s["Effect"] != "Allow"
+                  for t in entries(s.get("NotResource", [])) if isinstance(t, str)]
+        found += [generic] + [r for r in (_instance(t, dict(context)) for t in spared)
+                              if r is not None and r.split(":")[2:3] == [service]][:2]
     return [r for r in dict.fromkeys(found) if r is not None] or [generic]
 
 
