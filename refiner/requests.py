@@ -369,17 +369,12 @@ class Encoder:
     def _literal_glob(self, text: str, mode: str, arn: bool, ignore_case: bool,
                       wildcards: bool, final: bool) -> list:
         parts = []
-        tokens = re.split(r"([*?])", text) if wildcards else [text]
-        for at, token in enumerate(tokens):
-            if not token:
-                continue
-            if token in ("*", "?") and wildcards:
-                last = final and at == len(tokens) - 2 and tokens[-1] == ""
-                bounded = arn and mode == UNDER and not (token == "*" and last)
-                char = _NOT_COLON if bounded else _CHAR
-                parts.append(z3.Star(char) if token == "*" else char)
+        for kind, value in glob_pieces(text, mode, arn, wildcards, final):
+            if kind == "literal":
+                parts.append(_literal(value, ignore_case))
             else:
-                parts.append(_literal(token, ignore_case))
+                char = _NOT_COLON if value else _CHAR
+                parts.append(z3.Star(char) if kind == "*" else char)
         return parts
 
     # --- conditions ---------------------------------------------------------------------------
@@ -419,12 +414,8 @@ class Encoder:
                 value: z3.ExprRef | None = None) -> z3.BoolRef | None:
         """base on the key's value (or the given value): any policy value matches, or for a
         negated operator none does."""
-        if base in STRING_OPERATORS or base in ARN_OPERATORS:
-            if base in STRING_OPERATORS:
-                negated, ignore_case, wildcards = STRING_OPERATORS[base]
-                arn = False
-            else:
-                negated, ignore_case, wildcards, arn = ARN_OPERATORS[base], False, True, True
+        if string_operator(base) is not None:
+            negated, ignore_case, wildcards, arn = string_operator(base)
             value = self.request.key(name, "string") if value is None else value
             inner = _flip(mode) if negated else mode
             languages = [self.glob(v, inner, arn, ignore_case, wildcards) for v in values]
@@ -432,12 +423,10 @@ class Encoder:
             any_match = z3.Or([z3.InRe(value, lang) for lang in languages]) if languages \
                 else z3.BoolVal(False)
             return z3.Not(any_match) if negated else any_match
-        family, suffix = _family(base)
-        if family is None or suffix not in ORDERED:
+        if typed_family(base, values) is None:
             return None
+        family, suffix = typed_family(base, values)
         if family == "Bool":
-            if suffix != "Equals" or any(v.lower() not in ("true", "false") for v in values):
-                return None
             held = self.request.key(name, "bool")
             return z3.Or([held == (v.lower() == "true") for v in values])
         if family == "IpAddress":
@@ -485,6 +474,46 @@ class Encoder:
         if quantifier == "ForAnyValue":
             return z3.Or([z3.And(count > number, m) for number, m in each] or [False])
         return z3.And([z3.Implies(count > number, m) for number, m in each] or [True])
+
+
+def string_operator(base: str) -> tuple[bool, bool, bool, bool] | None:
+    """(negated, ignore case, wildcards, ARN) of a String or Arn operator; None for others."""
+    if base in STRING_OPERATORS:
+        negated, ignore_case, wildcards = STRING_OPERATORS[base]
+        return negated, ignore_case, wildcards, False
+    if base in ARN_OPERATORS:
+        return ARN_OPERATORS[base], False, True, True
+    return None
+
+
+def typed_family(base: str, values: list[str]) -> tuple[str, str] | None:
+    """(family, relation) of a Numeric, Date, Bool or IpAddress operator the model reads (Bool:
+    only equality with true or false); None for others."""
+    family, suffix = _family(base)
+    if family is None or suffix not in ORDERED:
+        return None
+    if family == "Bool" and (suffix != "Equals"
+                             or any(v.lower() not in ("true", "false") for v in values)):
+        return None
+    return family, suffix
+
+
+def glob_pieces(text: str, mode: str, arn: bool, wildcards: bool,
+                final: bool) -> list[tuple[str, object]]:
+    """A glob's text (no policy variables) in order: ("literal", text), or ("*" or "?",
+    bounded), bounded when the wildcard stays within a colon-separated segment (an ARN's
+    lower bound, except a `*` that ends the pattern: final says this text ends it)."""
+    pieces: list[tuple[str, object]] = []
+    tokens = re.split(r"([*?])", text) if wildcards else [text]
+    for at, token in enumerate(tokens):
+        if not token:
+            continue
+        if token in ("*", "?") and wildcards:
+            last = final and at == len(tokens) - 2 and tokens[-1] == ""
+            pieces.append((token, arn and mode == UNDER and not (token == "*" and last)))
+        else:
+            pieces.append(("literal", token))
+    return pieces
 
 
 def condition_entries(statement: dict, encoder: Encoder | None = None) -> list[tuple]:
@@ -935,18 +964,22 @@ def _readable_model(solver: z3.Solver, request: Request) -> z3.ModelRef:
                 if k == "string" or k.startswith("slot")]
     numbers = [made[k] for made in request.keys.values() for k in ("number", "date") if k in made]
     letters = z3.Plus(z3.Range("a", "z"))
+    service = z3.Plus(z3.Union(z3.Range("a", "z"), z3.Range("0", "9"), z3.Re("-")))
     preferences = [[z3.InRe(s, _PRINTABLE) for s in strings] + [z3.IsInt(n) for n in numbers],
-                   [z3.InRe(request.action, z3.Concat(letters, z3.Re(":"), letters))]]
+                   [z3.InRe(request.action, z3.Concat(service, z3.Re(":"), letters))]]
     if request.used["resource"]:  # an ARN rather than the empty string a `*` also matches
         preferences.append([z3.PrefixOf(z3.StringVal("arn:"), request.resource)])
     model = solver.model()
-    solver.push()
-    for preference in preferences:  # each on top of the one before, while one is found
+    kept = 0
+    for preference in preferences:  # each on top of those kept before it, if one is found
+        solver.push()
         solver.add(preference)
-        if solver.check() != z3.sat:
-            break
-        model = solver.model()
-    solver.pop()
+        if solver.check() == z3.sat:
+            model, kept = solver.model(), kept + 1
+        else:
+            solver.pop()
+    if kept:
+        solver.pop(kept)
     return model
 
 

@@ -38,7 +38,10 @@ from .requests import (
     _split_operator,
     condition_entries,
     entries,
+    glob_pieces,
     principal_entries,
+    string_operator,
+    typed_family,
 )
 
 # Three values: True and False where the request model decides an atom exactly on this
@@ -56,20 +59,20 @@ EVERYDAY_ACTIONS = ["s3:GetObject", "ec2:DescribeInstances", "iam:ListRoles",
 
 
 def _and(values) -> Maybe:
-    result: Maybe = True
-    for value in values:
-        if value is False:
-            return False
-        if value is None:
-            result = None
-    return result
+    return _kleene(values, False)
 
 
 def _or(values) -> Maybe:
-    result: Maybe = False
+    return _kleene(values, True)
+
+
+def _kleene(values, dominant: bool) -> Maybe:
+    """Kleene's or (dominant True) or and (dominant False): the dominant value if one is
+    there, else in doubt if one is, else the other value."""
+    result: Maybe = not dominant
     for value in values:
-        if value is True:
-            return True
+        if value is dominant:
+            return dominant
         if value is None:
             result = None
     return result
@@ -272,12 +275,8 @@ class Evaluation:
         """base as a test on one value of the key (Encoder._single): None when the operator
         or its values are not modelled; the test gives None for a value that does not read
         as the operator's type."""
-        if base in STRING_OPERATORS or base in ARN_OPERATORS:
-            if base in STRING_OPERATORS:
-                negated, ignore_case, wildcards = STRING_OPERATORS[base]
-                arn = False
-            else:
-                negated, ignore_case, wildcards, arn = ARN_OPERATORS[base], False, True, True
+        if string_operator(base) is not None:
+            negated, ignore_case, wildcards, arn = string_operator(base)
             inner = _flip(mode) if negated else mode
 
             def strings(held) -> bool | None:
@@ -287,12 +286,10 @@ class Evaluation:
                             for v in values)
                 return not found if negated else found
             return strings
-        family, suffix = _family(base)
-        if family is None or suffix not in ORDERED:
+        if typed_family(base, values) is None:
             return None
+        family, suffix = typed_family(base, values)
         if family == "Bool":
-            if suffix != "Equals" or any(v.lower() not in ("true", "false") for v in values):
-                return None
             return lambda held: None if held not in ("true", "false") else \
                 any(held == v.lower() for v in values)
         if family == "IpAddress":
@@ -343,17 +340,12 @@ def _regex(pieces: tuple, mode: str, arn: bool, ignore_case: bool,
         if kind == "literal":
             out.append(_literal(text, ignore_case))
             continue
-        tokens = re.split(r"([*?])", text) if wildcards else [text]
-        for at, token in enumerate(tokens):
-            if not token:
-                continue
-            if token in ("*", "?") and wildcards:
-                last = final and at == len(tokens) - 2 and tokens[-1] == ""
-                bounded = arn and mode == UNDER and not (token == "*" and last)
-                char = "[^:]" if bounded else "."
-                out.append(char + "*" if token == "*" else char)
+        for piece, value in glob_pieces(text, mode, arn, wildcards, final):
+            if piece == "literal":
+                out.append(_literal(value, ignore_case))
             else:
-                out.append(_literal(token, ignore_case))
+                char = "[^:]" if value else "."
+                out.append(char + "*" if piece == "*" else char)
     return re.compile("".join(out), re.DOTALL)
 
 
