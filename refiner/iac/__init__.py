@@ -11,7 +11,6 @@ the one read). Nothing is written unless all of that holds."""
 from __future__ import annotations
 
 import codecs
-import os
 import re
 from dataclasses import dataclass, field
 
@@ -22,7 +21,7 @@ from ..jsontext import MAX_INPUT_BYTES, parse_json_text, read_bytes, read_text
 from ..pipeline import Run, refine_within_size
 from ..prove import Violation, same_json
 from ..refinement import DEFAULT_STRATEGY
-from ..sniff import text_kind, value_kind
+from ..sniff import kind_of, template_kind, value_kind
 from .edit import apply_edits
 from .model import IDENTITY, KINDS, Located, Template, TextDocument, edits_for, text_document_lines
 
@@ -32,62 +31,12 @@ __all__ = ["KINDS", "Located", "Template", "TemplateRun", "Outcome", "template_k
            "refine_template", "not_refined"]
 
 
-def template_kind(path: str) -> str | None:
-    """The kind of template a file is (a key of model.KINDS), or None for anything else (a
-    policy file, standard input, an unreadable file: the policy reader reports those)."""
-    if path == "-" or not os.path.isfile(path):
-        return None  # standard input and pipes are read once, by the policy reader
-    if path.lower().endswith(".tf"):
-        return "terraform"
-    try:
-        text = read_text(path, "file")
-    except InputError:
-        return None
-    return kind_of(path, text)
-
-
-def kind_of(path: str, text: str) -> str | None:
-    """The kind of template a text is (its file name decides for .tf), or None."""
-    if path.lower().endswith(".tf"):
-        return "terraform"
-    try:
-        value = parse_json_text(text, path)
-    except InputError:
-        if text.lstrip().startswith(("{", "[")):
-            # YAML in flow style is a template too; JSON with an error is named by the
-            # policy reader.
-            return "cloudformation-yaml" if not _looks_like_json(text) and \
-                _CLOUDFORMATION_KEY.search(text) else None
-        if _CLOUDFORMATION_KEY.search(text):  # also with the key quoted: "Resources":
-            return "cloudformation-yaml"
-        kind = text_kind(text)
-        return {"Terraform HCL (.tf)": "terraform",
-                "a CloudFormation template in YAML": "cloudformation-yaml"}.get(kind)
-    kind = value_kind(value)
-    if kind == "a CloudFormation template":
-        return "cloudformation-json"
-    if kind == "a Terraform plan (terraform show -json)":
-        return "terraform-plan"
-    if kind == "a Terraform JSON configuration (.tf.json)" or (
-            path.lower().endswith(".tf.json") and isinstance(value, dict)
-            and ("data" in value or "resource" in value)):
-        return "terraform-json"
-    return None
-
-
-_CLOUDFORMATION_KEY = re.compile(
-    r"""(?:^|[{,]\s*)(["']?)(?:Resources|AWSTemplateFormatVersion)\1\s*:""", re.MULTILINE)
 # What marks a file as infrastructure code that may hold IAM: a file with one of these that
 # cannot be read is unknown, never skipped.
 _INFRASTRUCTURE = re.compile(
     rb"AWS::[A-Za-z0-9]+::|AWSTemplateFormatVersion|\bResources\b|PolicyDocument|"
     rb"\baws_[a-z0-9_]+|\bresource\s+\"|\"resource\"|\bStatement\b|planned_values|"
     rb"Fn::|!Ref\b|!Sub\b|!GetAtt\b")
-
-
-def _looks_like_json(text: str) -> bool:
-    """Whether a text that starts with { is meant as JSON (its keys are quoted)."""
-    return re.match(r"\s*[{\[]\s*(?:\"|[}\]])", text) is not None
 
 
 def looks_like_infrastructure(path: str, data: bytes) -> bool:
