@@ -364,6 +364,8 @@ def widening_witness(base: list[dict], head: list[dict], focus_head: list[int],
     """A request HEAD allows and BASE denies, each certain (whatever the bracketed atoms
     are), built from one of the HEAD Allow statements focus_head: (the request as printed,
     that statement) or None (none found: proves nothing)."""
+    if not focus_head:
+        return None
     multivalued = multivalued_keys(base + head)
     avoid = [s for s in base if s["Effect"] == "Allow"]
     for j in focus_head:
@@ -379,6 +381,8 @@ def lost_denial_witness(base: list[dict], head: list[dict], focus_base: list[int
                         catalog=None) -> dict | None:
     """A request one of the BASE Deny statements focus_base denies and HEAD does not deny,
     each certain: the request as printed, or None (none found: proves nothing)."""
+    if not focus_base:
+        return None
     multivalued = multivalued_keys(base + head)
     avoid = [s for s in head if s["Effect"] != "Allow"]
     for i in focus_base:
@@ -444,15 +448,12 @@ def _actions(patterns: list, avoid: list[dict], catalog) -> list[str]:
 
 
 def _spelling(text: str, catalog) -> str | None:
-    """An action the pattern matches: the catalog's first, else the pattern with `*` left
-    out and `?` as a letter (checked like any candidate)."""
-    if catalog is not None:
-        named = catalog.all_actions()[:1] if text == "*" else catalog.matching(text)[:1]
-        if named:  # (matching "*" would list the whole catalog)
-            return named[0]
+    """An action the pattern matches: for `*` an everyday one, else the catalog's first, else
+    the pattern with `*` left out and `?` as a letter (checked like any candidate)."""
     if text == "*":
-        return None
-    return text.replace("*", "").replace("?", "a")
+        return EVERYDAY_ACTIONS[0]
+    named = catalog.matching(text)[:1] if catalog is not None else ()
+    return named[0] if named else text.replace("*", "").replace("?", "a")
 
 
 class _Named:
