@@ -322,9 +322,10 @@ def verify(
     if refined.statements:  # a policy left with no statement allows nothing, whatever else
         report.verdicts += document_changes(original.document, refined.document)
     pairing = pair_statements(original.statements, refined.statements, checker.check_statement)
+    tally = Tally()
     report.verdicts += _whole_statements(original.statements, refined.statements, pairing,
-                                         checker)
-    report.queries = checker.queries
+                                         checker, tally)
+    report.queries = checker.queries + tally.queries
     report.obligations = [(label, to_smtlib(label, formula)) for label, formula in checker.obligations]
     if solver in ("cvc5", "both"):
         for label, text in report.obligations:
@@ -340,7 +341,7 @@ def verify(
 
 
 def _whole_statements(original: list[dict], refined: list[dict], pairing: Pairing,
-                      checker: Checker) -> list[Violation]:
+                      checker: Checker, tally) -> list[Violation]:
     """Pairs whose other keys are equal get the action obligations alone, as ever. The rest
     (other keys changed, statements added or dropped) get the action obligations that still
     apply (an Allow's action list against its original's, nothing unused in a new Allow,
@@ -371,8 +372,17 @@ def _whole_statements(original: list[dict], refined: list[dict], pairing: Pairin
     sound_only = Checker([], [], [], checker.timeout_ms)
     verdicts += no_new_requests(original, refined, changes,
                                 lambda i, b, a: no_new_access(sound_only, i, b, a),
-                                checker.timeout_ms, tally=checker)
+                                checker.timeout_ms, tally=tally)
+    tally.queries += sound_only.queries
     return verdicts
+
+
+@dataclass
+class Tally:
+    """Proof queries made outside the run's checker (the request model, the sound-only
+    kernel of changed statements)."""
+
+    queries: int = 0
 
 
 def _action_key(statement: dict) -> str | None:
