@@ -964,22 +964,16 @@ def _readable_model(solver: z3.Solver, request: Request) -> z3.ModelRef:
                 if k == "string" or k.startswith("slot")]
     numbers = [made[k] for made in request.keys.values() for k in ("number", "date") if k in made]
     letters = z3.Plus(z3.Range("a", "z"))
-    service = z3.Plus(z3.Union(z3.Range("a", "z"), z3.Range("0", "9"), z3.Re("-")))
     preferences = [[z3.InRe(s, _PRINTABLE) for s in strings] + [z3.IsInt(n) for n in numbers],
-                   [z3.InRe(request.action, z3.Concat(service, z3.Re(":"), letters))]]
-    if request.used["resource"]:  # an ARN rather than the empty string a `*` also matches
-        preferences.append([z3.PrefixOf(z3.StringVal("arn:"), request.resource)])
+                   [z3.InRe(request.action, z3.Concat(letters, z3.Re(":"), letters))]]
     model = solver.model()
-    kept = 0
-    for preference in preferences:  # each on top of those kept before it, if one is found
-        solver.push()
+    solver.push()
+    for preference in preferences:  # each on top of the one before, while one is found
         solver.add(preference)
-        if solver.check() == z3.sat:
-            model, kept = solver.model(), kept + 1
-        else:
-            solver.pop()
-    if kept:
-        solver.pop(kept)
+        if solver.check() != z3.sat:
+            break
+        model = solver.model()
+    solver.pop()
     return model
 
 
