@@ -106,7 +106,8 @@ def test_an_added_statement_is_judged_by_what_it_admits(tmp_path, capsys, refine
     code, verdicts = run_verify(tmp_path, capsys, document)
     widening = [v for v in verdicts if v["message"] == "admits a request the original does not"]
     assert code == 1 and widening and widening[0]["statement"] == len(document["Statement"]) - 1
-    assert json.loads(widening[0]["witness"])["action"] == "ec2:describeinstances"
+    # the witness names the action as the catalog spells it
+    assert json.loads(widening[0]["witness"])["action"] == "ec2:DescribeInstances"
 
 
 def test_not_least_warns_and_rejects_only_when_strict(tmp_path, capsys, refined_document):
