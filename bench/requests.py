@@ -55,14 +55,17 @@ def judge(name: str, document: dict) -> dict:
     """Both directions for one policy: seconds, and whether each came out as it must."""
     original = load_policy(copy.deepcopy(document), name)
     narrow = load_policy(narrowed(document), name)
-    started = time.perf_counter()
-    accept = gate(original, narrow, Checker([], [], []))
+    started, cpu = time.perf_counter(), time.process_time()
+    checker = Checker([], [], [])
+    accept = gate(original, narrow, checker)
     middle = time.perf_counter()
     allows = any(s.get("Effect") == "Allow" for s in original.statements)
-    reject = gate(narrow, original, Checker([], [], [])) if allows else []
+    reject = gate(narrow, original, checker) if allows else []
     ended = time.perf_counter()
+    cpu = time.process_time() - cpu
     witnessed = [v for v, _ in reject if v.kind == "unsound" and v.request is not None]
     return {"name": name, "accept_seconds": middle - started, "reject_seconds": ended - middle,
+            "cpu_seconds": cpu, "queries": checker.queries,
             "accepted": not accept, "accept_verdicts": [v.describe() for v, _ in accept][:2],
             "rejected": bool(witnessed) if allows else None,
             "reject_verdicts": [v.describe() for v, _ in reject][:2],
@@ -77,6 +80,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only", nargs="*", help="policy names")
+    parser.add_argument("--times", help="write each policy's seconds (accept, reject, CPU) "
+                        "and solver queries to this file, tab-separated")
     args = parser.parse_args()
     corpus = snapshot()
     names = args.only or sorted(corpus)
@@ -97,7 +102,19 @@ def main() -> int:
           f"{sum(r['rejected'] is None for r in results)})")
     print(f"per policy, both directions: median {statistics.median(per_policy):.3f} s, "
           f"p95 {p95:.3f} s, max {per_policy[-1]:.3f} s")
+    cpu = sorted(r["cpu_seconds"] for r in results)
+    print(f"per policy CPU, both directions: median {statistics.median(cpu):.3f} s, "
+          f"p95 {cpu[min(len(cpu) - 1, int(0.95 * len(cpu)))]:.3f} s, max {cpu[-1]:.3f} s, "
+          f"sum {sum(cpu):.1f} s")
+    print(f"solver queries (action kernel and request model): "
+          f"{sum(r['queries'] for r in results)}, in "
+          f"{sum(r['queries'] > 0 for r in results)} policies")
     print(f"total wall clock: {total:.1f} s")
+    if args.times:
+        Path(args.times).write_text("".join(
+            f"{r['name']}\t{r['accept_seconds']:.3f}\t{r['reject_seconds']:.3f}\t"
+            f"{r['cpu_seconds']:.3f}\t{r['queries']}\n"
+            for r in sorted(results, key=lambda r: r["name"])))
     slowest = max(results, key=lambda r: r["accept_seconds"] + r["reject_seconds"])
     print(f"slowest: {slowest['name']} ({slowest['accept_seconds']:.2f} s + "
           f"{slowest['reject_seconds']:.2f} s)")

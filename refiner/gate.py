@@ -388,7 +388,7 @@ def gate(base: PolicyInput, head: PolicyInput, checker: Checker) -> list[tuple[V
         for violation in prove(index, before, after):
             found.append((dataclasses.replace(violation, statement=at), at))
     for violation in no_new_requests(base.statements, head.statements, changes, prove,
-                                     checker.timeout_ms):
+                                     checker.timeout_ms, tally=checker):
         at = violation.statement if violation.statement >= 0 else None
         found.append((violation, at))
     return found

@@ -73,6 +73,16 @@ def _printable(text: str) -> bool:
     return all(" " <= c <= "~" for c in text)
 
 
+def principal_entries(value) -> list[tuple]:
+    """A Principal's entries as (kind, value): `*` as ("*", "*"), a value not an object as
+    ("?", value) (not modelled)."""
+    if value == "*":
+        return [("*", "*")]
+    if not isinstance(value, dict):
+        return [("?", value)]
+    return [(kind, entry) for kind, listed in value.items() for entry in entries(listed)]
+
+
 @dataclass
 class Unmodelled:
     """Why a statement's match was bracketed rather than exact (for an unknown verdict)."""
@@ -101,6 +111,7 @@ class Request:
         self.rebuild: dict[tuple, object] = {}  # how each bracketed atom's bounds are built
         self.values: dict[str, str] | None = None  # policy variables' values, when checking
         self.variable_keys: set[str] = set()
+        self.queries = 0  # solvers made over this request (each one query, with its checks)
 
     def variables(self) -> list[z3.ExprRef]:
         """What a request is: everything but the bracketed atoms."""
@@ -272,11 +283,7 @@ class Encoder:
             self.request.used["resource"] = True
             return entries(value)
         self.request.used["principal"] = True
-        if value == "*":
-            return [("*", "*")]
-        if not isinstance(value, dict):
-            return [("?", value)]
-        return [(kind, entry) for kind, listed in value.items() for entry in entries(listed)]
+        return principal_entries(value)
 
     def resource_atom(self, text, mode: str) -> z3.BoolRef:
         if not isinstance(text, str):
@@ -362,17 +369,12 @@ class Encoder:
     def _literal_glob(self, text: str, mode: str, arn: bool, ignore_case: bool,
                       wildcards: bool, final: bool) -> list:
         parts = []
-        tokens = re.split(r"([*?])", text) if wildcards else [text]
-        for at, token in enumerate(tokens):
-            if not token:
-                continue
-            if token in ("*", "?") and wildcards:
-                last = final and at == len(tokens) - 2 and tokens[-1] == ""
-                bounded = arn and mode == UNDER and not (token == "*" and last)
-                char = _NOT_COLON if bounded else _CHAR
-                parts.append(z3.Star(char) if token == "*" else char)
+        for kind, value in glob_pieces(text, mode, arn, wildcards, final):
+            if kind == "literal":
+                parts.append(_literal(value, ignore_case))
             else:
-                parts.append(_literal(token, ignore_case))
+                char = _NOT_COLON if value else _CHAR
+                parts.append(z3.Star(char) if kind == "*" else char)
         return parts
 
     # --- conditions ---------------------------------------------------------------------------
@@ -412,12 +414,8 @@ class Encoder:
                 value: z3.ExprRef | None = None) -> z3.BoolRef | None:
         """base on the key's value (or the given value): any policy value matches, or for a
         negated operator none does."""
-        if base in STRING_OPERATORS or base in ARN_OPERATORS:
-            if base in STRING_OPERATORS:
-                negated, ignore_case, wildcards = STRING_OPERATORS[base]
-                arn = False
-            else:
-                negated, ignore_case, wildcards, arn = ARN_OPERATORS[base], False, True, True
+        if string_operator(base) is not None:
+            negated, ignore_case, wildcards, arn = string_operator(base)
             value = self.request.key(name, "string") if value is None else value
             inner = _flip(mode) if negated else mode
             languages = [self.glob(v, inner, arn, ignore_case, wildcards) for v in values]
@@ -425,12 +423,10 @@ class Encoder:
             any_match = z3.Or([z3.InRe(value, lang) for lang in languages]) if languages \
                 else z3.BoolVal(False)
             return z3.Not(any_match) if negated else any_match
-        family, suffix = _family(base)
-        if family is None or suffix not in ORDERED:
+        if typed_family(base, values) is None:
             return None
+        family, suffix = typed_family(base, values)
         if family == "Bool":
-            if suffix != "Equals" or any(v.lower() not in ("true", "false") for v in values):
-                return None
             held = self.request.key(name, "bool")
             return z3.Or([held == (v.lower() == "true") for v in values])
         if family == "IpAddress":
@@ -478,6 +474,46 @@ class Encoder:
         if quantifier == "ForAnyValue":
             return z3.Or([z3.And(count > number, m) for number, m in each] or [False])
         return z3.And([z3.Implies(count > number, m) for number, m in each] or [True])
+
+
+def string_operator(base: str) -> tuple[bool, bool, bool, bool] | None:
+    """(negated, ignore case, wildcards, ARN) of a String or Arn operator; None for others."""
+    if base in STRING_OPERATORS:
+        negated, ignore_case, wildcards = STRING_OPERATORS[base]
+        return negated, ignore_case, wildcards, False
+    if base in ARN_OPERATORS:
+        return ARN_OPERATORS[base], False, True, True
+    return None
+
+
+def typed_family(base: str, values: list[str]) -> tuple[str, str] | None:
+    """(family, relation) of a Numeric, Date, Bool or IpAddress operator the model reads (Bool:
+    only equality with true or false); None for others."""
+    family, suffix = _family(base)
+    if family is None or suffix not in ORDERED:
+        return None
+    if family == "Bool" and (suffix != "Equals"
+                             or any(v.lower() not in ("true", "false") for v in values)):
+        return None
+    return family, suffix
+
+
+def glob_pieces(text: str, mode: str, arn: bool, wildcards: bool,
+                final: bool) -> list[tuple[str, object]]:
+    """A glob's text (no policy variables) in order: ("literal", text), or ("*" or "?",
+    bounded), bounded when the wildcard stays within a colon-separated segment (an ARN's
+    lower bound, except a `*` that ends the pattern: final says this text ends it)."""
+    pieces: list[tuple[str, object]] = []
+    tokens = re.split(r"([*?])", text) if wildcards else [text]
+    for at, token in enumerate(tokens):
+        if not token:
+            continue
+        if token in ("*", "?") and wildcards:
+            last = final and at == len(tokens) - 2 and tokens[-1] == ""
+            pieces.append((token, arn and mode == UNDER and not (token == "*" and last)))
+        else:
+            pieces.append(("literal", token))
+    return pieces
 
 
 def condition_entries(statement: dict, encoder: Encoder | None = None) -> list[tuple]:
@@ -599,6 +635,7 @@ class Outcome:
     head_statement: int | None = None
     reasons: list[str] = field(default_factory=list)
     unmodelled: list[Unmodelled] = field(default_factory=list)
+    queries: int = 0  # solver queries it took
 
 
 def action_overlap(a: dict, b: dict) -> bool:
@@ -628,21 +665,80 @@ def _prefixes(texts: tuple[str, ...]) -> tuple[frozenset, list[str]]:
 def covers(before: dict, after: dict, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> bool:
     """Whether every (resource, principal, context) after's non-Action parts match, before's
     match too (for two Allow statements; swap them for Deny). Elements written the same on both
-    sides are left out of what must be shown (X and C implies Y and C, given X implies Y)."""
-    request = Request()
-    encoder = Encoder(request)
-    _size_sets(request, [before, after])
+    sides are left out of what must be shown (X and C implies Y and C, given X implies Y).
+    Decided on the text when covers_by_text can, else by the solver."""
+    return covers_by_text(before, after) or covers_by_solver(before, after, timeout_ms)
+
+
+def _left_to_show(before: dict, after: dict) -> tuple[list[str], list[tuple]]:
+    """What covers must show: the elements (resource, principal) not written the same on both
+    sides, and before's condition entries after does not have."""
     need = [name.lower() for name in ("Resource", "Principal")
             if not (same_json(before.get(name), after.get(name))
                     and same_json(before.get("Not" + name), after.get("Not" + name)))]
     kept = [entry for entry in condition_entries(before)
             if not any(same_json(entry, other) for other in condition_entries(after))]
+    return need, kept
+
+
+def covers_by_text(before: dict, after: dict) -> bool:
+    """A sufficient condition for covers, on the text alone (proofs/requests.md, covered by
+    text): before keeps no condition after lacks, and each element left to show is before's
+    `*` (or absent), or each of after's entries is one of before's or (Resource) lies under a
+    before entry `prefix*` by its literal prefix. False: not shown this way."""
+    if set(before) - STATEMENT_KEYS or set(after) - STATEMENT_KEYS:
+        return False
+    need, kept = _left_to_show(before, after)
+    if kept:
+        return False
+    return all(_element_inside(before, after, name.capitalize()) for name in need)
+
+
+def _element_inside(before: dict, after: dict, name: str) -> bool:
+    if "Not" + name in before or "Not" + name in after:
+        return False
+    if name not in before:
+        return True  # before matches any
+    if name == "Resource":
+        outer, inner = entries(before[name]), entries(after.get(name, "*"))
+        if "*" in outer:
+            return True
+        return all(any(same_json(e, b) or _under_prefix(e, b) for b in outer) for e in inner)
+    outer = principal_entries(before[name])
+    if ("*", "*") in outer or ("AWS", "*") in outer:
+        return True
+    if name not in after:
+        return False
+    return all(any(same_json(list(e), list(b)) for b in outer)
+               for e in principal_entries(after[name]))
+
+
+def _under_prefix(inner, outer) -> bool:
+    """Whether every string the resource pattern inner may match starts with outer's text
+    before a final `*`, outer having no other wildcard nor variable: outer then matches it
+    (a final `*` matches any run, across colons too)."""
+    if not (isinstance(inner, str) and isinstance(outer, str) and _printable(inner)
+            and _printable(outer) and outer.endswith("*")):
+        return False
+    stem = outer[:-1]
+    if any(mark in stem for mark in ("*", "?", "$")):
+        return False
+    literal = re.split(r"[*?]|\$\{", inner, maxsplit=1)[0]
+    return literal.startswith(stem)
+
+
+def covers_by_solver(before: dict, after: dict, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> bool:
+    """covers, by one solver query (no query when nothing is left to show)."""
+    need, kept = _left_to_show(before, after)
+    if not need and not kept:
+        return True
+    request = Request()
+    encoder = Encoder(request)
+    _size_sets(request, [before, after])
     antecedent = encoder.at("HEAD", 0).matches(after, ("resource", "principal", "condition"))
     encoder.at("BASE", 0)
     consequent = [encoder.matches(before, (part,)) for part in need]
     consequent += [encoder.condition_atom(o, k, v) for o, k, v in kept]
-    if not consequent:
-        return True
     solver = _solver(request, timeout_ms)
     solver.add(antecedent, z3.Not(z3.And(consequent)))
     return solver.check() == z3.unsat
@@ -651,6 +747,7 @@ def covers(before: dict, after: dict, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> b
 def _solver(request: Request, timeout_ms: int) -> z3.Solver:
     """A solver that knows what every request is (its domain) and every bracketed atom's
     bounds."""
+    request.queries += 1
     solver = z3.Solver()
     solver.set("timeout", timeout_ms)
     solver.add(request.domain() + request.bounds)
@@ -737,6 +834,13 @@ def _search(base: list[dict], head: list[dict], used: list[dict], formula,
     few sample actions are tried first; only the symbolic query can prove there is none."""
     request = Request()
     _size_sets(request, used)
+    outcome = _search_request(request, base, head, formula, timeout_ms, samples)
+    outcome.queries = request.queries
+    return outcome
+
+
+def _search_request(request: Request, base: list[dict], head: list[dict], formula,
+                    timeout_ms: int, samples: list[str]) -> Outcome:
     sides = {"HEAD": head, "BASE": base}
 
     def build(action: str | None = None, worst: bool = False) -> tuple[z3.BoolRef, dict, Encoder]:

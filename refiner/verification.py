@@ -205,8 +205,15 @@ def _anchors(statement: dict) -> tuple[set[str], set[str]]:
 
 def _could_hold(anchors: tuple[set[str], set[str]], text: str) -> bool:
     prefixes, names = anchors
-    return text.lower() in names or any(
-        prefix in prefixes for prefix in _prefixes(literal_prefix(parse(text))))
+    name, heads = _name_and_heads(text)
+    return name in names or not prefixes.isdisjoint(heads)
+
+
+@functools.lru_cache(maxsize=50_000)
+def _name_and_heads(text: str) -> tuple[str, tuple[str, ...]]:
+    """A pattern lower-cased, and every prefix of its literal prefix (asked once per pair of
+    statements when pairing: computed once per pattern)."""
+    return text.lower(), tuple(_prefixes(literal_prefix(parse(text))))
 
 
 def _prefixes(text: str) -> list[str]:
@@ -315,9 +322,10 @@ def verify(
     if refined.statements:  # a policy left with no statement allows nothing, whatever else
         report.verdicts += document_changes(original.document, refined.document)
     pairing = pair_statements(original.statements, refined.statements, checker.check_statement)
+    tally = Tally()
     report.verdicts += _whole_statements(original.statements, refined.statements, pairing,
-                                         checker)
-    report.queries = checker.queries
+                                         checker, tally)
+    report.queries = checker.queries + tally.queries
     report.obligations = [(label, to_smtlib(label, formula)) for label, formula in checker.obligations]
     if solver in ("cvc5", "both"):
         for label, text in report.obligations:
@@ -333,7 +341,7 @@ def verify(
 
 
 def _whole_statements(original: list[dict], refined: list[dict], pairing: Pairing,
-                      checker: Checker) -> list[Violation]:
+                      checker: Checker, tally) -> list[Violation]:
     """Pairs whose other keys are equal get the action obligations alone, as ever. The rest
     (other keys changed, statements added or dropped) get the action obligations that still
     apply (an Allow's action list against its original's, nothing unused in a new Allow,
@@ -364,8 +372,17 @@ def _whole_statements(original: list[dict], refined: list[dict], pairing: Pairin
     sound_only = Checker([], [], [], checker.timeout_ms)
     verdicts += no_new_requests(original, refined, changes,
                                 lambda i, b, a: no_new_access(sound_only, i, b, a),
-                                checker.timeout_ms)
+                                checker.timeout_ms, tally=tally)
+    tally.queries += sound_only.queries
     return verdicts
+
+
+@dataclass
+class Tally:
+    """Proof queries made outside the run's checker (the request model, the sound-only
+    kernel of changed statements)."""
+
+    queries: int = 0
 
 
 def _action_key(statement: dict) -> str | None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .catalog import load_default
 from .jsontext import dumps
 from .prove import DEFAULT_TIMEOUT_MS, Violation
-from .requests import covers, find_lost_denial, find_widening
+from .requests import covers_by_solver, covers_by_text, find_lost_denial, find_widening
+from .witness import lost_denial_witness, widening_witness
 
 ACTION_KEYS = ("Action", "NotAction")
 
@@ -30,38 +33,82 @@ class Changes:
 
 def no_new_requests(base: list[dict], head: list[dict], changes: Changes,
                     actions_contained: ActionCheck,
-                    timeout_ms: int = DEFAULT_TIMEOUT_MS) -> list[Violation]:
+                    timeout_ms: int = DEFAULT_TIMEOUT_MS, tally=None) -> list[Violation]:
     """Every request HEAD allows, BASE allows, given that the pairs outside changes were
     proven by the action kernel (their other keys equal). A changed pair is covered when its
     actions are contained (the kernel, on the action lists) and so are its other keys (the
     request model, without actions): HEAD's statement then matches no request its BASE one
     does not (Deny: the other way round). What is left (uncovered pairs, added and dropped
     statements) is one query, confined to the requests some of it could make a widening:
-    those an uncovered HEAD Allow or BASE Deny matches (proofs/requests.md, decomposition)."""
-    uncovered_head, uncovered_base = list(changes.added), list(changes.dropped)
-    for i, j in changes.pairs:
-        before, after = base[i], head[j]
-        if not _covered(i, before, after, actions_contained, timeout_ms):
-            uncovered_head.append(j)
-            uncovered_base.append(i)
-    focus_head = sorted(j for j in uncovered_head if head[j]["Effect"] == "Allow")
-    focus_base = sorted(i for i in uncovered_base if base[i]["Effect"] != "Allow")
-    found = _verdict(find_widening(base, head, focus_head, focus_base, timeout_ms), head,
-                     focus_head, "admits a request the original does not")
+    those an uncovered HEAD Allow or BASE Deny matches (proofs/requests.md, decomposition).
+    Cheap steps first: pairs covered by their text need no solver; a counterexample built
+    from a statement and checked on the concrete request (witness.py) needs none either; the
+    solver decides the other pairs and searches only when no such request was found.
+    tally: its queries attribute counts the solver queries."""
+    judged = {pair: _covered_by_text(*pair, base, head, actions_contained)
+              for pair in changes.pairs}
+    spent = [0]
+
+    def focus(settle: bool) -> tuple[list[int], list[int]]:
+        """The focus statements; settle: with the pairs the text left open decided by the
+        solver (else all of them counted in, an over-approximation for the witness search)."""
+        uncovered_head, uncovered_base = list(changes.added), list(changes.dropped)
+        for (i, j), covered in judged.items():
+            if covered is None and settle:
+                before, after = (base[i], head[j]) if base[i]["Effect"] == "Allow" \
+                    else (head[j], base[i])
+                spent[0] += 1
+                covered = judged[i, j] = covers_by_solver(before, after, timeout_ms)
+            if not covered:
+                uncovered_head.append(j)
+                uncovered_base.append(i)
+        return (sorted(j for j in set(uncovered_head) if head[j]["Effect"] == "Allow"),
+                sorted(i for i in set(uncovered_base) if base[i]["Effect"] != "Allow"))
+
+    maybe_head, maybe_base = focus(settle=False)
+    catalog = _catalog() if maybe_head or maybe_base else None  # only to spell a witness
+    found_request = widening_witness(base, head, maybe_head, catalog)
+    if found_request is not None:
+        request, at = found_request
+        found = [_unsound(head, at, "admits a request the original does not", request)]
+    elif maybe_head or maybe_base:
+        focus_head, focus_base = focus(settle=True)
+        outcome = find_widening(base, head, focus_head, focus_base, timeout_ms)
+        spent[0] += outcome.queries
+        found = _verdict(outcome, head, focus_head, "admits a request the original does not",
+                         catalog)
+    else:
+        found = []
     # A Deny denies what the principal's other policies allow too: HEAD must deny what BASE
     # denied whatever this document allows (per principal, proofs/requests.md).
-    found += _verdict(find_lost_denial(base, head, focus_base, timeout_ms), head, [],
-                      "no longer denies a request the original denied")
+    lost = "no longer denies a request the original denied"
+    request = lost_denial_witness(base, head, maybe_base, catalog)
+    if request is not None:
+        found += [_unsound(head, -1, lost, request)]
+    elif maybe_base:
+        outcome = find_lost_denial(base, head, focus(settle=True)[1], timeout_ms)
+        spent[0] += outcome.queries
+        found += _verdict(outcome, head, [], lost, catalog)
+    if tally is not None:
+        tally.queries += spent[0]
     return found
 
 
-def _verdict(outcome, head: list[dict], focus_head: list[int], what: str) -> list[Violation]:
+def _unsound(head: list[dict], at: int, what: str, request: dict) -> Violation:
+    return Violation("unsound", at, _sid(head[at]) if at >= 0 else None, what, dumps(request),
+                     request=request)
+
+
+def _verdict(outcome, head: list[dict], focus_head: list[int], what: str,
+             catalog=None) -> list[Violation]:
     if outcome.proven:
         return []
     if outcome.request is not None:
+        request = dict(outcome.request)
+        spelled = catalog.canonical(request["action"]) if catalog is not None else None
+        request["action"] = spelled or request["action"]
         at = outcome.head_statement if outcome.head_statement is not None else -1
-        return [Violation("unsound", at, _sid(head[at]) if at >= 0 else None, what,
-                          dumps(outcome.request), request=outcome.request)]
+        return [_unsound(head, at, what, request)]
     at = next((u.statement for u in outcome.unmodelled if u.side == "HEAD"),
               focus_head[0] if focus_head else -1)
     return [Violation("unknown", at, _sid(head[at]) if at >= 0 else None,
@@ -69,16 +116,28 @@ def _verdict(outcome, head: list[dict], focus_head: list[int], what: str) -> lis
                       + "; ".join(outcome.reasons))]
 
 
-def _covered(index: int, before: dict, after: dict, actions_contained: ActionCheck,
-             timeout_ms: int) -> bool:
+def _covered_by_text(i: int, j: int, base: list[dict], head: list[dict],
+                     actions_contained: ActionCheck) -> bool | None:
+    """Whether the pair is covered: True or False when that is clear without the request
+    model's solver, None when only it can tell."""
+    before, after = base[i], head[j]
     key = _action_key(before)
     if before["Effect"] != after["Effect"] or key != _action_key(after):
         return False
-    if actions_contained(index, before, {**before, key: after[key]}):
+    if actions_contained(i, before, {**before, key: after[key]}):
         return False
-    if before["Effect"] == "Allow":
-        return covers(before, after, timeout_ms)
-    return covers(after, before, timeout_ms)
+    outer, inner = (before, after) if before["Effect"] == "Allow" else (after, before)
+    return True if covers_by_text(outer, inner) else None
+
+
+@functools.lru_cache(maxsize=1)
+def _catalog():
+    """The embedded action catalog, for a witness's action as AWS spells it (None when it
+    cannot be read: the witness then keeps the policy's spelling)."""
+    try:
+        return load_default()
+    except Exception:  # the spelling is cosmetic: a verdict never depends on it
+        return None
 
 
 def changed_statements(pairs, added: list[int], same: Callable[[dict, dict], bool],

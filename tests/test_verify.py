@@ -107,7 +107,8 @@ def test_an_added_statement_is_judged_by_what_it_admits(tmp_path, capsys, refine
     code, verdicts = run_verify(tmp_path, capsys, document)
     widening = [v for v in verdicts if v["message"] == "admits a request the original does not"]
     assert code == 1 and widening and widening[0]["statement"] == len(document["Statement"]) - 1
-    assert json.loads(widening[0]["witness"])["action"] == "ec2:describeinstances"
+    # the witness names the action as the catalog spells it
+    assert json.loads(widening[0]["witness"])["action"] == "ec2:DescribeInstances"
 
 
 def test_not_least_warns_and_rejects_only_when_strict(tmp_path, capsys, refined_document):
@@ -408,3 +409,25 @@ def test_a_statement_with_both_an_element_and_its_not_form_is_refused(tmp_path, 
     assert main(["verify", *map(str, paths)]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and f"both {element} and Not{element}" in error[0]
+
+
+@pytest.mark.parametrize("base_deny, head_deny, action", [
+    ({"Action": "s3:GetObject", "NotResource": ["arn:aws:s3:::a*"]},
+     {"Action": "s3:GetObject", "NotResource": ["arn:aws:s3:::a*", "arn:aws:s3:::b*"]},
+     "s3:GetObject"),
+    ({"NotAction": ["s3:GetObject"], "Resource": "arn:aws:s3:::b*"},
+     {"NotAction": ["s3:GetObject", "s3:PutObject"], "Resource": "*"}, "s3:PutObject"),
+])
+def test_a_deny_that_leaves_out_more_is_rejected_with_its_request(tmp_path, capsys, base_deny,
+                                                                  head_deny, action):
+    """An attacker's pair: once a counterexample search that hung in the solver (exit 3 at the
+    deadline); the Deny leaves out more in HEAD, so HEAD allows what BASE denied."""
+    allow = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+    paths = []
+    for name, deny in (("base.json", base_deny), ("head.json", head_deny)):
+        paths.append(tmp_path / name)
+        paths[-1].write_text(json.dumps({"Version": "2012-10-17", "Statement": [
+            allow, {"Effect": "Deny", **deny}]}))
+    assert main(["verify", *map(str, paths), "--format", "json", "--deadline", "60"]) == 1
+    requests = [v.get("request") for v in json.loads(capsys.readouterr().out)["verdicts"]]
+    assert {"action": action, "resource": "arn:aws:s3:::b"} in requests
