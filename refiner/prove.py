@@ -15,7 +15,8 @@ rewriter evaluates, with membership in `w` and `w*` written as `=` and `str.pref
 containment of `w*` in prefix patterns `v*` is the ground fact that `w` is in one of them
 (exact: `w` itself is in `w*`); the others go to the solver. A statement's obligations are
 first proven all together; only if that fails is each one checked alone, to name the
-violation and its witness.
+violation and its witness. In a process that proves many documents, a ground claim (strings
+only) Z3 rewrote to true is not sent again (remember_true_claims).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ _PLAIN = re.compile(r'[ !#-\[\]-~]*')  # printable ASCII but the quote and the b
 COVER_CHUNK = 200  # cover patterns of one action in one rewrite, at most
 QUERY_CHUNK = 16  # solver queries proven together (measured best on ReadOnlyAccess)
 STRUCTURE_KEYS_CHANGED = "structure"
+TRUE_CLAIMS_LIMIT = 200_000  # ground claims remembered true in one process
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,34 @@ def load_solver():
     return z3
 
 
+# Ground claims Z3 rewrote to true in this process (_claim_text), once remember_true_claims()
+# is called (a process that proves many documents: recommend's workers); None: not kept.
+_TRUE_CLAIMS: set[str] | None = None
+
+
+def remember_true_claims() -> None:
+    """From now on, a ground claim Z3 rewrites to true is not sent to it again by any Checker
+    of this process. `queries` then counts what was sent, which depends on what the process
+    proved before."""
+    global _TRUE_CLAIMS
+    if _TRUE_CLAIMS is None:
+        _TRUE_CLAIMS = set()
+
+
+def _claim_text(claim: tuple[list[str], str | None, list[str]]) -> str:
+    """A ground claim as one string, the same for the same claim only: its parts are action
+    names and patterns (printable ASCII, never a NUL or a newline), between separators."""
+    actions, within, cover = claim
+    return "\n".join(actions) + "\0" + (within or "") + "\0" + "\n".join(cover)
+
+
+@functools.lru_cache(maxsize=1)
+def _action_variable():
+    """The string variable of every query (one per process: making one costs as much as a
+    small proof, and the solvers share Z3's one context)."""
+    return z3.String("action")
+
+
 def _prefix_compatible(a: str, b: str) -> bool:
     return a.startswith(b) or b.startswith(a)
 
@@ -115,9 +145,8 @@ class Checker:
         self.timeout_ms = timeout_ms
         self.queries = 0
         load_solver()
-        self._solver = z3.Solver()
-        self._solver.set("timeout", timeout_ms)
-        self._action = z3.String("action")
+        self._solver_made: z3.Solver | None = None  # made for the first solver query
+        self._action = _action_variable()
         self._regex_cache: dict[str, str] = {}
         # With record=True every discharged obligation is kept as a formula that must be
         # unsatisfiable, so it can be exported as SMT-LIB and re-checked by another solver.
@@ -125,6 +154,15 @@ class Checker:
         self.obligations: list[tuple[str, str]] = []  # (label, SMT-LIB assertions)
         self._statement = 0
         self._proven: dict[tuple, list[tuple]] = {}
+
+    @property
+    def _solver(self):
+        """One solver per Checker, made when a query first needs it: most statements are
+        proven by ground rewrites alone, and a solver costs as much as a small proof."""
+        if self._solver_made is None:
+            self._solver_made = z3.Solver()
+            self._solver_made.set("timeout", self.timeout_ms)
+        return self._solver_made
 
     # --- statements -------------------------------------------------------------------------
 
@@ -192,7 +230,8 @@ class Checker:
                                     text, originals, "admits-new")
             for text in new if parse(text).has_wildcard
         ]
-        obligations += [self._unused_obligation(text) for text in after]
+        obligations += [found for text in after
+                        if (found := self._unused_obligation(text)) is not None]
         for text in before:
             if text.lower() not in refined.lower:
                 candidates = self._used_with_prefix(literal_prefix(parse(text)))
@@ -255,13 +294,17 @@ class Checker:
         return _Obligation(kind, message, text, [], quick,
                            lambda: self._outside(text, union), rule=rule)
 
-    def _unused_obligation(self, text: str) -> _Obligation:
-        """text matches no unused action and nothing of a wholly unused service."""
+    def _unused_obligation(self, text: str) -> _Obligation | None:
+        """text matches no unused action and nothing of a wholly unused service; None when
+        no unused name starts with its literal prefix and no unused service agrees with it
+        (it has no claim and no query left: proven by the literal prefix alone)."""
         prefix = literal_prefix(parse(text))
         names = self._with_prefix(self.unused, prefix)
         services = [s for s in self.unused_services if _prefix_compatible(prefix, s + ":")]
+        if not names and not services:
+            return None
         return _Obligation("unsound", f"{text} admits an unused action", text,
-                           self._claims(names, text, _Index([])),
+                           self._claims(names, text, _NO_PATTERNS),
                            [([text, f"{service}:*"], []) for service in services],
                            lambda: self._meets_unused(text, names, services),
                            rule="admits-unused")
@@ -284,7 +327,7 @@ class Checker:
     def _meets_unused(self, text: str, names: list[str], services: list[str]):
         """Does text match one of the unused names or reach one of the unused services (those
         its literal prefix allows)?"""
-        found = self._uncovered(names, text, _Index([])) if names else None
+        found = self._uncovered(names, text, _NO_PATTERNS) if names else None
         for service in services:
             if found is not None:
                 break
@@ -326,7 +369,12 @@ class Checker:
         """True when Z3 rewrites every claim (actions, within, cover) — each action inside
         `within` (when given) is in some cover pattern — to true. Claims go to Z3 as SMT-LIB
         text in chunks: one parse and rewrite per chunk is far cheaper than one per claim, and
-        bounded chunks keep Z3's recursion shallow."""
+        bounded chunks keep Z3's recursion shallow. A claim is a ground fact about strings
+        alone, so one Z3 rewrote to true before in this process is not sent again, once
+        remember_true_claims() was called (unless every obligation is being recorded)."""
+        remembered = _TRUE_CLAIMS if not self.record else None
+        if remembered is not None:
+            claims = [claim for claim in claims if _claim_text(claim) not in remembered]
         chunk, size = [], 0
         for claim in claims:
             actions, within, cover = claim
@@ -338,14 +386,27 @@ class Checker:
                     parts = [cover[at:at + COVER_CHUNK] for at in range(0, len(cover), COVER_CHUNK)]
                     if not any(self._ground_chunk([([action], within, part)]) for part in parts):
                         return False
+                self._rewritten_true([claim])
                 continue
             chunk.append(claim)
             size += len(claim[0]) + len(claim[2]) + 1
             if size >= FACT_CHUNK:
                 if not self._ground_chunk(chunk):
                     return False
+                self._rewritten_true(chunk)
                 chunk, size = [], 0
-        return self._ground_chunk(chunk)
+        if not self._ground_chunk(chunk):
+            return False
+        self._rewritten_true(chunk)
+        return True
+
+    def _rewritten_true(self, claims) -> None:
+        remembered = _TRUE_CLAIMS if not self.record else None
+        if remembered is None:
+            return
+        if len(remembered) + len(claims) > TRUE_CLAIMS_LIMIT:
+            remembered.clear()
+        remembered.update(_claim_text(claim) for claim in claims)
 
     def _ground_chunk(self, claims) -> bool:
         patterns = sorted({t for _, within, cover in claims for t in cover + [within]
@@ -572,6 +633,9 @@ class _Index:
             for cut in self._lengths if cut <= len(string)
             for text in self.by_prefix.get(string[:cut], ())
         ]
+
+
+_NO_PATTERNS = _Index([])  # a cover that matches nothing (never changed)
 
 
 def _entries(value) -> list[str]:

@@ -21,14 +21,18 @@ from .jsontext import parse_json_text
 from .patterns import parse
 from .pipeline import refine_and_prove
 from .policy import allowed_among, load_policy, pattern_count, patterns_of
-from .prove import Checker, literal_prefix
+from .prove import Checker, literal_prefix, remember_true_claims
 from .refinement import SIZE_LIMITS, policy_size
 from .render import review_diff
 from .sharing import unused_from_json
 from .split import split_policy
 
-WINDOW_PER_WORKER = 4  # tasks in flight per worker: enough to keep it busy, few to redo
+WINDOW_PER_WORKER = 4  # batches in flight per worker: enough to keep it busy, few to redo
+POOL_BATCH = 8  # tasks per pool submission at most: each costs the parent a future, a wakeup
+POOL_BATCHES_PER_WORKER = 32  # and a pickle, but fewer tasks than this many batches per
+# worker would leave one worker idle at the end while the other finishes its last batch
 DASK_BATCH = 32  # tasks per Dask task: the scheduler's overhead is a few ms per task
+WORKER_NICENESS = 5  # below the parent
 PARENT_POLL_SECONDS = 0.5  # how soon a worker notices that its parent is gone
 
 # --- the catalog, once per process -------------------------------------------------------------
@@ -175,6 +179,7 @@ def execute(tasks: Iterable[dict], count: int, workers: int | None, scheduler: s
         yield from _on_dask(tasks, scheduler, catalog)
         return
     workers = min(workers or multiprocessing.cpu_count(), count)
+    batch = max(1, min(POOL_BATCH, count // (workers * POOL_BATCHES_PER_WORKER)))
     # Forked workers share the catalog the parent loaded; elsewhere each loads it once.
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     pending = iter(tasks)
@@ -185,7 +190,7 @@ def execute(tasks: Iterable[dict], count: int, workers: int | None, scheduler: s
                                                     initializer=_worker_start,
                                                     initargs=(os.getpid(),)) as pool:
             pool.submit(os.getpid)  # fork the workers now, before the tasks' planning grows us
-            yield from _windowed(pool, pending, workers * WINDOW_PER_WORKER, suspects)
+            yield from _windowed(pool, pending, workers * WINDOW_PER_WORKER, batch, suspects)
         if not suspects:
             return
         for task in suspects:
@@ -195,6 +200,9 @@ def execute(tasks: Iterable[dict], count: int, workers: int | None, scheduler: s
 def _worker_start(parent: int) -> None:
     """A worker ends with its parent, even one killed with SIGKILL (it cannot tell us)."""
     faulthandler.disable()  # a crash is reported by the parent in one line, not as a dump
+    # The parent feeds the workers and writes what they return: when the workers take every
+    # core from it, they wait for it (two workers on two cores were slower than one).
+    os.nice(WORKER_NICENESS)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -204,37 +212,38 @@ def _worker_start(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="refiner-parent-watch").start()
 
 
-def _windowed(pool, pending: Iterator[dict], window: int,
+def _windowed(pool, pending: Iterator[dict], window: int, batch: int,
               suspects: list[dict]) -> Iterator[dict]:
-    """Run tasks from pending with at most `window` in flight, yielding results. When the
-    pool breaks, the tasks in flight go to suspects; the rest stay in pending."""
-    in_flight: dict[concurrent.futures.Future, dict] = {}
+    """Run tasks from pending, `batch` to a submission (run_batch), with at most `window`
+    submissions in flight, yielding results. When the pool breaks, the tasks in flight go to
+    suspects; the rest stay in pending."""
+    in_flight: dict[concurrent.futures.Future, list[dict]] = {}
     broken = concurrent.futures.process.BrokenProcessPool
     exhausted = False
     while True:
         while len(in_flight) < window and not exhausted:
-            task = next(pending, None)
-            if task is None:
+            tasks = list(itertools.islice(pending, batch))
+            if not tasks:
                 exhausted = True
                 break
             try:
-                in_flight[pool.submit(run_task, task)] = task
+                in_flight[pool.submit(run_batch, tasks)] = tasks
             except broken:
-                suspects.append(task)
-                suspects.extend(in_flight.values())
+                suspects.extend(tasks)
+                suspects.extend(task for sent in in_flight.values() for task in sent)
                 return
         if not in_flight:
             return
         done, _ = concurrent.futures.wait(in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
         for future in done:
-            task = in_flight.pop(future)
+            tasks = in_flight.pop(future)
             try:
-                result = future.result()
+                results = future.result()
             except broken:
-                suspects.append(task)
-                suspects.extend(in_flight.values())
+                suspects.extend(tasks)
+                suspects.extend(task for sent in in_flight.values() for task in sent)
                 return
-            yield result
+            yield from results
 
 
 def _isolated(task: dict) -> dict:
@@ -245,8 +254,10 @@ def _isolated(task: dict) -> dict:
 
 
 def run_batch(tasks: list[dict], shipped: str | None = None) -> list[dict]:
-    """run_task for each task of a batch (one Dask task: the scheduler's cost per task is paid
-    once for many small ones)."""
+    """run_task for each task of a batch (one pool submission or Dask task: the cost of each
+    is paid once for many small tasks), in a worker that proves many documents: what the
+    kernel rewrote to true for one is not sent to Z3 again for the next."""
+    remember_true_claims()
     return [run_task(task, shipped) for task in tasks]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .patterns import Glob, word_prefixes
 
@@ -34,13 +34,14 @@ class Trie:
     unsafe: set[str]
     used: dict[str, str]
     used_sorted: list[str]
+    parents: dict[str, str | None] = field(init=False)  # each node's parent (see parent)
+
+    def __post_init__(self):
+        self.parents = _parents(self.nodes)
 
     def parent(self, node: str) -> str | None:
         """The longest proper prefix of node that is a node."""
-        for cut in range(len(node) - 1, -1, -1):
-            if node[:cut] in self.spelling:
-                return node[:cut]
-        return None
+        return self.parents[node]
 
     def used_below(self, node: str) -> list[str]:
         """The used actions (lower case) that start with node."""
@@ -52,8 +53,8 @@ class Trie:
 
     def frontier(self) -> list[str]:
         """The safe nodes whose parent is unsafe: the shortest safe prefixes."""
-        return [node for node in self.nodes
-                if node not in self.unsafe and self.parent(node) in self.unsafe]
+        unsafe, parents = self.unsafe, self.parents
+        return [node for node in self.nodes if node not in unsafe and parents[node] in unsafe]
 
     def emitted_for(self, node: str) -> str:
         """What a frontier node is written as: the action when it holds one, else `Prefix*`."""
@@ -62,13 +63,27 @@ class Trie:
         return self.used[self.used_sorted[first]] if single else self.spelling[node] + "*"
 
 
+def _parents(nodes: list[str]) -> dict[str, str | None]:
+    """Each node's longest proper prefix among the nodes (sorted): in sorted order, the nodes
+    that start a node are the ones still on the stack of the nodes before it that start it
+    (a string between a prefix and what it starts starts with that prefix too)."""
+    parents: dict[str, str | None] = {}
+    stack: list[str] = []
+    for node in nodes:
+        while stack and not node.startswith(stack[-1]):
+            stack.pop()
+        parents[node] = stack[-1] if stack else None
+        stack.append(node)
+    return parents
+
+
 def build_trie(original: Glob, used: list[str], unused: list[str], unused_services: set[str],
                prefixes: Prefixes = word_prefixes) -> Trie:
     """The trie of used + unused names (see shortest_safe_prefixes for what safe means)."""
     spelling: dict[str, str] = {}
     for name in used + unused:
-        for prefix in prefixes(name):
-            spelling.setdefault(prefix.lower(), prefix)
+        for lower, prefix in _cut(prefixes, name):
+            spelling.setdefault(lower, prefix)
     nodes = sorted(spelling)  # a prefix sorts before everything that extends it
 
     unsafe: set[str] = set()
@@ -84,6 +99,22 @@ def build_trie(original: Glob, used: list[str], unused: list[str], unused_servic
             unsafe.add(node)
     used_lower = {name.lower(): name for name in used}
     return Trie(spelling, nodes, unsafe, used_lower, sorted(used_lower))
+
+
+_CUTS: dict[tuple[Prefixes, str], tuple[tuple[str, str], ...]] = {}
+CUTS_LIMIT = 100_000  # names whose cuts are kept (a catalog has about 20,000)
+
+
+def _cut(prefixes: Prefixes, name: str) -> tuple[tuple[str, str], ...]:
+    """(lower case, as spelled) for each candidate prefix of a name, computed once per
+    process: the same catalog names come back in every trie of a run."""
+    key = (prefixes, name)
+    found = _CUTS.get(key)
+    if found is None:
+        if len(_CUTS) >= CUTS_LIMIT:
+            _CUTS.clear()
+        found = _CUTS[key] = tuple((prefix.lower(), prefix) for prefix in prefixes(name))
+    return found
 
 
 def shortest_safe_prefixes(

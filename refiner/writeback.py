@@ -8,6 +8,7 @@ stay byte for byte. The edited text is then read again and that is what gets pro
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import urllib.parse
@@ -27,8 +28,11 @@ class Node:
     members: dict[str, Node] | list[Node] | None = None
 
 
+@functools.lru_cache(maxsize=256)
 def locate(text: str, at: int = 0) -> Node:
-    """The spans of the JSON value starting at `at` (the text is valid JSON: json has read it)."""
+    """The spans of the JSON value starting at `at` (the text is valid JSON: json has read it).
+    Kept for the last texts (callers only read it): one refinement looks at its input's spans
+    several times, and a run refines the same documents for many principals."""
     node, _ = _value(text, _SPACE.match(text, at).end())
     return node
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from oracle import is_unused, statement_allows
 from strategies import cases, patterns
 
+from refiner import prove
 from refiner.finding import parse_finding
 from refiner.policy import load_policy
 from refiner.prove import Checker, Violation
@@ -117,6 +118,7 @@ def test_not_action_must_exclude_unused_and_keep_used(catalog):
 def test_a_solver_without_an_answer_rejects(catalog, monkeypatch):
     import z3
 
+    monkeypatch.setattr(prove, "_TRUE_CLAIMS", None)  # no claim remembered true: Z3 decides all
     checker = Checker(catalog.all_actions(), [], [])
     monkeypatch.setattr(z3, "simplify", lambda expression, *a, **k: expression)
     monkeypatch.setattr(z3.Solver, "check", lambda self, *a: z3.unknown)
@@ -195,6 +197,57 @@ def test_checker_rejects_exactly_the_mutations_the_oracle_faults(case, data):
                 assert not statement_allows(mutated, w)
         if oracle_violation(original, mutated, strings, used, dead, unused.services):
             assert violations  # every fault the oracle sees is rejected
+
+
+@given(cases(), st.data())
+def test_claims_remembered_true_change_no_verdict(case, data):
+    """The ground claims Z3 rewrote to true are not sent again in the same process: a Checker
+    that finds them remembered gives the verdicts of one that starts with nothing proven, and
+    of one that records every obligation (which never skips one)."""
+    catalog, document, finding = case
+    unused = parse_finding(finding, catalog)
+    refinement = Refiner(unused, catalog).refine_policy(load_policy(copy.deepcopy(document)))
+    pairs = [(original, mutate(data, catalog, refined) if refined is not None
+              and original.get("Effect") == "Allow" else refined)
+             for original, refined in refinement.pairs]
+
+    def verdicts(record=False):
+        checker = Checker(catalog, unused.actions, unused.services, record=record)
+        return [checker.check_statement(index, original, refined)
+                for index, (original, refined) in enumerate(pairs)]
+
+    saved = prove._TRUE_CLAIMS
+    try:
+        prove._TRUE_CLAIMS = set()
+        fresh = verdicts()
+        remembered = verdicts()
+        recorded = verdicts(record=True)
+    finally:
+        prove._TRUE_CLAIMS = saved
+    assert remembered == fresh == recorded
+
+
+def test_a_claim_remembered_true_is_not_sent_again(catalog, monkeypatch):
+    """The worked example's obligations are all ground: proven once, a second Checker of the
+    same statements proves them without a rewrite."""
+    monkeypatch.setattr(prove, "_TRUE_CLAIMS", set())
+    unused = parse_finding(json.loads((EXAMPLES / "unused.json").read_text()), catalog)
+    policy = load_policy(json.loads((EXAMPLES / "policy.json").read_text()))
+    pairs = Refiner(unused, catalog).refine_policy(policy).pairs
+    checkers = [Checker(catalog, unused.actions, unused.services) for _ in range(2)]
+    for checker in checkers:
+        assert all(checker.check_statement(index, original, refined) == []
+                   for index, (original, refined) in enumerate(pairs))
+    assert checkers[0].queries > 0 and checkers[1].queries == 0
+
+
+def test_a_claim_rewritten_false_is_not_remembered(catalog, monkeypatch):
+    monkeypatch.setattr(prove, "_TRUE_CLAIMS", set())
+    original = {"Effect": "Allow", "Action": ["s3:Get*"], "Resource": "*"}
+    refined = {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "*"}
+    for _ in range(2):  # the second Checker finds the same violation, not a remembered pass
+        (violation,) = Checker(catalog, [], []).check_statement(0, original, refined)
+        assert violation.kind == "incomplete"
 
 
 def test_witness_of_a_widened_pattern_is_outside_every_original(catalog):

@@ -62,3 +62,19 @@ def test_output_is_sorted_unique_safe_and_complete(actions, data):
         assert not any(matches(pattern, u) for u in unused)
     for action in used:
         assert any(matches(p, action) for p in out)
+
+
+@given(st.lists(st.from_regex(r"[a-z]{1,3}:[A-Za-z]{1,8}", fullmatch=True), min_size=1,
+                max_size=8, unique=True), st.data())
+def test_remembered_cuts_and_parents_equal_computed_ones(names, data):
+    """The cuts of a name kept for the process are its prefixes as computed, and each node's
+    parent found in one pass is its longest proper prefix among the nodes."""
+    from refiner import trie
+
+    for name in names + names:  # the second time from what was kept
+        assert trie._cut(word_prefixes, name) == tuple((p.lower(), p) for p in word_prefixes(name))
+    used = data.draw(st.lists(st.sampled_from(names), unique=True))
+    built = trie.build_trie(glob("*"), used, [n for n in names if n not in used], set())
+    for node in built.nodes:
+        shorter = [node[:cut] for cut in range(len(node)) if node[:cut] in built.spelling]
+        assert built.parent(node) == (shorter[-1] if shorter else None)

@@ -10,6 +10,7 @@ import pytest
 import z3
 from conftest import EXAMPLES
 
+from refiner import prove
 from refiner.cli import main
 from refiner.smt import cvc5_result
 
@@ -128,6 +129,7 @@ def test_accepts_refiners_aws_format_as_refined(tmp_path, capsys):
 
 def test_undecided_obligation_fails_closed(tmp_path, capsys, refined_document, monkeypatch):
     """Neither the rewriter nor the solver settles anything: the gate must not accept."""
+    monkeypatch.setattr(prove, "_TRUE_CLAIMS", None)  # no claim remembered true: Z3 decides all
     monkeypatch.setattr(z3, "simplify", lambda expression, *a, **k: expression)
     monkeypatch.setattr(z3.Solver, "check", lambda self, *a: z3.unknown)
     code, verdicts = run_verify(tmp_path, capsys, refined_document)

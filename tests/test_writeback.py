@@ -99,3 +99,12 @@ def _same_outside_action_values(before: str, after: str, pairs) -> None:
             assert after[new_value.start:new_items[0].start] == \
                 before[old_value.start:old_items[0].start]
             assert after[new_items[-1].end:new_value.end] == before[old_items[-1].end:old_value.end]
+
+
+def test_kept_spans_equal_computed_ones():
+    from refiner.writeback import locate
+
+    text = '{"Statement": [{"Action": ["s3:GetObject", "s3:Put*"], "Effect": "Allow"}]}'
+    fresh = locate.__wrapped__(text)
+    assert locate(text) == fresh and locate(text) == fresh  # computed, then kept
+    assert locate(text + " ") == locate.__wrapped__(text + " ")
