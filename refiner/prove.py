@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
+import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -106,10 +107,10 @@ def remember_true_claims() -> None:
 
 
 def _claim_text(claim: tuple[list[str], str | None, list[str]]) -> str:
-    """A ground claim as one string, the same for the same claim only: its parts are action
-    names and patterns (printable ASCII, never a NUL or a newline), between separators."""
+    """A ground claim as one string, the same for the same claim only (JSON keeps every part
+    apart whatever characters it holds, and None apart from "")."""
     actions, within, cover = claim
-    return "\n".join(actions) + "\0" + (within or "") + "\0" + "\n".join(cover)
+    return json.dumps([actions, within, cover], separators=(",", ":"))
 
 
 @functools.lru_cache(maxsize=1)

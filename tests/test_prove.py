@@ -281,3 +281,12 @@ def test_containment_of_prefix_patterns(catalog, refined_entry, containers, acce
     for violation in unsound:
         assert statement_allows(refined, violation.witness)
         assert not statement_allows(original, violation.witness)
+
+
+def test_a_remembered_claims_key_names_that_claim_only():
+    """Two claims that differ (a pattern holding the separator of another key's list, no
+    `within` against an empty one) never share the key the memory of true claims uses."""
+    claims = [(["a:x"], None, ["a:y", "a:x"]), (["a:x"], None, ["a:y\na:x"]),
+              (["a:x"], "", []), (["a:x"], None, []), (["a:x", "a:y"], None, []),
+              (["a:x\na:y"], None, []), (["a:x"], "a:*", ["a:x"]), (["a:x"], "a:*\0", ["a:x"])]
+    assert len({prove._claim_text(claim) for claim in claims}) == len(claims)
