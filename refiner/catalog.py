@@ -30,19 +30,41 @@ class Catalog:
     services: dict[str, list[str]]
     version: str
     updated: str | None = None  # the day the catalog's data was taken (YYYY-MM-DD), if known
-    _canonical: dict[str, str] = field(init=False, repr=False)
-    _sorted_lower: list[str] = field(init=False, repr=False)
+    # What services derives, made when first asked for (start-up: a process that reads a
+    # finding needs only its services' names): every service's (lower-case name -> canonical
+    # name, sorted lower-case names), and each service's own.
+    _every: tuple[dict[str, str], list[str]] | None = field(init=False, repr=False, compare=False)
+    _each: dict[str, tuple[dict[str, str], list[str]]] = field(init=False, repr=False,
+                                                               compare=False)
     _matches: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        self._canonical = {}
-        for service, names in self.services.items():  # a list per service: start-up
-            head = service + ":"
-            full_names = [head + name for name in names]
-            self._canonical.update(zip([full.lower() for full in full_names], full_names,
-                                       strict=True))
-        self._sorted_lower = sorted(self._canonical)
+        self._every = None
+        self._each = {}
         self._matches = {}
+
+    def _index(self, services) -> tuple[dict[str, str], list[str]]:
+        canonical: dict[str, str] = {}
+        for service in services:  # a list per service: start-up
+            head = service + ":"
+            full_names = [head + name for name in self.services.get(service, [])]
+            canonical.update(zip([full.lower() for full in full_names], full_names, strict=True))
+        return canonical, sorted(canonical)
+
+    def _of_every_service(self) -> tuple[dict[str, str], list[str]]:
+        if self._every is None:
+            self._every = self._index(self.services)
+        return self._every
+
+    def _of_service(self, full_name: str) -> tuple[dict[str, str], list[str]]:
+        """The index a lower-case full name or prefix with a colon is in: its service's."""
+        service = full_name.split(":", 1)[0]
+        if self._every is not None:
+            return self._every
+        if service not in self._each:
+            self._each[service] = self._index([key for key in self.services
+                                               if key.lower() == service])
+        return self._each[service]
 
     def matching(self, text: str) -> tuple[str, ...]:
         """The actions an action pattern matches (by the refiner's glob matcher), computed
@@ -61,24 +83,35 @@ class Catalog:
 
     def sorted_lower(self) -> list[str]:
         """Every full name, lower-cased and sorted (kept once per catalog)."""
-        return self._sorted_lower
+        return self._of_every_service()[1]
 
     def all_actions(self) -> list[str]:
-        return list(self._canonical.values())
+        return list(self._of_every_service()[0].values())
 
     def canonical(self, full_name: str) -> str | None:
         """The catalog's spelling of an action, or None when the catalog lacks it."""
-        return self._canonical.get(full_name.lower())
+        lower = full_name.lower()
+        if ":" not in lower:
+            return None
+        return self._of_service(lower)[0].get(lower)
 
     def with_prefix(self, prefix: str) -> list[str]:
         """Canonical full names whose lower-cased form starts with prefix (lower case)."""
-        return [self._canonical[key] for key in keys_starting_with(self._sorted_lower, prefix)]
+        canonical, keys = self._of_service(prefix) if ":" in prefix \
+            else self._of_every_service()
+        return [canonical[key] for key in keys_starting_with(keys, prefix)]
+
+    def lower_with_prefix(self, prefix: str) -> list[str]:
+        """Lower-case full names that start with prefix, sorted: the run sorted_lower() has,
+        from the prefix's service's index alone when the prefix names its service."""
+        keys = self._of_service(prefix)[1] if ":" in prefix else self._of_every_service()[1]
+        return keys_starting_with(keys, prefix)
 
     def __len__(self) -> int:
-        return len(self._canonical)
+        return len(self._of_every_service()[0])
 
     def __getstate__(self) -> dict:
-        """Pickled (to a proof child) without what __post_init__ derives: half the data."""
+        """Pickled (to a proof child) without what it derives: half the data."""
         return {"services": self.services, "version": self.version, "updated": self.updated}
 
     def __setstate__(self, state: dict) -> None:

@@ -139,10 +139,14 @@ class Checker:
         self.unused = sorted({a.lower() for a in unused_actions})
         self._unused_set = set(self.unused)
         self._dead_services = set(self.unused_services)
-        if hasattr(catalog_actions, "canonical"):  # a Catalog: reuse its sorted list
-            self._catalog = catalog_actions.sorted_lower()
+        # The catalog's lower-case names that start with a prefix. A Catalog answers from the
+        # index of the prefix's service alone (made when first asked: start-up), the same run
+        # of names its whole sorted list gives.
+        if hasattr(catalog_actions, "lower_with_prefix"):
+            self._catalog_with_prefix = catalog_actions.lower_with_prefix
         else:
-            self._catalog = sorted({action.lower() for action in catalog_actions})
+            words = sorted({action.lower() for action in catalog_actions})
+            self._catalog_with_prefix = functools.partial(self._with_prefix, words)
         self.timeout_ms = timeout_ms
         self.queries = 0
         load_solver()
@@ -525,7 +529,7 @@ class Checker:
 
     def _used_with_prefix(self, prefix: str) -> list[str]:
         """Used catalog actions (lower case) that start with prefix."""
-        return [action for action in self._with_prefix(self._catalog, prefix)
+        return [action for action in self._catalog_with_prefix(prefix)
                 if action not in self._unused_set
                 and action.split(":", 1)[0] not in self._dead_services]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 # The commands that prove: their proof child loads Z3 and the proof's modules on the other core
@@ -16,10 +17,11 @@ def prepare_proof() -> None:
     prove.load_solver().main_ctx()  # making Z3's context is a good part of a small proof's time
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def run(argv: list[str]) -> int:
+    """The command line (argv without the program name), with refine's and verify's proof
+    child started first."""
     prover = None
-    if argv[:1] and argv[0] in PROVING_COMMANDS and not {"-h", "--help"} & set(argv):
+    if _proves(argv):
         from .isolate import start_prover
 
         prover = start_prover(prepare_proof)
@@ -28,5 +30,25 @@ def main(argv: list[str] | None = None) -> int:
     return run_command_line(argv, prover=prover)
 
 
+def main() -> None:
+    """The `refiner` command. refine and verify end without tearing their modules down (Z3's
+    objects, the catalog: a good part of a small run's time); everything they write is
+    written and closed by then, and what is left in standard output and error is flushed."""
+    argv = sys.argv[1:]
+    code = run(argv)
+    if not _proves(argv):
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader that went away: as a normal exit would
+            code = code or 120
+    os._exit(code)
+
+
+def _proves(argv: list[str]) -> bool:
+    return bool(argv[:1]) and argv[0] in PROVING_COMMANDS and not {"-h", "--help"} & set(argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -81,7 +81,7 @@ def recording():  # in the proof child: what the parent had loaded when it forke
         json.dump(sorted(m for m in sys.modules if m.startswith("refiner")), out)
     prepare()
 start.prepare_proof = recording
-print(json.dumps({"code": start.main(sys.argv[2:]), "z3": "z3" in sys.modules}))
+print(json.dumps({"code": start.run(sys.argv[2:]), "z3": "z3" in sys.modules}))
 """
 
 
@@ -105,6 +105,16 @@ def test_the_refiner_command_forks_its_proof_child_before_the_command_line_loads
                              finding, "--format", "diff"], env=env, capture_output=True,
                             text=True, timeout=120, check=True).stdout
     assert with_early == direct and "GetObject*" in with_early
+    # it ends without tearing its modules down: the exit code and every line still arrive
+    rejected = subprocess.run([sys.executable, "-m", "refiner", "verify", policy, policy,
+                               "--unused", finding], env=env, capture_output=True, text=True,
+                              timeout=120, check=False)
+    assert rejected.returncode == 1
+    assert rejected.stdout.splitlines()[-1].startswith("refiner verify: rejected")
+    missing = subprocess.run([sys.executable, "-m", "refiner", "refine", str(tmp_path / "none"),
+                              "--unused", finding], env=env, capture_output=True, text=True,
+                             timeout=120, check=False)
+    assert missing.returncode == 2 and missing.stderr.startswith("refiner: cannot read policy")
 
 
 # --- the early proof child (refiner.isolate.Prover) ------------------------------------------
