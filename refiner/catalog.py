@@ -66,6 +66,11 @@ class Catalog:
                                                if key.lower() == service])
         return self._each[service]
 
+    def _of_prefix(self, prefix: str) -> tuple[dict[str, str], list[str]]:
+        """The index that holds every name starting with prefix (lower case): its service's
+        when the prefix names one."""
+        return self._of_service(prefix) if ":" in prefix else self._of_every_service()
+
     def matching(self, text: str) -> tuple[str, ...]:
         """The actions an action pattern matches (by the refiner's glob matcher), computed
         once per pattern for as long as this catalog lives: one process refines thousands of
@@ -97,15 +102,13 @@ class Catalog:
 
     def with_prefix(self, prefix: str) -> list[str]:
         """Canonical full names whose lower-cased form starts with prefix (lower case)."""
-        canonical, keys = self._of_service(prefix) if ":" in prefix \
-            else self._of_every_service()
+        canonical, keys = self._of_prefix(prefix)
         return [canonical[key] for key in keys_starting_with(keys, prefix)]
 
     def lower_with_prefix(self, prefix: str) -> list[str]:
         """Lower-case full names that start with prefix, sorted: the run sorted_lower() has,
         from the prefix's service's index alone when the prefix names its service."""
-        keys = self._of_service(prefix)[1] if ":" in prefix else self._of_every_service()[1]
-        return keys_starting_with(keys, prefix)
+        return keys_starting_with(self._of_prefix(prefix)[1], prefix)
 
     def __len__(self) -> int:
         return len(self._of_every_service()[0])

@@ -377,7 +377,7 @@ class Checker:
         bounded chunks keep Z3's recursion shallow. A claim is a ground fact about strings
         alone, so one Z3 rewrote to true before in this process is not sent again, once
         remember_true_claims() was called (unless every obligation is being recorded)."""
-        remembered = _TRUE_CLAIMS if not self.record else None
+        remembered = self._remembered()
         if remembered is not None:
             claims = [claim for claim in claims if _claim_text(claim) not in remembered]
         chunk, size = [], 0
@@ -405,8 +405,13 @@ class Checker:
         self._rewritten_true(chunk)
         return True
 
+    def _remembered(self) -> set[str] | None:
+        """The process's true claims, when kept and this Checker does not record every
+        obligation (a recorded run exports them all)."""
+        return None if self.record else _TRUE_CLAIMS
+
     def _rewritten_true(self, claims) -> None:
-        remembered = _TRUE_CLAIMS if not self.record else None
+        remembered = self._remembered()
         if remembered is None:
             return
         if len(remembered) + len(claims) > TRUE_CLAIMS_LIMIT:
