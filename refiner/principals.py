@@ -9,6 +9,7 @@ import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .errors import InputError
 from .jsontext import dumps, stream_members
@@ -25,7 +26,19 @@ EXPORT_LISTS = frozenset(("RoleDetailList", "UserDetailList", "Policies", "Group
 _ARN = re.compile(r"arn:(aws[a-z-]*):iam::([^:]*):(role|user|group|policy)/(.*)")
 
 
-@dataclass
+class Reached(NamedTuple):
+    """A principal a document reaches, and how: attached, inline, group:<group ARN>, boundary
+    (a tuple: an account's documents reach hundreds of thousands of principals)."""
+
+    arn: str
+    id: str | None
+    via: str
+
+    def as_json(self) -> dict:
+        return {"arn": self.arn, "id": self.id, "via": self.via}
+
+
+@dataclass(slots=True)
 class Document:
     """One policy document, identified by its owner and kind, never by name alone."""
 
@@ -39,7 +52,7 @@ class Document:
     aws_managed: bool = False
     attachment_count: int | None = None  # managed: as the export says
     boundary_count: int | None = None
-    reach: list[dict] = field(default_factory=list)  # {"arn", "id", "via"}
+    reach: list[Reached] = field(default_factory=list)
     id: str | None = None  # managed: its PolicyId (one re-created under its ARN has another)
     owner_id: str | None = None  # inline: its owner's RoleId, UserId or GroupId
     created: str | None = None  # managed: its CreateDate (where an export lacks PolicyId)
@@ -48,6 +61,10 @@ class Document:
     # account's reach and counts (an organization's accounts are never consolidated together).
     account: str | None = None
     unseen: str | None = None  # why the export cannot show its whole reach
+    # managed, with a grace rule: each version's (VersionId, CreateDate, IsDefaultVersion,
+    # Document) as the export holds them (keep.policy_versions)
+    versions: tuple | None = None
+    _key: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def ref(self) -> dict:
@@ -63,16 +80,22 @@ class Document:
             return {"kind": MANAGED, "arn": self.arn}
         return {"kind": self.kind, "owner": self.owner, "name": self.name}
 
-    @functools.cached_property
+    @property
     def key(self) -> str:
         """A stable identity for files and maps: the ref's kind and names, hashed."""
-        identity = {**self._identity, **({"account": self.account} if self.account else {})}
-        return hashlib.sha256(dumps(identity).encode()).hexdigest()[:24]
+        if self._key is None:
+            identity = {**self._identity, **({"account": self.account} if self.account else {})}
+            self._key = hashlib.sha256(dumps(identity).encode()).hexdigest()[:24]
+        return self._key
 
-    @functools.cached_property
+    @property
     def digest(self) -> str:
         """What the document says, hashed: work on it is keyed by this, not by its name."""
-        return hashlib.sha256(self.text.encode("utf-8", "surrogatepass")).hexdigest()
+        return text_digest(self.text)
+
+    def reach_json(self) -> list[dict]:
+        """reach as the recommendation contract writes it."""
+        return [reached.as_json() for reached in self.reach]
 
     @property
     def aws_id(self) -> str:
@@ -83,7 +106,7 @@ class Document:
     def shared(self) -> bool:
         """Changing it may change more than one principal's access: several principals, a
         group's policy (members come and go) or a permissions boundary."""
-        return len(self.reach) > 1 or any(r["via"] != VIA_ATTACHED and r["via"] != VIA_INLINE
+        return len(self.reach) > 1 or any(r.via != VIA_ATTACHED and r.via != VIA_INLINE
                                           for r in self.reach)
 
     def reach_incomplete(self) -> str | None:
@@ -91,9 +114,9 @@ class Document:
         An export made with --filter lists a policy's attachments it does not hold."""
         if self.unseen:
             return self.unseen
-        bounded = sum(r["via"] == VIA_BOUNDARY for r in self.reach)
-        groups = len({r["via"] for r in self.reach if r["via"].startswith("group:")})
-        direct = sum(r["via"] == VIA_ATTACHED for r in self.reach)
+        bounded = sum(r.via == VIA_BOUNDARY for r in self.reach)
+        groups = len({r.via for r in self.reach if r.via.startswith("group:")})
+        direct = sum(r.via == VIA_ATTACHED for r in self.reach)
         if self.attachment_count is not None and self.attachment_count > direct + groups:
             return (f"the export shows {direct + groups} of its {self.attachment_count} "
                     "attachments")
@@ -102,7 +125,13 @@ class Document:
         return None
 
 
-@dataclass
+@functools.lru_cache(maxsize=4096)
+def text_digest(text: str) -> str:
+    """A document text's SHA-256 (texts are shared by many documents: hashed once each)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(slots=True)
 class Principal:
     kind: str  # role | user
     arn: str
@@ -152,6 +181,7 @@ class AccountGraph:
         self._group_details: dict[str, dict] = {}  # "account:name" -> detail, until resolved
         self._pending: list[tuple[Principal, list, list]] = []
         self._texts: dict[str, str] = {}  # one copy of each distinct document text
+        self._pairs: dict[tuple[str, str], tuple[str, str]] = {}  # one (key, via) of each
         # AWS managed policies as each page read them, by the page's account (None: the page
         # names no account), until resolve makes one document per account that attaches them
         self._aws_pages: list[tuple[str | None, dict[str, Document]]] = []
@@ -272,6 +302,7 @@ class AccountGraph:
         self._pending = []
         self._group_details = {}
         self._aws_pages = []
+        self._pairs = {}
 
     def _place_aws_managed(self) -> None:
         """Each page's AWS managed policies under the page's account. A page that names no
@@ -330,11 +361,12 @@ class AccountGraph:
             return
         group.members.append(principal.arn)
         principal.groups.append(arn)
+        via = sys.intern(f"group:{arn}")  # one string for every member
         for key in group.documents:
             if key.startswith("missing:"):
                 principal.missing.append(f"policy {key[len('missing:'):]} of group {group_name}")
             else:
-                self._reach(self.documents[key], principal, f"group:{arn}")
+                self._reach(self.documents[key], principal, via)
 
     def _attach(self, principal: Principal, entry: object, via: str) -> bool:
         arn = entry.get("PolicyArn") if isinstance(entry, dict) else None
@@ -350,8 +382,10 @@ class AccountGraph:
         entry = (document.key, via)
         if entry in principal.documents:
             return False
+        if via != VIA_INLINE:  # one pair for every holder of a shared document
+            entry = self._pairs.setdefault(entry, entry)
         principal.documents.append(entry)
-        document.reach.append({"arn": principal.arn, "id": principal.id, "via": via})
+        document.reach.append(Reached(principal.arn, principal.id, via))
         return True
 
     def _inline(self, inline: dict, kind: str, owner: str, where: str,
@@ -371,7 +405,7 @@ class AccountGraph:
 
     def reach(self, key: str) -> list[dict]:
         """Every principal the document reaches: attached, inline, through a group, boundary."""
-        return self.documents[key].reach
+        return self.documents[key].reach_json()
 
     def documents_of(self, principal: Principal) -> list[tuple[Document, str]]:
         return [(self.documents[key], via) for key, via in principal.documents]

@@ -137,6 +137,7 @@ class Planner:
     def __init__(self, graph: AccountGraph, catalog: Catalog, job: Job, digest: str):
         self.graph, self.catalog, self.job, self.digest = graph, catalog, job, digest
         self.unused_of: dict[str, UnusedSet] = {}  # principals with an active finding
+        self._sets: dict[UnusedSet, UnusedSet] = {}  # one of each: findings repeat
         self.finding_of: dict[str, dict] = {}  # principal ARN -> the finding's head fields
         self.failed: dict[str, dict] = {}  # principal ARN -> error (its finding failed)
         self.decisions: dict[str, Decision] = {}  # document key -> decision
@@ -277,7 +278,8 @@ class Planner:
             # Kept means used: the finding minus what keep rules keep.
             unused = keep.for_worker(kept.get("keep"), merge_findings(labelled, self.catalog),
                                      self.catalog)
-            self.kept_of[principal.arn] = unused.kept
+            if unused.kept:
+                self.kept_of[principal.arn] = unused.kept
         except InputError as error:  # this finding fails; its principal uses everything
             self.failed[principal.arn] = {"code": "InvalidInput", "message": str(error)}
             return
@@ -287,7 +289,8 @@ class Planner:
                 f"attached to this principal ({', '.join(principal.missing)}): export them "
                 "without --filter"}
             return
-        self.unused_of[principal.arn] = UnusedSet.of(unused)
+        held = UnusedSet.of(unused)
+        self.unused_of[principal.arn] = self._sets.setdefault(held, held)
 
     @property
     def refined_for(self) -> set[str]:
@@ -309,8 +312,8 @@ class Planner:
                 yield task
         elif decision.mode in ("own", "copy"):
             for entry in document.reach:
-                arn = entry["arn"]
-                if arn in refined_for and (decision.mode == "own" or entry["via"] == VIA_ATTACHED):
+                arn = entry.arn
+                if arn in refined_for and (decision.mode == "own" or entry.via == VIA_ATTACHED):
                     principal = self.graph.principals[arn]
                     self.task_of[(arn, key)], task = self._refine_task(
                         document, self.unused_of[arn], principal.attached - 1)
@@ -319,7 +322,7 @@ class Planner:
 
     def _others(self, document: Document) -> int:
         """Managed policies attached besides this one, at most, over its holders (split)."""
-        return max((self.graph.principals[r["arn"]].attached for r in document.reach),
+        return max((self.graph.principals[r.arn].attached for r in document.reach),
                    default=1) - 1
 
     def _refine_task(self, document: Document, unused: UnusedSet,
@@ -370,12 +373,12 @@ class Planner:
             document = outcome["decision"].document
             outcome["checks"] = {}
             for entry in document.reach:
-                unused = self.unused_of.get(entry["arn"], UnusedSet())
+                unused = self.unused_of.get(entry.arn, UnusedSet())
                 if unused.everything:
                     continue
-                check = self.check_task(document, result, entry["arn"])["key"]
-                tasks.setdefault(check, (document, result, entry["arn"]))
-                outcome["checks"][entry["arn"]] = check
+                check = self.check_task(document, result, entry.arn)["key"]
+                tasks.setdefault(check, (document, result, entry.arn))
+                outcome["checks"][entry.arn] = check
         return tasks
 
     def check_task(self, document: Document, result: dict, arn: str) -> dict:
@@ -396,10 +399,10 @@ class Planner:
             document = decision.document
             record = {"ref": document.ref, "name": document.name, "text": document.text,
                       "awsManaged": document.aws_managed, "mode": decision.mode,
-                      "reach": document.reach, "refined": None, "removed": [],
+                      "reach": document.reach_json(), "refined": None, "removed": [],
                       "keptBecauseUsed": {},
-                      "findings": sorted(self.finding_of[r["arn"]]["id"] for r in document.reach
-                                         if r["arn"] in self.finding_of),
+                      "findings": sorted(self.finding_of[r.arn]["id"] for r in document.reach
+                                         if r.arn in self.finding_of),
                       "holdersWithFindings": decision.holders}
             if document.kind == MANAGED:
                 record.update(updatedAt=document.updated_at, versionId=document.version_id)
@@ -439,7 +442,7 @@ class Planner:
         after = granted_actions(result["document"], self.catalog) if result["document"] else set()
         kept: dict[str, list[str]] = {}
         counts: dict[str, int] = {}
-        holders = [r["arn"] for r in document.reach]
+        holders = [r.arn for r in document.reach]
         for action in sorted(after, key=str.lower):
             unused_by = [arn for arn in holders if _unused_by(self.unused_of.get(arn), action)]
             if not unused_by:
@@ -585,10 +588,7 @@ def shared_name(document: Document) -> str:
 
 
 def _unused_by(unused: UnusedSet | None, action: str) -> bool:
-    if unused is None:
-        return False
-    return unused.everything or action in unused.actions or \
-        action.split(":", 1)[0].lower() in unused.services
+    return unused is not None and unused.leaves_unused(action)
 
 
 def _legacy_kind(document: Document) -> str:
@@ -604,7 +604,7 @@ def _policy_state(document: Document, via: str, shared: str | None, stepped: boo
     state = {"ref": document.ref, "awsManaged": document.aws_managed, "via": via,
              "policyId": document.aws_id, "name": document.name, "kind": _legacy_kind(document)}
     if shared is None:
-        state["reach"] = document.reach
+        state["reach"] = document.reach_json()
     else:
         state["sharedPolicy"] = shared
     if shared is None or stepped:

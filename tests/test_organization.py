@@ -63,7 +63,7 @@ def test_an_organization_through_a_dask_cluster_equals_its_accounts_one_by_one(
     for document in graph.documents.values():
         if document.aws_managed:
             aws_managed.setdefault(document.arn, set()).add(document.account)
-            assert {r["arn"].split(":")[4] for r in document.reach} == {document.account}
+            assert {r.arn.split(":")[4] for r in document.reach} == {document.account}
     # The accounts share AWS managed policies: each account's are its own documents.
     assert any(len(accounts) > 1 for accounts in aws_managed.values())
 
