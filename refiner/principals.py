@@ -148,7 +148,7 @@ class Principal:
 
     @property
     def account(self) -> str:
-        return _arn_parts(self.arn)[1]
+        return principal_account(self.arn)
 
     @property
     def partition(self) -> str:
@@ -173,7 +173,12 @@ class AccountGraph:
     """Principals, groups and documents of one or more exports (pages of one account, or
     several accounts), with who each document reaches. Texts are held once each."""
 
-    def __init__(self):
+    def __init__(self, versions: bool = False, accounts: set[str] | None = None):
+        """versions: keep each managed policy's every version (a grace rule reads their
+        dates); accounts: the accounts of every principal of the whole input, when this graph
+        reads some of its accounts (see account_groups)."""
+        self._keep_versions, self._input_accounts = versions, accounts
+        self.page_accounts: set[str] = set()  # every account the pages read name
         self.principals: dict[str, Principal] = {}
         self.groups: dict[str, Group] = {}  # by ARN
         self.documents: dict[str, Document] = {}  # by key
@@ -189,10 +194,11 @@ class AccountGraph:
         self._aws_templates: dict[tuple[str, str], Document] = {}  # ("": no account known)
 
     @classmethod
-    def read(cls, paths: list[str]) -> AccountGraph:
+    def read(cls, paths: list[str], versions: bool = False,
+             accounts: set[str] | None = None) -> AccountGraph:
         """The graph of export files, each read as it streams: only what the graph keeps is
         held (an export of 50,000 principals is never parsed whole)."""
-        graph = cls()
+        graph = cls(versions, accounts)
         for path in paths:
             graph.add_members(stream_members(path, "authorization details", EXPORT_LISTS), path)
         graph.resolve()
@@ -232,6 +238,7 @@ class AccountGraph:
             else:
                 self._add_principal("role" if key == "RoleDetailList" else "user", item, path)
                 accounts.add(_arn_parts(item["Arn"])[1])
+        self.page_accounts |= accounts | ({named} if named is not None else set())
         if named is not None and accounts - {named}:
             raise InputError(f"authorization details {path}: the page is for account {named} "
                              f"but holds ARNs of account {sorted(accounts - {named})[0]}")
@@ -246,7 +253,8 @@ class AccountGraph:
         arn = policy.get("Arn")
         if not isinstance(arn, str):
             raise InputError(f"authorization details {path}: a policy without Arn")
-        versions = [v for v in _list(policy, "PolicyVersionList", arn) if v.get("IsDefaultVersion")]
+        every = _list(policy, "PolicyVersionList", arn)
+        versions = [v for v in every if v.get("IsDefaultVersion")]
         if not versions:
             return None
         # moto's export lacks PolicyName: the ARN's last part is the name.
@@ -258,7 +266,8 @@ class AccountGraph:
                             attachment_count=_count(policy.get("AttachmentCount")),
                             boundary_count=_count(policy.get("PermissionsBoundaryUsageCount")),
                             id=_string(policy.get("PolicyId")),
-                            created=_string(policy.get("CreateDate")))
+                            created=_string(policy.get("CreateDate")),
+                            versions=tuple(every) if self._keep_versions else None)
         if document.aws_managed:  # its document is made per account by resolve
             return document
         held = self.documents.get(document.key)
@@ -309,7 +318,9 @@ class AccountGraph:
         account (it holds only AWS managed policies) is its account's when the graph holds one
         account; among several, its policies' counts could be any account's: their reach is
         unknown wherever no page of the account itself holds them."""
-        accounts = {principal.account for principal in self.principals.values()}
+        accounts = self._input_accounts
+        if accounts is None:
+            accounts = {principal.account for principal in self.principals.values()}
         for account, documents in self._aws_pages:
             if account is None and len(accounts) == 1:
                 account = next(iter(accounts))
@@ -409,6 +420,54 @@ class AccountGraph:
 
     def documents_of(self, principal: Principal) -> list[tuple[Document, str]]:
         return [(self.documents[key], via) for key, via in principal.documents]
+
+
+def account_groups(paths: list[str]) \
+        -> tuple[list[tuple[list[str], set[str] | None]], set[str] | None]:
+    """The exports by account, for an organization read one account at a time: groups of
+    paths (each file with every other file that names one of its accounts; a page that names
+    no account, AWS managed policies alone, in every group) with the accounts they name, and
+    the accounts of every principal of them all (None: one group of every path, for every
+    account). Each file is read here as the graph reads it (bad input is refused before any
+    account is done), one at a time."""
+    if len(paths) <= 1:
+        return [(list(paths), None)], None
+    named: dict[str, set[str]] = {}
+    principal_accounts: set[str] = set()
+    for path in paths:
+        page = AccountGraph()
+        page.add_members(stream_members(path, "authorization details", EXPORT_LISTS), path)
+        named[path] = page.page_accounts
+        principal_accounts |= {principal.account for principal in page.principals.values()}
+    group_of: dict[str, int] = {}  # account -> its group
+    members: list[set[str]] = []  # group -> its paths
+    for path in paths:
+        joined = sorted({group_of[a] for a in named[path] if a in group_of})
+        if not named[path]:
+            continue
+        if not joined:
+            members.append(set())
+            joined = [len(members) - 1]
+        into = joined[0]
+        for other in joined[1:]:  # a file naming accounts of two groups joins them
+            members[into] |= members[other]
+            members[other] = set()
+        members[into].add(path)
+        for account, group in list(group_of.items()):
+            if group in joined:
+                group_of[account] = into
+        for account in named[path]:
+            group_of[account] = into
+    groups = [([p for p in paths if p in group or not named[p]],
+               set().union(*(named[p] for p in group))) for group in members if group]
+    if len(groups) <= 1:
+        return [(list(paths), None)], None
+    return groups, principal_accounts
+
+
+def principal_account(arn: str) -> str:
+    """The account part of an IAM ARN ("" when it is not one)."""
+    return _arn_parts(arn)[1]
 
 
 def is_aws_managed(arn: str) -> bool:

@@ -18,7 +18,7 @@ from .finding import merge_findings
 from .jsontext import dumps
 from .outdir import OutputFolder
 from .output import progress
-from .principals import MANAGED, VIA_ATTACHED, AccountGraph, Document, Principal
+from .principals import MANAGED, VIA_ATTACHED, AccountGraph, Document, Principal, account_groups
 from .prove import DEFAULT_TIMEOUT_MS
 from .render import timestamp
 from .report import write_report
@@ -55,12 +55,56 @@ def recommend(job: Job) -> dict:
     the same inputs is kept (OUTDIR/results.jsonl, by content key), so a killed run is finished by
     running it again."""
     out = OutputFolder(job.outdir, job.findings + job.authorization_details)
-    graph = AccountGraph.read(job.authorization_details)
+    groups, accounts = account_groups(job.authorization_details)
     pages = finding_pages(job.findings)
     catalog = catalog_for(job.catalog, fresh=True)  # loaded before the workers fork
     out.begin((RECOMMENDATIONS, STATE, SHARED))
-    planner = Planner(graph, catalog, job, catalog_digest(catalog))
+    digest = catalog_digest(catalog)
     count = Totals()
+    statuses: list[str | None] = []  # of every shared document
+    worked: list[str] = []  # ids of the UnusedPermission findings read
+    quiet: dict[str, dict] = {}  # finding id -> its row, for findings that needed no work
+    # An organization one account at a time: an account's graph and unused sets are read,
+    # planned, its tasks run and its recommendations written, then let go before the next's.
+    for paths, group_pages in _findings_by_group(groups, pages):
+        graph = AccountGraph.read(paths, versions=keep.needs_versions(job.keep),
+                                  accounts=accounts)
+        planner = Planner(graph, catalog, job, digest)
+        statuses += _recommend_account(out, job, catalog, planner, group_pages, count)
+        worked += planner.worked()
+        quiet.update((row["findingId"], row) for row in planner.rows)
+        del graph, planner
+    # The summary and the report are written from what is on disk, a row at a time.
+    head = {"refiner": __version__, "catalog": catalog.version, "shared": job.shared,
+            "totals": count.as_json(statuses), "sharedPolicies": _shared_section(out)}
+    # the summary's rows, one line each, spooled to disk as the report's pass reads them
+    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="", dir=out.path) as lines:
+        write_report(out.path / "report.html", head, _rows(out, worked, quiet, lines))
+        lines.seek(0)
+        out.write_chunks("summary.json", _summary(head, lines))
+    out.finish()
+    return head["totals"]
+
+
+def _findings_by_group(groups: list[tuple[list[str], set[str] | None]],
+                       pages: dict[str, FindingPages]) \
+        -> Iterator[tuple[list[str], dict[str, FindingPages]]]:
+    """Each group of exports with the findings of its accounts (a finding of an account no
+    export holds goes with the first: its principal is in none)."""
+    group_of = {account: number for number, (_, accounts) in enumerate(groups)
+                for account in accounts or ()}
+    assigned: list[dict[str, FindingPages]] = [{} for _ in groups]
+    for finding_id, found in pages.items():
+        assigned[group_of.get(found.account, 0)][finding_id] = found
+    pages.clear()
+    for (paths, _), mine in zip(groups, assigned, strict=True):
+        yield paths, mine
+
+
+def _recommend_account(out: OutputFolder, job: Job, catalog: Catalog, planner: Planner,
+                       pages: dict[str, FindingPages], count: Totals) -> list[str | None]:
+    """Plan, run and write one account (or every account of the graph); the statuses of its
+    shared documents."""
     shared: dict[str, dict] = {}
 
     def write_finding(arn: str) -> None:
@@ -98,16 +142,7 @@ def recommend(job: Job) -> dict:
         count.add(row)
     for arn in planner.unwritten():
         write_finding(arn)
-    # The summary and the report are written from what is on disk, a row at a time.
-    head = {"refiner": __version__, "catalog": catalog.version, "shared": job.shared,
-            "totals": count.as_json(shared), "sharedPolicies": _shared_section(out)}
-    # the summary's rows, one line each, spooled to disk as the report's pass reads them
-    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="", dir=out.path) as lines:
-        write_report(out.path / "report.html", head, _rows(out, planner, lines))
-        lines.seek(0)
-        out.write_chunks("summary.json", _summary(head, lines))
-    out.finish()
-    return head["totals"]
+    return [outcome.get("status") for outcome in shared.values()]
 
 
 def run_tasks(out: OutputFolder, job: Job, catalog: Catalog, tasks: Iterator[dict], count: int,
@@ -149,8 +184,9 @@ class Planner:
         self.written: set[str] = set()  # principals whose recommendation is written
         self._unsettled: dict[str, str | None] | None = None  # shared key -> task, fate unknown
         self._checked_later: set[str] = set()  # shared keys whose checks come after all tasks
-        # The grace rule's version dates (the graph holds only each policy's default version).
-        self.versions = keep.policy_versions(job.keep, job.authorization_details)
+        # The grace rule's version dates (the graph holds every version when a rule needs them).
+        self.versions = {document.arn: list(document.versions)
+                         for document in graph.documents.values() if document.versions}
         self.kept_of: dict[str, list[dict]] = {}  # principal ARN -> what keep rules kept
 
     # findings, and the tasks they make
@@ -458,6 +494,11 @@ class Planner:
 
     # per finding
 
+    def worked(self) -> list[str]:
+        """The ids of the UnusedPermission findings read."""
+        return [head["id"] for head in self.finding_of.values()
+                if head["findingType"] == "UnusedPermission"]
+
     def unwritten(self) -> list[str]:
         """Principals of the UnusedPermission findings read whose recommendation is not yet
         written, in finding id order."""
@@ -643,16 +684,13 @@ def _keep_times(recommendation: dict, before: str | None) -> None:
         recommendation.update({k: held[k] for k in times})
 
 
-def _rows(out: OutputFolder, planner: Planner, lines: IO[str]) \
+def _rows(out: OutputFolder, worked: list[str], quiet: dict[str, dict], lines: IO[str]) \
         -> Iterator[tuple[dict, list[dict]]]:
     """Every finding's summary row with its policies' diffs, in finding id order: rows of
     findings that needed no work from memory, the others read back from their state files
     one at a time (each once; the diffs are never all held). Each row's summary line is
     written to lines."""
-    worked = {head["id"] for head in planner.finding_of.values()
-              if head["findingType"] == "UnusedPermission"}
-    quiet = {row["findingId"]: row for row in planner.rows}
-    for finding_id in sorted(worked | set(quiet)):
+    for finding_id in sorted(set(worked) | set(quiet)):
         row, diffs = quiet.get(finding_id), []
         if row is None:
             state = json.loads((out.path / STATE / finding_file_name(finding_id))
@@ -695,8 +733,8 @@ class Totals:
                 total[0] += pair[0]
                 total[1] += pair[1]
 
-    def as_json(self, shared: dict[str, dict]) -> dict:
-        statuses = [outcome.get("status") for outcome in shared.values()]
+    def as_json(self, statuses: list[str | None]) -> dict:
+        """statuses: of every shared document."""
         return {**self.count, "policiesChanged": self.policies_changed,
                 "patterns": self.patterns, "characters": self.characters,
                 "overLimit": self.over_limit, "proofQueries": self.proof_queries,
