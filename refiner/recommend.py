@@ -24,7 +24,7 @@ from .render import timestamp
 from .report import write_report
 from .sharing import DEFAULT_SHARED, Decision, UnusedSet, decide, document_scope, size_kind, task_key
 from .split import DEFAULT_ATTACHMENT_QUOTA
-from .tasks import catalog_digest, catalog_for, execute, granted_actions
+from .tasks import catalog_digest, catalog_for, cluster, execute, granted_actions
 
 RECOMMENDATIONS, STATE, SHARED = "recommendations", "state", "shared"
 KEPT_ARNS = 10  # principals named per action kept because they use it (the rest are counted)
@@ -66,14 +66,15 @@ def recommend(job: Job) -> dict:
     quiet: dict[str, dict] = {}  # finding id -> its row, for findings that needed no work
     # An organization one account at a time: an account's graph and unused sets are read,
     # planned, its tasks run and its recommendations written, then let go before the next's.
-    for paths, group_pages in _findings_by_group(groups, pages):
-        graph = AccountGraph.read(paths, versions=keep.needs_versions(job.keep),
-                                  accounts=accounts)
-        planner = Planner(graph, catalog, job, digest)
-        statuses += _recommend_account(out, job, catalog, planner, group_pages, count)
-        worked += planner.worked()
-        quiet.update((row["findingId"], row) for row in planner.rows)
-        del graph, planner
+    with cluster(job.scheduler, catalog):  # one Dask client for every account
+        for paths, group_pages in _findings_by_group(groups, pages):
+            graph = AccountGraph.read(paths, versions=keep.needs_versions(job.keep),
+                                      accounts=accounts)
+            planner = Planner(graph, catalog, job, digest)
+            statuses += _recommend_account(out, job, catalog, planner, group_pages, count)
+            worked += planner.worked()
+            quiet.update((row["findingId"], row) for row in planner.rows)
+            del graph, planner
     # The summary and the report are written from what is on disk, a row at a time.
     head = {"refiner": __version__, "catalog": catalog.version, "shared": job.shared,
             "totals": count.as_json(statuses), "sharedPolicies": _shared_section(out)}
