@@ -122,7 +122,8 @@ def finding_pages(paths: list[str]) -> dict[str, FindingPages]:
         if found is None:
             resource = value.get("resource")
             found = pages[value["id"]] = FindingPages(
-                account=principal_account(resource) if isinstance(resource, str) else None)
+                account=sys.intern(principal_account(resource))
+                if isinstance(resource, str) else None)
         found.sources.append(source)
     return pages
 

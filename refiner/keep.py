@@ -243,7 +243,7 @@ def needs_versions(rules: KeepRules | None) -> bool:
 
 def tag_map(tags: object, where: str) -> dict[str, str]:
     """An export's Tags list ([{"Key": ..., "Value": ...}]) as {key: value}."""
-    if not isinstance(tags, list) or not all(isinstance(t, dict) for t in tags):
+    if not isinstance(tags, list | tuple) or not all(isinstance(t, dict) for t in tags):
         raise InputError(f"authorization details ({where}): Tags must be a list of objects")
     return {str(t.get("Key")): str(t.get("Value")) for t in tags}
 

@@ -138,12 +138,12 @@ class Principal:
     id: str | None
     name: str
     path: str = "/"
-    tags: list = field(default_factory=list)
+    tags: list | tuple = ()  # the export's Tags (none: an empty tuple, one for all)
     create_date: str | None = None
     boundary: str | None = None  # the permissions boundary's managed policy ARN
-    groups: list[str] = field(default_factory=list)  # group ARNs
+    groups: tuple[str, ...] = ()  # group ARNs
     documents: list[tuple[str, str]] = field(default_factory=list)  # (document key, via)
-    missing: list[str] = field(default_factory=list)  # what is attached but not exported
+    missing: tuple[str, ...] = ()  # what is attached but not exported
     attached: int = 0  # managed policies attached directly (the quota's count)
 
     @property
@@ -184,7 +184,10 @@ class AccountGraph:
         self.documents: dict[str, Document] = {}  # by key
         self._managed: dict[str, str] = {}  # managed ARN -> document key
         self._group_details: dict[str, dict] = {}  # "account:name" -> detail, until resolved
-        self._pending: list[tuple[Principal, list, list]] = []
+        # (principal, attached policy ARNs, group names) until resolve: only the names, one
+        # string each (the export's entries, held for every principal until every page is
+        # read, would leave the memory they took behind them)
+        self._pending: list[tuple[Principal, tuple, tuple]] = []
         self._texts: dict[str, str] = {}  # one copy of each distinct document text
         self._pairs: dict[tuple[str, str], tuple[str, str]] = {}  # one (key, via) of each
         # AWS managed policies as each page read them, by the page's account (None: the page
@@ -287,25 +290,27 @@ class AccountGraph:
             boundary = detail.get("PermissionsBoundary")
             principal = Principal(
                 kind, arn, detail.get(f"{title}Id"), name, detail.get("Path", "/"),
-                detail.get("Tags", []), detail.get("CreateDate"),
+                _tags(detail.get("Tags", ())), detail.get("CreateDate"),
                 boundary.get("PermissionsBoundaryArn") if isinstance(boundary, dict) else None)
             self.principals[arn] = principal
         for inline in _list(detail, f"{title}PolicyList", path):
             document = self._inline(inline, f"{kind}-inline", arn, path, principal.id)
             self._reach(document, principal, VIA_INLINE)
-        self._pending.append((principal, _list(detail, "AttachedManagedPolicies", arn),
-                              _list(detail, "GroupList", arn, of=str)))
+        attached = tuple(_interned(entry.get("PolicyArn"))
+                         for entry in _list(detail, "AttachedManagedPolicies", arn))
+        self._pending.append((principal, attached, tuple(map(_interned, _list(
+            detail, "GroupList", arn, of=str)))))
 
     def resolve(self) -> None:
         """Attachments, boundaries and groups once every page is read (a page may name a
         policy or a group that another page holds)."""
         self._place_aws_managed()
         for principal, attached, group_names in self._pending:
-            for entry in attached:
-                if self._attach(principal, entry, VIA_ATTACHED):
+            for policy in attached:
+                if self._attach(principal, policy, VIA_ATTACHED):
                     principal.attached += 1
             if principal.boundary is not None:
-                self._attach(principal, {"PolicyArn": principal.boundary}, VIA_BOUNDARY)
+                self._attach(principal, principal.boundary, VIA_BOUNDARY)
             for group_name in group_names:
                 self._join(principal, group_name)
         self._pending = []
@@ -353,7 +358,7 @@ class AccountGraph:
     def _join(self, principal: Principal, group_name: str) -> None:
         detail = self._group_details.get(f"{principal.account}:{group_name}")
         if detail is None:
-            principal.missing.append(f"group {group_name}")
+            principal.missing += (f"group {group_name}",)
             return
         arn = detail["Arn"]
         group = self.groups.get(arn)
@@ -371,20 +376,19 @@ class AccountGraph:
         if principal.arn in group.members:
             return
         group.members.append(principal.arn)
-        principal.groups.append(arn)
+        principal.groups += (arn,)
         via = sys.intern(f"group:{arn}")  # one string for every member
         for key in group.documents:
             if key.startswith("missing:"):
-                principal.missing.append(f"policy {key[len('missing:'):]} of group {group_name}")
+                principal.missing += (f"policy {key[len('missing:'):]} of group {group_name}",)
             else:
                 self._reach(self.documents[key], principal, via)
 
-    def _attach(self, principal: Principal, entry: object, via: str) -> bool:
-        arn = entry.get("PolicyArn") if isinstance(entry, dict) else None
+    def _attach(self, principal: Principal, arn: object, via: str) -> bool:
         key = self._managed_key(arn, principal.account)
         if key is None:
-            principal.missing.append(f"policy {arn}" + (" (boundary)" if via == VIA_BOUNDARY
-                                                       else ""))
+            principal.missing += (f"policy {arn}" + (" (boundary)" if via == VIA_BOUNDARY
+                                                     else ""),)
             return False
         return self._reach(self.documents[key], principal, via)
 
@@ -479,6 +483,16 @@ def is_aws_managed(arn: str) -> bool:
 def _arn_parts(arn: str) -> tuple[str, str, str]:
     match = _ARN.fullmatch(arn or "")
     return (match[1], match[2], match[3]) if match else ("", "", "")
+
+
+def _interned(value: object) -> object:
+    """A name many principals hold, one string for all of them."""
+    return sys.intern(value) if isinstance(value, str) else value
+
+
+def _tags(tags: object) -> object:
+    """An export's Tags as it holds them; none: one empty tuple for every principal."""
+    return () if tags == [] else tags
 
 
 def _string(value: object) -> str | None:

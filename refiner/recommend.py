@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -299,13 +300,11 @@ class Planner:
 
     def _hold(self, principal: Principal, unused: UnusedSet, head: dict, finding_id: str) -> None:
         self.unused_of[principal.arn] = unused
-        self.finding_of[principal.arn] = {"id": finding_id, **{
-            k: head.get(k) for k in ("findingType", "updatedAt", "analyzedAt")}}
+        self.finding_of[principal.arn] = _finding_head(finding_id, head)
 
     def _read_unused(self, principal: Principal, head: dict, pages: list[dict],
                      finding_id: str, kept: dict) -> None:
-        self.finding_of[principal.arn] = {"id": finding_id, **{
-            k: head.get(k) for k in ("findingType", "updatedAt", "analyzedAt")}}
+        self.finding_of[principal.arn] = _finding_head(finding_id, head)
         self.finding_of[principal.arn]["findingType"] = "UnusedPermission"
         try:
             if "error" in kept:  # a keep rule cannot tell (a date missing): never guessed
@@ -516,7 +515,7 @@ class Planner:
                "findingType": "UnusedPermission", "principal": principal.arn, "policies": [],
                "proofQueries": 0, "seconds": 0.0}
         if principal.missing:
-            row["missing"] = principal.missing
+            row["missing"] = list(principal.missing)
         steps, diffs, policies = [], [], []
         error = self.failed.get(principal.arn)
         copies = 0
@@ -610,6 +609,14 @@ class Planner:
             step["recommendedAction"] = "CREATE_POLICY"
             step["recommendedPolicy"] = result["document"]
         return entry, step, {"policyId": document.aws_id, "diff": result["diff"]}, None
+
+
+def _finding_head(finding_id: str, head: dict) -> dict:
+    """What is kept of a finding's head for each principal (its type and times are mostly
+    the same strings over an account: held once)."""
+    return {"id": finding_id, **{key: sys.intern(value) if isinstance(value, str) else value
+                                 for key in ("findingType", "updatedAt", "analyzedAt")
+                                 for value in (head.get(key),)}}
 
 
 def _write_shared(out: OutputFolder, planner: Planner, shared: dict[str, dict],
