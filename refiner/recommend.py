@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import textwrap
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -78,7 +79,7 @@ def recommend(job: Job) -> dict:
             del graph, planner
     # The summary and the report are written from what is on disk, a row at a time.
     head = {"refiner": __version__, "catalog": catalog.version, "shared": job.shared,
-            "totals": count.as_json(statuses), "sharedPolicies": _shared_section(out)}
+            "totals": count.as_json(statuses), "sharedPolicies": _SharedSection(out)}
     # the summary's rows, one line each, spooled to disk as the report's pass reads them
     with tempfile.TemporaryFile("w+", encoding="utf-8", newline="", dir=out.path) as lines:
         write_report(out.path / "report.html", head, _rows(out, worked, quiet, lines))
@@ -665,17 +666,25 @@ def _policy_state(document: Document, via: str, shared: str | None, stepped: boo
 
 # --- summary and report from what is on disk ----------------------------------------------------
 
-def _shared_section(out: OutputFolder) -> list[dict]:
-    section = []
-    for path in sorted((out.path / SHARED).glob("*.json")):
-        record = json.loads(path.read_text(encoding="utf-8"))
-        section.append({"name": path.stem, "ref": record["ref"], "status": record["status"],
-                        "mode": record["mode"], "reach": len(record["reach"]),
-                        "holdersWithFindings": record["holdersWithFindings"],
-                        "findings": record["findings"], "removed": record["removed"],
-                        "keptBecauseUsed": sorted(record["keptBecauseUsed"], key=str.lower),
-                        **({"reason": record["reason"]} if "reason" in record else {})})
-    return section
+class _SharedSection:
+    """The summary's sharedPolicies, read from OUTDIR/shared a record at a time each time it is
+    iterated (an organization's shared documents, with their holders, are never all held)."""
+
+    def __init__(self, out: OutputFolder):
+        self.paths = sorted((out.path / SHARED).glob("*.json"))
+
+    def __bool__(self) -> bool:
+        return bool(self.paths)
+
+    def __iter__(self) -> Iterator[dict]:
+        for path in self.paths:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            yield {"name": path.stem, "ref": record["ref"], "status": record["status"],
+                   "mode": record["mode"], "reach": len(record["reach"]),
+                   "holdersWithFindings": record["holdersWithFindings"],
+                   "findings": record["findings"], "removed": record["removed"],
+                   "keptBecauseUsed": sorted(record["keptBecauseUsed"], key=str.lower),
+                   **({"reason": record["reason"]} if "reason" in record else {})}
 
 
 def _keep_times(recommendation: dict, before: str | None) -> None:
@@ -711,9 +720,15 @@ def _rows(out: OutputFolder, worked: list[str], quiet: dict[str, dict], lines: I
 
 
 def _summary(head: dict, lines: Iterable[str]) -> Iterator[str]:
-    """summary.json: the head, then "findings" with one row a line."""
-    text = dumps({**head, "findings": []}, indent=2)
-    yield text[:-len("[]\n}")] + "["
+    """summary.json: the head (its sharedPolicies as the whole text's indented JSON would
+    hold them, one at a time), then "findings" with one row a line."""
+    text = dumps({**head, "sharedPolicies": [], "findings": []}, indent=2)
+    cut = text.index('\n  "sharedPolicies": []')
+    yield text[:cut] + '\n  "sharedPolicies": ['
+    number = -1
+    for number, entry in enumerate(head["sharedPolicies"]):
+        yield ("," if number else "") + "\n" + textwrap.indent(dumps(entry, indent=2), "    ")
+    yield ("\n  ]" if number >= 0 else "]") + ',\n  "findings": ['
     for number, line in enumerate(lines):
         yield ("," if number else "") + "\n    " + line.rstrip("\n")
     yield "\n  ]\n}\n"
