@@ -62,7 +62,7 @@ class Document:
     account: str | None = None
     unseen: str | None = None  # why the export cannot show its whole reach
     # managed, with a grace rule: each version's (VersionId, CreateDate, IsDefaultVersion,
-    # Document) as the export holds them (keep.policy_versions)
+    # Document) as the export holds them (see keep.needs_versions)
     versions: tuple | None = None
     _key: str | None = field(default=None, init=False, repr=False, compare=False)
 

@@ -100,7 +100,8 @@ def _findings_by_group(groups: list[tuple[list[str], set[str] | None]],
     for finding_id, found in pages.items():
         assigned[group_of.get(found.account, 0)][finding_id] = found
     pages.clear()
-    for (paths, _), mine in zip(groups, assigned, strict=True):
+    for number, (paths, _) in enumerate(groups):
+        mine, assigned[number] = assigned[number], {}  # each account's let go when done
         yield paths, mine
 
 
