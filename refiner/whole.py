@@ -9,7 +9,15 @@ from dataclasses import dataclass
 from .catalog import load_default
 from .jsontext import dumps
 from .prove import DEFAULT_TIMEOUT_MS, Violation
-from .requests import covers_by_solver, covers_by_text, find_lost_denial, find_widening
+from .requests import (
+    STATEMENT_KEYS,
+    covers_by_solver,
+    covers_by_text,
+    entries,
+    find_lost_denial,
+    find_widening,
+)
+from .verification import shape_key
 from .witness import lost_denial_witness, widening_witness
 
 ACTION_KEYS = ("Action", "NotAction")
@@ -47,26 +55,35 @@ def no_new_requests(base: list[dict], head: list[dict], changes: Changes,
     tally: its queries attribute counts the solver queries."""
     judged = {pair: _covered_by_text(*pair, base, head, actions_contained)
               for pair in changes.pairs}
+    # HEAD Allow statements covered by BASE's Allow statements of one shape together: their
+    # partner (a BASE statement) matters only if it is a Deny, which stays judged by its pair.
+    open_heads = [*changes.added, *(j for (_, j), covered in judged.items() if not covered)]
+    unions = ShapeUnions(base) if open_heads else None
+    by_union = {j for j in open_heads if unions.covers(head[j], actions_contained)}
     spent = [0]
 
     def focus(settle: bool) -> tuple[list[int], list[int]]:
         """The focus statements; settle: with the pairs the text left open decided by the
         solver (else all of them counted in, an over-approximation for the witness search)."""
-        uncovered_head, uncovered_base = list(changes.added), list(changes.dropped)
+        uncovered_head = [j for j in changes.added if j not in by_union]
+        uncovered_base = list(changes.dropped)
         for (i, j), covered in judged.items():
+            if covered is None and j in by_union:
+                covered = False  # two Allow statements: HEAD's is covered, BASE's is no focus
             if covered is None and settle:
                 before, after = (base[i], head[j]) if base[i]["Effect"] == "Allow" \
                     else (head[j], base[i])
                 spent[0] += 1
                 covered = judged[i, j] = covers_by_solver(before, after, timeout_ms)
             if not covered:
-                uncovered_head.append(j)
+                if j not in by_union:
+                    uncovered_head.append(j)
                 uncovered_base.append(i)
         return (sorted(j for j in set(uncovered_head) if head[j]["Effect"] == "Allow"),
                 sorted(i for i in set(uncovered_base) if base[i]["Effect"] != "Allow"))
 
     maybe_head, maybe_base = focus(settle=False)
-    catalog = _catalog() if maybe_head or maybe_base else None  # only to spell a witness
+    catalog = spelling_catalog() if maybe_head or maybe_base else None  # only to spell a witness
     found_request = widening_witness(base, head, maybe_head, catalog)
     if found_request is not None:
         request, at = found_request
@@ -130,8 +147,43 @@ def _covered_by_text(i: int, j: int, base: list[dict], head: list[dict],
     return True if covers_by_text(outer, inner) else None
 
 
+class ShapeUnions:
+    """BASE's Allow statements with an Action list, grouped by shape (every key but Sid and
+    the action list written the same: verification.shape_key), each group as one statement:
+    their Action lists joined, the rest as they all write it. That statement matches exactly
+    the requests one of the group matches (proofs/requests.md §2a, union). Statements with a
+    key IAM does not define are left out (fail closed)."""
+
+    def __init__(self, base: list[dict]):
+        self.unions: dict[str, dict] = {}
+        for statement in base:
+            if _mergeable(statement):
+                shape = shape_key(statement)
+                union = self.unions.setdefault(shape, {**statement, "Action": []})
+                union["Action"] = union["Action"] + entries(statement["Action"])
+
+    def of_shape(self, statement: dict) -> dict | None:
+        """The union of statement's shape (None: BASE has no such statement)."""
+        return self.unions.get(shape_key(statement)) if _mergeable(statement) else None
+
+    def covers(self, after: dict, actions_contained: ActionCheck) -> bool:
+        """Whether the HEAD Allow statement after (Action) matches only requests one union
+        matches: the rest of after lies inside the union's by its text (covers_by_text) and
+        its action patterns inside the union's Action list (the action kernel). False: not
+        shown this way (NotAction, a Deny, or the kernel says no)."""
+        if not _mergeable(after):
+            return False
+        return any(covers_by_text(union, after) and not actions_contained(
+            -1, union, {**union, "Action": after["Action"]}) for union in self.unions.values())
+
+
+def _mergeable(statement: dict) -> bool:
+    return statement.get("Effect") == "Allow" and "Action" in statement and \
+        not set(statement) - STATEMENT_KEYS
+
+
 @functools.lru_cache(maxsize=1)
-def _catalog():
+def spelling_catalog():
     """The embedded action catalog, for a witness's action as AWS spells it (None when it
     cannot be read: the witness then keeps the policy's spelling)."""
     try:
