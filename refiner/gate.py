@@ -395,6 +395,11 @@ def gate(base: PolicyInput, head: PolicyInput, checker: Checker) -> list[tuple[V
             unions = unions or ShapeUnions(base.statements)
             compared = unions.of_shape(before) or before
             violations = prove(index, compared, after) if compared is not before else violations
+        if violations and not same_json(before.get("Sid"), after.get("Sid")):
+            # Judged on whole requests, as a pair whose Sids differ always was: the kernel
+            # alone saying no is not final for it.
+            changes.pairs.append((index, at))
+            continue
         for violation in named(violations, compared, after):
             found.append((dataclasses.replace(violation, statement=at, sid=_sid(after)), at))
     for violation in no_new_requests(base.statements, head.statements, changes, prove,

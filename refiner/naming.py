@@ -13,7 +13,7 @@ import re
 
 from .catalog import Catalog, keys_starting_with
 from .finding import Unused
-from .patterns import glob, parse
+from .patterns import example, glob, parse
 from .prove import Violation, _entries, _Index, literal_prefix
 
 # A verdict's rule: which actions it is about are those matched by its pattern among the
@@ -129,10 +129,9 @@ def _named(verdict: Violation, original: dict, refined: dict, catalog: Catalog |
 
 def _concrete(verdict: Violation) -> list[str]:
     """Strings to try as the witness when the catalog names none: the verdict's pattern as
-    written with each wildcard written as a word (`?` as one character of it), then the
-    kernel's witness."""
-    found = [verdict.pattern.replace("*", fill).replace("?", fill[0])
-             for fill in FILLS] if verdict.pattern else []
+    written with each wildcard written as a word (patterns.example), then the kernel's
+    witness."""
+    found = [example(verdict.pattern, fill) for fill in FILLS] if verdict.pattern else []
     return [*found, verdict.witness or ""]
 
 

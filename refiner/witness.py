@@ -8,8 +8,9 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
+from .patterns import example
 from .patterns import glob as action_glob
-from .patterns import parse
+from .prove import _Index
 from .requests import (
     _ACCOUNT,
     _CALLER_ARN,
@@ -50,6 +51,7 @@ from .requests import (
 # only when it holds for every value the bracketed atoms may take.
 Maybe = bool | None
 CANDIDATES = 8  # concrete requests tried per statement (a search aid: failing finds nothing)
+SPELLINGS = 16  # catalog actions tried per pattern for one its document does not name yet
 EXAMPLE = "example"  # what a wildcard or an unconstrained value stands for in a witness
 EXAMPLE_ACCOUNT = "123456789012"
 # Actions tried for a NotAction statement (one per common service; any action would do).
@@ -434,40 +436,44 @@ def candidates(statement: dict, avoid: list[dict], catalog=None,
 
 def _actions(patterns: list, avoid: list[dict], catalog) -> list[str]:
     """Up to three actions the patterns match, spelled as the catalog does; first those no
-    statement of avoid names (looked for among the first patterns only: a search aid)."""
+    statement of avoid names (looked for among the first patterns only, and for each among its
+    first spellings: a search aid)."""
     named = _Named(avoid)
     fresh, others = [], []
     for text in patterns[:16]:
-        action = _spelling(text, catalog) if isinstance(text, str) else None
-        if action is None or action in fresh or action in others:
-            continue
-        (others if named(action) else fresh).append(action)
+        for action in _spellings(text, catalog) if isinstance(text, str) else ():
+            if action in fresh or action in others:
+                continue
+            if not named(action):
+                fresh.append(action)
+                break
+            others.append(action)
         if len(fresh) == 3:
             break
     return (fresh + others)[:3]
 
 
-def _spelling(text: str, catalog) -> str | None:
-    """An action the pattern matches: for `*` an everyday one, else the catalog's first, else
-    the pattern with `*` left out and `?` as a letter (checked like any candidate)."""
+def _spellings(text: str, catalog) -> list[str]:
+    """Actions the pattern matches, best first: for `*` everyday ones, else the catalog's first
+    few, then one made from the pattern (patterns.example: `ec2:*` gives `ec2:Example`), each
+    checked like any candidate."""
     if text == "*":
-        return EVERYDAY_ACTIONS[0]
-    named = catalog.matching(text)[:1] if catalog is not None else ()
-    return named[0] if named else text.replace("*", "").replace("?", "a")
+        return EVERYDAY_ACTIONS
+    named = catalog.matching(text)[:SPELLINGS] if catalog is not None else ()
+    return [*named, example(text)]
 
 
 class _Named:
-    """Whether some Action pattern of the statements matches an action (patterns filtered by
-    their literal prefix first)."""
+    """Whether some Action pattern of the statements matches an action (only the patterns
+    whose literal prefix starts it are matched)."""
 
     def __init__(self, statements: list[dict]):
-        self.patterns = [(parse(t).literal_prefix, t) for s in statements if "Action" in s
-                         for t in entries(s["Action"]) if isinstance(t, str)]
+        self.patterns = _Index([t for s in statements if "Action" in s
+                                for t in entries(s["Action"]) if isinstance(t, str)])
 
     def __call__(self, action: str) -> bool:
-        lowered = action.lower()
-        return any(lowered.startswith(prefix) and action_glob(text).matches(action)
-                   for prefix, text in self.patterns)
+        return any(action_glob(text).matches(action)
+                   for text in self.patterns.could_contain(action.lower()))
 
 
 def _resources(statement: dict, action: str, context: dict, document) -> list[str]:
