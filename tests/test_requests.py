@@ -78,7 +78,7 @@ def policy_pairs(draw):
     for _ in range(draw(st.integers(0, 2))):
         at = draw(st.integers(0, len(head) - 1))
         edit = draw(st.sampled_from(["resource", "condition", "effect", "drop", "add",
-                                     "principal"]))
+                                     "principal", "sid", "split", "merged"]))
         if edit == "resource":
             head[at]["Resource"] = draw(st.sampled_from(RESOURCES))
             head[at].pop("NotResource", None)
@@ -93,7 +93,27 @@ def policy_pairs(draw):
             head.append(draw(statements()))
         elif edit == "principal":
             head[at]["Principal"] = draw(st.sampled_from(PRINCIPALS))
+        elif edit == "sid":  # IAM never evaluates a Sid
+            head[at]["Sid"] = draw(st.sampled_from(["A", "B", "Other"]))
+        elif edit == "split":  # HEAD's statement as two of its shape
+            head[at:at + 1] = split(head[at], draw(st.sampled_from([None, "A", "B"])))
+        elif edit == "merged":  # BASE's statement as two of its shape: HEAD merges them
+            at = min(at, len(base) - 1)
+            base[at:at + 1] = split(base[at], draw(st.sampled_from([None, "A", "B"])))
     return base, head
+
+
+def split(statement: dict, sid: str | None) -> list[dict]:
+    """A statement as two of the same shape, its action list shared between them (the
+    second one with the Sid given)."""
+    key = "Action" if "Action" in statement else "NotAction"
+    listed = statement[key] if isinstance(statement[key], list) else [statement[key]]
+    if len(listed) < 2:
+        return [statement]
+    second = {**statement, key: listed[1:]}
+    if sid is not None:
+        second["Sid"] = sid
+    return [{**statement, key: listed[:1]}, second]
 
 
 CALLERS = [("AWS", "arn:aws:sts::111111111111:assumed-role/r/s1"),
@@ -243,6 +263,23 @@ EVERYDAY = [
      [BUCKET_READ, {"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"}],
      [{"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"},
       {**BUCKET_READ, "Sid": "ReadReports"}]),
+    ("two statements of one shape merged, Sids dropped",
+     [{**BUCKET_READ, "Action": "s3:GetObject"}, {**BUCKET_READ, "Sid": "List",
+                                                  "Action": "s3:List*"}],
+     [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"}]),
+    ("merged and narrowed (a condition added, a Resource narrowed)",
+     [{**BUCKET_READ, "Action": "s3:GetObject"}, {**BUCKET_READ, "Sid": "Put",
+                                                  "Action": "s3:Put*"}],
+     [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
+       "Resource": "arn:aws:s3:::reports/*",
+       "Condition": {"Bool": {"aws:SecureTransport": "true"}}}]),
+    ("one statement split into two, no Sids",
+     [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "*"}],
+     [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"},
+      {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"}]),
+    ("merged without Sids", [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"},
+                             {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"}],
+     [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "*"}]),
 ]
 
 
@@ -268,6 +305,19 @@ WIDENINGS = [
         "aws:CurrentTime": "2025-01-01T00:00:00Z"}}}], [{**BUCKET_READ, "Condition": {
             "DateLessThan": {"aws:CurrentTime": "2026-01-01T00:00:00Z"}}}],
      lambda r: r["context"]["aws:currenttime"] >= "2025"),
+    # BASE's statements are of two shapes: their union is no cover of the merged statement.
+    ("merged across two Resources", [{**BUCKET_READ, "Action": "s3:GetObject"},
+                                     {**BUCKET_READ, "Sid": "Put", "Action": "s3:PutObject",
+                                      "Resource": "arn:aws:s3:::reports/*"}],
+     [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "*"}],
+     lambda r: r["action"] == "s3:PutObject"
+     and not r["resource"].startswith("arn:aws:s3:::reports/")),
+    ("merged across two Conditions, a Sid dropped",
+     [{**BUCKET_READ, "Action": "s3:GetObject"},
+      {**BUCKET_READ, "Sid": "Put", "Action": "s3:PutObject",
+       "Condition": {"Bool": {"aws:SecureTransport": "true"}}}],
+     [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "*"}],
+     lambda r: r["action"] == "s3:PutObject" and r["context"]["aws:securetransport"] != "true"),
 ]
 
 
