@@ -7,11 +7,12 @@ no completeness or unused-action obligation left, so check_statement proves exac
 each refined (HEAD) pattern lies inside the original (BASE) ones (Allow + Action), or that
 every original exclusion stays excluded (Allow + NotAction). A Deny statement must deny at
 least what it denied: the same check with the two sides swapped. Statements are paired as
-verify pairs them (structure keys: Sid, Effect, Resource, Condition, ... equal), so a changed
-Resource or Condition is a structure change; an added Allow statement and a removed Deny are
-rejected, an added Deny or a removed Allow statement is a narrowing. Policies are paired by
-id (CloudFormation logical id, Terraform address); a policy added in HEAD is a new grant,
-rejected unless allowed; one that cannot be read (an Action list built by an intrinsic
+verify pairs them; a pair whose keys but the action list and the Sid (IAM never evaluates
+one) are equal is the kernel's, an Allow one also against BASE's Allow statements of its
+shape together (whole.ShapeUnions); the rest is judged on whole requests (whole.py). The
+kernel's verdicts are named as the catalog spells them (naming.named_verdicts). Policies are
+paired by id (CloudFormation logical id, Terraform address); a policy added in HEAD is a new
+grant, rejected unless allowed; one that cannot be read (an Action list built by an intrinsic
 function) is accepted only when it is exactly as it was."""
 
 from __future__ import annotations
