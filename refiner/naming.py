@@ -97,7 +97,6 @@ class Namer:
                        if matcher is None or matcher.matches(lower)), key=str.lower)
 
 
-
 def named_verdicts(verdicts: list[Violation], original: dict, refined: dict,
                    catalog: Catalog | None) -> list[Violation]:
     """The gate's verdicts (no finding) on the two statements the kernel compared, named: the

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from .catalog import load_default
 from .jsontext import dumps
-from .prove import DEFAULT_TIMEOUT_MS, Violation
+from .patterns import parse
+from .prove import DEFAULT_TIMEOUT_MS, Violation, literal_prefix
 from .requests import (
     STATEMENT_KEYS,
     covers_by_solver,
@@ -161,6 +162,12 @@ class ShapeUnions:
                 shape = shape_key(statement)
                 union = self.unions.setdefault(shape, {**statement, "Action": []})
                 union["Action"] = union["Action"] + entries(statement["Action"])
+        # The literal prefix of each union's patterns -> those unions (a search aid).
+        self.listed = list(self.unions.values())
+        self.by_prefix: dict[str, set[int]] = {}
+        for number, union in enumerate(self.listed):
+            for text in union["Action"]:
+                self.by_prefix.setdefault(literal_prefix(parse(text)), set()).add(number)
 
     def of_shape(self, statement: dict) -> dict | None:
         """The union of statement's shape (None: BASE has no such statement)."""
@@ -174,7 +181,22 @@ class ShapeUnions:
         if not _mergeable(after):
             return False
         return any(covers_by_text(union, after) and not actions_contained(
-            -1, union, {**union, "Action": after["Action"]}) for union in self.unions.values())
+            -1, union, {**union, "Action": after["Action"]}) for union in self._could(after))
+
+    def _could(self, after: dict) -> list[dict]:
+        """The unions whose Action lists could hold after's: for each pattern of after, one of
+        theirs has a literal prefix that starts its literal prefix (a pattern only matches
+        strings that start with its literal prefix, and after's pattern matches its literal
+        prefix followed by a character no literal holds: proofs/README.md §3)."""
+        could: set[int] | None = None
+        for text in dict.fromkeys(entries(after["Action"])):
+            prefix = literal_prefix(parse(text))
+            holding = {number for cut in range(len(prefix) + 1)
+                       for number in self.by_prefix.get(prefix[:cut], ())}
+            could = holding if could is None else could & holding
+            if not could:
+                return []
+        return [self.listed[number] for number in sorted(could or ())]
 
 
 def _mergeable(statement: dict) -> bool:
