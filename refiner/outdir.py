@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+
+import orjson
 
 from .errors import InputError
 from .output import write_chunks, write_file
@@ -13,6 +14,7 @@ from .output import write_chunks, write_file
 MANIFEST = ".refiner-recommend"  # the files this command wrote, one relative path a line
 COMPLETE = "summary.json"  # written last: its absence means a run did not finish
 RESULTS = "results.jsonl"  # every task's result, one JSON line each, appended as it completes
+RESULTS_HELD = 2_000  # results held in memory besides on disk (a result is a few KiB)
 
 
 class OutputFolder:
@@ -83,7 +85,7 @@ class OutputFolder:
                     if not line.endswith(b"\n"):
                         break
                     try:
-                        value = json.loads(line)
+                        value = orjson.loads(line)
                     except ValueError:
                         break
                     if isinstance(value, dict) and value.get("status") == "SUCCEEDED":
@@ -134,9 +136,9 @@ class OutputFolder:
         self._results.seek(0, os.SEEK_END)
         self._offsets[result["key"]] = self._results.tell()
         self._fresh.add(result["key"])
-        self._results.write((json.dumps(result, ensure_ascii=False) + "\n").encode("utf-8"))
+        self._results.write(orjson.dumps(result) + b"\n")
         self._results.flush()
-        self._cache.pop(result["key"], None)
+        self._remember(result["key"], result)  # its finding is written soon: not read back
 
     def has_result(self, key: str) -> bool:
         """A result of key is on disk (of this run, or a SUCCEEDED one of an earlier run)."""
@@ -148,11 +150,14 @@ class OutputFolder:
         if key not in self._offsets:
             return None
         if key not in self._cache:
-            if len(self._cache) > 1_000:
-                self._cache.clear()
             self._results.seek(self._offsets[key])
-            self._cache[key] = json.loads(self._results.readline())
+            self._remember(key, orjson.loads(self._results.readline()))
         return self._cache[key]
+
+    def _remember(self, key: str, result: dict) -> None:
+        if len(self._cache) >= RESULTS_HELD:
+            del self._cache[next(iter(self._cache))]  # the oldest
+        self._cache[key] = result
 
     def finish(self) -> None:
         """Remove what earlier runs wrote and this one did not; keep the manifest to what is

@@ -15,7 +15,7 @@ from .account import FindingPages, finding_file_name, finding_pages
 from .catalog import Catalog
 from .errors import InputError
 from .finding import merge_findings
-from .jsontext import dumps
+from .jsontext import dumps, dumps_in_bulk
 from .outdir import OutputFolder
 from .output import progress
 from .principals import MANAGED, VIA_ATTACHED, AccountGraph, Document, Principal
@@ -575,7 +575,7 @@ def _write_shared(out: OutputFolder, planner: Planner, shared: dict[str, dict],
 
 
 def json_text(value: object, indent: int | None = None) -> str:
-    return dumps(value, indent=indent) + "\n"
+    return dumps_in_bulk(value, indent=indent) + "\n"
 
 
 def shared_name(document: Document) -> str:
