@@ -302,15 +302,10 @@ def glob(text: str) -> Glob:
     return Glob(parse(text))
 
 
-def example(text: str, fill: str = "") -> str:
-    """A string the pattern matches, shaped like an action where it can be: each `*` written
-    as fill and each `?` as its first letter (`a` for none); where that leaves the service or
-    the name empty, each `*` as `Example` instead (`ec2:*` gives `ec2:Example`, not `ec2:`)."""
-    made = text.replace("*", fill).replace("?", fill[:1] or "a")
-    service, colon, name = made.partition(":")
-    if colon and service and name or fill:
-        return made
-    return example(text, "Example")
+def example(text: str, fill: str = "Example") -> str:
+    """A string the pattern matches, made up (`ec2:*` gives `ec2:Example`, never `ec2:`):
+    each `*` written as fill, each `?` as its first letter."""
+    return text.replace("*", fill).replace("?", fill[0])
 
 
 def intersects_prefix(pattern: Pattern, prefix: str) -> bool:

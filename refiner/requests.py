@@ -814,9 +814,9 @@ def find_lost_denial(base: list[dict], head: list[dict], focus_base: list[int],
 
 
 def _sample_actions(statements: list[dict]) -> list[str]:
-    """A few actions the statements' Action patterns match (patterns.example: `*` read as
-    nothing where that leaves an action's shape, `?` as one letter): where a counterexample is
-    first looked for (a search aid, never a proof)."""
+    """A few actions the statements' Action patterns match (patterns.example: `*` as a word,
+    `?` as one letter): where a counterexample is first looked for (a search aid, never a
+    proof)."""
     found = []
     for statement in statements:
         for text in entries(statement.get("Action", [])):

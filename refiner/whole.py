@@ -61,6 +61,10 @@ def no_new_requests(base: list[dict], head: list[dict], changes: Changes,
     open_heads = [*changes.added, *(j for (_, j), covered in judged.items() if not covered)]
     unions = ShapeUnions(base) if open_heads else None
     by_union = {j for j in open_heads if unions.covers(head[j], actions_contained)}
+    # Where the kernel saw a HEAD statement reach past BASE's of its shape, a widening is
+    # looked for first (a search aid: the request is checked on both documents).
+    reaching = {j: unions.reaching(head[j], actions_contained) for j in open_heads
+                if j not in by_union}
     spent = [0]
 
     def focus(settle: bool) -> tuple[list[int], list[int]]:
@@ -85,7 +89,7 @@ def no_new_requests(base: list[dict], head: list[dict], changes: Changes,
 
     maybe_head, maybe_base = focus(settle=False)
     catalog = spelling_catalog() if maybe_head or maybe_base else None  # only to spell a witness
-    found_request = widening_witness(base, head, maybe_head, catalog)
+    found_request = widening_witness(base, head, maybe_head, catalog, reaching)
     if found_request is not None:
         request, at = found_request
         found = [_unsound(head, at, "admits a request the original does not", request)]
@@ -182,6 +186,15 @@ class ShapeUnions:
             return False
         return any(covers_by_text(union, after) and not actions_contained(
             -1, union, {**union, "Action": after["Action"]}) for union in self._could(after))
+
+    def reaching(self, after: dict, actions_contained: ActionCheck) -> list[str]:
+        """The patterns of after that the kernel finds reaching past the union of its own
+        shape ([] when BASE has none of its shape): where a widening may be."""
+        union = self.of_shape(after)
+        if union is None:
+            return []
+        return [v.pattern for v in actions_contained(-1, union, {**union, "Action": after[
+            "Action"]}) if v.kind == "unsound" and v.pattern is not None]
 
     def _could(self, after: dict) -> list[dict]:
         """The unions whose Action lists could hold after's: for each pattern of after, one of

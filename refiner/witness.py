@@ -362,16 +362,18 @@ def _literal(text: str, ignore_case: bool) -> str:
 
 
 def widening_witness(base: list[dict], head: list[dict], focus_head: list[int],
-                     catalog=None) -> tuple[dict, int] | None:
+                     catalog=None, first: dict[int, list[str]] | None = None
+                     ) -> tuple[dict, int] | None:
     """A request HEAD allows and BASE denies, each certain (whatever the bracketed atoms
     are), built from one of the HEAD Allow statements focus_head: (the request as printed,
-    that statement) or None (none found: proves nothing)."""
+    that statement) or None (none found: proves nothing). first: per HEAD statement, the
+    action patterns to build from first (those the kernel found to reach past BASE)."""
     if not focus_head:
         return None
     multivalued = multivalued_keys(base + head)
     avoid = [s for s in base if s["Effect"] == "Allow"]
     for j in focus_head:
-        for request in candidates(head[j], avoid, catalog, head):
+        for request in candidates(head[j], avoid, catalog, head, (first or {}).get(j, ())):
             evaluation = Evaluation(request, multivalued)
             if evaluation.matches(head[j]) is True and evaluation.allows(head) is True \
                     and evaluation.allows(base) is False:
@@ -411,13 +413,13 @@ def multivalued_keys(statements: list[dict]) -> set[str]:
 
 
 def candidates(statement: dict, avoid: list[dict], catalog=None,
-               document: list[dict] = ()) -> list[Concrete]:
+               document: list[dict] = (), first=()) -> list[Concrete]:
     """A few concrete requests the statement is likely to match (actions the statements of
-    avoid do not name first; for a resource `*`, also the resources its document's Deny
-    statements leave out with NotResource): each is checked before use, so a poor guess
-    costs only time."""
+    avoid do not name first, from the patterns first before the statement's own; for a
+    resource `*`, also the resources its document's Deny statements leave out with
+    NotResource): each is checked before use, so a poor guess costs only time."""
     if "Action" in statement:
-        actions = _actions(entries(statement["Action"]), avoid, catalog)
+        actions = _actions([*first, *entries(statement["Action"])], avoid, catalog)
     else:  # NotAction: some everyday actions its list leaves out
         excluded = _Named([{"Action": statement["NotAction"]}])
         actions = _actions([a for a in EVERYDAY_ACTIONS if not excluded(a)], avoid, None)

@@ -302,6 +302,20 @@ def test_a_statement_two_of_read_only_access_hold_together_is_accepted(tmp_path,
     assert code == 0 and report["verdicts"] == [], report
 
 
+def test_an_action_past_read_only_access_is_found_as_a_request(tmp_path, capsys):
+    """AWS's ReadOnlyAccess -> CloudWatchEventsReadOnlyAccess: one action of HEAD's (Sid-less)
+    statement, schemas:ExportSchema, is in neither of BASE's statements; the kernel's union
+    check names it, and the request built from it is checked and reported (it was `unknown`
+    after a solver timeout)."""
+    base = policies()["ReadOnlyAccess"]["Statement"]
+    head = policies()["CloudWatchEventsReadOnlyAccess"]["Statement"]
+    code, report = gate_run(tmp_path, capsys, base, head)
+    [verdict] = report["verdicts"]
+    assert code == 1 and verdict["request"]["action"] == "schemas:ExportSchema", report
+    request = evaluator_request(verdict["request"])
+    assert allows(head, request) and not allows(base, request)
+
+
 WIDENINGS = [
     ("a bucket widened to *", [{**BUCKET_READ, "Resource": "arn:aws:s3:::reports/*"}],
      [BUCKET_READ], lambda r: not r["resource"].startswith("arn:aws:s3:::reports/")),
