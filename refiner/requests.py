@@ -688,6 +688,8 @@ def covers_by_text(before: dict, after: dict) -> bool:
     before entry `prefix*` by its literal prefix. False: not shown this way."""
     if set(before) - STATEMENT_KEYS or set(after) - STATEMENT_KEYS:
         return False
+    if "Condition" not in after and condition_entries(before):
+        return False  # a condition after lacks (the common case, decided without comparing)
     need, kept = _left_to_show(before, after)
     if kept:
         return False

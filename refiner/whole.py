@@ -22,6 +22,8 @@ from .verification import shape_key
 from .witness import lost_denial_witness, widening_witness
 
 ACTION_KEYS = ("Action", "NotAction")
+# Up to this many unions, each is tried by its text first; beyond, by its patterns' prefixes.
+FEW_UNIONS = 16
 
 # (index, before, after-with-before's-other-keys) -> the action kernel's verdicts on the pair
 ActionCheck = Callable[[int, dict, dict], list[Violation]]
@@ -184,8 +186,9 @@ class ShapeUnions:
         shown this way (NotAction, a Deny, or the kernel says no)."""
         if not _mergeable(after):
             return False
+        could = self.listed if len(self.listed) <= FEW_UNIONS else self._could(after)
         return any(covers_by_text(union, after) and not actions_contained(
-            -1, union, {**union, "Action": after["Action"]}) for union in self._could(after))
+            -1, union, {**union, "Action": after["Action"]}) for union in could)
 
     def reaching(self, after: dict, actions_contained: ActionCheck) -> list[str]:
         """The patterns of after that the kernel finds reaching past the union of its own
