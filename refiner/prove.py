@@ -24,7 +24,6 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
-import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -92,9 +91,9 @@ def load_solver():
     return z3
 
 
-# Ground claims Z3 rewrote to true in this process (_claim_text), once remember_true_claims()
+# Ground claims Z3 rewrote to true in this process (_claim_key), once remember_true_claims()
 # is called (a process that proves many documents: recommend's workers); None: not kept.
-_TRUE_CLAIMS: set[str] | None = None
+_TRUE_CLAIMS: set[tuple] | None = None
 
 
 def remember_true_claims() -> None:
@@ -106,11 +105,11 @@ def remember_true_claims() -> None:
         _TRUE_CLAIMS = set()
 
 
-def _claim_text(claim: tuple[list[str], str | None, list[str]]) -> str:
-    """A ground claim as one string, the same for the same claim only (JSON keeps every part
-    apart whatever characters it holds, and None apart from "")."""
+def _claim_key(claim: tuple[list[str], str | None, list[str]]) -> tuple:
+    """A ground claim as a value equal for the same claim only: tuples keep every part apart
+    whatever characters it holds, and None apart from "" (and hash far faster than text)."""
     actions, within, cover = claim
-    return json.dumps([actions, within, cover], separators=(",", ":"))
+    return tuple(actions), within, tuple(cover)
 
 
 @functools.lru_cache(maxsize=1)
@@ -379,7 +378,7 @@ class Checker:
         remember_true_claims() was called (unless every obligation is being recorded)."""
         remembered = self._remembered()
         if remembered is not None:
-            claims = [claim for claim in claims if _claim_text(claim) not in remembered]
+            claims = [claim for claim in claims if _claim_key(claim) not in remembered]
         chunk, size = [], 0
         for claim in claims:
             actions, within, cover = claim
@@ -405,7 +404,7 @@ class Checker:
         self._rewritten_true(chunk)
         return True
 
-    def _remembered(self) -> set[str] | None:
+    def _remembered(self) -> set[tuple] | None:
         """The process's true claims, when kept and this Checker does not record every
         obligation (a recorded run exports them all)."""
         return None if self.record else _TRUE_CLAIMS
@@ -416,7 +415,7 @@ class Checker:
             return
         if len(remembered) + len(claims) > TRUE_CLAIMS_LIMIT:
             remembered.clear()
-        remembered.update(_claim_text(claim) for claim in claims)
+        remembered.update(_claim_key(claim) for claim in claims)
 
     def _ground_chunk(self, claims) -> bool:
         patterns = sorted({t for _, within, cover in claims for t in cover + [within]
@@ -627,8 +626,19 @@ class _Index:
         self.by_prefix: dict[str, list[str]] = {}
         for text in texts:
             self.by_prefix.setdefault(literal_prefix(parse(text)), []).append(text)
-        # Looking up only the prefix lengths that occur is far fewer probes than every cut.
-        self._lengths = sorted({len(key) for key in self.by_prefix}, reverse=True)
+        # Only the prefix lengths that occur are probed, and of those only the lengths of
+        # prefixes that can start the string: a prefix holding a ":" starts a string only if
+        # the string has the same text up to its first ":" (an action's service), so each
+        # service's lengths are kept apart; a prefix without ":" may start any string.
+        self._any_lengths: set[int] = set()
+        self._service_lengths: dict[str, set[int]] = {}
+        for key in self.by_prefix:
+            colon = key.find(":")
+            if colon < 0:
+                self._any_lengths.add(len(key))
+            else:
+                self._service_lengths.setdefault(key[:colon + 1], set()).add(len(key))
+        self._lengths_of: dict[str, list[int]] = {}  # service ("" for none) -> lengths, longest first
 
     def compatible(self, prefix: str) -> list[str]:
         """Patterns that can share a string with one whose literal prefix is prefix."""
@@ -638,9 +648,14 @@ class _Index:
     def could_contain(self, string: str) -> list[str]:
         """Patterns whose literal prefix starts string, longest prefix first: only they can
         match string or contain a pattern whose literal prefix is string."""
+        service = string[:string.find(":") + 1]  # "" when string has no ":"
+        lengths = self._lengths_of.get(service)
+        if lengths is None:
+            lengths = self._lengths_of[service] = sorted(
+                self._any_lengths | self._service_lengths.get(service, set()), reverse=True)
         return [
             text
-            for cut in self._lengths if cut <= len(string)
+            for cut in lengths if cut <= len(string)
             for text in self.by_prefix.get(string[:cut], ())
         ]
 

@@ -6,14 +6,16 @@ from __future__ import annotations
 import copy
 import json
 
+import hypothesis
 import pytest
 from conftest import EXAMPLES
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from oracle import is_unused, statement_allows
 from strategies import cases, patterns
 
 from refiner import prove
+from refiner.errors import InputError
 from refiner.finding import parse_finding
 from refiner.policy import load_policy
 from refiner.prove import Checker, Violation
@@ -289,4 +291,30 @@ def test_a_remembered_claims_key_names_that_claim_only():
     claims = [(["a:x"], None, ["a:y", "a:x"]), (["a:x"], None, ["a:y\na:x"]),
               (["a:x"], "", []), (["a:x"], None, []), (["a:x", "a:y"], None, []),
               (["a:x\na:y"], None, []), (["a:x"], "a:*", ["a:x"]), (["a:x"], "a:*\0", ["a:x"])]
-    assert len({prove._claim_text(claim) for claim in claims}) == len(claims)
+    assert len({prove._claim_key(claim) for claim in claims}) == len(claims)
+
+
+PREFIX_PATTERNS = st.lists(st.from_regex(r"\*|[ab]{1,2}[*?]?(:[ab:]{0,3}[*?]?[ab]{0,2})?",
+                                         fullmatch=True), max_size=8)
+
+
+@settings(max_examples=300)
+@given(PREFIX_PATTERNS, st.from_regex(r"[ab]{0,3}(:[ab:]{0,4})?", fullmatch=True),
+       st.none() | st.integers(0, 7))
+@hypothesis.example(["a:b*", "a*", "*"], "x", 0)
+def test_patterns_that_could_contain_a_string_are_those_whose_literal_prefix_starts_it(
+        texts, string, pick):
+    """The index's lookup (only the prefix lengths of the string's service are probed) gives
+    every pattern whose literal prefix starts the string, longest prefix first, and no other."""
+    prefix_of = {}
+    for text in texts:
+        try:
+            prefix_of[text] = prove.literal_prefix(prove.parse(text))
+        except InputError:  # not an action pattern: the index is never given one
+            continue
+    if prefix_of and pick is not None:  # a string that some pattern's prefix starts
+        string = list(prefix_of.values())[pick % len(prefix_of)] + string
+    index = prove._Index(list(prefix_of))
+    expected = sorted((text for text, prefix in prefix_of.items() if string.startswith(prefix)),
+                      key=lambda text: -len(prefix_of[text]))
+    assert index.could_contain(string) == expected
