@@ -10,6 +10,14 @@ one bucket and a Condition added; Deny statements as they were), which must be a
 narrowed one as BASE against the original as HEAD (a widening), which must be rejected with a
 counterexample request. A policy without an Allow statement has no widening to find. Reports
 median and p95 seconds per policy (both directions) and the wall-clock total.
+
+    .venv/bin/python bench/requests.py --pairs --times pairs.tsv
+
+With --pairs, pairs of different managed policies instead: each <service>ReadOnlyAccess
+against its <service>FullAccess both ways, and ReadOnlyAccess, SecurityAudit, PowerUserAccess
+and AdministratorAccess as BASE of every policy whose name says ReadOnly; the verdict of each
+(accepted, rejected or unknown) and its seconds, so that two versions can be compared pair by
+pair (--times writes them).
 """
 
 from __future__ import annotations
@@ -76,14 +84,68 @@ def _judge(item):
     return judge(*item)
 
 
+def cross_pairs(corpus: dict) -> list[tuple[str, str]]:
+    """(BASE, HEAD) names of different policies (see the module's docstring)."""
+    pairs = []
+    for name in sorted(corpus):
+        full = name.replace("ReadOnlyAccess", "FullAccess")
+        if name.endswith("ReadOnlyAccess") and full in corpus:
+            pairs += [(name, full), (full, name)]
+    wide = [n for n in ("ReadOnlyAccess", "SecurityAudit", "PowerUserAccess",
+                        "AdministratorAccess") if n in corpus]
+    pairs += [(base, name) for base in wide for name in sorted(corpus)
+              if "ReadOnly" in name and name != base]
+    return pairs
+
+
+def judge_pair(item) -> dict:
+    """One pair through the gate (a 2 s solver timeout per query): its verdict and seconds."""
+    (base_name, base), (head_name, head) = item
+    started = time.perf_counter()
+    found = gate(load_policy(copy.deepcopy(base), base_name),
+                 load_policy(copy.deepcopy(head), head_name), Checker([], [], [], 2_000))
+    kinds = {v.kind for v, _ in found}
+    verdict = "rejected" if kinds & {"unsound", "incomplete", "structure"} else \
+        "unknown" if kinds else "accepted"
+    return {"name": f"{base_name} -> {head_name}", "verdict": verdict,
+            "seconds": time.perf_counter() - started}
+
+
+def main_pairs(corpus: dict, workers: int, times: str | None) -> int:
+    items = [((b, corpus[b]["document"]), (h, corpus[h]["document"]))
+             for b, h in cross_pairs(corpus)]
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(judge_pair, items, chunksize=4))
+    total = time.perf_counter() - started
+    seconds = sorted(r["seconds"] for r in results)
+    counts = {v: sum(r["verdict"] == v for r in results) for v in
+              ("accepted", "rejected", "unknown")}
+    print(f"pairs: {len(results)} (workers: {workers}): {counts}")
+    print(f"per pair: median {statistics.median(seconds):.3f} s, "
+          f"p95 {seconds[int(0.95 * (len(seconds) - 1))]:.3f} s, max {seconds[-1]:.3f} s")
+    print(f"total wall clock: {total:.1f} s")
+    for r in sorted(results, key=lambda r: -r["seconds"])[:5]:
+        print(f"slow: {r['name']}: {r['verdict']} in {r['seconds']:.2f} s")
+    if times:
+        Path(times).write_text("".join(f"{r['name']}\t{r['verdict']}\t{r['seconds']:.3f}\n"
+                                       for r in results))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only", nargs="*", help="policy names")
     parser.add_argument("--times", help="write each policy's seconds (accept, reject, CPU) "
-                        "and solver queries to this file, tab-separated")
+                        "and solver queries to this file, tab-separated (--pairs: each "
+                        "pair's verdict and seconds)")
+    parser.add_argument("--pairs", action="store_true",
+                        help="pairs of different policies (see the docstring)")
     args = parser.parse_args()
     corpus = snapshot()
+    if args.pairs:
+        return main_pairs(corpus, args.workers, args.times)
     names = args.only or sorted(corpus)
     items = [(name, corpus[name]["document"]) for name in names]
     started = time.perf_counter()

@@ -7,11 +7,12 @@ no completeness or unused-action obligation left, so check_statement proves exac
 each refined (HEAD) pattern lies inside the original (BASE) ones (Allow + Action), or that
 every original exclusion stays excluded (Allow + NotAction). A Deny statement must deny at
 least what it denied: the same check with the two sides swapped. Statements are paired as
-verify pairs them (structure keys: Sid, Effect, Resource, Condition, ... equal), so a changed
-Resource or Condition is a structure change; an added Allow statement and a removed Deny are
-rejected, an added Deny or a removed Allow statement is a narrowing. Policies are paired by
-id (CloudFormation logical id, Terraform address); a policy added in HEAD is a new grant,
-rejected unless allowed; one that cannot be read (an Action list built by an intrinsic
+verify pairs them; a pair whose keys but the action list and the Sid (IAM never evaluates
+one) are equal is the kernel's, an Allow one also against BASE's Allow statements of its
+shape together (whole.ShapeUnions); the rest is judged on whole requests (whole.py). The
+kernel's verdicts are named as the catalog spells them (naming.named_verdicts). Policies are
+paired by id (CloudFormation logical id, Terraform address); a policy added in HEAD is a new
+grant, rejected unless allowed; one that cannot be read (an Action list built by an intrinsic
 function) is accepted only when it is exactly as it was."""
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 
 from .errors import InputError
 from .jsontext import dumps
+from .naming import named_verdicts
 from .policy import PolicyInput, load_policy
 from .prove import Checker, Violation, same_json
 from .render import as_sarif
@@ -33,7 +35,7 @@ from .verification import (
     Report,
     document_changes,
     pair_statements,
-    structure_key,
+    shape_key,
     verify,
 )
 
@@ -372,7 +374,7 @@ def gate(base: PolicyInput, head: PolicyInput, checker: Checker) -> list[tuple[V
     """Every way HEAD admits what BASE did not, each with the HEAD statement it is about.
     Pairs whose keys but the action list are equal are the action kernel's alone; changed,
     added and dropped statements go to the request model (whole.py)."""
-    from .whole import changed_statements, no_new_requests  # loads the solver
+    from .whole import ShapeUnions, changed_statements, no_new_requests  # loads the solver
 
     def prove(index: int, before: dict, after: dict | None) -> list[Violation]:
         return no_new_access(checker, index, before, after)
@@ -383,10 +385,24 @@ def gate(base: PolicyInput, head: PolicyInput, checker: Checker) -> list[tuple[V
     pairing = pair_statements(base.statements, head.statements, prove)
     positions = {id(statement): index for index, statement in enumerate(head.statements)}
     changes, kept = changed_statements(pairing.pairs, pairing.added, _same_structure, positions)
+    unions = None
     for index, before, after in kept:
         at = positions[id(after)]
-        for violation in prove(index, before, after):
-            found.append((dataclasses.replace(violation, statement=at), at))
+        compared = before
+        violations = prove(index, before, after)
+        if violations and before["Effect"] == "Allow":
+            # BASE's Allow statements of this shape together may hold what its partner alone
+            # does not (a statement split or merged): judged against their union.
+            unions = unions or ShapeUnions(base.statements)
+            compared = unions.of_shape(before) or before
+            violations = prove(index, compared, after) if compared is not before else violations
+        if violations and not same_json(before.get("Sid"), after.get("Sid")):
+            # Judged on whole requests, as a pair whose Sids differ always was: the kernel
+            # alone saying no is not final for it.
+            changes.pairs.append((index, at))
+            continue
+        for violation in named(violations, compared, after):
+            found.append((dataclasses.replace(violation, statement=at, sid=_sid(after)), at))
     for violation in no_new_requests(base.statements, head.statements, changes, prove,
                                      checker.timeout_ms, tally=checker):
         at = violation.statement if violation.statement >= 0 else None
@@ -395,23 +411,45 @@ def gate(base: PolicyInput, head: PolicyInput, checker: Checker) -> list[tuple[V
 
 
 def _same_structure(before: dict, after: dict) -> bool:
-    return structure_key(before) == structure_key(after)
+    """Every key but the action list the same, Sid aside (IAM never evaluates a Sid)."""
+    return shape_key(before) == shape_key(after)
 
 
 def no_new_access(checker: Checker, index: int, before: dict, after: dict | None) -> list[Violation]:
-    """What makes the after statement admit something the before statement did not."""
+    """What makes the after statement admit something the before statement did not (their
+    Sids aside: IAM never evaluates one)."""
     if after is None:
         if before.get("Effect") == "Allow":
             return []  # a dropped Allow statement only narrows
         return [Violation("structure", index, _sid(before), "removes a Deny statement")]
+    original, refined = kernel_pair(before, after)
+    found = checker.check_statement(index, original, refined)
     if before.get("Effect") == "Deny" and after.get("Effect") == "Deny":
-        # HEAD must deny at least what BASE denied: BASE's Deny, read as an Allow, inside HEAD's.
-        swapped = checker.check_statement(index, {**after, "Effect": "Allow"},
-                                          {**before, "Effect": "Allow"})
         return [v if v.kind != "unsound" else dataclasses.replace(
             v, message="the Deny statement no longer denies an action it denied")
-            for v in swapped]
-    return checker.check_statement(index, before, after)
+            for v in found]
+    return found
+
+
+def named(violations: list[Violation], before: dict, after: dict) -> list[Violation]:
+    """The kernel's verdicts on a BASE and a HEAD statement, named as the catalog spells
+    them (naming.named_verdicts; the catalog is loaded only when there is a verdict)."""
+    if not violations:
+        return violations
+    from .whole import spelling_catalog
+
+    return named_verdicts(violations, *kernel_pair(before, after), spelling_catalog())
+
+
+def kernel_pair(before: dict, after: dict) -> tuple[dict, dict]:
+    """The two statements the action kernel compares for a BASE and a HEAD statement: HEAD's
+    inside BASE's, or for two Denies BASE's (read as an Allow) inside HEAD's, since HEAD must
+    deny at least what BASE denied. Both carry BASE's Sid, which IAM never evaluates."""
+    without_sid = {key: value for key, value in after.items() if key != "Sid"}
+    after = {**without_sid, "Sid": before["Sid"]} if "Sid" in before else without_sid
+    if before.get("Effect") == "Deny" and after.get("Effect") == "Deny":
+        return {**after, "Effect": "Allow"}, {**before, "Effect": "Allow"}
+    return before, after
 
 
 def _line(policy, violation: Violation, index: int | None) -> int:

@@ -9,10 +9,11 @@ the finding, outside the kernel: naming never changes a verdict, it only says mo
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from .catalog import Catalog, keys_starting_with
 from .finding import Unused
-from .patterns import glob, parse
+from .patterns import example, glob, parse
 from .prove import Violation, _entries, _Index, literal_prefix
 
 # A verdict's rule: which actions it is about are those matched by its pattern among the
@@ -35,6 +36,11 @@ def spelled(verdict: Violation, catalog: Catalog) -> Violation:
 
 # Only a proven failure is named: an unknown verdict (no answer in time) claims no action.
 NAMED = ("unsound", "incomplete")
+# Without a finding (the no-new-access gate) every action a verdict is about is a catalog one.
+NO_FINDING = Unused()
+# What a pattern's wildcards are written as in a witness when the catalog has no action for it.
+FILLS = ("Example", "X", "Zq", "Q0")
+_ACTION_LIKE = re.compile(r"[^:*?]+:[^*?]+")  # service:name, no wildcard, neither part empty
 
 
 class Namer:
@@ -90,3 +96,57 @@ class Namer:
         return sorted((name for lower, name in found.items()
                        if matcher is None or matcher.matches(lower)), key=str.lower)
 
+
+def named_verdicts(verdicts: list[Violation], original: dict, refined: dict,
+                   catalog: Catalog | None) -> list[Violation]:
+    """The gate's verdicts (no finding) on the two statements the kernel compared, named: the
+    catalog actions each is about, and a witness that refined's action list admits and
+    original's does not, checked here by the pattern matcher (never taken on trust): a catalog
+    action when there is one, else a string the pattern matches, service:name (the kernel's
+    witness, or the pattern with its wildcards written as a word), else the kernel's witness."""
+    separates = _Separates(original, refined)
+    return [_named(v, original, refined, catalog, separates) for v in verdicts]
+
+
+def _named(verdict: Violation, original: dict, refined: dict, catalog: Catalog | None,
+           separates: _Separates) -> Violation:
+    if verdict.kind not in NAMED or verdict.witness is None:
+        return verdict
+    actions: tuple[str, ...] = ()
+    witness = verdict.witness
+    if catalog is not None:
+        if verdict.rule in RULES:
+            named = Namer(catalog, NO_FINDING).name(verdict, original, refined)
+            actions = tuple(action for action in named.actions if separates(action))
+            witness = named.witness or witness
+        witness = catalog.canonical(witness) or witness
+    if witness not in actions:
+        found = [*actions, *(c for c in _concrete(verdict) if _ACTION_LIKE.fullmatch(c))]
+        witness = next((c for c in found if separates(c)), verdict.witness)
+    return dataclasses.replace(verdict, witness=witness, actions=actions)
+
+
+def _concrete(verdict: Violation) -> list[str]:
+    """Strings to try as the witness when the catalog names none: the verdict's pattern as
+    written with each wildcard written as a word (patterns.example), then the kernel's
+    witness."""
+    found = [example(verdict.pattern, fill) for fill in FILLS] if verdict.pattern else []
+    return [*found, verdict.witness or ""]
+
+
+class _Separates:
+    """Whether an action is admitted by refined's action list and not by original's (Action:
+    some entry matches it; NotAction: none does), by the pattern matcher."""
+
+    def __init__(self, original: dict, refined: dict):
+        self.sides = [(key, _Index(_entries(statement[key])))
+                      for statement in (refined, original)
+                      for key in ("Action", "NotAction") if key in statement]
+
+    def _admits(self, side: int, action: str) -> bool:
+        key, index = self.sides[side]
+        matched = any(glob(text).matches(action) for text in index.could_contain(action.lower()))
+        return matched if key == "Action" else not matched
+
+    def __call__(self, action: str) -> bool:
+        return len(self.sides) == 2 and self._admits(0, action) and not self._admits(1, action)

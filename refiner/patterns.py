@@ -302,6 +302,12 @@ def glob(text: str) -> Glob:
     return Glob(parse(text))
 
 
+def example(text: str, fill: str = "Example") -> str:
+    """A string the pattern matches, made up (`ec2:*` gives `ec2:Example`, never `ec2:`):
+    each `*` written as fill, each `?` as its first letter."""
+    return text.replace("*", fill).replace("?", fill[0])
+
+
 def intersects_prefix(pattern: Pattern, prefix: str) -> bool:
     """Whether some string starting with prefix matches: the prefix is matched exactly by the
     pattern's first k atoms for some k, and the remaining atoms can always be completed."""

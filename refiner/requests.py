@@ -14,7 +14,7 @@ from fractions import Fraction
 import z3
 
 from .jsontext import JsonNumber, dumps
-from .patterns import parse
+from .patterns import example, parse
 from .prove import DEFAULT_TIMEOUT_MS, literal_prefix, same_json
 
 # Where IAM's meaning is not pinned down exactly (an ARN wildcard at a colon, a policy
@@ -688,6 +688,8 @@ def covers_by_text(before: dict, after: dict) -> bool:
     before entry `prefix*` by its literal prefix. False: not shown this way."""
     if set(before) - STATEMENT_KEYS or set(after) - STATEMENT_KEYS:
         return False
+    if "Condition" not in after and condition_entries(before):
+        return False  # a condition after lacks (the common case, decided without comparing)
     need, kept = _left_to_show(before, after)
     if kept:
         return False
@@ -814,12 +816,13 @@ def find_lost_denial(base: list[dict], head: list[dict], focus_base: list[int],
 
 
 def _sample_actions(statements: list[dict]) -> list[str]:
-    """A few actions the statements' Action patterns match (`*` read as nothing, `?` as one
-    letter): where a counterexample is first looked for (a search aid, never a proof)."""
+    """A few actions the statements' Action patterns match (patterns.example: `*` as a word,
+    `?` as one letter): where a counterexample is first looked for (a search aid, never a
+    proof)."""
     found = []
     for statement in statements:
         for text in entries(statement.get("Action", [])):
-            sample = text.lower().replace("*", "").replace("?", "a")
+            sample = example(text).lower()
             if sample not in found and _printable(sample):
                 found.append(sample)
     return found[:SAMPLED_ACTIONS]

@@ -69,6 +69,12 @@ def structure_key(statement: dict) -> str:
     return jsontext.dumps([rest, [key for key in ACTION_KEYS if key in statement]], sort_keys=True)
 
 
+def shape_key(statement: dict) -> str:
+    """structure_key without the Sid: IAM never evaluates a Sid, so statements of one shape
+    match the same requests for the same action."""
+    return structure_key({key: value for key, value in statement.items() if key != "Sid"})
+
+
 def pair_statements(original: list[dict], refined: list[dict], prove: Prove | None = None) -> Pairing:
     """Pair refined statements with the original ones they replace; originals may have been
     dropped. Statements are grouped by structure key (so Sids pair statements in any order)

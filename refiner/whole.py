@@ -8,11 +8,22 @@ from dataclasses import dataclass
 
 from .catalog import load_default
 from .jsontext import dumps
-from .prove import DEFAULT_TIMEOUT_MS, Violation
-from .requests import covers_by_solver, covers_by_text, find_lost_denial, find_widening
+from .patterns import parse
+from .prove import DEFAULT_TIMEOUT_MS, Violation, literal_prefix
+from .requests import (
+    STATEMENT_KEYS,
+    covers_by_solver,
+    covers_by_text,
+    entries,
+    find_lost_denial,
+    find_widening,
+)
+from .verification import shape_key
 from .witness import lost_denial_witness, widening_witness
 
 ACTION_KEYS = ("Action", "NotAction")
+# Up to this many unions, each is tried by its text first; beyond, by its patterns' prefixes.
+FEW_UNIONS = 16
 
 # (index, before, after-with-before's-other-keys) -> the action kernel's verdicts on the pair
 ActionCheck = Callable[[int, dict, dict], list[Violation]]
@@ -47,27 +58,40 @@ def no_new_requests(base: list[dict], head: list[dict], changes: Changes,
     tally: its queries attribute counts the solver queries."""
     judged = {pair: _covered_by_text(*pair, base, head, actions_contained)
               for pair in changes.pairs}
+    # HEAD Allow statements covered by BASE's Allow statements of one shape together: their
+    # partner (a BASE statement) matters only if it is a Deny, which stays judged by its pair.
+    open_heads = [*changes.added, *(j for (_, j), covered in judged.items() if not covered)]
+    unions = ShapeUnions(base) if open_heads else None
+    by_union = {j for j in open_heads if unions.covers(head[j], actions_contained)}
+    # Where the kernel saw a HEAD statement reach past BASE's of its shape, a widening is
+    # looked for first (a search aid: the request is checked on both documents).
+    reaching = {j: unions.reaching(head[j], actions_contained) for j in open_heads
+                if j not in by_union}
     spent = [0]
 
     def focus(settle: bool) -> tuple[list[int], list[int]]:
         """The focus statements; settle: with the pairs the text left open decided by the
         solver (else all of them counted in, an over-approximation for the witness search)."""
-        uncovered_head, uncovered_base = list(changes.added), list(changes.dropped)
+        uncovered_head = [j for j in changes.added if j not in by_union]
+        uncovered_base = list(changes.dropped)
         for (i, j), covered in judged.items():
+            if covered is None and j in by_union:
+                covered = False  # two Allow statements: HEAD's is covered, BASE's is no focus
             if covered is None and settle:
                 before, after = (base[i], head[j]) if base[i]["Effect"] == "Allow" \
                     else (head[j], base[i])
                 spent[0] += 1
                 covered = judged[i, j] = covers_by_solver(before, after, timeout_ms)
             if not covered:
-                uncovered_head.append(j)
+                if j not in by_union:
+                    uncovered_head.append(j)
                 uncovered_base.append(i)
         return (sorted(j for j in set(uncovered_head) if head[j]["Effect"] == "Allow"),
                 sorted(i for i in set(uncovered_base) if base[i]["Effect"] != "Allow"))
 
     maybe_head, maybe_base = focus(settle=False)
-    catalog = _catalog() if maybe_head or maybe_base else None  # only to spell a witness
-    found_request = widening_witness(base, head, maybe_head, catalog)
+    catalog = spelling_catalog() if maybe_head or maybe_base else None  # only to spell a witness
+    found_request = widening_witness(base, head, maybe_head, catalog, reaching)
     if found_request is not None:
         request, at = found_request
         found = [_unsound(head, at, "admits a request the original does not", request)]
@@ -130,8 +154,74 @@ def _covered_by_text(i: int, j: int, base: list[dict], head: list[dict],
     return True if covers_by_text(outer, inner) else None
 
 
+class ShapeUnions:
+    """BASE's Allow statements with an Action list, grouped by shape (every key but Sid and
+    the action list written the same: verification.shape_key), each group as one statement:
+    their Action lists joined, the rest as they all write it. That statement matches exactly
+    the requests one of the group matches (proofs/requests.md §2a, union). Statements with a
+    key IAM does not define are left out (fail closed)."""
+
+    def __init__(self, base: list[dict]):
+        self.unions: dict[str, dict] = {}
+        for statement in base:
+            if _mergeable(statement):
+                shape = shape_key(statement)
+                union = self.unions.setdefault(shape, {**statement, "Action": []})
+                union["Action"] = union["Action"] + entries(statement["Action"])
+        # The literal prefix of each union's patterns -> those unions (a search aid).
+        self.listed = list(self.unions.values())
+        self.by_prefix: dict[str, set[int]] = {}
+        for number, union in enumerate(self.listed):
+            for text in union["Action"]:
+                self.by_prefix.setdefault(literal_prefix(parse(text)), set()).add(number)
+
+    def of_shape(self, statement: dict) -> dict | None:
+        """The union of statement's shape (None: BASE has no such statement)."""
+        return self.unions.get(shape_key(statement)) if _mergeable(statement) else None
+
+    def covers(self, after: dict, actions_contained: ActionCheck) -> bool:
+        """Whether the HEAD Allow statement after (Action) matches only requests one union
+        matches: the rest of after lies inside the union's by its text (covers_by_text) and
+        its action patterns inside the union's Action list (the action kernel). False: not
+        shown this way (NotAction, a Deny, or the kernel says no)."""
+        if not _mergeable(after):
+            return False
+        could = self.listed if len(self.listed) <= FEW_UNIONS else self._could(after)
+        return any(covers_by_text(union, after) and not actions_contained(
+            -1, union, {**union, "Action": after["Action"]}) for union in could)
+
+    def reaching(self, after: dict, actions_contained: ActionCheck) -> list[str]:
+        """The patterns of after that the kernel finds reaching past the union of its own
+        shape ([] when BASE has none of its shape): where a widening may be."""
+        union = self.of_shape(after)
+        if union is None:
+            return []
+        return [v.pattern for v in actions_contained(-1, union, {**union, "Action": after[
+            "Action"]}) if v.kind == "unsound" and v.pattern is not None]
+
+    def _could(self, after: dict) -> list[dict]:
+        """The unions whose Action lists could hold after's: for each pattern of after, one of
+        theirs has a literal prefix that starts its literal prefix (a pattern only matches
+        strings that start with its literal prefix, and after's pattern matches its literal
+        prefix followed by a character no literal holds: proofs/README.md §3)."""
+        could: set[int] | None = None
+        for text in dict.fromkeys(entries(after["Action"])):
+            prefix = literal_prefix(parse(text))
+            holding = {number for cut in range(len(prefix) + 1)
+                       for number in self.by_prefix.get(prefix[:cut], ())}
+            could = holding if could is None else could & holding
+            if not could:
+                return []
+        return [self.listed[number] for number in sorted(could or ())]
+
+
+def _mergeable(statement: dict) -> bool:
+    return statement.get("Effect") == "Allow" and "Action" in statement and \
+        not set(statement) - STATEMENT_KEYS
+
+
 @functools.lru_cache(maxsize=1)
-def _catalog():
+def spelling_catalog():
     """The embedded action catalog, for a witness's action as AWS spells it (None when it
     cannot be read: the witness then keeps the policy's spelling)."""
     try:

@@ -8,8 +8,9 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
+from .patterns import example
 from .patterns import glob as action_glob
-from .patterns import parse
+from .prove import _Index
 from .requests import (
     _ACCOUNT,
     _CALLER_ARN,
@@ -50,6 +51,7 @@ from .requests import (
 # only when it holds for every value the bracketed atoms may take.
 Maybe = bool | None
 CANDIDATES = 8  # concrete requests tried per statement (a search aid: failing finds nothing)
+SPELLINGS = 16  # catalog actions tried per pattern for one its document does not name yet
 EXAMPLE = "example"  # what a wildcard or an unconstrained value stands for in a witness
 EXAMPLE_ACCOUNT = "123456789012"
 # Actions tried for a NotAction statement (one per common service; any action would do).
@@ -360,16 +362,18 @@ def _literal(text: str, ignore_case: bool) -> str:
 
 
 def widening_witness(base: list[dict], head: list[dict], focus_head: list[int],
-                     catalog=None) -> tuple[dict, int] | None:
+                     catalog=None, first: dict[int, list[str]] | None = None
+                     ) -> tuple[dict, int] | None:
     """A request HEAD allows and BASE denies, each certain (whatever the bracketed atoms
     are), built from one of the HEAD Allow statements focus_head: (the request as printed,
-    that statement) or None (none found: proves nothing)."""
+    that statement) or None (none found: proves nothing). first: per HEAD statement, the
+    action patterns to build from first (those the kernel found to reach past BASE)."""
     if not focus_head:
         return None
     multivalued = multivalued_keys(base + head)
     avoid = [s for s in base if s["Effect"] == "Allow"]
     for j in focus_head:
-        for request in candidates(head[j], avoid, catalog, head):
+        for request in candidates(head[j], avoid, catalog, head, (first or {}).get(j, ())):
             evaluation = Evaluation(request, multivalued)
             if evaluation.matches(head[j]) is True and evaluation.allows(head) is True \
                     and evaluation.allows(base) is False:
@@ -409,13 +413,13 @@ def multivalued_keys(statements: list[dict]) -> set[str]:
 
 
 def candidates(statement: dict, avoid: list[dict], catalog=None,
-               document: list[dict] = ()) -> list[Concrete]:
+               document: list[dict] = (), first=()) -> list[Concrete]:
     """A few concrete requests the statement is likely to match (actions the statements of
-    avoid do not name first; for a resource `*`, also the resources its document's Deny
-    statements leave out with NotResource): each is checked before use, so a poor guess
-    costs only time."""
+    avoid do not name first, from the patterns first before the statement's own; for a
+    resource `*`, also the resources its document's Deny statements leave out with
+    NotResource): each is checked before use, so a poor guess costs only time."""
     if "Action" in statement:
-        actions = _actions(entries(statement["Action"]), avoid, catalog)
+        actions = _actions([*first, *entries(statement["Action"])], avoid, catalog)
     else:  # NotAction: some everyday actions its list leaves out
         excluded = _Named([{"Action": statement["NotAction"]}])
         actions = _actions([a for a in EVERYDAY_ACTIONS if not excluded(a)], avoid, None)
@@ -434,40 +438,44 @@ def candidates(statement: dict, avoid: list[dict], catalog=None,
 
 def _actions(patterns: list, avoid: list[dict], catalog) -> list[str]:
     """Up to three actions the patterns match, spelled as the catalog does; first those no
-    statement of avoid names (looked for among the first patterns only: a search aid)."""
+    statement of avoid names (looked for among the first patterns only, and for each among its
+    first spellings: a search aid)."""
     named = _Named(avoid)
     fresh, others = [], []
     for text in patterns[:16]:
-        action = _spelling(text, catalog) if isinstance(text, str) else None
-        if action is None or action in fresh or action in others:
-            continue
-        (others if named(action) else fresh).append(action)
+        for action in _spellings(text, catalog) if isinstance(text, str) else ():
+            if action in fresh or action in others:
+                continue
+            if not named(action):
+                fresh.append(action)
+                break
+            others.append(action)
         if len(fresh) == 3:
             break
     return (fresh + others)[:3]
 
 
-def _spelling(text: str, catalog) -> str | None:
-    """An action the pattern matches: for `*` an everyday one, else the catalog's first, else
-    the pattern with `*` left out and `?` as a letter (checked like any candidate)."""
+def _spellings(text: str, catalog) -> list[str]:
+    """Actions the pattern matches, best first: for `*` everyday ones, else the catalog's first
+    few, then one made from the pattern (patterns.example: `ec2:*` gives `ec2:Example`), each
+    checked like any candidate."""
     if text == "*":
-        return EVERYDAY_ACTIONS[0]
-    named = catalog.matching(text)[:1] if catalog is not None else ()
-    return named[0] if named else text.replace("*", "").replace("?", "a")
+        return EVERYDAY_ACTIONS
+    named = catalog.matching(text)[:SPELLINGS] if catalog is not None else ()
+    return [*named, example(text)]
 
 
 class _Named:
-    """Whether some Action pattern of the statements matches an action (patterns filtered by
-    their literal prefix first)."""
+    """Whether some Action pattern of the statements matches an action (only the patterns
+    whose literal prefix starts it are matched)."""
 
     def __init__(self, statements: list[dict]):
-        self.patterns = [(parse(t).literal_prefix, t) for s in statements if "Action" in s
-                         for t in entries(s["Action"]) if isinstance(t, str)]
+        self.patterns = _Index([t for s in statements if "Action" in s
+                                for t in entries(s["Action"]) if isinstance(t, str)])
 
     def __call__(self, action: str) -> bool:
-        lowered = action.lower()
-        return any(lowered.startswith(prefix) and action_glob(text).matches(action)
-                   for prefix, text in self.patterns)
+        return any(action_glob(text).matches(action)
+                   for text in self.patterns.could_contain(action.lower()))
 
 
 def _resources(statement: dict, action: str, context: dict, document) -> list[str]:

@@ -5,6 +5,7 @@ import copy
 import json
 
 import pytest
+from corpus import policies
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from iam_evaluator import allows, denies, statement_matches
@@ -78,7 +79,7 @@ def policy_pairs(draw):
     for _ in range(draw(st.integers(0, 2))):
         at = draw(st.integers(0, len(head) - 1))
         edit = draw(st.sampled_from(["resource", "condition", "effect", "drop", "add",
-                                     "principal"]))
+                                     "principal", "sid", "split", "merged"]))
         if edit == "resource":
             head[at]["Resource"] = draw(st.sampled_from(RESOURCES))
             head[at].pop("NotResource", None)
@@ -93,7 +94,27 @@ def policy_pairs(draw):
             head.append(draw(statements()))
         elif edit == "principal":
             head[at]["Principal"] = draw(st.sampled_from(PRINCIPALS))
+        elif edit == "sid":  # IAM never evaluates a Sid
+            head[at]["Sid"] = draw(st.sampled_from(["A", "B", "Other"]))
+        elif edit == "split":  # HEAD's statement as two of its shape
+            head[at:at + 1] = split(head[at], draw(st.sampled_from([None, "A", "B"])))
+        elif edit == "merged":  # BASE's statement as two of its shape: HEAD merges them
+            at = min(at, len(base) - 1)
+            base[at:at + 1] = split(base[at], draw(st.sampled_from([None, "A", "B"])))
     return base, head
+
+
+def split(statement: dict, sid: str | None) -> list[dict]:
+    """A statement as two of the same shape, its action list shared between them (the
+    second one with the Sid given)."""
+    key = "Action" if "Action" in statement else "NotAction"
+    listed = statement[key] if isinstance(statement[key], list) else [statement[key]]
+    if len(listed) < 2:
+        return [statement]
+    second = {**statement, key: listed[1:]}
+    if sid is not None:
+        second["Sid"] = sid
+    return [{**statement, key: listed[:1]}, second]
 
 
 CALLERS = [("AWS", "arn:aws:sts::111111111111:assumed-role/r/s1"),
@@ -243,6 +264,23 @@ EVERYDAY = [
      [BUCKET_READ, {"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"}],
      [{"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"},
       {**BUCKET_READ, "Sid": "ReadReports"}]),
+    ("two statements of one shape merged, Sids dropped",
+     [{**BUCKET_READ, "Action": "s3:GetObject"}, {**BUCKET_READ, "Sid": "List",
+                                                  "Action": "s3:List*"}],
+     [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"}]),
+    ("merged and narrowed (a condition added, a Resource narrowed)",
+     [{**BUCKET_READ, "Action": "s3:GetObject"}, {**BUCKET_READ, "Sid": "Put",
+                                                  "Action": "s3:Put*"}],
+     [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
+       "Resource": "arn:aws:s3:::reports/*",
+       "Condition": {"Bool": {"aws:SecureTransport": "true"}}}]),
+    ("one statement split into two, no Sids",
+     [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "*"}],
+     [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"},
+      {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"}]),
+    ("merged without Sids", [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"},
+                             {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"}],
+     [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "*"}]),
 ]
 
 
@@ -250,6 +288,32 @@ EVERYDAY = [
 def test_everyday_narrowings_pass_the_gate(tmp_path, capsys, name, base, head):
     code, report = gate_run(tmp_path, capsys, base, head)
     assert code == 0 and report["verdicts"] == [], report
+
+
+def test_a_statement_two_of_read_only_access_hold_together_is_accepted(tmp_path, capsys):
+    """AWS's ReadOnlyAccess -> IAMAccessAdvisorReadOnly: HEAD's one statement (no Sid) holds
+    actions of both of BASE's (Sids ReadOnlyActionsGroup1 and 2, the same Resource): a
+    narrowing, accepted (it was `unknown` after a solver timeout when the Sid counted)."""
+    base = policies()["ReadOnlyAccess"]["Statement"]
+    head = policies()["IAMAccessAdvisorReadOnly"]["Statement"]
+    assert {s["Sid"] for s in base} == {"ReadOnlyActionsGroup1", "ReadOnlyActionsGroup2"}
+    assert "Sid" not in head[0]
+    code, report = gate_run(tmp_path, capsys, base, head)
+    assert code == 0 and report["verdicts"] == [], report
+
+
+def test_an_action_past_read_only_access_is_found_as_a_request(tmp_path, capsys):
+    """AWS's ReadOnlyAccess -> CloudWatchEventsReadOnlyAccess: one action of HEAD's (Sid-less)
+    statement, schemas:ExportSchema, is in neither of BASE's statements; the kernel's union
+    check names it, and the request built from it is checked and reported (it was `unknown`
+    after a solver timeout)."""
+    base = policies()["ReadOnlyAccess"]["Statement"]
+    head = policies()["CloudWatchEventsReadOnlyAccess"]["Statement"]
+    code, report = gate_run(tmp_path, capsys, base, head)
+    [verdict] = report["verdicts"]
+    assert code == 1 and verdict["request"]["action"] == "schemas:ExportSchema", report
+    request = evaluator_request(verdict["request"])
+    assert allows(head, request) and not allows(base, request)
 
 
 WIDENINGS = [
@@ -268,6 +332,19 @@ WIDENINGS = [
         "aws:CurrentTime": "2025-01-01T00:00:00Z"}}}], [{**BUCKET_READ, "Condition": {
             "DateLessThan": {"aws:CurrentTime": "2026-01-01T00:00:00Z"}}}],
      lambda r: r["context"]["aws:currenttime"] >= "2025"),
+    # BASE's statements are of two shapes: their union is no cover of the merged statement.
+    ("merged across two Resources", [{**BUCKET_READ, "Action": "s3:GetObject"},
+                                     {**BUCKET_READ, "Sid": "Put", "Action": "s3:PutObject",
+                                      "Resource": "arn:aws:s3:::reports/*"}],
+     [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "*"}],
+     lambda r: r["action"] == "s3:PutObject"
+     and not r["resource"].startswith("arn:aws:s3:::reports/")),
+    ("merged across two Conditions, a Sid dropped",
+     [{**BUCKET_READ, "Action": "s3:GetObject"},
+      {**BUCKET_READ, "Sid": "Put", "Action": "s3:PutObject",
+       "Condition": {"Bool": {"aws:SecureTransport": "true"}}}],
+     [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "*"}],
+     lambda r: r["action"] == "s3:PutObject" and r["context"]["aws:securetransport"] != "true"),
 ]
 
 

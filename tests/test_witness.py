@@ -8,10 +8,20 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from iam_evaluator import allows, denies, statement_matches
-from test_requests import READINGS, evaluator_request, policy_pairs, requests, statements
+from test_requests import (
+    ACTIONS,
+    READINGS,
+    evaluator_request,
+    policy_pairs,
+    requests,
+    statements,
+)
 
 from refiner.cli import main
+from refiner.gate import no_new_access
+from refiner.prove import Checker
 from refiner.requests import covers_by_solver, covers_by_text, find_lost_denial, find_widening
+from refiner.whole import ShapeUnions
 from refiner.witness import (
     ARN_CALLER,
     PRINCIPAL_KINDS,
@@ -96,7 +106,7 @@ NARROWER = st.sampled_from([
     {"Resource": "arn:aws:s3:::b/x"}, {"Resource": ["arn:aws:s3:::b/*", "arn:aws:s3:::b/x/*"]},
     {"Resource": "arn:aws:s3:::b/${aws:username}/*"}, {"Resource": "arn:aws:s3:::b?x"},
     {"Principal": {"AWS": "111111111111"}}, {"Principal": "*"},
-    {"Condition": {"Bool": {"aws:SecureTransport": "true"}}}])
+    {"Condition": {"Bool": {"aws:SecureTransport": "true"}}}, {"Sid": "Renamed"}])
 
 
 @given(statements(), st.lists(NARROWER, max_size=2))
@@ -112,6 +122,81 @@ def test_covers_by_text_says_covered_only_where_the_solver_does(before, edits):
     for outer, inner in ((before, after), (after, before)):
         if covers_by_text(outer, inner):
             assert covers_by_solver(outer, inner), (outer, inner)
+
+
+# Actions no one pattern of them holds all of (no `*`): a HEAD list of several needs a union.
+NARROW_ACTIONS = ["s3:GetObject", "s3:Get*", "s3:PutObject", "s3:?utObject", "ec2:Run*",
+                  "iam:PassRole"]
+
+
+@st.composite
+def split_and_merged(draw):
+    """BASE: Allow statements, one of them split into several of its shape (its Action list
+    shared among them, Sids apart), beside others; HEAD: one Allow statement with some of the
+    split statement's actions (or another of ACTIONS), perhaps narrowed, its Sid anything."""
+    whole = {**draw(statements()), "Effect": "Allow"}
+    whole.pop("NotAction", None)
+    whole["Action"] = draw(st.lists(st.sampled_from(NARROW_ACTIONS), min_size=1, max_size=4,
+                                    unique=True))
+    cuts = sorted(draw(st.sets(st.integers(1, len(whole["Action"]) - 1), max_size=2))) \
+        if len(whole["Action"]) > 1 else []
+    parts = [whole["Action"][a:b] for a, b in zip([0, *cuts], [*cuts, len(whole["Action"])],
+                                                  strict=True)]
+    base = [{**whole, "Action": part, **({"Sid": f"S{n}"} if draw(st.booleans()) else {})}
+            for n, part in enumerate(parts)]
+    base += [s for s in draw(st.lists(statements(), max_size=2)) if s["Effect"] == "Allow"]
+    base = draw(st.permutations(base))
+    head = {key: value for key, value in whole.items() if key != "Sid"}
+    head["Action"] = draw(st.lists(st.sampled_from(whole["Action"]), min_size=1,
+                                   max_size=len(whole["Action"]), unique=True))
+    if draw(st.integers(0, 3)) == 0:  # sometimes one more, perhaps outside every union
+        head["Action"].append(draw(st.sampled_from(ACTIONS)))
+    for edit in draw(st.lists(NARROWER, max_size=2)):
+        if "Condition" in edit:
+            head["Condition"] = {**head.get("Condition", {}), **edit["Condition"]}
+        else:
+            head.update(edit)
+    return base, head
+
+
+@settings(max_examples=30, deadline=None)  # each covered example is a solver search
+@given(split_and_merged(), st.lists(requests(), min_size=20, max_size=20))
+def test_a_union_cover_is_one_the_solver_proves(pair, sampled):
+    """Whenever BASE's Allow statements of one shape together cover a HEAD Allow statement by
+    text and the action kernel (whole.ShapeUnions), the solver proves that no request HEAD's
+    statement matches is matched by no BASE statement, and no sampled request is one."""
+    base, head = pair
+    contained = lambda i, b, a: no_new_access(Checker([], [], []), i, b, a)  # noqa: E731
+    if not ShapeUnions(base).covers(head, contained):
+        return
+    assert find_widening(base, [head], [0], []).proven, (base, head)
+    for request in sampled:
+        for reading in READINGS:
+            assert not statement_matches(head, request, reading) or any(
+                statement_matches(s, request, reading) for s in base), (request, reading)
+
+
+def test_a_union_cover_on_everyday_splits():
+    read = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}
+    put = {**read, "Sid": "Put", "Action": ["s3:PutObject"]}
+    both = {**read, "Action": ["s3:GetObject", "s3:PutObject"]}
+    contained = lambda i, b, a: no_new_access(Checker([], [], []), i, b, a)  # noqa: E731
+    assert ShapeUnions([read, put]).covers(both, contained)
+    assert ShapeUnions([read, put]).covers({**both, "Sid": "X", "Resource": "arn:aws:s3:::b/*"},
+                                           contained)
+    assert not ShapeUnions([read]).covers(both, contained)  # s3:PutObject is new
+    # Another Resource, Condition or Effect is another shape: not one union.
+    assert not ShapeUnions([read, {**put, "Resource": "arn:aws:s3:::b/*"}]).covers(both,
+                                                                                   contained)
+    assert not ShapeUnions([read, {**put, "Condition": {"Bool": {"aws:SecureTransport": "true"}}}
+                            ]).covers(both, contained)
+    assert not ShapeUnions([read, {**put, "Effect": "Deny"}]).covers(both, contained)
+    # NotAction is never merged nor covered this way (the solver's, as before), nor a Deny.
+    everything_but_iam = {"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}
+    assert not ShapeUnions([everything_but_iam]).covers(both, contained)
+    assert not ShapeUnions([read, put]).covers({**everything_but_iam, "NotAction": "*"},
+                                               contained)
+    assert not ShapeUnions([read, put]).covers({**both, "Effect": "Deny"}, contained)
 
 
 def test_covers_by_text_on_the_everyday_narrowings():

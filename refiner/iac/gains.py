@@ -12,10 +12,12 @@ in both (the same template policy, the same ARN) are the per-document gate's to 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
+from ..gate import named
 from ..prove import Checker, Violation, same_json
-from ..verification import structure_key
+from ..verification import shape_key
 from .holders import Held, Holdings, Principal, canonical
 
 EVERYWHERE = ("*", ["*"])
@@ -213,8 +215,8 @@ def _gained(checker: Checker, label: str, held: Held, allows: list[dict]) -> lis
         bare = _bare(statement)
         if any(same_json(_bare(s), bare) for s in allows):
             continue
-        shape = structure_key(bare)
-        alike = [s for s in allows if structure_key(_bare(s)) == shape or _everywhere(s)]
+        shape = shape_key(bare)
+        alike = [s for s in allows if shape_key(s) == shape or _everywhere(s)]
         if any(_entries(s.get("Action")) is not None and "*" in _entries(s.get("Action"))
                and _everywhere(s) for s in alike):
             continue
@@ -234,8 +236,9 @@ def _gained(checker: Checker, label: str, held: Held, allows: list[dict]) -> lis
             continue
         sid = statement.get("Sid") if isinstance(statement.get("Sid"), str) else None
         if problems:
-            found += [Violation(p.kind, index, sid, f"{label} gains {held.ref}: {p.message}",
-                                p.witness, p.pattern) for p in problems]
+            found += [dataclasses.replace(p, statement=index, sid=sid,
+                                          message=f"{label} gains {held.ref}: {p.message}")
+                      for p in named(problems, attempt, bare)]
         else:
             found.append(Violation("structure", index, sid, f"{label} gains {held.ref}: it "
                                    "admits what no policy it held admitted"))
@@ -275,8 +278,8 @@ def _kept(checker: Checker, index: int, deny: dict, denies: list[dict]) -> bool:
     key = "Action" if "Action" in deny else "NotAction"
     if _entries(deny.get(key)) is None:
         return False
-    shape = structure_key(bare)
-    alike = [_bare(d) for d in denies if structure_key(_bare(d)) == shape]
+    shape = shape_key(bare)
+    alike = [_bare(d) for d in denies if shape_key(d) == shape]
     if key == "Action":
         union = [a for d in alike if _entries(d.get("Action")) is not None
                  for a in _entries(d["Action"])]
@@ -306,10 +309,9 @@ def _boundary(checker: Checker, label: str, before: Held | None, after: Held | N
     if same_json(before.document, after.document):
         return []
     allows = [s for s in _statements(before.document) if s.get("Effect") == "Allow"]
-    found = [Finding(label, Violation(v.kind, v.statement, v.sid,
-                                      v.message.replace(" gains ", "'s boundary widens to ", 1),
-                                      v.witness, v.pattern), after.line, after.path)
-             for v in _gained(checker, label, after, allows)]
+    found = [Finding(label, dataclasses.replace(
+        v, message=v.message.replace(" gains ", "'s boundary widens to ", 1)),
+        after.line, after.path) for v in _gained(checker, label, after, allows)]
     return found + [Finding(f.principal, Violation(
         f.violation.kind, f.violation.statement, f.violation.sid,
         f.violation.message + " (the boundary)"), after.line, after.path)
