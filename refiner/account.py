@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .jsontext import decode, parse_json_text, read_bytes, read_text
-from .principals import VIA_ATTACHED, VIA_BOUNDARY, AccountGraph
+from .principals import VIA_ATTACHED, VIA_BOUNDARY, AccountGraph, principal_account
 
 
 @dataclass
@@ -76,6 +76,7 @@ class FindingPages:
     large account's findings are never all held at once."""
 
     sources: list[tuple[str, int | None, int]] = field(default_factory=list)
+    account: str | None = None  # the account of its first page's resource (None: it names none)
 
     def read(self) -> tuple[dict, list[dict]]:
         """(the first page's head fields, every page compacted), read strictly."""
@@ -117,7 +118,13 @@ def finding_pages(paths: list[str]) -> dict[str, FindingPages]:
             value = parse_json_text(text, label)  # raises, in the strict reader's words
         if not isinstance(value, dict) or not isinstance(value.get("id"), str):
             raise InputError(f"{label}: expected a GetFindingV2 response with an id")
-        pages.setdefault(value["id"], FindingPages()).sources.append(source)
+        found = pages.get(value["id"])
+        if found is None:
+            resource = value.get("resource")
+            found = pages[value["id"]] = FindingPages(
+                account=sys.intern(principal_account(resource))
+                if isinstance(resource, str) else None)
+        found.sources.append(source)
     return pages
 
 

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from .catalog import Catalog
 from .errors import InputError
 from .finding import Unused
-from .jsontext import dumps, read_text
+from .jsontext import dumps
 from .patterns import glob, parse
 from .policy import allowed_among, decoded_document, load_policy, parse_json_text
 from .prove import Checker, Violation, same_json
@@ -235,27 +235,15 @@ def _unused_names(unused: Unused, catalog: Catalog) -> list[str]:
 
 # --- recommend: principals and policy versions from the account export ----------------------------
 
-def policy_versions(rules: KeepRules | None, paths: Iterable[str]) -> dict[str, list[dict]]:
-    """Each managed policy's PolicyVersionList from `get-account-authorization-details`
-    output (policy ARN -> versions), when a grace rule needs the version dates; the account
-    graph holds only the default version."""
-    versions: dict[str, list[dict]] = {}
-    if not rules or not rules.grace_days:
-        return versions
-    for path in paths:
-        export = parse_json_text(read_text(path, "authorization details"),
-                                 f"authorization details {path}")
-        if not isinstance(export, dict):
-            raise InputError(f"authorization details {path}: expected a JSON object")
-        for policy in _entries(export, "Policies", path):
-            if isinstance(policy.get("Arn"), str):
-                versions[policy["Arn"]] = _entries(policy, "PolicyVersionList", path)
-    return versions
+def needs_versions(rules: KeepRules | None) -> bool:
+    """A grace rule reads every version of the managed policies (their dates), not only the
+    default one: the account graph is read with them (AccountGraph.read(versions=True))."""
+    return bool(rules and rules.grace_days)
 
 
 def tag_map(tags: object, where: str) -> dict[str, str]:
     """An export's Tags list ([{"Key": ..., "Value": ...}]) as {key: value}."""
-    if not isinstance(tags, list) or not all(isinstance(t, dict) for t in tags):
+    if not isinstance(tags, list | tuple) or not all(isinstance(t, dict) for t in tags):
         raise InputError(f"authorization details ({where}): Tags must be a list of objects")
     return {str(t.get("Key")): str(t.get("Value")) for t in tags}
 
@@ -303,13 +291,6 @@ def with_statement_rules(unused: Unused, value: Mapping | None) -> Unused:
     """unused carrying the keep-sid rules of statement_rules (the statements they keep are
     left as they are and proven unchanged)."""
     return dataclasses.replace(unused, keep=KeepRules(sids=value["sids"])) if value else unused
-
-
-def _entries(holder: dict, key: str, where: str) -> list[dict]:
-    value = holder.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-        raise InputError(f"authorization details ({where}): {key} must be a list of objects")
-    return value
 
 
 # --- the proof of kept statements ----------------------------------------------------------------

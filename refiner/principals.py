@@ -9,6 +9,7 @@ import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .errors import InputError
 from .jsontext import dumps, stream_members
@@ -25,7 +26,19 @@ EXPORT_LISTS = frozenset(("RoleDetailList", "UserDetailList", "Policies", "Group
 _ARN = re.compile(r"arn:(aws[a-z-]*):iam::([^:]*):(role|user|group|policy)/(.*)")
 
 
-@dataclass
+class Reached(NamedTuple):
+    """A principal a document reaches, and how: attached, inline, group:<group ARN>, boundary
+    (a tuple: an account's documents reach hundreds of thousands of principals)."""
+
+    arn: str
+    id: str | None
+    via: str
+
+    def as_json(self) -> dict:
+        return {"arn": self.arn, "id": self.id, "via": self.via}
+
+
+@dataclass(slots=True)
 class Document:
     """One policy document, identified by its owner and kind, never by name alone."""
 
@@ -39,7 +52,7 @@ class Document:
     aws_managed: bool = False
     attachment_count: int | None = None  # managed: as the export says
     boundary_count: int | None = None
-    reach: list[dict] = field(default_factory=list)  # {"arn", "id", "via"}
+    reach: list[Reached] = field(default_factory=list)
     id: str | None = None  # managed: its PolicyId (one re-created under its ARN has another)
     owner_id: str | None = None  # inline: its owner's RoleId, UserId or GroupId
     created: str | None = None  # managed: its CreateDate (where an export lacks PolicyId)
@@ -48,6 +61,10 @@ class Document:
     # account's reach and counts (an organization's accounts are never consolidated together).
     account: str | None = None
     unseen: str | None = None  # why the export cannot show its whole reach
+    # managed, with a grace rule: each version's (VersionId, CreateDate, IsDefaultVersion,
+    # Document) as the export holds them (see keep.needs_versions)
+    versions: tuple | None = None
+    _key: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def ref(self) -> dict:
@@ -63,16 +80,22 @@ class Document:
             return {"kind": MANAGED, "arn": self.arn}
         return {"kind": self.kind, "owner": self.owner, "name": self.name}
 
-    @functools.cached_property
+    @property
     def key(self) -> str:
         """A stable identity for files and maps: the ref's kind and names, hashed."""
-        identity = {**self._identity, **({"account": self.account} if self.account else {})}
-        return hashlib.sha256(dumps(identity).encode()).hexdigest()[:24]
+        if self._key is None:
+            identity = {**self._identity, **({"account": self.account} if self.account else {})}
+            self._key = hashlib.sha256(dumps(identity).encode()).hexdigest()[:24]
+        return self._key
 
-    @functools.cached_property
+    @property
     def digest(self) -> str:
         """What the document says, hashed: work on it is keyed by this, not by its name."""
-        return hashlib.sha256(self.text.encode("utf-8", "surrogatepass")).hexdigest()
+        return text_digest(self.text)
+
+    def reach_json(self) -> list[dict]:
+        """reach as the recommendation contract writes it."""
+        return [reached.as_json() for reached in self.reach]
 
     @property
     def aws_id(self) -> str:
@@ -83,7 +106,7 @@ class Document:
     def shared(self) -> bool:
         """Changing it may change more than one principal's access: several principals, a
         group's policy (members come and go) or a permissions boundary."""
-        return len(self.reach) > 1 or any(r["via"] != VIA_ATTACHED and r["via"] != VIA_INLINE
+        return len(self.reach) > 1 or any(r.via != VIA_ATTACHED and r.via != VIA_INLINE
                                           for r in self.reach)
 
     def reach_incomplete(self) -> str | None:
@@ -91,9 +114,9 @@ class Document:
         An export made with --filter lists a policy's attachments it does not hold."""
         if self.unseen:
             return self.unseen
-        bounded = sum(r["via"] == VIA_BOUNDARY for r in self.reach)
-        groups = len({r["via"] for r in self.reach if r["via"].startswith("group:")})
-        direct = sum(r["via"] == VIA_ATTACHED for r in self.reach)
+        bounded = sum(r.via == VIA_BOUNDARY for r in self.reach)
+        groups = len({r.via for r in self.reach if r.via.startswith("group:")})
+        direct = sum(r.via == VIA_ATTACHED for r in self.reach)
         if self.attachment_count is not None and self.attachment_count > direct + groups:
             return (f"the export shows {direct + groups} of its {self.attachment_count} "
                     "attachments")
@@ -102,24 +125,30 @@ class Document:
         return None
 
 
-@dataclass
+@functools.lru_cache(maxsize=4096)
+def text_digest(text: str) -> str:
+    """A document text's SHA-256 (texts are shared by many documents: hashed once each)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(slots=True)
 class Principal:
     kind: str  # role | user
     arn: str
     id: str | None
     name: str
     path: str = "/"
-    tags: list = field(default_factory=list)
+    tags: list | tuple = ()  # the export's Tags (none: an empty tuple, one for all)
     create_date: str | None = None
     boundary: str | None = None  # the permissions boundary's managed policy ARN
-    groups: list[str] = field(default_factory=list)  # group ARNs
+    groups: tuple[str, ...] = ()  # group ARNs
     documents: list[tuple[str, str]] = field(default_factory=list)  # (document key, via)
-    missing: list[str] = field(default_factory=list)  # what is attached but not exported
+    missing: tuple[str, ...] = ()  # what is attached but not exported
     attached: int = 0  # managed policies attached directly (the quota's count)
 
     @property
     def account(self) -> str:
-        return _arn_parts(self.arn)[1]
+        return principal_account(self.arn)
 
     @property
     def partition(self) -> str:
@@ -144,14 +173,23 @@ class AccountGraph:
     """Principals, groups and documents of one or more exports (pages of one account, or
     several accounts), with who each document reaches. Texts are held once each."""
 
-    def __init__(self):
+    def __init__(self, versions: bool = False, accounts: set[str] | None = None):
+        """versions: keep each managed policy's every version (a grace rule reads their
+        dates); accounts: the accounts of every principal of the whole input, when this graph
+        reads some of its accounts (see account_groups)."""
+        self._keep_versions, self._input_accounts = versions, accounts
+        self.page_accounts: set[str] = set()  # every account the pages read name
         self.principals: dict[str, Principal] = {}
         self.groups: dict[str, Group] = {}  # by ARN
         self.documents: dict[str, Document] = {}  # by key
         self._managed: dict[str, str] = {}  # managed ARN -> document key
         self._group_details: dict[str, dict] = {}  # "account:name" -> detail, until resolved
-        self._pending: list[tuple[Principal, list, list]] = []
+        # (principal, attached policy ARNs, group names) until resolve: only the names, one
+        # string each (the export's entries, held for every principal until every page is
+        # read, would leave the memory they took behind them)
+        self._pending: list[tuple[Principal, tuple, tuple]] = []
         self._texts: dict[str, str] = {}  # one copy of each distinct document text
+        self._pairs: dict[tuple[str, str], tuple[str, str]] = {}  # one (key, via) of each
         # AWS managed policies as each page read them, by the page's account (None: the page
         # names no account), until resolve makes one document per account that attaches them
         self._aws_pages: list[tuple[str | None, dict[str, Document]]] = []
@@ -159,10 +197,11 @@ class AccountGraph:
         self._aws_templates: dict[tuple[str, str], Document] = {}  # ("": no account known)
 
     @classmethod
-    def read(cls, paths: list[str]) -> AccountGraph:
+    def read(cls, paths: list[str], versions: bool = False,
+             accounts: set[str] | None = None) -> AccountGraph:
         """The graph of export files, each read as it streams: only what the graph keeps is
         held (an export of 50,000 principals is never parsed whole)."""
-        graph = cls()
+        graph = cls(versions, accounts)
         for path in paths:
             graph.add_members(stream_members(path, "authorization details", EXPORT_LISTS), path)
         graph.resolve()
@@ -202,6 +241,7 @@ class AccountGraph:
             else:
                 self._add_principal("role" if key == "RoleDetailList" else "user", item, path)
                 accounts.add(_arn_parts(item["Arn"])[1])
+        self.page_accounts |= accounts | ({named} if named is not None else set())
         if named is not None and accounts - {named}:
             raise InputError(f"authorization details {path}: the page is for account {named} "
                              f"but holds ARNs of account {sorted(accounts - {named})[0]}")
@@ -216,7 +256,8 @@ class AccountGraph:
         arn = policy.get("Arn")
         if not isinstance(arn, str):
             raise InputError(f"authorization details {path}: a policy without Arn")
-        versions = [v for v in _list(policy, "PolicyVersionList", arn) if v.get("IsDefaultVersion")]
+        every = _list(policy, "PolicyVersionList", arn)
+        versions = [v for v in every if v.get("IsDefaultVersion")]
         if not versions:
             return None
         # moto's export lacks PolicyName: the ARN's last part is the name.
@@ -228,7 +269,8 @@ class AccountGraph:
                             attachment_count=_count(policy.get("AttachmentCount")),
                             boundary_count=_count(policy.get("PermissionsBoundaryUsageCount")),
                             id=_string(policy.get("PolicyId")),
-                            created=_string(policy.get("CreateDate")))
+                            created=_string(policy.get("CreateDate")),
+                            versions=tuple(every) if self._keep_versions else None)
         if document.aws_managed:  # its document is made per account by resolve
             return document
         held = self.documents.get(document.key)
@@ -248,37 +290,42 @@ class AccountGraph:
             boundary = detail.get("PermissionsBoundary")
             principal = Principal(
                 kind, arn, detail.get(f"{title}Id"), name, detail.get("Path", "/"),
-                detail.get("Tags", []), detail.get("CreateDate"),
+                _tags(detail.get("Tags", ())), detail.get("CreateDate"),
                 boundary.get("PermissionsBoundaryArn") if isinstance(boundary, dict) else None)
             self.principals[arn] = principal
         for inline in _list(detail, f"{title}PolicyList", path):
             document = self._inline(inline, f"{kind}-inline", arn, path, principal.id)
             self._reach(document, principal, VIA_INLINE)
-        self._pending.append((principal, _list(detail, "AttachedManagedPolicies", arn),
-                              _list(detail, "GroupList", arn, of=str)))
+        attached = tuple(_interned(entry.get("PolicyArn"))
+                         for entry in _list(detail, "AttachedManagedPolicies", arn))
+        self._pending.append((principal, attached, tuple(map(_interned, _list(
+            detail, "GroupList", arn, of=str)))))
 
     def resolve(self) -> None:
         """Attachments, boundaries and groups once every page is read (a page may name a
         policy or a group that another page holds)."""
         self._place_aws_managed()
         for principal, attached, group_names in self._pending:
-            for entry in attached:
-                if self._attach(principal, entry, VIA_ATTACHED):
+            for policy in attached:
+                if self._attach(principal, policy, VIA_ATTACHED):
                     principal.attached += 1
             if principal.boundary is not None:
-                self._attach(principal, {"PolicyArn": principal.boundary}, VIA_BOUNDARY)
+                self._attach(principal, principal.boundary, VIA_BOUNDARY)
             for group_name in group_names:
                 self._join(principal, group_name)
         self._pending = []
         self._group_details = {}
         self._aws_pages = []
+        self._pairs = {}
 
     def _place_aws_managed(self) -> None:
         """Each page's AWS managed policies under the page's account. A page that names no
         account (it holds only AWS managed policies) is its account's when the graph holds one
         account; among several, its policies' counts could be any account's: their reach is
         unknown wherever no page of the account itself holds them."""
-        accounts = {principal.account for principal in self.principals.values()}
+        accounts = self._input_accounts
+        if accounts is None:
+            accounts = {principal.account for principal in self.principals.values()}
         for account, documents in self._aws_pages:
             if account is None and len(accounts) == 1:
                 account = next(iter(accounts))
@@ -311,7 +358,7 @@ class AccountGraph:
     def _join(self, principal: Principal, group_name: str) -> None:
         detail = self._group_details.get(f"{principal.account}:{group_name}")
         if detail is None:
-            principal.missing.append(f"group {group_name}")
+            principal.missing += (f"group {group_name}",)
             return
         arn = detail["Arn"]
         group = self.groups.get(arn)
@@ -329,19 +376,19 @@ class AccountGraph:
         if principal.arn in group.members:
             return
         group.members.append(principal.arn)
-        principal.groups.append(arn)
+        principal.groups += (arn,)
+        via = sys.intern(f"group:{arn}")  # one string for every member
         for key in group.documents:
             if key.startswith("missing:"):
-                principal.missing.append(f"policy {key[len('missing:'):]} of group {group_name}")
+                principal.missing += (f"policy {key[len('missing:'):]} of group {group_name}",)
             else:
-                self._reach(self.documents[key], principal, f"group:{arn}")
+                self._reach(self.documents[key], principal, via)
 
-    def _attach(self, principal: Principal, entry: object, via: str) -> bool:
-        arn = entry.get("PolicyArn") if isinstance(entry, dict) else None
+    def _attach(self, principal: Principal, arn: object, via: str) -> bool:
         key = self._managed_key(arn, principal.account)
         if key is None:
-            principal.missing.append(f"policy {arn}" + (" (boundary)" if via == VIA_BOUNDARY
-                                                       else ""))
+            principal.missing += (f"policy {arn}" + (" (boundary)" if via == VIA_BOUNDARY
+                                                     else ""),)
             return False
         return self._reach(self.documents[key], principal, via)
 
@@ -350,8 +397,10 @@ class AccountGraph:
         entry = (document.key, via)
         if entry in principal.documents:
             return False
+        if via != VIA_INLINE:  # one pair for every holder of a shared document
+            entry = self._pairs.setdefault(entry, entry)
         principal.documents.append(entry)
-        document.reach.append({"arn": principal.arn, "id": principal.id, "via": via})
+        document.reach.append(Reached(principal.arn, principal.id, via))
         return True
 
     def _inline(self, inline: dict, kind: str, owner: str, where: str,
@@ -371,10 +420,58 @@ class AccountGraph:
 
     def reach(self, key: str) -> list[dict]:
         """Every principal the document reaches: attached, inline, through a group, boundary."""
-        return self.documents[key].reach
+        return self.documents[key].reach_json()
 
     def documents_of(self, principal: Principal) -> list[tuple[Document, str]]:
         return [(self.documents[key], via) for key, via in principal.documents]
+
+
+def account_groups(paths: list[str]) \
+        -> tuple[list[tuple[list[str], set[str] | None]], set[str] | None]:
+    """The exports by account, for an organization read one account at a time: groups of
+    paths (each file with every other file that names one of its accounts; a page that names
+    no account, AWS managed policies alone, in every group) with the accounts they name, and
+    the accounts of every principal of them all (None: one group of every path, for every
+    account). Each file is read here as the graph reads it (bad input is refused before any
+    account is done), one at a time."""
+    if len(paths) <= 1:
+        return [(list(paths), None)], None
+    named: dict[str, set[str]] = {}
+    principal_accounts: set[str] = set()
+    for path in paths:
+        page = AccountGraph()
+        page.add_members(stream_members(path, "authorization details", EXPORT_LISTS), path)
+        named[path] = page.page_accounts
+        principal_accounts |= {principal.account for principal in page.principals.values()}
+    group_of: dict[str, int] = {}  # account -> its group
+    members: list[set[str]] = []  # group -> its paths
+    for path in paths:
+        joined = sorted({group_of[a] for a in named[path] if a in group_of})
+        if not named[path]:
+            continue
+        if not joined:
+            members.append(set())
+            joined = [len(members) - 1]
+        into = joined[0]
+        for other in joined[1:]:  # a file naming accounts of two groups joins them
+            members[into] |= members[other]
+            members[other] = set()
+        members[into].add(path)
+        for account, group in list(group_of.items()):
+            if group in joined:
+                group_of[account] = into
+        for account in named[path]:
+            group_of[account] = into
+    groups = [([p for p in paths if p in group or not named[p]],
+               set().union(*(named[p] for p in group))) for group in members if group]
+    if len(groups) <= 1:
+        return [(list(paths), None)], None
+    return groups, principal_accounts
+
+
+def principal_account(arn: str) -> str:
+    """The account part of an IAM ARN ("" when it is not one)."""
+    return _arn_parts(arn)[1]
 
 
 def is_aws_managed(arn: str) -> bool:
@@ -386,6 +483,16 @@ def is_aws_managed(arn: str) -> bool:
 def _arn_parts(arn: str) -> tuple[str, str, str]:
     match = _ARN.fullmatch(arn or "")
     return (match[1], match[2], match[3]) if match else ("", "", "")
+
+
+def _interned(value: object) -> object:
+    """A name many principals hold, one string for all of them."""
+    return sys.intern(value) if isinstance(value, str) else value
+
+
+def _tags(tags: object) -> object:
+    """An export's Tags as it holds them; none: one empty tuple for every principal."""
+    return () if tags == [] else tags
 
 
 def _string(value: object) -> str | None:

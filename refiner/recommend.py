@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
+import textwrap
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -18,13 +20,13 @@ from .finding import merge_findings
 from .jsontext import dumps, dumps_in_bulk
 from .outdir import OutputFolder
 from .output import progress
-from .principals import MANAGED, VIA_ATTACHED, AccountGraph, Document, Principal
+from .principals import MANAGED, VIA_ATTACHED, AccountGraph, Document, Principal, account_groups
 from .prove import DEFAULT_TIMEOUT_MS
 from .render import timestamp
 from .report import write_report
 from .sharing import DEFAULT_SHARED, Decision, UnusedSet, decide, document_scope, size_kind, task_key
 from .split import DEFAULT_ATTACHMENT_QUOTA
-from .tasks import catalog_digest, catalog_for, execute, granted_actions
+from .tasks import catalog_digest, catalog_for, cluster, execute, granted_actions
 
 RECOMMENDATIONS, STATE, SHARED = "recommendations", "state", "shared"
 KEPT_ARNS = 10  # principals named per action kept because they use it (the rest are counted)
@@ -55,12 +57,58 @@ def recommend(job: Job) -> dict:
     the same inputs is kept (OUTDIR/results.jsonl, by content key), so a killed run is finished by
     running it again."""
     out = OutputFolder(job.outdir, job.findings + job.authorization_details)
-    graph = AccountGraph.read(job.authorization_details)
+    groups, accounts = account_groups(job.authorization_details)
     pages = finding_pages(job.findings)
     catalog = catalog_for(job.catalog, fresh=True)  # loaded before the workers fork
     out.begin((RECOMMENDATIONS, STATE, SHARED))
-    planner = Planner(graph, catalog, job, catalog_digest(catalog))
+    digest = catalog_digest(catalog)
     count = Totals()
+    statuses: list[str | None] = []  # of every shared document
+    worked: list[str] = []  # ids of the UnusedPermission findings read
+    quiet: dict[str, dict] = {}  # finding id -> its row, for findings that needed no work
+    # An organization one account at a time: an account's graph and unused sets are read,
+    # planned, its tasks run and its recommendations written, then let go before the next's.
+    with cluster(job.scheduler, catalog):  # one Dask client for every account
+        for paths, group_pages in _findings_by_group(groups, pages):
+            graph = AccountGraph.read(paths, versions=keep.needs_versions(job.keep),
+                                      accounts=accounts)
+            planner = Planner(graph, catalog, job, digest)
+            statuses += _recommend_account(out, job, catalog, planner, group_pages, count)
+            worked += planner.worked()
+            quiet.update((row["findingId"], row) for row in planner.rows)
+            del graph, planner
+    # The summary and the report are written from what is on disk, a row at a time.
+    head = {"refiner": __version__, "catalog": catalog.version, "shared": job.shared,
+            "totals": count.as_json(statuses), "sharedPolicies": _SharedSection(out)}
+    # the summary's rows, one line each, spooled to disk as the report's pass reads them
+    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="", dir=out.path) as lines:
+        write_report(out.path / "report.html", head, _rows(out, worked, quiet, lines))
+        lines.seek(0)
+        out.write_chunks("summary.json", _summary(head, lines))
+    out.finish()
+    return head["totals"]
+
+
+def _findings_by_group(groups: list[tuple[list[str], set[str] | None]],
+                       pages: dict[str, FindingPages]) \
+        -> Iterator[tuple[list[str], dict[str, FindingPages]]]:
+    """Each group of exports with the findings of its accounts (a finding of an account no
+    export holds goes with the first: its principal is in none)."""
+    group_of = {account: number for number, (_, accounts) in enumerate(groups)
+                for account in accounts or ()}
+    assigned: list[dict[str, FindingPages]] = [{} for _ in groups]
+    for finding_id, found in pages.items():
+        assigned[group_of.get(found.account, 0)][finding_id] = found
+    pages.clear()
+    for number, (paths, _) in enumerate(groups):
+        mine, assigned[number] = assigned[number], {}  # each account's let go when done
+        yield paths, mine
+
+
+def _recommend_account(out: OutputFolder, job: Job, catalog: Catalog, planner: Planner,
+                       pages: dict[str, FindingPages], count: Totals) -> list[str | None]:
+    """Plan, run and write one account (or every account of the graph); the statuses of its
+    shared documents."""
     shared: dict[str, dict] = {}
 
     def write_finding(arn: str) -> None:
@@ -98,16 +146,7 @@ def recommend(job: Job) -> dict:
         count.add(row)
     for arn in planner.unwritten():
         write_finding(arn)
-    # The summary and the report are written from what is on disk, a row at a time.
-    head = {"refiner": __version__, "catalog": catalog.version, "shared": job.shared,
-            "totals": count.as_json(shared), "sharedPolicies": _shared_section(out)}
-    # the summary's rows, one line each, spooled to disk as the report's pass reads them
-    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="", dir=out.path) as lines:
-        write_report(out.path / "report.html", head, _rows(out, planner, lines))
-        lines.seek(0)
-        out.write_chunks("summary.json", _summary(head, lines))
-    out.finish()
-    return head["totals"]
+    return [outcome.get("status") for outcome in shared.values()]
 
 
 def run_tasks(out: OutputFolder, job: Job, catalog: Catalog, tasks: Iterator[dict], count: int,
@@ -137,6 +176,7 @@ class Planner:
     def __init__(self, graph: AccountGraph, catalog: Catalog, job: Job, digest: str):
         self.graph, self.catalog, self.job, self.digest = graph, catalog, job, digest
         self.unused_of: dict[str, UnusedSet] = {}  # principals with an active finding
+        self._sets: dict[UnusedSet, UnusedSet] = {}  # one of each: findings repeat
         self.finding_of: dict[str, dict] = {}  # principal ARN -> the finding's head fields
         self.failed: dict[str, dict] = {}  # principal ARN -> error (its finding failed)
         self.decisions: dict[str, Decision] = {}  # document key -> decision
@@ -148,8 +188,9 @@ class Planner:
         self.written: set[str] = set()  # principals whose recommendation is written
         self._unsettled: dict[str, str | None] | None = None  # shared key -> task, fate unknown
         self._checked_later: set[str] = set()  # shared keys whose checks come after all tasks
-        # The grace rule's version dates (the graph holds only each policy's default version).
-        self.versions = keep.policy_versions(job.keep, job.authorization_details)
+        # The grace rule's version dates (the graph holds every version when a rule needs them).
+        self.versions = {document.arn: list(document.versions)
+                         for document in graph.documents.values() if document.versions}
         self.kept_of: dict[str, list[dict]] = {}  # principal ARN -> what keep rules kept
 
     # findings, and the tasks they make
@@ -261,13 +302,11 @@ class Planner:
 
     def _hold(self, principal: Principal, unused: UnusedSet, head: dict, finding_id: str) -> None:
         self.unused_of[principal.arn] = unused
-        self.finding_of[principal.arn] = {"id": finding_id, **{
-            k: head.get(k) for k in ("findingType", "updatedAt", "analyzedAt")}}
+        self.finding_of[principal.arn] = _finding_head(finding_id, head)
 
     def _read_unused(self, principal: Principal, head: dict, pages: list[dict],
                      finding_id: str, kept: dict) -> None:
-        self.finding_of[principal.arn] = {"id": finding_id, **{
-            k: head.get(k) for k in ("findingType", "updatedAt", "analyzedAt")}}
+        self.finding_of[principal.arn] = _finding_head(finding_id, head)
         self.finding_of[principal.arn]["findingType"] = "UnusedPermission"
         try:
             if "error" in kept:  # a keep rule cannot tell (a date missing): never guessed
@@ -277,7 +316,8 @@ class Planner:
             # Kept means used: the finding minus what keep rules keep.
             unused = keep.for_worker(kept.get("keep"), merge_findings(labelled, self.catalog),
                                      self.catalog)
-            self.kept_of[principal.arn] = unused.kept
+            if unused.kept:
+                self.kept_of[principal.arn] = unused.kept
         except InputError as error:  # this finding fails; its principal uses everything
             self.failed[principal.arn] = {"code": "InvalidInput", "message": str(error)}
             return
@@ -287,7 +327,8 @@ class Planner:
                 f"attached to this principal ({', '.join(principal.missing)}): export them "
                 "without --filter"}
             return
-        self.unused_of[principal.arn] = UnusedSet.of(unused)
+        held = UnusedSet.of(unused)
+        self.unused_of[principal.arn] = self._sets.setdefault(held, held)
 
     @property
     def refined_for(self) -> set[str]:
@@ -309,8 +350,8 @@ class Planner:
                 yield task
         elif decision.mode in ("own", "copy"):
             for entry in document.reach:
-                arn = entry["arn"]
-                if arn in refined_for and (decision.mode == "own" or entry["via"] == VIA_ATTACHED):
+                arn = entry.arn
+                if arn in refined_for and (decision.mode == "own" or entry.via == VIA_ATTACHED):
                     principal = self.graph.principals[arn]
                     self.task_of[(arn, key)], task = self._refine_task(
                         document, self.unused_of[arn], principal.attached - 1)
@@ -319,7 +360,7 @@ class Planner:
 
     def _others(self, document: Document) -> int:
         """Managed policies attached besides this one, at most, over its holders (split)."""
-        return max((self.graph.principals[r["arn"]].attached for r in document.reach),
+        return max((self.graph.principals[r.arn].attached for r in document.reach),
                    default=1) - 1
 
     def _refine_task(self, document: Document, unused: UnusedSet,
@@ -370,12 +411,12 @@ class Planner:
             document = outcome["decision"].document
             outcome["checks"] = {}
             for entry in document.reach:
-                unused = self.unused_of.get(entry["arn"], UnusedSet())
+                unused = self.unused_of.get(entry.arn, UnusedSet())
                 if unused.everything:
                     continue
-                check = self.check_task(document, result, entry["arn"])["key"]
-                tasks.setdefault(check, (document, result, entry["arn"]))
-                outcome["checks"][entry["arn"]] = check
+                check = self.check_task(document, result, entry.arn)["key"]
+                tasks.setdefault(check, (document, result, entry.arn))
+                outcome["checks"][entry.arn] = check
         return tasks
 
     def check_task(self, document: Document, result: dict, arn: str) -> dict:
@@ -396,10 +437,10 @@ class Planner:
             document = decision.document
             record = {"ref": document.ref, "name": document.name, "text": document.text,
                       "awsManaged": document.aws_managed, "mode": decision.mode,
-                      "reach": document.reach, "refined": None, "removed": [],
+                      "reach": document.reach_json(), "refined": None, "removed": [],
                       "keptBecauseUsed": {},
-                      "findings": sorted(self.finding_of[r["arn"]]["id"] for r in document.reach
-                                         if r["arn"] in self.finding_of),
+                      "findings": sorted(self.finding_of[r.arn]["id"] for r in document.reach
+                                         if r.arn in self.finding_of),
                       "holdersWithFindings": decision.holders}
             if document.kind == MANAGED:
                 record.update(updatedAt=document.updated_at, versionId=document.version_id)
@@ -439,7 +480,7 @@ class Planner:
         after = granted_actions(result["document"], self.catalog) if result["document"] else set()
         kept: dict[str, list[str]] = {}
         counts: dict[str, int] = {}
-        holders = [r["arn"] for r in document.reach]
+        holders = [r.arn for r in document.reach]
         for action in sorted(after, key=str.lower):
             unused_by = [arn for arn in holders if _unused_by(self.unused_of.get(arn), action)]
             if not unused_by:
@@ -454,6 +495,11 @@ class Planner:
         return found
 
     # per finding
+
+    def worked(self) -> list[str]:
+        """The ids of the UnusedPermission findings read."""
+        return [head["id"] for head in self.finding_of.values()
+                if head["findingType"] == "UnusedPermission"]
 
     def unwritten(self) -> list[str]:
         """Principals of the UnusedPermission findings read whose recommendation is not yet
@@ -471,7 +517,7 @@ class Planner:
                "findingType": "UnusedPermission", "principal": principal.arn, "policies": [],
                "proofQueries": 0, "seconds": 0.0}
         if principal.missing:
-            row["missing"] = principal.missing
+            row["missing"] = list(principal.missing)
         steps, diffs, policies = [], [], []
         error = self.failed.get(principal.arn)
         copies = 0
@@ -567,6 +613,14 @@ class Planner:
         return entry, step, {"policyId": document.aws_id, "diff": result["diff"]}, None
 
 
+def _finding_head(finding_id: str, head: dict) -> dict:
+    """What is kept of a finding's head for each principal (its type and times are mostly
+    the same strings over an account: held once)."""
+    return {"id": finding_id, **{key: sys.intern(value) if isinstance(value, str) else value
+                                 for key in ("findingType", "updatedAt", "analyzedAt")
+                                 for value in (head.get(key),)}}
+
+
 def _write_shared(out: OutputFolder, planner: Planner, shared: dict[str, dict],
                   outcomes: dict[str, dict]) -> None:
     for name, record in planner.finish_shared(out, outcomes):
@@ -585,10 +639,7 @@ def shared_name(document: Document) -> str:
 
 
 def _unused_by(unused: UnusedSet | None, action: str) -> bool:
-    if unused is None:
-        return False
-    return unused.everything or action in unused.actions or \
-        action.split(":", 1)[0].lower() in unused.services
+    return unused is not None and unused.leaves_unused(action)
 
 
 def _legacy_kind(document: Document) -> str:
@@ -604,7 +655,7 @@ def _policy_state(document: Document, via: str, shared: str | None, stepped: boo
     state = {"ref": document.ref, "awsManaged": document.aws_managed, "via": via,
              "policyId": document.aws_id, "name": document.name, "kind": _legacy_kind(document)}
     if shared is None:
-        state["reach"] = document.reach
+        state["reach"] = document.reach_json()
     else:
         state["sharedPolicy"] = shared
     if shared is None or stepped:
@@ -616,17 +667,25 @@ def _policy_state(document: Document, via: str, shared: str | None, stepped: boo
 
 # --- summary and report from what is on disk ----------------------------------------------------
 
-def _shared_section(out: OutputFolder) -> list[dict]:
-    section = []
-    for path in sorted((out.path / SHARED).glob("*.json")):
-        record = json.loads(path.read_text(encoding="utf-8"))
-        section.append({"name": path.stem, "ref": record["ref"], "status": record["status"],
-                        "mode": record["mode"], "reach": len(record["reach"]),
-                        "holdersWithFindings": record["holdersWithFindings"],
-                        "findings": record["findings"], "removed": record["removed"],
-                        "keptBecauseUsed": sorted(record["keptBecauseUsed"], key=str.lower),
-                        **({"reason": record["reason"]} if "reason" in record else {})})
-    return section
+class _SharedSection:
+    """The summary's sharedPolicies, read from OUTDIR/shared a record at a time each time it is
+    iterated (an organization's shared documents, with their holders, are never all held)."""
+
+    def __init__(self, out: OutputFolder):
+        self.paths = sorted((out.path / SHARED).glob("*.json"))
+
+    def __bool__(self) -> bool:
+        return bool(self.paths)
+
+    def __iter__(self) -> Iterator[dict]:
+        for path in self.paths:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            yield {"name": path.stem, "ref": record["ref"], "status": record["status"],
+                   "mode": record["mode"], "reach": len(record["reach"]),
+                   "holdersWithFindings": record["holdersWithFindings"],
+                   "findings": record["findings"], "removed": record["removed"],
+                   "keptBecauseUsed": sorted(record["keptBecauseUsed"], key=str.lower),
+                   **({"reason": record["reason"]} if "reason" in record else {})}
 
 
 def _keep_times(recommendation: dict, before: str | None) -> None:
@@ -643,16 +702,13 @@ def _keep_times(recommendation: dict, before: str | None) -> None:
         recommendation.update({k: held[k] for k in times})
 
 
-def _rows(out: OutputFolder, planner: Planner, lines: IO[str]) \
+def _rows(out: OutputFolder, worked: list[str], quiet: dict[str, dict], lines: IO[str]) \
         -> Iterator[tuple[dict, list[dict]]]:
     """Every finding's summary row with its policies' diffs, in finding id order: rows of
     findings that needed no work from memory, the others read back from their state files
     one at a time (each once; the diffs are never all held). Each row's summary line is
     written to lines."""
-    worked = {head["id"] for head in planner.finding_of.values()
-              if head["findingType"] == "UnusedPermission"}
-    quiet = {row["findingId"]: row for row in planner.rows}
-    for finding_id in sorted(worked | set(quiet)):
+    for finding_id in sorted(set(worked) | set(quiet)):
         row, diffs = quiet.get(finding_id), []
         if row is None:
             state = json.loads((out.path / STATE / finding_file_name(finding_id))
@@ -665,9 +721,15 @@ def _rows(out: OutputFolder, planner: Planner, lines: IO[str]) \
 
 
 def _summary(head: dict, lines: Iterable[str]) -> Iterator[str]:
-    """summary.json: the head, then "findings" with one row a line."""
-    text = dumps({**head, "findings": []}, indent=2)
-    yield text[:-len("[]\n}")] + "["
+    """summary.json: the head (its sharedPolicies as the whole text's indented JSON would
+    hold them, one at a time), then "findings" with one row a line."""
+    text = dumps({**head, "sharedPolicies": [], "findings": []}, indent=2)
+    cut = text.index('\n  "sharedPolicies": []')
+    yield text[:cut] + '\n  "sharedPolicies": ['
+    number = -1
+    for number, entry in enumerate(head["sharedPolicies"]):
+        yield ("," if number else "") + "\n" + textwrap.indent(dumps(entry, indent=2), "    ")
+    yield ("\n  ]" if number >= 0 else "]") + ',\n  "findings": ['
     for number, line in enumerate(lines):
         yield ("," if number else "") + "\n    " + line.rstrip("\n")
     yield "\n  ]\n}\n"
@@ -695,8 +757,8 @@ class Totals:
                 total[0] += pair[0]
                 total[1] += pair[1]
 
-    def as_json(self, shared: dict[str, dict]) -> dict:
-        statuses = [outcome.get("status") for outcome in shared.values()]
+    def as_json(self, statuses: list[str | None]) -> dict:
+        """statuses: of every shared document."""
         return {**self.count, "policiesChanged": self.policies_changed,
                 "patterns": self.patterns, "characters": self.characters,
                 "overLimit": self.over_limit, "proofQueries": self.proof_queries,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 import json
@@ -20,18 +21,32 @@ SHARED_MODES = ("consolidate", "copy", "report")
 DEFAULT_SHARED = "consolidate"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UnusedSet:
     """A principal's unused actions (display names) and wholly unused services (lower case);
-    everything=True: it uses nothing (UnusedIAMRole)."""
+    everything=True: it uses nothing (UnusedIAMRole). Held for every principal of an account,
+    so compactly: sorted tuples of the names (the catalog's own strings, shared by every set
+    that names them), looked up by bisection; equal sets are equal values (a planner holds one
+    of each)."""
 
-    actions: frozenset = frozenset()
-    services: frozenset = frozenset()
+    actions: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
     everything: bool = False
 
     @classmethod
     def of(cls, unused: Unused) -> UnusedSet:
-        return cls(frozenset(unused.actions.values()), frozenset(unused.services))
+        return cls(tuple(sorted(set(unused.actions.values()))), tuple(sorted(unused.services)))
+
+    def names(self, action: str) -> bool:
+        """The action (a display name) is named by the finding."""
+        index = bisect.bisect_left(self.actions, action)
+        return index < len(self.actions) and self.actions[index] == action
+
+    def leaves_unused(self, action: str) -> bool:
+        """The action (a display name) is unused: named, of a wholly unused service, or
+        everything is."""
+        return self.everything or self.names(action) or \
+            action.split(":", 1)[0].lower() in self.services
 
     def __and__(self, other: UnusedSet) -> UnusedSet:
         """Unused by both: an action named by one and named, or of a wholly unused service, by
@@ -40,24 +55,25 @@ class UnusedSet:
             return other
         if other.everything:
             return self
-        actions = {a for a in self.actions if _named_or_dead(a, other)} | \
-            {a for a in other.actions if _named_or_dead(a, self)}
-        return UnusedSet(frozenset(actions), self.services & other.services)
+        actions = {a for a in self.actions if other.leaves_unused(a)} | \
+            {a for a in other.actions if self.leaves_unused(a)}
+        return UnusedSet(tuple(sorted(actions)),
+                         tuple(sorted(set(self.services) & set(other.services))))
 
     def restricted(self, scope: Scope | None, catalog: Catalog) -> UnusedSet:
         """Only what a document whose Allow patterns have the scope's literal prefixes can
         match (None: it may match anything). The kernel's obligations about other actions
         hold whatever the finding says of them, so the result of refining is the same."""
         if self.everything:
-            services = frozenset(s for s in catalog.services if _reachable(s + ":", scope))
-            return UnusedSet(frozenset(), services)
+            services = tuple(sorted(s for s in catalog.services if _reachable(s + ":", scope)))
+            return UnusedSet((), services)
         if scope is None:
             return self
-        return UnusedSet(frozenset(a for a in self.actions if _reachable(a.lower(), scope)),
-                         frozenset(s for s in self.services if _reachable(s + ":", scope)))
+        return UnusedSet(tuple(a for a in self.actions if _reachable(a.lower(), scope)),
+                         tuple(s for s in self.services if _reachable(s + ":", scope)))
 
     def as_json(self) -> dict:
-        return {"actions": sorted(self.actions, key=str.lower), "services": sorted(self.services)}
+        return {"actions": sorted(self.actions, key=str.lower), "services": list(self.services)}
 
     def is_empty(self) -> bool:
         return not self.everything and not self.actions and not self.services
@@ -71,10 +87,6 @@ def unused_from_json(value: dict) -> Unused:
     unused.actions = {name.lower(): name for name in value["actions"]}
     unused.services = set(value["services"])
     return unused
-
-
-def _named_or_dead(action: str, other: UnusedSet) -> bool:
-    return action in other.actions or action.split(":", 1)[0].lower() in other.services
 
 
 @dataclass(frozen=True)
@@ -125,34 +137,38 @@ def size_kind(document: Document) -> str:
     return "inline" if document.kind == "role-inline" else document.kind
 
 
-@dataclass
+@dataclass(slots=True)
 class Decision:
     """What recommend does with one document: refine it once against `unused` (shared,
     consolidated), per principal (own, copy), or leave it (why)."""
 
-    document: Document
+    document: Document | None  # None: OWN, the decision of every document one principal holds
     mode: str  # own | consolidated | copy | report | unchanged
     unused: UnusedSet | None = None  # consolidated: the intersection over the reach
     reason: str | None = None
     holders: list[str] = field(default_factory=list)  # reach principals with a finding
 
 
+# Most documents are one principal's own: one decision for all of them (nothing of it differs).
+OWN = Decision(None, "own")
+
+
 def decide(document: Document, unused_of: dict[str, UnusedSet], refined_for: set[str],
            shared_mode: str) -> Decision:
     """unused_of: the unused set of every principal with an active finding (others use
     everything); refined_for: principals with an UnusedPermission finding to refine for."""
-    holders = sorted({r["arn"] for r in document.reach if r["arn"] in unused_of})
     if not document.shared and not document.reach_incomplete():
-        return Decision(document, "own", holders=holders)
+        return OWN
+    holders = sorted({r.arn for r in document.reach if r.arn in unused_of})
     incomplete = document.reach_incomplete()
     if shared_mode == "copy" and document.kind == MANAGED and not incomplete:
-        direct = [r["arn"] for r in document.reach if r["via"] == VIA_ATTACHED]
+        direct = [r.arn for r in document.reach if r.via == VIA_ATTACHED]
         if any(arn in refined_for for arn in direct):
             return Decision(document, "copy", holders=holders)
     if incomplete:
         return Decision(document, "unchanged", reason=incomplete + ": an unseen principal may "
                         "use what it grants", holders=holders)
-    everyone = {r["arn"] for r in document.reach}
+    everyone = {r.arn for r in document.reach}
     without = sorted(everyone - set(unused_of))
     if without:
         return Decision(document, "unchanged", UnusedSet(), holders=holders,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import faulthandler
 import functools
 import hashlib
@@ -261,9 +262,29 @@ def run_batch(tasks: list[dict], shipped: str | None = None) -> list[dict]:
     return [run_task(task, shipped) for task in tasks]
 
 
-def _on_dask(tasks: Iterable[dict], address: str, catalog: Catalog) -> Iterator[dict]:
+_CLUSTERS: dict[tuple[str, int], tuple] = {}  # (address, id(catalog)) -> (client, shipped)
+
+
+@contextlib.contextmanager
+def cluster(address: str | None, catalog: Catalog) -> Iterator[None]:
+    """One Dask client, and the catalog sent to the workers once, for every execute within
+    (an organization's accounts run one after another); nothing without an address."""
+    if address is None:
+        yield
+        return
+    with _dask_client(address, catalog) as held:
+        _CLUSTERS[(address, id(catalog))] = held
+        try:
+            yield
+        finally:
+            del _CLUSTERS[(address, id(catalog))]
+
+
+@contextlib.contextmanager
+def _dask_client(address: str, catalog: Catalog) -> Iterator[tuple]:
+    """(client, the catalog scattered to every worker)."""
     try:
-        from distributed import Client, as_completed
+        from distributed import Client
     except ImportError:
         raise InputError("--scheduler needs Dask: pip install 'iam-refiner[dask]'") from None
     try:
@@ -271,32 +292,47 @@ def _on_dask(tasks: Iterable[dict], address: str, catalog: Catalog) -> Iterator[
     except (OSError, ValueError, TypeError) as error:
         raise InputError(f"cannot reach the Dask scheduler {address}: {error}") from None
     with client:
-        # The catalog goes to every worker once, as JSON text; tasks go in batches, a bounded
-        # window of them in flight, and results stream back as each batch finishes. A worker
-        # lost mid-run costs only its batches (Dask runs them again elsewhere, or they fail).
-        shipped = client.scatter(json.dumps(catalog.services), broadcast=True)
-        window = 4 * max(1, len(client.scheduler_info().get("workers", {})))
-        source = iter(tasks)
-        running = as_completed()
-        held: dict = {}
+        # The catalog goes to every worker once, as JSON text.
+        yield client, client.scatter(json.dumps(catalog.services), broadcast=True)
 
-        def submit() -> bool:
-            batch = list(itertools.islice(source, DASK_BATCH))
-            if not batch:
-                return False
-            future = client.submit(run_batch, batch, shipped, pure=False)
-            held[future.key] = batch
-            running.add(future)
-            return True
 
-        for _ in range(window):
-            if not submit():
-                break
-        for future in running:
-            batch = held.pop(future.key)
-            try:
-                yield from future.result()
-            except Exception as failure:  # the worker died (KilledWorker) or was lost
-                for task in batch:
-                    yield failed(task, "WorkerLost", f"{type(failure).__name__}: {failure}")
-            submit()
+def _on_dask(tasks: Iterable[dict], address: str, catalog: Catalog) -> Iterator[dict]:
+    held = _CLUSTERS.get((address, id(catalog)))
+    if held is None:
+        with _dask_client(address, catalog) as (client, shipped):
+            yield from _run_on(client, shipped, tasks)
+    else:
+        yield from _run_on(*held, tasks)
+
+
+def _run_on(client, shipped, tasks: Iterable[dict]) -> Iterator[dict]:
+    """Tasks in batches, a bounded window of them in flight, results streamed back as each
+    batch finishes. A worker lost mid-run costs only its batches (Dask runs them again
+    elsewhere, or they fail)."""
+    from distributed import as_completed
+
+    window = 4 * max(1, len(client.scheduler_info().get("workers", {})))
+    source = iter(tasks)
+    running = as_completed()
+    held: dict = {}
+
+    def submit() -> bool:
+        batch = list(itertools.islice(source, DASK_BATCH))
+        if not batch:
+            return False
+        future = client.submit(run_batch, batch, shipped, pure=False)
+        held[future.key] = batch
+        running.add(future)
+        return True
+
+    for _ in range(window):
+        if not submit():
+            break
+    for future in running:
+        batch = held.pop(future.key)
+        try:
+            yield from future.result()
+        except Exception as failure:  # the worker died (KilledWorker) or was lost
+            for task in batch:
+                yield failed(task, "WorkerLost", f"{type(failure).__name__}: {failure}")
+        submit()

@@ -17,7 +17,7 @@ import refiner.outdir
 from refiner.cli import main
 from refiner.errors import InputError
 from refiner.jsontext import loads, stream_members
-from refiner.principals import EXPORT_LISTS, PAGE_ACCOUNT, AccountGraph
+from refiner.principals import EXPORT_LISTS, PAGE_ACCOUNT, AccountGraph, account_groups
 
 ACCOUNTS = ("210987654321", "310987654321", "410987654321")
 TIMESTAMPS = ("startedAt", "completedAt")
@@ -54,8 +54,77 @@ def written(out: Path) -> dict[str, dict]:
     return found
 
 
+@pytest.fixture(scope="module")
+def alone(organization, tmp_path_factory) -> dict[str, dict]:
+    """What each account run alone (its export, its findings) writes, all together."""
+    details, findings = organization
+    folder = tmp_path_factory.mktemp("alone")
+    expected = {}
+    for export in details:
+        account = export.parent.name
+        mine = folder / f"findings-{account}"
+        mine.mkdir()
+        for path in findings.glob("*.json"):
+            if json.loads(path.read_text())["resource"].split(":")[4] == account:
+                (mine / path.name).write_bytes(path.read_bytes())
+        assert run([export], mine, folder / account, "--workers", "1") in (0, 1)
+        expected.update(written(folder / account))
+    return expected
+
+
+def test_an_organization_is_planned_one_account_at_a_time(organization, alone, tmp_path,
+                                                          monkeypatch):
+    """Each account's graph is read, planned and written alone (memory flat with the number
+    of accounts), and the recommendations are those of each account run alone."""
+    details, findings = organization
+    held = []
+    real_read = AccountGraph.read.__func__
+
+    def read(cls, paths, *args, **kwargs):
+        graph = real_read(cls, paths, *args, **kwargs)
+        held.append(sorted({principal.account for principal in graph.principals.values()}))
+        return graph
+
+    monkeypatch.setattr(AccountGraph, "read", classmethod(read))
+    out = tmp_path / "organization"
+    assert run(details, findings, out, "--workers", "1") in (0, 1)
+    assert held == [[account] for account in ACCOUNTS]
+    assert written(out) == alone
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(row["findingId"] for row in summary["findings"]) == \
+        sorted(json.loads(path.read_text())["id"] for path in findings.glob("*.json"))
+
+
+def test_exports_are_grouped_by_account(tmp_path):
+    """Pages of one account together (a page naming two accounts joins them); a page of AWS
+    managed policies that names no account goes with every group."""
+    policy = {"Arn": "arn:aws:iam::aws:policy/ReadOnlyAccess", "PolicyVersionList": [
+        {"IsDefaultVersion": True, "Document": {"Version": "2012-10-17", "Statement": []}}]}
+
+    def role(account: str) -> dict:
+        return {"RoleName": "R", "Arn": f"arn:aws:iam::{account}:role/R"}
+
+    a, b, c, d = ACCOUNTS + ("510987654321",)
+    pages = {"a1": {"RoleDetailList": [role(a)]}, "anon": {"Policies": [policy]},
+             "b1": {"RoleDetailList": [role(b)]}, "a2": {PAGE_ACCOUNT: a, "Policies": [policy]},
+             "c1": {"RoleDetailList": [role(c)]},
+             "d1": {"Policies": [{**policy, "Arn": f"arn:aws:iam::{d}:policy/P"}]},
+             "cd": {"RoleDetailList": [role(c), role(d)]}}
+    paths = []
+    for name, page in pages.items():
+        paths.append(str(tmp_path / f"{name}.json"))
+        Path(paths[-1]).write_text(json.dumps(page))
+    groups, accounts = account_groups(paths)
+    named = [([Path(p).stem for p in group], found) for group, found in groups]
+    assert named == [(["a1", "anon", "a2"], {a}), (["anon", "b1"], {b}),
+                     (["anon", "c1", "d1", "cd"], {c, d})]
+    assert accounts == {a, b, c, d}
+    assert account_groups(paths[:1]) == ([(paths[:1], None)], None)
+    assert account_groups([paths[0], paths[3]]) == ([([paths[0], paths[3]], None)], None)
+
+
 def test_an_organization_through_a_dask_cluster_equals_its_accounts_one_by_one(
-        organization, tmp_path, monkeypatch):
+        organization, alone, tmp_path, monkeypatch):
     pytest.importorskip("distributed")
     details, findings = organization
     graph = AccountGraph.read([str(path) for path in details])
@@ -63,22 +132,9 @@ def test_an_organization_through_a_dask_cluster_equals_its_accounts_one_by_one(
     for document in graph.documents.values():
         if document.aws_managed:
             aws_managed.setdefault(document.arn, set()).add(document.account)
-            assert {r["arn"].split(":")[4] for r in document.reach} == {document.account}
+            assert {r.arn.split(":")[4] for r in document.reach} == {document.account}
     # The accounts share AWS managed policies: each account's are its own documents.
     assert any(len(accounts) > 1 for accounts in aws_managed.values())
-
-    alone = tmp_path / "alone"
-    for export in details:
-        account = export.parent.name
-        mine = tmp_path / f"findings-{account}"
-        mine.mkdir()
-        for path in findings.glob("*.json"):
-            if json.loads(path.read_text())["resource"].split(":")[4] == account:
-                (mine / path.name).write_bytes(path.read_bytes())
-        assert run([export], mine, alone / account, "--workers", "1") in (0, 1)
-    expected = {}
-    for account in ACCOUNTS:
-        expected.update(written(alone / account))
 
     # A worker killed when the first result comes back: the run still finishes, the same.
     real_add = refiner.outdir.OutputFolder.add_result
@@ -96,7 +152,7 @@ def test_an_organization_through_a_dask_cluster_equals_its_accounts_one_by_one(
         code = run(details, findings, out, "--scheduler", cluster.address)
     assert victim.returncode == -signal.SIGKILL
     assert code in (0, 1)
-    assert written(out) == expected
+    assert written(out) == alone
     summary = json.loads((out / "summary.json").read_text())
     assert {row["resourceArn"].split(":")[4] for row in summary["findings"]} == set(ACCOUNTS)
     assert not [row for row in summary["findings"] if "WorkerLost" in json.dumps(row)]
