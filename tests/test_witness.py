@@ -5,7 +5,7 @@ by text against covers by the solver; and what a rejection prints."""
 import json
 import re
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from iam_evaluator import allows, denies, statement_matches
 from test_requests import (
@@ -169,7 +169,11 @@ def test_a_union_cover_is_one_the_solver_proves(pair, sampled):
     contained = lambda i, b, a: no_new_access(Checker([], [], []), i, b, a)  # noqa: E731
     if not ShapeUnions(base).covers(head, contained):
         return
-    assert find_widening(base, [head], [0], []).proven, (base, head)
+    # A generous timeout: a search cut short on a loaded machine proves nothing either way,
+    # and such an example is set aside (assume), never counted as a pass.
+    outcome = find_widening(base, [head], [0], [], timeout_ms=30_000)
+    assert outcome.request is None, (base, head, outcome.request)
+    assume(outcome.proven)
     for request in sampled:
         for reading in READINGS:
             assert not statement_matches(head, request, reading) or any(
