@@ -731,9 +731,15 @@ def _under_prefix(inner, outer) -> bool:
 
 def covers_by_solver(before: dict, after: dict, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> bool:
     """covers, by one solver query (no query when nothing is left to show)."""
+    return solver_covers(before, after, timeout_ms) == "covered"
+
+
+def solver_covers(before: dict, after: dict, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> str:
+    """covers_by_solver's answer in three values: "covered" (proven), "not covered" (a
+    request after matches and before does not exists) or "unknown" (the query timed out)."""
     need, kept = _left_to_show(before, after)
     if not need and not kept:
-        return True
+        return "covered"
     request = Request()
     encoder = Encoder(request)
     _size_sets(request, [before, after])
@@ -743,7 +749,8 @@ def covers_by_solver(before: dict, after: dict, timeout_ms: int = DEFAULT_TIMEOU
     consequent += [encoder.condition_atom(o, k, v) for o, k, v in kept]
     solver = _solver(request, timeout_ms)
     solver.add(antecedent, z3.Not(z3.And(consequent)))
-    return solver.check() == z3.unsat
+    answer = solver.check()
+    return "covered" if answer == z3.unsat else "not covered" if answer == z3.sat else "unknown"
 
 
 def _solver(request: Request, timeout_ms: int) -> z3.Solver:

@@ -14,6 +14,7 @@ from account_bundle import build
 from dask_processes import DaskProcesses
 
 import refiner.outdir
+import refiner.tasks
 from refiner.cli import main
 from refiner.errors import InputError
 from refiner.jsontext import loads, stream_members
@@ -136,20 +137,34 @@ def test_an_organization_through_a_dask_cluster_equals_its_accounts_one_by_one(
     # The accounts share AWS managed policies: each account's are its own documents.
     assert any(len(accounts) > 1 for accounts in aws_managed.values())
 
-    # A worker killed when the first result comes back: the run still finishes, the same.
+    # When the first result comes back, the worker then holding the most tasks is killed: the
+    # run still finishes, the same (its tasks are run again on the other). One task a Dask
+    # task, so that the first result leaves others in flight.
+    from distributed import Client
+
+    monkeypatch.setattr(refiner.tasks, "DASK_BATCH", 1)
     real_add = refiner.outdir.OutputFolder.add_result
-    with DaskProcesses(tmp_path) as cluster:
-        victim = cluster.workers[0]
+    held_when_killed = []
+    with DaskProcesses(tmp_path) as cluster, Client(cluster.address, timeout="30s") as observer:
+        pids = observer.run(os.getpid)  # worker address -> its process id
+        by_pid = {process.pid: process for process in cluster.workers}
+        killed = []
 
         def add_result(self, result):
-            if victim.poll() is None:
+            if not killed:
+                address, held = max(observer.processing().items(), key=lambda i: len(i[1]))
+                victim = by_pid[pids[address]]
                 os.kill(victim.pid, signal.SIGKILL)
                 victim.wait(timeout=30)
+                killed.append(victim)
+                held_when_killed.extend(held)
             real_add(self, result)
 
         monkeypatch.setattr(refiner.outdir.OutputFolder, "add_result", add_result)
         out = tmp_path / "organization"
         code = run(details, findings, out, "--scheduler", cluster.address)
+    victim, = killed
+    assert held_when_killed  # the killed worker held tasks: they were lost with it
     assert victim.returncode == -signal.SIGKILL
     assert code in (0, 1)
     assert written(out) == alone

@@ -20,7 +20,13 @@ from test_requests import (
 from refiner.cli import main
 from refiner.gate import no_new_access
 from refiner.prove import Checker
-from refiner.requests import covers_by_solver, covers_by_text, find_lost_denial, find_widening
+from refiner.requests import (
+    covers_by_solver,
+    covers_by_text,
+    find_lost_denial,
+    find_widening,
+    solver_covers,
+)
 from refiner.whole import ShapeUnions
 from refiner.witness import (
     ARN_CALLER,
@@ -121,7 +127,10 @@ def test_covers_by_text_says_covered_only_where_the_solver_does(before, edits):
             after.update(edit)
     for outer, inner in ((before, after), (after, before)):
         if covers_by_text(outer, inner):
-            assert covers_by_solver(outer, inner), (outer, inner)
+            # a query cut short on a loaded machine proves nothing: set aside, never passed
+            answer = solver_covers(outer, inner, timeout_ms=30_000)
+            assert answer != "not covered", (outer, inner)
+            assume(answer == "covered")
 
 
 # Actions no one pattern of them holds all of (no `*`): a HEAD list of several needs a union.
