@@ -155,7 +155,7 @@ def _principal(base: Holdings, head: Holdings, before: Principal | None, after: 
     held_after = head.effective(after)
     refs_before = {h.ref for h in held_before}
     known_before = [h for h in held_before if h.known]
-    allows = [s for h in known_before for s in _statements(h.document)
+    allows = [s for h in known_before for s in _comparable(h.document)
               if s.get("Effect") == "Allow"]
     for held in held_after:
         if held.ref in refs_before and held.policy_id is not None:
@@ -183,6 +183,21 @@ def _statements(document: object) -> list[dict]:
     return [s for s in listed if isinstance(s, dict)]
 
 
+def _literal_variables(statement: dict, document: object) -> bool:
+    """The statement's policy variables (${...}) are literal text: its document's Version is
+    not 2012-10-17 (IAM fills variables in only then). Written the same, it matches other
+    requests than a statement of a 2012-10-17 document, so it is compared with none of
+    another document's statements: it covers nothing, and what it grants or denies is not
+    judged here (unknown)."""
+    return not (isinstance(document, dict) and document.get("Version") == "2012-10-17") and \
+        "${" in canonical(statement)
+
+
+def _comparable(document: object) -> list[dict]:
+    """The document's statements that may be compared with another document's."""
+    return [s for s in _statements(document) if not _literal_variables(s, document)]
+
+
 def _bare(statement: dict) -> dict:
     return {k: v for k, v in statement.items() if k != "Sid"}
 
@@ -204,6 +219,12 @@ def _gained(checker: Checker, label: str, held: Held, allows: list[dict]) -> lis
     found = []
     for index, statement in enumerate(_statements(held.document)):
         if statement.get("Effect") == "Deny":
+            continue
+        if _literal_variables(statement, held.document):
+            found.append(Violation("unknown", index, None, f"{label} gains {held.ref}: a "
+                                   "statement whose policy variables are literal text (its "
+                                   "document's Version is not 2012-10-17), which the gate "
+                                   "does not compare with other documents"))
             continue
         key = "Action" if "Action" in statement else "NotAction"
         if statement.get("Effect") != "Allow" or key not in statement or \
@@ -250,8 +271,9 @@ def _denies_kept(checker: Checker, label: str, held_before: list[Held], held_aft
     """Every Deny the principal was under, still denied in HEAD."""
     found = []
     refs_after = {h.ref for h in held_after}
-    denies_after = [s for h in held_after if h.known for s in _statements(h.document)
+    denies_after = [s for h in held_after if h.known for s in _comparable(h.document)
                     if s.get("Effect") == "Deny"]
+    unchanged = [h.document for h in held_after if h.known]
     for held in held_before:
         if not held.known:
             if held.ref not in refs_after:
@@ -261,8 +283,19 @@ def _denies_kept(checker: Checker, label: str, held_before: list[Held], held_aft
             continue
         if held.ref in refs_after and held.policy_id is not None:
             continue  # the per-document gate judges a Deny removed from the same policy
+        if any(same_json(held.document, document) for document in unchanged):
+            continue  # a document held as it was (its Version too) denies what it denied
         for index, deny in enumerate(_statements(held.document)):
-            if deny.get("Effect") != "Deny" or _kept(checker, index, deny, denies_after):
+            if deny.get("Effect") != "Deny":
+                continue
+            if _literal_variables(deny, held.document):
+                found.append(Finding(label, _unknown(
+                    f"{label} no longer holds {held.ref} as it was, and one of its Deny "
+                    "statements has policy variables read as literal text (its Version is not "
+                    "2012-10-17), which the gate does not compare with other documents"),
+                    where.line, where.path))
+                continue
+            if _kept(checker, index, deny, denies_after):
                 continue
             sid = deny.get("Sid") if isinstance(deny.get("Sid"), str) else None
             found.append(Finding(label, Violation(
@@ -308,7 +341,7 @@ def _boundary(checker: Checker, label: str, before: Held | None, after: Held | N
                         after.line, after.path)]
     if same_json(before.document, after.document):
         return []
-    allows = [s for s in _statements(before.document) if s.get("Effect") == "Allow"]
+    allows = [s for s in _comparable(before.document) if s.get("Effect") == "Allow"]
     found = [Finding(label, dataclasses.replace(
         v, message=v.message.replace(" gains ", "'s boundary widens to ", 1)),
         after.line, after.path) for v in _gained(checker, label, after, allows)]
