@@ -83,9 +83,10 @@ def merge_findings(labelled: list[tuple[str, object]], catalog: Catalog,
                     raise InputError(f"{label}: findingDetails entries must be objects")
                 if "unusedPermissionDetails" in detail:
                     entries.append((label, detail["unusedPermissionDetails"]))
+    unknown_actions: set[str] = set()  # lower-case names the catalog lacks
     for label, entry in entries:
-        _add_entry(unused, entry, catalog, label)
-    unused.unknown = _unknown_names(unused, catalog)
+        _add_entry(unused, entry, catalog, label, unknown_actions)
+    unused.unknown = _unknown_names(unused, catalog, unknown_actions)
     return unused
 
 
@@ -125,16 +126,16 @@ def _check_pages(responses: list[tuple[str, dict]], terms: Terms) -> None:
     raise InputError(f"{terms.pages} repeat a page of finding {ids[0]}")
 
 
-def _unknown_names(unused: Unused, catalog: Catalog) -> list[str]:
+def _unknown_names(unused: Unused, catalog: Catalog, unknown_actions: set[str]) -> list[str]:
     """Services and actions of the finding that the catalog does not know (it may be older)."""
     services = [f"{service}:*" for service in sorted(unused.services)
                 if service not in catalog.services]
-    actions = [name for key, name in sorted(unused.actions.items())
-               if catalog.canonical(key) is None]
+    actions = [unused.actions[key] for key in sorted(unknown_actions)]
     return services + actions
 
 
-def _add_entry(unused: Unused, entry: object, catalog: Catalog, label: str) -> None:
+def _add_entry(unused: Unused, entry: object, catalog: Catalog, label: str,
+               unknown_actions: set[str]) -> None:
     if not isinstance(entry, dict) or not isinstance(entry.get("serviceNamespace"), str):
         raise InputError(f"{label}: every entry needs a string serviceNamespace")
     service = entry["serviceNamespace"].strip().lower()
@@ -159,9 +160,13 @@ def _add_entry(unused: Unused, entry: object, catalog: Catalog, label: str) -> N
             if prefix.lower() != service:
                 raise InputError(f"{label}: action {prefix}:{name} listed under service {service}")
         full = f"{service}:{name}"
-        if not is_action_name(full):
-            raise InputError(f"{label}: invalid action name {name!r} under service {service}")
-        unused.actions[full.lower()] = catalog.canonical(full) or full
+        canonical = catalog.canonical(full)
+        if canonical is None:  # (a catalog name is well formed: the catalog is held to it)
+            if not is_action_name(full):
+                raise InputError(f"{label}: invalid action name {name!r} under service "
+                                 f"{service}")
+            unknown_actions.add(full.lower())
+        unused.actions[full.lower()] = canonical or full
 
 
 def check_principal(unused: Unused, principal: tuple[str, str] | None, label: str) -> None:
