@@ -76,7 +76,8 @@ def judge(base: Holdings, head: Holdings, checker: Checker, allow_new: bool = Fa
             gone.remove(before)
             notes.append(f"{principal.label}: paired with {before.label} by content")
         judged += 1
-        findings += _principal(base, head, before, principal, checker, held_context)
+        findings += _principal(base, head, before, principal, checker, held_context,
+                               context_changed)
     return findings, notes, judged
 
 
@@ -132,7 +133,11 @@ def _ref(held: Held | None) -> str | None:
 
 
 def _principal(base: Holdings, head: Holdings, before: Principal | None, after: Principal,
-               checker: Checker, context_changed: bool) -> list[Finding]:
+               checker: Checker, context_changed: bool, reads_changed: bool = False) \
+        -> list[Finding]:
+    """What the principal gains. context_changed: whatever holds an expression is unknown;
+    reads_changed: what expressions read changed, so a document's text with an expression is
+    never taken to mean what the same text meant in BASE."""
     label = after.label
     found: list[Finding] = []
 
@@ -155,8 +160,8 @@ def _principal(base: Holdings, head: Holdings, before: Principal | None, after: 
     held_after = head.effective(after)
     refs_before = {h.ref for h in held_before}
     known_before = [h for h in held_before if h.known]
-    allows = [s for h in known_before for s in _comparable(h.document)
-              if s.get("Effect") == "Allow"]
+    allows = [s for h in known_before if not _reads_changed(h, reads_changed)
+              for s in _comparable(h.document) if s.get("Effect") == "Allow"]
     for held in held_after:
         if held.ref in refs_before and held.policy_id is not None:
             continue  # the same template policy: the per-document gate judges its change
@@ -165,15 +170,29 @@ def _principal(base: Holdings, head: Holdings, before: Principal | None, after: 
             if same is None or same.known or context_changed:
                 add(_unknown(f"{label} holds {held.ref}: {held.reason}"), held.line, held.path)
             continue
+        if _reads_changed(held, reads_changed):
+            add(_unknown(f"{label} holds {held.ref}, whose text reads values that changed "
+                         "(parameters, mappings, conditions, variables): the same text may "
+                         "grant something else"), held.line, held.path)
+            continue
         if same is not None and same.known and same_json(same.document, held.document):
             continue
         if any(same_json(h.document, held.document) for h in known_before):
             continue
         found += [Finding(label, v, held.line, held.path) for v in
                   _gained(checker, label, held, allows)]
-    found += _denies_kept(checker, label, held_before, held_after, after)
-    found += _boundary(checker, label, before.boundary, after.boundary, after, context_changed)
+    found += _denies_kept(checker, label, held_before, held_after, after, reads_changed)
+    found += _boundary(checker, label, before.boundary, after.boundary, after, context_changed,
+                       reads_changed)
     return found
+
+
+def _reads_changed(held: Held, context_changed: bool) -> bool:
+    """The document holds an expression (or a policy variable) and what expressions read
+    changed: its text, equal on both sides, may mean another thing (a Version from a
+    mapping, say), so no comparison of its text is trusted."""
+    return context_changed and held.known and \
+        any(marker in canonical(held.document) for marker in EXPRESSIONS)
 
 
 def _statements(document: object) -> list[dict]:
@@ -267,13 +286,14 @@ def _gained(checker: Checker, label: str, held: Held, allows: list[dict]) -> lis
 
 
 def _denies_kept(checker: Checker, label: str, held_before: list[Held], held_after: list[Held],
-                 where) -> list[Finding]:
+                 where, context_changed: bool = False) -> list[Finding]:
     """Every Deny the principal was under, still denied in HEAD."""
     found = []
     refs_after = {h.ref for h in held_after}
-    denies_after = [s for h in held_after if h.known for s in _comparable(h.document)
+    trusted_after = [h for h in held_after if h.known and not _reads_changed(h, context_changed)]
+    denies_after = [s for h in trusted_after for s in _comparable(h.document)
                     if s.get("Effect") == "Deny"]
-    unchanged = [h.document for h in held_after if h.known]
+    unchanged = [h.document for h in trusted_after]
     for held in held_before:
         if not held.known:
             if held.ref not in refs_after:
@@ -283,6 +303,13 @@ def _denies_kept(checker: Checker, label: str, held_before: list[Held], held_aft
             continue
         if held.ref in refs_after and held.policy_id is not None:
             continue  # the per-document gate judges a Deny removed from the same policy
+        if _reads_changed(held, context_changed) and any(
+                d.get("Effect") == "Deny" for d in _statements(held.document)):
+            found.append(Finding(label, _unknown(
+                f"{label} held {held.ref}, a Deny whose text reads values that changed: "
+                "whether HEAD still denies what it denied cannot be judged"),
+                where.line, where.path))
+            continue
         if any(same_json(held.document, document) for document in unchanged):
             continue  # a document held as it was (its Version too) denies what it denied
         for index, deny in enumerate(_statements(held.document)):
@@ -325,7 +352,8 @@ def _kept(checker: Checker, index: int, deny: dict, denies: list[dict]) -> bool:
 
 
 def _boundary(checker: Checker, label: str, before: Held | None, after: Held | None,
-              principal: Principal, context_changed: bool) -> list[Finding]:
+              principal: Principal, context_changed: bool,
+              reads_changed: bool = False) -> list[Finding]:
     if before is None:
         return []  # no boundary before: any boundary only narrows
     if after is None:
@@ -338,6 +366,10 @@ def _boundary(checker: Checker, label: str, before: Held | None, after: Held | N
     if not (before.known and after.known):
         return [Finding(label, _unknown(f"{label}'s permissions boundary changed to "
                                         f"{after.ref}: {after.reason or before.reason}"),
+                        after.line, after.path)]
+    if _reads_changed(before, reads_changed) or _reads_changed(after, reads_changed):
+        return [Finding(label, _unknown(f"{label}'s permissions boundary {after.ref} reads "
+                                        "values that changed: what it bounds cannot be judged"),
                         after.line, after.path)]
     if same_json(before.document, after.document):
         return []
