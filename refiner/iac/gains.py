@@ -187,11 +187,11 @@ def _principal(base: Holdings, head: Holdings, before: Principal | None, after: 
     return found
 
 
-def _reads_changed(held: Held, context_changed: bool) -> bool:
+def _reads_changed(held: Held, reads_changed: bool) -> bool:
     """The document holds an expression (or a policy variable) and what expressions read
-    changed: its text, equal on both sides, may mean another thing (a Version from a
-    mapping, say), so no comparison of its text is trusted."""
-    return context_changed and held.known and \
+    changed (reads_changed): its text, equal on both sides, may mean another thing (a
+    Version from a mapping, say), so no comparison of its text is trusted."""
+    return reads_changed and held.known and \
         any(marker in canonical(held.document) for marker in EXPRESSIONS)
 
 
@@ -286,11 +286,12 @@ def _gained(checker: Checker, label: str, held: Held, allows: list[dict]) -> lis
 
 
 def _denies_kept(checker: Checker, label: str, held_before: list[Held], held_after: list[Held],
-                 where, context_changed: bool = False) -> list[Finding]:
-    """Every Deny the principal was under, still denied in HEAD."""
+                 where, reads_changed: bool = False) -> list[Finding]:
+    """Every Deny the principal was under, still denied in HEAD (reads_changed: what
+    expressions read changed, see _reads_changed)."""
     found = []
     refs_after = {h.ref for h in held_after}
-    trusted_after = [h for h in held_after if h.known and not _reads_changed(h, context_changed)]
+    trusted_after = [h for h in held_after if h.known and not _reads_changed(h, reads_changed)]
     denies_after = [s for h in trusted_after for s in _comparable(h.document)
                     if s.get("Effect") == "Deny"]
     unchanged = [h.document for h in trusted_after]
@@ -303,7 +304,7 @@ def _denies_kept(checker: Checker, label: str, held_before: list[Held], held_aft
             continue
         if held.ref in refs_after and held.policy_id is not None:
             continue  # the per-document gate judges a Deny removed from the same policy
-        if _reads_changed(held, context_changed) and any(
+        if _reads_changed(held, reads_changed) and any(
                 d.get("Effect") == "Deny" for d in _statements(held.document)):
             found.append(Finding(label, _unknown(
                 f"{label} held {held.ref}, a Deny whose text reads values that changed: "
