@@ -6,9 +6,11 @@ import hashlib
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import orjson
 
 from .errors import InputError
 from .jsontext import decode, parse_json_text, read_bytes, read_text
@@ -65,6 +67,8 @@ _PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")  # never holds the "
 
 # --- findings ---------------------------------------------------------------------------------
 
+# What recommend's planner reads of a finding's first page (the rest stays in the worker).
+READ_HEAD = ("resource", "status", "findingType", "accountUnreadable", "updatedAt", "analyzedAt")
 HEAD_FIELDS = ("id", "resource", "resourceType", "resourceOwnerAccount", "status", "findingType",
                "updatedAt", "analyzedAt", "createdAt", "nextToken", "accountUnreadable")
 
@@ -78,17 +82,8 @@ class FindingPages:
     sources: list[tuple[str, int | None, int]] = field(default_factory=list)
     account: str | None = None  # the account of its first page's resource (None: it names none)
 
-    def read(self) -> tuple[dict, list[dict]]:
-        """(the first page's head fields, every page compacted), read strictly."""
-        pages = []
-        for label, text in self._texts():
-            value = parse_json_text(text, label)
-            if not isinstance(value, dict) or not isinstance(value.get("id"), str):
-                raise InputError(f"{label}: expected a GetFindingV2 response with an id")
-            pages.append(_compact(value))
-        return pages[0], pages
-
-    def _texts(self) -> Iterator[tuple[str, str]]:
+    def texts(self) -> Iterator[tuple[str, str]]:
+        """(label, text) of each page."""
         for file, offset, number in self.sources:
             if offset is None:
                 yield f"findings {file}", read_text(file, "findings")
@@ -106,16 +101,39 @@ class FindingPages:
             yield f"findings {file} line {number}", text
 
 
+def says_unused(head: dict) -> bool:
+    """The finding (its first page's head) is an active unused-permissions finding of a
+    readable account: the only kind whose unused actions are read."""
+    return head.get("accountUnreadable") is not True and \
+        head.get("status", "ACTIVE") == "ACTIVE" and \
+        head.get("findingType") in (None, "UnusedPermission")
+
+
+def parse_pages(texts: Iterable[tuple[str, str]]) -> tuple[dict, list[dict]]:
+    """(the first page's head fields, every page compacted) of one finding's (label, text)
+    pages, read strictly."""
+    pages = []
+    for label, text in texts:
+        value = parse_json_text(text, label)
+        if not isinstance(value, dict) or not isinstance(value.get("id"), str):
+            raise InputError(f"{label}: expected a GetFindingV2 response with an id")
+        pages.append(_compact(value))
+    return pages[0], pages
+
+
 def finding_pages(paths: list[str]) -> dict[str, FindingPages]:
     """Finding id -> where its GetFindingV2 pages are, from files, folders of them (*.json,
     *.jsonl) and JSON Lines files (one response a line). Each page is parsed here for its id
     only (the strict reading is FindingPages.read's)."""
     pages: dict[str, FindingPages] = {}
     for label, text, source in _finding_texts(paths):
-        try:
-            value = json.loads(text)
+        try:  # orjson: some times faster; what it refuses, json reads or refuses in words
+            value = orjson.loads(text)
         except ValueError:
-            value = parse_json_text(text, label)  # raises, in the strict reader's words
+            try:
+                value = json.loads(text)
+            except ValueError:
+                value = parse_json_text(text, label)  # raises, in the strict reader's words
         if not isinstance(value, dict) or not isinstance(value.get("id"), str):
             raise InputError(f"{label}: expected a GetFindingV2 response with an id")
         found = pages.get(value["id"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 
 from .catalog import Catalog, keys_starting_with
@@ -36,6 +37,24 @@ class Unused:
     def is_unused(self, full_name: str) -> bool:
         lower = full_name.lower()
         return lower in self.actions or lower.split(":", 1)[0] in self.services
+
+
+def unused_as_json(unused: Unused) -> dict:
+    """A finding as read, to cross processes: the display names sorted (an action's key is
+    its display name's lower case), the services sorted."""
+    return {"actions": sorted(set(unused.actions.values())), "services": sorted(unused.services),
+            "unknown": list(unused.unknown), "resourceArn": unused.resource_arn,
+            "findingId": unused.finding_id, "analyzedAt": unused.analyzed_at}
+
+
+def unused_from_json(value: dict) -> Unused:
+    """An Unused from unused_as_json's form (or UnusedSet.as_json's: actions and services
+    only). Names are interned: an account's findings name the same actions over and over."""
+    unused = Unused(resource_arn=value.get("resourceArn"), finding_id=value.get("findingId"),
+                    analyzed_at=value.get("analyzedAt"), unknown=list(value.get("unknown", ())))
+    unused.actions = {name.lower(): sys.intern(name) for name in value["actions"]}
+    unused.services = {sys.intern(service) for service in value["services"]}
+    return unused
 
 
 def read_findings(paths: list[str], catalog: Catalog, allow_inactive: bool = False,

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 
 from .errors import InputError
-from .output import write_chunks, write_file
+from .output import new_file_mode, write_chunks, write_file
 
 MANIFEST = ".refiner-recommend"  # the files this command wrote, one relative path a line
 COMPLETE = "summary.json"  # written last: its absence means a run did not finish
@@ -34,6 +34,7 @@ class OutputFolder:
         self._cache: dict[str, dict] = {}
         self._manifest = None
         self._results = None
+        self._new_mode = new_file_mode()
 
     def begin(self, folders: tuple[str, ...]) -> None:
         for folder in (self.path, *(self.path / f for f in folders)):
@@ -96,12 +97,13 @@ class OutputFolder:
         self._results = open(path, "ab+")  # noqa: SIM115 (closed by finish)
         self._results.truncate(end)
 
-    def _note(self, relative: str) -> None:
-        if relative not in self._listed:
-            self._manifest.write(relative + "\n")
+    def _note(self, *relatives: str) -> None:
+        new = [relative for relative in relatives if relative not in self._listed]
+        if new:
+            self._manifest.write("".join(f"{relative}\n" for relative in new))
             self._manifest.flush()  # in the kernel's hands: it outlives a kill -9
-            self._listed.add(relative)
-        self._written.add(relative)
+            self._listed.update(new)
+        self._written.update(relatives)
 
     def read(self, relative: str) -> str | None:
         """OUTDIR/relative as this command wrote it before, or None."""
@@ -112,19 +114,23 @@ class OutputFolder:
         except (OSError, ValueError):
             return None
 
-    def write(self, relative: str, text: str) -> None:
-        """Write OUTDIR/relative (unchanged content is left as it is: a re-run is cheap)."""
-        written_before = relative in self._listed  # only then can the file hold this text
-        self._note(relative)
-        target = self.path / relative
-        if written_before:
-            try:
-                if target.read_text(encoding="utf-8") == text:
-                    return
-            except (OSError, ValueError):
-                pass
-        # begin() made the folders: each of thousands of files need not check them again
-        write_file(str(target), text, sync=relative == COMPLETE, checked=True)
+    def write(self, *files: tuple[str, str]) -> None:
+        """Write each (OUTDIR/relative, text), listed first in one manifest line each
+        (unchanged content is left as it is: a re-run is cheap)."""
+        written_before = {relative for relative, _ in files if relative in self._listed}
+        self._note(*(relative for relative, _ in files))
+        for relative, text in files:  # only a file listed before can hold this text already
+            target = self.path / relative
+            if relative in written_before:
+                try:
+                    if target.read_text(encoding="utf-8") == text:
+                        continue
+                except (OSError, ValueError):
+                    pass
+            # begin() made the folders: each of thousands of files need not check them again;
+            # a file this command did not write before gets a new file's mode
+            write_file(str(target), text, sync=relative == COMPLETE, checked=True,
+                       new_mode=None if relative in written_before else self._new_mode)
 
     def write_chunks(self, relative: str, chunks) -> None:
         """Write OUTDIR/relative piece by piece (a large summary is never held whole)."""

@@ -27,28 +27,35 @@ def check_writable(path: str) -> None:
 
 
 def write_file(path: str, text: str, mode_of: str | None = None, sync: bool = True,
-               checked: bool = False) -> None:
+               checked: bool = False, new_mode: int | None = None) -> None:
     """Write text (UTF-8, exactly as given: no newline translation) to path through a temporary
     file in the same folder and a rename. The file gets the mode path already had, else that
     of mode_of (the input it was made from), else what a new file gets under the umask.
     sync=False skips the fsync: still whole after a killed process, not after a power loss
     (for the many files of one run, whose last file is synced). checked: the caller knows
-    that path's folder exists and is writable (a failure is still one InputError line)."""
-    write_chunks(path, [text], mode_of, sync, checked)
+    that path's folder exists and is writable (a failure is still one InputError line).
+    new_mode: see write_chunks."""
+    write_chunks(path, [text], mode_of, sync, checked, new_mode)
 
 
 def write_chunks(path: str, chunks: Iterable[str], mode_of: str | None = None,
-                 sync: bool = True, checked: bool = False) -> None:
-    """write_file for text made piece by piece (a large report is never held whole)."""
+                 sync: bool = True, checked: bool = False, new_mode: int | None = None) -> None:
+    """write_file for text made piece by piece (a large report is never held whole).
+    new_mode: the caller knows path is a new file and the mode it gets (new_file_mode(),
+    looked up once for the thousands of files of one run, not three system calls each)."""
     if not checked:
         check_writable(path)
-    target = Path(path)
-    umask = _umask()
-    mode = _mode(target) or (_mode(Path(mode_of)) if mode_of else None) or 0o666 & ~umask
-    handle, temp = _temporary(target, mode)
+    if new_mode is None:
+        umask = _umask()
+        mode = _mode(Path(path)) or (_mode(Path(mode_of)) if mode_of else None) or \
+            0o666 & ~umask
+        exact = mode & ~umask != mode or mode & ~0o777  # bits open() does not give
+    else:
+        mode, exact = new_mode, False
+    handle, temp = _temporary(path, mode)
     try:
         with os.fdopen(handle, "wb") as out:
-            if mode & ~umask != mode or mode & ~0o777:  # bits open() does not give
+            if exact:
                 os.fchmod(out.fileno(), mode)
             for chunk in chunks:
                 out.write(chunk.encode("utf-8"))
@@ -56,7 +63,7 @@ def write_chunks(path: str, chunks: Iterable[str], mode_of: str | None = None,
             if sync:
                 os.fsync(out.fileno())
         try:
-            os.replace(temp, target)
+            os.replace(temp, path)
         except OSError as error:  # a folder in the way, say: one line, not a traceback
             raise InputError(f"cannot write {path}: {error.strerror}") from None
     except BaseException:
@@ -64,15 +71,21 @@ def write_chunks(path: str, chunks: Iterable[str], mode_of: str | None = None,
         raise
 
 
+def new_file_mode() -> int:
+    """The mode a new file gets under the umask."""
+    return 0o666 & ~_umask()
+
+
 _TEMPORARY_NUMBERS = itertools.count()
 
 
-def _temporary(target: Path, mode: int) -> tuple[int, str]:
+def _temporary(target: str, mode: int) -> tuple[int, str]:
     """A new file beside target, named ".<target's name>.<process>-<number>" (what a killed
     run leaves is found by that name), created with its final mode: cheaper than mkstemp's
     random names for the thousands of files of one run, and as sure never to open another."""
+    folder, name = os.path.split(target)
     for _ in range(MAX_BACKUPS):  # names left by a killed process with our number: skip them
-        temp = str(target.parent / f".{target.name}.{os.getpid()}-{next(_TEMPORARY_NUMBERS)}")
+        temp = os.path.join(folder, f".{name}.{os.getpid()}-{next(_TEMPORARY_NUMBERS)}")
         try:
             return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), temp
         except FileExistsError:
@@ -86,7 +99,7 @@ def backup(path: str) -> Path:
     """Copy path's bytes and mode to the first free name of path.bak, path.bak.1, ...: an
     existing backup is never overwritten, so the oldest original always survives."""
     source = Path(path)
-    data, mode = source.read_bytes(), _mode(source) or _default_mode()
+    data, mode = source.read_bytes(), _mode(source) or new_file_mode()
     for number in range(MAX_BACKUPS):
         candidate = Path(f"{path}.bak" + (f".{number}" if number else ""))
         try:
@@ -108,10 +121,6 @@ def _mode(path: Path) -> int | None:
         return stat.S_IMODE(path.stat().st_mode)
     except OSError:
         return None
-
-
-def _default_mode() -> int:
-    return 0o666 & ~_umask()
 
 
 def _umask() -> int:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from .errors import InputError
-from .jsontext import dumps, stream_members
+from .jsontext import dumps, dumps_in_bulk, stream_members
 from .policy import decoded_document
 
 # kind of a document -> the AWS quota on its size (characters, whitespace aside)
@@ -522,6 +522,6 @@ def document_text(document: object, where: str) -> str:
     if isinstance(document, str):
         return decoded_document(document)
     if isinstance(document, dict):
-        return dumps(document, indent=2) + "\n"
+        return dumps_in_bulk(document, indent=2) + "\n"  # an export holds thousands
     raise InputError(f"authorization details {where}: a policy document is neither an object "
                      "nor a string")

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO
 
+import orjson
+
 from . import __version__, keep
 from .account import FindingPages, finding_file_name, finding_pages
 from .catalog import Catalog
 from .errors import InputError
-from .finding import merge_findings
+from .finding import unused_from_json
 from .jsontext import dumps, dumps_in_bulk
 from .outdir import OutputFolder
 from .output import progress
@@ -26,9 +28,11 @@ from .render import timestamp
 from .report import write_report
 from .sharing import DEFAULT_SHARED, Decision, UnusedSet, decide, document_scope, size_kind, task_key
 from .split import DEFAULT_ATTACHMENT_QUOTA
-from .tasks import catalog_digest, catalog_for, cluster, execute, granted_actions
+from .tasks import catalog_digest, catalog_for, cluster, execute, granted_actions, run_task
 
 RECOMMENDATIONS, STATE, SHARED = "recommendations", "state", "shared"
+READ_IN_WORKERS = 64  # findings: fewer are read in this process (a pool costs more)
+READ_BATCH = 64  # findings per pool submission at most (each takes a fraction of a millisecond)
 KEPT_ARNS = 10  # principals named per action kept because they use it (the rest are counted)
 
 
@@ -115,8 +119,8 @@ def _recommend_account(out: OutputFolder, job: Job, catalog: Catalog, planner: P
         row, recommendation, state = planner.finding_output(out, arn, shared)
         name = finding_file_name(row["findingId"])
         _keep_times(recommendation, out.read(f"{RECOMMENDATIONS}/{name}"))
-        out.write(f"{RECOMMENDATIONS}/{name}", json_text(recommendation, indent=2))
-        out.write(f"{STATE}/{name}", json_text(state))
+        out.write((f"{RECOMMENDATIONS}/{name}", json_text(recommendation, indent=2)),
+                  (f"{STATE}/{name}", json_text(state)))
         count.add(row)
 
     def settle() -> None:
@@ -134,8 +138,9 @@ def _recommend_account(out: OutputFolder, job: Job, catalog: Catalog, planner: P
             if ready:
                 write_finding(arn)  # else: it waits for checks, and is written at the end
 
-    run_tasks(out, job, catalog, planner.tasks(pages), len(pages), "refining and proving",
-              settle)
+    findings = len(pages)
+    planner.read(pages)
+    run_tasks(out, job, catalog, planner.tasks(), findings, "refining and proving", settle)
     rest = {key: outcome for key, outcome in planner.shared_outcomes(out).items()
             if key not in shared}
     checks = planner.check_tasks(out, rest)
@@ -184,6 +189,7 @@ class Planner:
         self._refined: set[str] = set()  # keys of the refine tasks made
         self.rows: list[dict] = []  # findings that need no work
         self.shared_decided = False  # every shared document's decision is made
+        self.order: list[str] = []  # principals to refine for, in the order they are taken
         self.waiting: deque[str] = deque()  # principals whose tasks are all sent, in order
         self.written: set[str] = set()  # principals whose recommendation is written
         self._unsettled: dict[str, str | None] | None = None  # shared key -> task, fate unknown
@@ -195,17 +201,88 @@ class Planner:
 
     # findings, and the tasks they make
 
-    def tasks(self, pages: dict[str, FindingPages]) -> Iterator[dict]:
-        """Refine tasks as they are made. Every finding is read first (what may leave a shared
-        document depends on all its holders; each finding's pages are let go once read), then
-        shared documents are decided and their tasks sent, then each principal's own
-        documents, account by account in finding order; a principal whose tasks are all sent
-        is queued in `waiting`, for its recommendation to be written as soon as they are done."""
-        order = [arn for finding_id in sorted(pages)
-                 if (arn := self._read(finding_id, pages.pop(finding_id))) is not None]
+    def read(self, pages: dict[str, FindingPages]) -> None:
+        """Read every finding: each strictly, with what it leaves unused, by a worker (a few
+        findings in this process: a pool costs more than they do); then take them in finding
+        id order (which of two findings of one principal counts, and the order of `tasks`).
+        An account's findings are read before any is taken: what may leave a shared document
+        depends on all its holders."""
+        held: dict[str, tuple] = {}
+        for result in self._read_results(pages):
+            held[result["key"]] = self._arrived(result, pages)
+        pages.clear()
+        order = [arn for finding_id in sorted(held)
+                 if (arn := self._read(finding_id, *held.pop(finding_id))) is not None]
         # An organization's accounts one after another (each in finding order): each account's
         # recommendations are all written while later accounts' tasks run.
         order.sort(key=lambda arn: self.graph.principals[arn].account)
+        self.order = order
+
+    def _read_results(self, pages: dict[str, FindingPages]) -> Iterator[dict]:
+        in_workers = len(pages) >= READ_IN_WORKERS
+        tasks = (self._read_task(finding_id, found, ship=in_workers)
+                 for finding_id, found in pages.items())
+        with progress(self.job.progress, len(pages), "reading findings") as advance:
+            for result in execute(tasks, len(pages), self.job.workers, self.job.scheduler,
+                                  self.catalog, READ_BATCH) if in_workers else map(run_task, tasks):
+                advance()
+                yield result
+
+    def _read_task(self, finding_id: str, found: FindingPages, ship: bool) -> dict:
+        """The task that reads one finding; ship: the pages' texts go with it, for a Dask
+        worker (a process of the pool reads them where they are, as the parent would)."""
+        task = {"op": "read", "key": finding_id, "sources": found.sources,
+                "catalog": self.job.catalog, "catalogVersion": self.catalog.version}
+        if ship and self.job.scheduler:
+            task["texts"] = list(found.texts())
+        return task
+
+    def _arrived(self, result: dict, pages: dict[str, FindingPages]) -> tuple:
+        """(head, what it leaves unused or None, error) of a finding as a worker read it,
+        made compact as it arrives (an account's findings are all held until they are taken
+        in order): the unused set with keep rules applied, one of each. The error of a page
+        that does not read is raised when its finding's turn comes."""
+        finding_id = result["key"]
+        if result["status"] != "SUCCEEDED" and result["error"]["code"] != "InvalidInput":
+            # a worker lost or a bug, not the input: read here, as a worker would have
+            result = run_task(self._read_task(finding_id, pages[finding_id], ship=False))
+        if result["status"] != "SUCCEEDED":
+            return None, None, result["error"]["message"]
+        head = {key: sys.intern(value) if isinstance(value, str) else value
+                for key, value in result["head"].items()}
+        principal = self.graph.principals.get(head.get("resource")) \
+            if isinstance(head.get("resource"), str) else None
+        if principal is None or ("unused" not in result and "unusedError" not in result):
+            return head, None, None
+        head["resource"] = principal.arn  # the graph's string: held once
+        if not self.job.keep and "unused" in result:  # sorted by the worker, as UnusedSet's
+            value = result["unused"]
+            held = UnusedSet(tuple(map(sys.intern, value["actions"])),
+                             tuple(map(sys.intern, value["services"])))
+            return head, {"kept": {}, "unused": self._sets.setdefault(held, held),
+                          "keptItems": []}, None
+        kept = self._keep(principal, head)
+        reading = {"kept": kept}
+        try:
+            if "error" in kept:  # a keep rule cannot tell (a date missing): never guessed
+                raise InputError(kept["error"]["message"])
+            if "unusedError" in result:
+                raise InputError(result["unusedError"])
+            # Kept means used: the finding minus what keep rules keep.
+            unused = keep.for_worker(kept.get("keep"), unused_from_json(result["unused"]),
+                                     self.catalog)
+        except InputError as error:
+            reading["error"] = str(error)
+            return head, reading, None
+        held = UnusedSet.of(unused)
+        reading.update(unused=self._sets.setdefault(held, held), keptItems=unused.kept)
+        return head, reading, None
+
+    def tasks(self) -> Iterator[dict]:
+        """Refine tasks as they are made, once every finding is read: shared documents are
+        decided and their tasks sent first, then each principal's own documents, account by
+        account in finding order; a principal whose tasks are all sent is queued in
+        `waiting`, for its recommendation to be written as soon as they are done."""
         refined_for = self.refined_for
         wanted = {key for arn in refined_for for key, _ in self.graph.principals[arn].documents}
         for key in sorted(wanted):
@@ -213,7 +290,7 @@ class Planner:
             if document.shared or document.reach_incomplete():
                 yield from self._decided(key, refined_for)
         self.shared_decided = True
-        for arn in order:
+        for arn in self.order:
             if arn not in refined_for:
                 continue
             for key, _ in self.graph.principals[arn].documents:
@@ -255,10 +332,12 @@ class Planner:
                 resolved[key] = {"decision": self.decisions[key], "result": result}
         return resolved
 
-    def _read(self, finding_id: str, pages: FindingPages) -> str | None:
-        """Read one finding: its row when it needs no work, else its principal's unused set;
-        the principal's ARN when it is to be refined."""
-        head, read = pages.read()
+    def _read(self, finding_id: str, head: dict | None, reading: dict | None,
+              error: str | None) -> str | None:
+        """Take one finding as _arrived made it: its row when it needs no work, else its
+        principal's unused set; the principal's ARN when it is to be refined."""
+        if error is not None:
+            raise InputError(error)
         arn = head.get("resource") if isinstance(head.get("resource"), str) else None
         row = {"findingId": finding_id, "resourceArn": arn, "findingType": head.get("findingType")}
         principal = self.graph.principals.get(arn)
@@ -285,10 +364,11 @@ class Planner:
             self.failed[arn] = error
             self.unused_of.pop(arn, None)
             self.rows.append({**row, "status": "FAILED", "error": error})
-        elif (kept := self._keep(principal, head)).get("status") == "KEPT":
-            self.rows.append({**row, **kept})  # kept whole: never refined, it uses everything
+        elif reading["kept"].get("status") == "KEPT":
+            # kept whole: never refined, it uses everything
+            self.rows.append({**row, **reading["kept"]})
         else:
-            self._read_unused(principal, head, read, finding_id, kept)
+            self._read_unused(principal, head, reading, finding_id)
             return arn if arn in self.unused_of else None
         return None
 
@@ -304,31 +384,22 @@ class Planner:
         self.unused_of[principal.arn] = unused
         self.finding_of[principal.arn] = _finding_head(finding_id, head)
 
-    def _read_unused(self, principal: Principal, head: dict, pages: list[dict],
-                     finding_id: str, kept: dict) -> None:
+    def _read_unused(self, principal: Principal, head: dict, reading: dict,
+                     finding_id: str) -> None:
         self.finding_of[principal.arn] = _finding_head(finding_id, head)
         self.finding_of[principal.arn]["findingType"] = "UnusedPermission"
-        try:
-            if "error" in kept:  # a keep rule cannot tell (a date missing): never guessed
-                raise InputError(kept["error"]["message"])
-            labelled = [(f"finding {finding_id} page {number}", page)
-                        for number, page in enumerate(pages, 1)]
-            # Kept means used: the finding minus what keep rules keep.
-            unused = keep.for_worker(kept.get("keep"), merge_findings(labelled, self.catalog),
-                                     self.catalog)
-            if unused.kept:
-                self.kept_of[principal.arn] = unused.kept
-        except InputError as error:  # this finding fails; its principal uses everything
-            self.failed[principal.arn] = {"code": "InvalidInput", "message": str(error)}
+        if "error" in reading:  # this finding fails; its principal uses everything
+            self.failed[principal.arn] = {"code": "InvalidInput", "message": reading["error"]}
             return
+        if reading["keptItems"]:
+            self.kept_of[principal.arn] = reading["keptItems"]
         if principal.missing:  # a partial answer would look like a whole one
             self.failed[principal.arn] = {
                 "code": "InvalidInput", "message": "the authorization details lack what is "
                 f"attached to this principal ({', '.join(principal.missing)}): export them "
                 "without --filter"}
             return
-        held = UnusedSet.of(unused)
-        self.unused_of[principal.arn] = self._sets.setdefault(held, held)
+        self.unused_of[principal.arn] = reading["unused"]
 
     @property
     def refined_for(self) -> set[str]:
@@ -624,7 +695,7 @@ def _finding_head(finding_id: str, head: dict) -> dict:
 def _write_shared(out: OutputFolder, planner: Planner, shared: dict[str, dict],
                   outcomes: dict[str, dict]) -> None:
     for name, record in planner.finish_shared(out, outcomes):
-        out.write(f"{SHARED}/{name}.json", json_text(record, indent=2))
+        out.write((f"{SHARED}/{name}.json", json_text(record, indent=2)))
     shared.update(outcomes)
 
 
@@ -679,7 +750,7 @@ class _SharedSection:
 
     def __iter__(self) -> Iterator[dict]:
         for path in self.paths:
-            record = json.loads(path.read_text(encoding="utf-8"))
+            record = orjson.loads(path.read_bytes())
             yield {"name": path.stem, "ref": record["ref"], "status": record["status"],
                    "mode": record["mode"], "reach": len(record["reach"]),
                    "holdersWithFindings": record["holdersWithFindings"],
@@ -711,12 +782,11 @@ def _rows(out: OutputFolder, worked: list[str], quiet: dict[str, dict], lines: I
     for finding_id in sorted(set(worked) | set(quiet)):
         row, diffs = quiet.get(finding_id), []
         if row is None:
-            state = json.loads((out.path / STATE / finding_file_name(finding_id))
-                               .read_text(encoding="utf-8"))
+            state = orjson.loads((out.path / STATE / finding_file_name(finding_id)).read_bytes())
             row = state["row"]
             if row.get("status") == "SUCCEEDED":
                 diffs = state.get("diffs", [])
-        lines.write(dumps(row) + "\n")
+        lines.write(dumps_in_bulk(row) + "\n")
         yield row, diffs
 
 

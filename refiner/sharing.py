@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from .catalog import Catalog
 from .errors import InputError
-from .finding import Unused
+from .finding import Unused, unused_from_json
 from .jsontext import parse_json_text
 from .patterns import parse
 from .policy import load_policy, patterns_of
@@ -80,13 +80,6 @@ class UnusedSet:
 
     def as_unused(self) -> Unused:
         return unused_from_json(self.as_json())
-
-
-def unused_from_json(value: dict) -> Unused:
-    unused = Unused()
-    unused.actions = {name.lower(): name for name in value["actions"]}
-    unused.services = set(value["services"])
-    return unused
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""recommend's distinct tasks (refine a document; check it for a principal) on a pool or Dask."""
+"""recommend's tasks (read a finding; refine a document; check it for a principal) on a pool or Dask."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 
+from .account import READ_HEAD, FindingPages, parse_pages, says_unused
 from .catalog import Catalog, load_default, load_file
 from .errors import InputError
+from .finding import merge_findings, unused_as_json, unused_from_json
 from .isolate import NoProof, run_isolated
 from .jsontext import parse_json_text
 from .patterns import parse
@@ -25,7 +27,6 @@ from .policy import allowed_among, load_policy, pattern_count, patterns_of
 from .prove import Checker, literal_prefix, remember_true_claims
 from .refinement import SIZE_LIMITS, policy_size
 from .render import review_diff
-from .sharing import unused_from_json
 from .split import split_policy
 
 WINDOW_PER_WORKER = 4  # batches in flight per worker: enough to keep it busy, few to redo
@@ -73,7 +74,8 @@ def run_task(task: dict, shipped: str | None = None) -> dict:
         # A Dask worker gets the catalog itself (its files may not be where the client's are).
         catalog = _shipped_catalog(shipped, task["catalogVersion"]) if shipped \
             else catalog_for(task["catalog"])
-        result = (refine_task if task["op"] == "refine" else check_task)(task, catalog)
+        operation = {"read": read_task, "refine": refine_task, "check": check_task}[task["op"]]
+        result = operation(task, catalog)
         result.update(key=task["key"], status="SUCCEEDED")
     except InputError as failure:
         result = failed(task, "InvalidInput", str(failure))
@@ -141,6 +143,24 @@ def check_task(task: dict, catalog: Catalog) -> dict:
     return {"proofQueries": checker.queries}
 
 
+def read_task(task: dict, catalog: Catalog) -> dict:
+    """Read one finding's pages strictly (a page that does not read fails the task, and the
+    run) and, for an active unused-permissions finding, what it leaves unused (or why that
+    cannot be read: the finding fails, not the run). Pages come as texts (a Dask worker may
+    not see the client's files) or as where they are."""
+    texts = task["texts"] if "texts" in task else FindingPages(task["sources"]).texts()
+    head, pages = parse_pages(texts)
+    result: dict = {"head": {key: head[key] for key in READ_HEAD if key in head}}
+    if says_unused(head):
+        labelled = [(f"finding {task['key']} page {number}", page)
+                    for number, page in enumerate(pages, 1)]
+        try:
+            result["unused"] = unused_as_json(merge_findings(labelled, catalog))
+        except InputError as error:
+            result["unusedError"] = str(error)
+    return result
+
+
 def failed(task: dict, code: str, message: str) -> dict:
     return {"key": task["key"], "status": "FAILED", "error": {"code": code, "message": message}}
 
@@ -169,18 +189,20 @@ def granted_actions(text: str, catalog: Catalog) -> frozenset:
 # --- running them ------------------------------------------------------------------------------------
 
 def execute(tasks: Iterable[dict], count: int, workers: int | None, scheduler: str | None,
-            catalog: Catalog) -> Iterator[dict]:
+            catalog: Catalog, largest_batch: int = POOL_BATCH) -> Iterator[dict]:
     """Results of run_task for every task, as they finish, on a process pool (or a Dask
-    cluster with scheduler). A worker that dies (a solver abort kills its process) breaks a
-    process pool: the tasks that were in flight are redone one by one in a child each, so only
-    the one that kills its child fails, and the rest go on in a new pool."""
+    cluster with scheduler); largest_batch: tasks per pool submission at most (more for
+    tasks that take less time than a submission costs). A worker that dies (a solver abort
+    kills its process) breaks a process pool: the tasks that were in flight are redone one by
+    one in a child each, so only the one that kills its child fails, and the rest go on in a
+    new pool."""
     if not count:
         return
     if scheduler:
         yield from _on_dask(tasks, scheduler, catalog)
         return
     workers = min(workers or multiprocessing.cpu_count(), count)
-    batch = max(1, min(POOL_BATCH, count // (workers * POOL_BATCHES_PER_WORKER)))
+    batch = max(1, min(largest_batch, count // (workers * POOL_BATCHES_PER_WORKER)))
     # Forked workers share the catalog the parent loaded; elsewhere each loads it once.
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     pending = iter(tasks)

@@ -18,6 +18,7 @@ from account_bundle import build
 from account_check import check_principals
 from oracle import allowed_by, is_unused
 
+import refiner.recommend
 from refiner.cli import main
 from refiner.jsontext import loads
 
@@ -244,8 +245,52 @@ def test_a_dying_worker_fails_only_its_finding(bundle, tmp_path, monkeypatch):
     assert sum(r["status"] == "SUCCEEDED" for r in rows) == 49  # 50 but the broken Role00011
 
 
-def test_dask_local_cluster_gives_the_same_results(bundle, first_run, tmp_path):
+def test_findings_read_by_pool_workers_give_the_same_results(bundle, first_run, tmp_path,
+                                                            monkeypatch):
+    """An account this small has its findings read in the parent; read by the workers (as a
+    large account's are), the outputs are the same."""
+    monkeypatch.setattr(refiner.recommend, "READ_IN_WORKERS", 1)
+    out = tmp_path / "out"
+    assert recommend(bundle, out, "--workers", "2") == 1
+    assert outputs(out) == outputs(first_run)
+
+
+def test_a_keep_rule_that_keeps_nothing_changes_nothing(bundle, first_run, tmp_path,
+                                                       monkeypatch):
+    """With keep rules a finding read by a worker is taken through the rules (without, its
+    unused set is made as the worker sent it): one that matches no principal, the same."""
+    monkeypatch.setattr(refiner.recommend, "READ_IN_WORKERS", 1)
+    out = tmp_path / "out"
+    assert recommend(bundle, out, "--workers", "2", "--keep-principal",
+                     "arn:aws:iam::*:role/nobody-has-this-name") == 1
+    assert outputs(out) == outputs(first_run)
+
+
+def test_a_worker_dying_as_it_reads_a_finding_costs_nothing(bundle, first_run, tmp_path,
+                                                            monkeypatch):
+    """The finding a dying worker was reading is read again by the parent."""
+    import refiner.tasks
+
+    real, parent = refiner.tasks.read_task, os.getpid()
+
+    def dies_in_a_worker(task, *args, **kwargs):
+        if "-00007-" in task["key"] and os.getpid() != parent:
+            (tmp_path / "died").touch()
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return real(task, *args, **kwargs)
+
+    monkeypatch.setattr(refiner.tasks, "read_task", dies_in_a_worker)
+    monkeypatch.setattr(refiner.recommend, "READ_IN_WORKERS", 1)
+    out = tmp_path / "out"
+    assert recommend(bundle, out, "--workers", "2") == 1
+    assert (tmp_path / "died").exists()
+    assert outputs(out) == outputs(first_run)
+
+
+def test_dask_local_cluster_gives_the_same_results(bundle, first_run, tmp_path, monkeypatch):
+    """Findings are read by the Dask workers too, from the texts the client sends."""
     distributed = pytest.importorskip("distributed")
+    monkeypatch.setattr(refiner.recommend, "READ_IN_WORKERS", 1)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   host="127.0.0.1", dashboard_address=None) as cluster:
         out = tmp_path / "out"
@@ -253,7 +298,9 @@ def test_dask_local_cluster_gives_the_same_results(bundle, first_run, tmp_path):
     assert outputs(out) == outputs(first_run)
 
 
-def test_bad_inputs_are_one_line(bundle, tmp_path, capsys):
+@pytest.mark.parametrize("read_in_workers", [1, refiner.recommend.READ_IN_WORKERS])
+def test_bad_inputs_are_one_line(bundle, tmp_path, capsys, monkeypatch, read_in_workers):
+    monkeypatch.setattr(refiner.recommend, "READ_IN_WORKERS", read_in_workers)
     _, details, findings = bundle
     (tmp_path / "f.json").write_text('{"not": "a finding"}')
     code = main(["recommend", "--authorization-details", str(details), "--findings",
