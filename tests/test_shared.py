@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pytest
 from account_check import check_principals
+from hypothesis import given
+from hypothesis import strategies as st
 
 from refiner.cli import main
+from refiner.sharing import Scope, _reachable, _reachable_actions
 
 ACCOUNT = "111122223333"
 
@@ -569,3 +572,27 @@ def test_the_per_principal_check_refuses_a_document_that_drops_what_one_holder_u
     assert result["status"] == "FAILED" and "s3:GetBucketAcl" in result["error"]["message"]
     task["unused"] = {"actions": ["s3:GetBucketAcl"], "services": []}
     assert run_task(task)["status"] == "SUCCEEDED"
+
+
+# --- what a document can reach of a finding -----------------------------------------------------
+
+_SERVICES = ("a", "ab", "a-b", "b", "s3")
+_NAMES = st.text(alphabet="aAbBgGeEtT", min_size=1, max_size=4)
+
+
+@given(actions=st.sets(st.tuples(st.sampled_from(_SERVICES), _NAMES), max_size=30),
+       prefixes=st.sets(st.one_of(
+           st.tuples(st.sampled_from(_SERVICES), st.text(alphabet="abget", max_size=5))
+           .map(lambda pair: f"{pair[0]}:{pair[1]}"),
+           st.text(alphabet="abs3-", max_size=2)), max_size=5))
+def test_the_actions_a_scope_reaches_are_found_by_range_as_name_by_name(actions, prefixes):
+    """restricted finds a service's names by their range of the sorted tuple: the same names,
+    in the same order, as asking of each name whether the scope reaches it."""
+    names = tuple(sorted({f"{service}:{name}" for service, name in actions}))
+    by_service: dict[str, list[str]] = {}
+    for prefix in sorted(prefixes):
+        if ":" in prefix:
+            by_service.setdefault(prefix.split(":", 1)[0], []).append(prefix)
+    scope = Scope(by_service, tuple(sorted(p for p in prefixes if ":" not in p)))
+    one_by_one = tuple(a for a in names if _reachable(a.lower(), scope))
+    assert _reachable_actions(names, scope) == one_by_one
