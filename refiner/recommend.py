@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import IO
 
 import orjson
@@ -25,7 +26,7 @@ from .output import progress
 from .principals import MANAGED, VIA_ATTACHED, AccountGraph, Document, Principal, account_groups
 from .prove import DEFAULT_TIMEOUT_MS
 from .render import timestamp
-from .report import write_report
+from .report import row_html, write_report
 from .sharing import DEFAULT_SHARED, Decision, UnusedSet, decide, document_scope, size_kind, task_key
 from .split import DEFAULT_ATTACHMENT_QUOTA
 from .tasks import catalog_digest, catalog_for, cluster, execute, granted_actions, run_task
@@ -72,23 +73,23 @@ def recommend(job: Job) -> dict:
     quiet: dict[str, dict] = {}  # finding id -> its row, for findings that needed no work
     # An organization one account at a time: an account's graph and unused sets are read,
     # planned, its tasks run and its recommendations written, then let go before the next's.
-    with cluster(job.scheduler, catalog):  # one Dask client for every account
+    with cluster(job.scheduler, catalog), _RowSpool(out.path) as spool:  # one Dask client
         for paths, group_pages in _findings_by_group(groups, pages):
             graph = AccountGraph.read(paths, versions=keep.needs_versions(job.keep),
                                       accounts=accounts)
             planner = Planner(graph, catalog, job, digest)
-            statuses += _recommend_account(out, job, catalog, planner, group_pages, count)
+            statuses += _recommend_account(out, job, catalog, planner, group_pages, count, spool)
             worked += planner.worked()
             quiet.update((row["findingId"], row) for row in planner.rows)
             del graph, planner
-    # The summary and the report are written from what is on disk, a row at a time.
-    head = {"refiner": __version__, "catalog": catalog.version, "shared": job.shared,
-            "totals": count.as_json(statuses), "sharedPolicies": _SharedSection(out)}
-    # the summary's rows, one line each, spooled to disk as the report's pass reads them
-    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="", dir=out.path) as lines:
-        write_report(out.path / "report.html", head, _rows(out, worked, quiet, lines))
-        lines.seek(0)
-        out.write_chunks("summary.json", _summary(head, lines))
+        # The summary and the report are written from what is on disk, a row at a time.
+        head = {"refiner": __version__, "catalog": catalog.version, "shared": job.shared,
+                "totals": count.as_json(statuses), "sharedPolicies": _SharedSection(out)}
+        # the summary's rows, one line each, spooled to disk as the report's pass reads them
+        with tempfile.TemporaryFile("w+", encoding="utf-8", newline="", dir=out.path) as lines:
+            write_report(out.path / "report.html", head, _rows(spool, worked, quiet, lines))
+            lines.seek(0)
+            out.write_chunks("summary.json", _summary(head, lines))
     out.finish()
     return head["totals"]
 
@@ -110,7 +111,8 @@ def _findings_by_group(groups: list[tuple[list[str], set[str] | None]],
 
 
 def _recommend_account(out: OutputFolder, job: Job, catalog: Catalog, planner: Planner,
-                       pages: dict[str, FindingPages], count: Totals) -> list[str | None]:
+                       pages: dict[str, FindingPages], count: Totals,
+                       spool: _RowSpool) -> list[str | None]:
     """Plan, run and write one account (or every account of the graph); the statuses of its
     shared documents."""
     shared: dict[str, dict] = {}
@@ -121,6 +123,7 @@ def _recommend_account(out: OutputFolder, job: Job, catalog: Catalog, planner: P
         _keep_times(recommendation, out.read(f"{RECOMMENDATIONS}/{name}"))
         out.write((f"{RECOMMENDATIONS}/{name}", json_text(recommendation, indent=2)),
                   (f"{STATE}/{name}", json_text(state)))
+        spool.add(row, state["diffs"])
         count.add(row)
 
     def settle() -> None:
@@ -773,21 +776,53 @@ def _keep_times(recommendation: dict, before: str | None) -> None:
         recommendation.update({k: held[k] for k in times})
 
 
-def _rows(out: OutputFolder, worked: list[str], quiet: dict[str, dict], lines: IO[str]) \
-        -> Iterator[tuple[dict, list[dict]]]:
-    """Every finding's summary row with its policies' diffs, in finding id order: rows of
-    findings that needed no work from memory, the others read back from their state files
-    one at a time (each once; the diffs are never all held). Each row's summary line is
-    written to lines."""
+class _RowSpool:
+    """Each written finding's summary line and report row, appended to one file as the
+    finding is written (while the workers run), and read back in finding id order for the
+    summary and the report: they are not made again from thousands of state files at the
+    end, nor all held."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.at: dict[str, tuple[int, int, int]] = {}  # finding id -> start, line, row sizes
+        self.end = 0
+
+    def __enter__(self) -> _RowSpool:
+        self.file = tempfile.TemporaryFile("w+b", dir=self.folder)  # noqa: SIM115
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()
+
+    def add(self, row: dict, diffs: list[dict]) -> None:
+        line = dumps_in_bulk(row).encode("utf-8")
+        html_row = row_html(row, diffs if row["status"] == "SUCCEEDED" else []).encode("utf-8")
+        self.file.write(line + html_row)
+        self.at[row["findingId"]] = (self.end, len(line), len(html_row))
+        self.end += len(line) + len(html_row)
+
+    def take(self, finding_id: str) -> tuple[dict, str, str]:
+        """(row, summary line, report row) of a finding written, let go once taken."""
+        start, line, html_row = self.at.pop(finding_id)
+        self.file.seek(start)
+        data = self.file.read(line + html_row)
+        return orjson.loads(data[:line]), data[:line].decode("utf-8"), \
+            data[line:].decode("utf-8")
+
+
+def _rows(spool: _RowSpool, worked: list[str], quiet: dict[str, dict], lines: IO[str]) \
+        -> Iterator[tuple[dict, str]]:
+    """Every finding's summary row with its report row, in finding id order: rows of
+    findings that needed no work from memory, the others from the spool. Each row's
+    summary line is written to lines."""
     for finding_id in sorted(set(worked) | set(quiet)):
-        row, diffs = quiet.get(finding_id), []
+        row = quiet.get(finding_id)
         if row is None:
-            state = orjson.loads((out.path / STATE / finding_file_name(finding_id)).read_bytes())
-            row = state["row"]
-            if row.get("status") == "SUCCEEDED":
-                diffs = state.get("diffs", [])
-        lines.write(dumps_in_bulk(row) + "\n")
-        yield row, diffs
+            row, line, html_row = spool.take(finding_id)
+        else:
+            line, html_row = dumps_in_bulk(row), row_html(row, [])
+        lines.write(line + "\n")
+        yield row, html_row
 
 
 def _summary(head: dict, lines: Iterable[str]) -> Iterator[str]:

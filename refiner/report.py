@@ -43,14 +43,15 @@ HEADINGS = ("principal", "status", "reason", "policies changed", "patterns", "ch
             "kept")
 
 
-def write_report(path: Path, summary: dict, rows: Iterable[tuple[dict, list[dict]]]) -> None:
-    """A self-contained HTML page (no scripts: every principal's diffs open with <details>).
-    A policy attached to several principals is counted once in the totals."""
+def write_report(path: Path, summary: dict, rows: Iterable[tuple[dict, str]]) -> None:
+    """A self-contained HTML page (no scripts: every principal's diffs open with <details>)
+    of each row with its row_html. A policy attached to several principals is counted once
+    in the totals."""
     with tempfile.TemporaryFile("w+", encoding="utf-8", newline="", dir=path.parent) as body:
         counted = _DistinctPolicies()
-        for row, diffs in rows:  # the rows go to disk as they come: the totals head the page
+        for row, html_row in rows:  # the rows go to disk as they come: the totals head the page
             counted.add(row)
-            body.write(_row(row, diffs))
+            body.write(html_row)
         body.seek(0)
         write_chunks(str(path), itertools.chain(_head(summary, counted),
                                                 iter(lambda: body.read(1 << 16), ""),
@@ -121,7 +122,8 @@ def _measured(row: dict) -> list[dict]:
     return [p for p in row.get("policies", []) if "patterns" in p]
 
 
-def _row(row: dict, diffs: list[dict]) -> str:
+def row_html(row: dict, diffs: list[dict]) -> str:
+    """A summary row's line of the page, with its policies' diffs."""
     policies = _measured(row)
     changed = sum(bool(p.get("changed")) for p in policies)
     if policies:  # a row with no policy measured has no sizes to show (never "0 → 0")

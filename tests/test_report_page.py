@@ -17,7 +17,7 @@ from conftest import EXAMPLES
 import refiner
 from refiner.cli import main
 from refiner.render import review_diff
-from refiner.report import HEADINGS, write_report
+from refiner.report import HEADINGS, row_html, write_report
 
 ROLE = "arn:aws:iam::111122223333:role/"
 SHARED = "arn:aws:iam::aws:policy/Shared"
@@ -54,7 +54,7 @@ def page(tmp_path) -> Path:
                           "FAILED": 1, "policiesChanged": 3, "patterns": [22, 15],
                           "characters": [440, 300], "overLimit": 0}}
     path = tmp_path / "report.html"
-    write_report(path, summary, rows())
+    write_report(path, summary, [(row, row_html(row, diffs)) for row, diffs in rows()])
     return path
 
 
