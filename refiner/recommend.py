@@ -33,7 +33,8 @@ from .tasks import catalog_digest, catalog_for, cluster, execute, granted_action
 
 RECOMMENDATIONS, STATE, SHARED = "recommendations", "state", "shared"
 READ_IN_WORKERS = 64  # findings: fewer are read in this process (a pool costs more)
-READ_BATCH = 64  # findings per pool submission at most (each takes a fraction of a millisecond)
+READ_BATCH_SCALE = 8  # times more findings to a submission than refine tasks (each read
+# takes a fraction of a millisecond)
 KEPT_ARNS = 10  # principals named per action kept because they use it (the rest are counted)
 
 
@@ -227,7 +228,8 @@ class Planner:
                  for finding_id, found in pages.items())
         with progress(self.job.progress, len(pages), "reading findings") as advance:
             for result in execute(tasks, len(pages), self.job.workers, self.job.scheduler,
-                                  self.catalog, READ_BATCH) if in_workers else map(run_task, tasks):
+                                  self.catalog, READ_BATCH_SCALE) if in_workers \
+                    else map(run_task, tasks):
                 advance()
                 yield result
 
