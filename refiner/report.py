@@ -178,10 +178,12 @@ def _shared(policies: list[dict]) -> str:
 
 def _diff(text: str) -> str:
     lines = []
-    for line in text.splitlines():
+    # Escaped whole, once (an account's diffs have hundreds of thousands of lines): escaping
+    # leaves line breaks and a line's leading + or - as they are.
+    for line in _e(text).splitlines():
         kind = "add" if line.startswith("+") and not line.startswith("+++") else \
             "del" if line.startswith("-") and not line.startswith("---") else ""
-        lines.append(f"<span class='{kind}'>{_e(line)}</span>" if kind else _e(line))
+        lines.append(f"<span class='{kind}'>{line}</span>" if kind else line)
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ policy counted once, no empty sizes shown as 0 → 0."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -13,11 +14,13 @@ from pathlib import Path
 
 import pytest
 from conftest import EXAMPLES
+from hypothesis import given
+from hypothesis import strategies as st
 
 import refiner
 from refiner.cli import main
 from refiner.render import review_diff
-from refiner.report import HEADINGS, row_html, write_report
+from refiner.report import HEADINGS, _diff, row_html, write_report
 
 ROLE = "arn:aws:iam::111122223333:role/"
 SHARED = "arn:aws:iam::aws:policy/Shared"
@@ -137,3 +140,18 @@ def test_a_compact_or_url_encoded_document_gets_a_pretty_printed_diff(tmp_path):
                  str(EXAMPLES / "finding.json"), "-o", str(out), "--workers", "1"]) == 0
     report = (out / "report.html").read_text()
     assert "<span class='add'>+        &quot;s3:GetObject*&quot;,</span>" in report
+
+
+@given(st.lists(st.tuples(st.sampled_from(["", "+", "-", "+++", "---", "<", "&", " "]),
+                          st.text(max_size=12)), max_size=8),
+       st.sampled_from(["\n", "\r\n", "\u2028", "\x85"]))
+def test_a_diff_escaped_whole_is_the_diff_escaped_line_by_line(lines, end):
+    """The page escapes each diff once, whole: the same text as escaping line by line."""
+    text = end.join(start + rest for start, rest in lines)
+    by_line = []
+    for line in text.splitlines():
+        kind = "add" if line.startswith("+") and not line.startswith("+++") else \
+            "del" if line.startswith("-") and not line.startswith("---") else ""
+        escaped = html.escape(line, quote=True)
+        by_line.append(f"<span class='{kind}'>{escaped}</span>" if kind else escaped)
+    assert _diff(text) == "\n".join(by_line)
