@@ -143,3 +143,75 @@ def test_a_plan_is_read_for_verify_and_refused_for_refine(tmp_path, capsys):
     assert f"{head}:{line_of(head.read_text(), 'sqs:Get*')}: unsound" in out  # the policy's line
     assert "module.worker.aws_iam_role_policy.jobs: sqs:Get* admits an action" in out
     assert main(["verify", str(head), str(PLAN)]) == 0
+
+
+AMPERSANDS_TF = """data "aws_iam_policy_document" "home" {
+  statement {
+    sid         = "Home"
+    actions     = ["s3:GetObject"]
+    resources   = ["arn:aws:s3:::home/&{aws:userid}/*", "$${aws:username}"]
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:aws:iam::111122223333:user/&{aws:username}"]
+    }
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix&{x}"
+      values   = ["home/&{aws:userid}/"]
+    }
+  }
+  statement {
+    effect        = "Deny"
+    not_actions   = ["s3:GetObject"]
+    not_resources = ["arn:aws:s3:::home/&{aws:userid}"]
+  }
+}
+
+resource "aws_iam_policy" "literal" {
+  name   = "literal"
+  policy = jsonencode({
+    Version   = "2012-10-17"
+    Statement = [{ Effect = "Allow", Action = "s3:GetObject",
+                   Resource = "arn:aws:s3:::home/&{aws:userid}/*" }]
+  })
+}
+"""
+
+
+def test_data_source_renders_ampersand_as_a_policy_variable():
+    """aws_iam_policy_document renders `&{` as `${` in resources, not_resources, principals'
+    identifiers and conditions' values (the provider's rule), nowhere else; jsonencode does
+    not: there `&{` is literal text."""
+    from refiner.iac import template_from_text
+
+    template = template_from_text("main.tf", AMPERSANDS_TF)
+    first, second = template.policy("data.aws_iam_policy_document.home").document["Statement"]
+    assert first["Resource"] == ["arn:aws:s3:::home/${aws:userid}/*", "${aws:username}"]
+    assert first["Principal"] == [{"type": "AWS", "identifiers": [
+        "arn:aws:iam::111122223333:user/${aws:username}"]}]
+    assert first["Condition"] == [{"test": "StringLike", "variable": "s3:prefix&{x}",
+                                   "values": ["home/${aws:userid}/"]}]
+    assert second["NotResource"] == ["arn:aws:s3:::home/${aws:userid}"]
+    literal = template.policy("aws_iam_policy.literal").document["Statement"][0]
+    assert literal["Resource"] == "arn:aws:s3:::home/&{aws:userid}/*"
+
+
+def test_tf_json_data_source_renders_ampersand_and_keeps_it_beside_a_template_sequence():
+    """In .tf.json a string is a template: `&{` is rendered where it stands alone; beside a
+    template sequence (`${local.x}`) the rendered text could not be told from an
+    interpolation, so the string is an expression, compared by its source."""
+    from refiner.iac import template_from_text
+
+    def data_source(resource: str) -> str:
+        return json.dumps({"data": {"aws_iam_policy_document": {"home": {"statement": [
+            {"actions": ["s3:GetObject"], "resources": [resource]}]}}}}, indent=1)
+
+    rendered = template_from_text("main.tf.json", data_source("arn:aws:s3:::home/&{aws:userid}"))
+    policy = rendered.policy("data.aws_iam_policy_document.home")
+    assert policy.refusal is None
+    assert policy.document["Statement"][0]["Resource"] == ["arn:aws:s3:::home/${aws:userid}"]
+    mixed = "arn:aws:s3:::${local.b}/&{aws:userid}"
+    policy = template_from_text("main.tf.json", data_source(mixed)).policy(
+        "data.aws_iam_policy_document.home")
+    assert policy.document["Statement"][0]["Resource"] == [{"terraform": mixed}]
+    assert policy.inputs == {"local.b"}

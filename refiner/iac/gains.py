@@ -13,6 +13,7 @@ in both (the same template policy, the same ARN) are the per-document gate's to 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 
 from ..gate import named
@@ -24,6 +25,13 @@ EVERYWHERE = ("*", ["*"])
 # How an expression shows in what holders write (CloudFormation, Terraform).
 EXPRESSIONS = ('"Ref"', '"Fn::', '"Condition"', "${", "var.", "local.", "each.", "count.",
                "data.", "module.")
+# CloudFormation functions whose value is known only at deploy time (a parameter's, a
+# resource's name or attribute, another stack's export).
+DEPLOY_TIME = ("Ref", "Fn::GetAtt", "Fn::ImportValue")
+# Fn::Sub's ${...}, and the names it substitutes by a deploy-time value: a parameter, a pseudo
+# parameter (AWS::AccountId), a resource or its attribute (Resource.Attribute).
+SUB_NAME = re.compile(r"\$\{([^}]*)\}")
+SUB_DEPLOY_TIME = re.compile(r"AWS::\w+|\w+(?:\.\w+)*")
 
 
 @dataclass
@@ -203,13 +211,95 @@ def _statements(document: object) -> list[dict]:
 
 
 def _literal_variables(statement: dict, document: object) -> bool:
-    """The statement's policy variables (${...}) are literal text: its document's Version is
-    not 2012-10-17 (IAM fills variables in only then). Written the same, it matches other
-    requests than a statement of a 2012-10-17 document, so it is compared with none of
-    another document's statements: it covers nothing, and what it grants or denies is not
-    judged here (unknown)."""
+    """The statement's policy variables (${...}) are literal text, or may be: its document's
+    Version is not 2012-10-17 (IAM fills variables in only then) and, once its template's
+    expressions are resolved, it may hold `${`. Written the same, it matches other requests
+    than a statement of a 2012-10-17 document, so it is compared with none of another
+    document's statements: it covers nothing, and what it grants or denies is not judged
+    here (unknown)."""
     return not (isinstance(document, dict) and document.get("Version") == "2012-10-17") and \
-        "${" in canonical(statement)
+        _may_render_variable(statement)
+
+
+def _may_render_variable(value: object) -> bool:
+    """Whether the value, as deployed, may hold `${` (a policy variable's syntax). Modelled:
+    the strings Fn::Sub and Fn::Join make (see _rendered), Fn::If's two values; Ref,
+    Fn::GetAtt and Fn::ImportValue are deploy-time values (a name, an ARN, a parameter's:
+    not judged, see gate.SCOPE). Any other expression (Fn::FindInMap, a Terraform
+    expression: either can build `${` from literals) may."""
+    if isinstance(value, list):
+        return any(_may_render_variable(item) for item in value)
+    function = _function(value)
+    if function == "Fn::If":
+        argument = value[function]
+        return not (isinstance(argument, list) and len(argument) == 3) or \
+            _may_render_variable(argument[1:])
+    if function == "Condition":  # the name of a condition
+        return not isinstance(value[function], str)
+    if isinstance(value, dict) and function is None:
+        return any(_may_render_variable(key) or _may_render_variable(item)
+                   for key, item in value.items())
+    if not isinstance(value, (str, dict)):
+        return False  # a number, a boolean, null
+    rendered = _rendered(value)
+    return rendered is None or "${" in rendered
+
+
+def _function(value: object) -> str | None:
+    """The CloudFormation function (or "terraform": an expression) a value is, if one."""
+    if isinstance(value, dict) and len(value) == 1:
+        name = next(iter(value))
+        if name in ("Ref", "Condition", "terraform") or name.startswith("Fn::"):
+            return name
+    return None
+
+
+def _rendered(value: object) -> str | None:
+    """The string a value makes as deployed, a deploy-time value as "" (it holds neither `$`
+    nor `{`, so what is written on either side of it meets); None: not modelled."""
+    if isinstance(value, str):
+        return value
+    function = _function(value)
+    if function in DEPLOY_TIME:
+        return ""
+    if function == "Fn::Sub":
+        return _sub_rendered(value[function])
+    if function == "Fn::Join":
+        return _join_rendered(value[function])
+    return None
+
+
+def _sub_rendered(argument: object) -> str | None:
+    """The text Fn::Sub makes: ${Name} of its variable map is that value; of a parameter,
+    resource or attribute, a deploy-time value; ${!Name} is `${Name}` as written; anything
+    else is left as written."""
+    if isinstance(argument, list) and len(argument) == 2 and isinstance(argument[1], dict):
+        text, names = argument
+    else:
+        text, names = argument, {}
+    if not isinstance(text, str):
+        return None
+    rendered, end = "", 0
+    for match in SUB_NAME.finditer(text):
+        name = match.group(1)
+        if name.startswith("!"):
+            part = "${" + name[1:] + "}"
+        elif name in names:
+            part = _rendered(names[name])
+        else:
+            part = "" if SUB_DEPLOY_TIME.fullmatch(name) else match.group()
+        if part is None:
+            return None
+        rendered, end = rendered + text[end:match.start()] + part, match.end()
+    return rendered + text[end:]
+
+
+def _join_rendered(argument: object) -> str | None:
+    if not (isinstance(argument, list) and len(argument) == 2 and
+            isinstance(argument[0], str) and isinstance(argument[1], list)):
+        return None
+    parts = [_rendered(item) for item in argument[1]]
+    return None if None in parts else argument[0].join(parts)
 
 
 def _comparable(document: object) -> list[dict]:

@@ -8,10 +8,11 @@ as an IAM statement: sid, effect (Allow when absent), actions, not_actions, reso
 not_resources as Sid, Effect, Action, NotAction, Resource, NotResource; principals,
 not_principals and condition blocks as lists of their attributes; the data source's version
 (2012-10-17 when absent), policy_id and its source/override documents as top-level keys, so a
-change to any of them is a change of the policy. Expressions are never evaluated: one that an
-Action list uses makes the policy refused; elsewhere it is compared by its source text. In a
-plan, `jsonencode` and variables are resolved: the policies are the JSON strings of
-`planned_values` (and a data source's `json`)."""
+change to any of them is a change of the policy; `&{` is `${` (an IAM policy variable) where
+the provider renders it so (RENDERED; jsonencode and heredocs keep it as text). Expressions
+are never evaluated: one that an Action list uses makes the policy refused; elsewhere it is
+compared by its source text. In a plan, `jsonencode` and variables are resolved: the policies
+are the JSON strings of `planned_values` (and a data source's `json`)."""
 
 from __future__ import annotations
 
@@ -82,6 +83,11 @@ STATEMENT_KEYS = {"sid": "Sid", "effect": "Effect", "actions": "Action",
                   "not_resources": "NotResource", "principals": "Principal",
                   "not_principals": "NotPrincipal", "condition": "Condition"}
 DOCUMENT_KEYS = {"version": "Version", "policy_id": "Id"}
+# The statement values in which aws_iam_policy_document renders `&{` as `${` (key, and the
+# attribute of its blocks, or None for the value itself); never in actions, sid, a condition's
+# test or variable, policy_id or the source and override documents.
+RENDERED = {"Resource": None, "NotResource": None, "Principal": "identifiers",
+            "NotPrincipal": "identifiers", "Condition": "values"}
 META_ARGUMENTS = ("for_each", "count", "provider", "depends_on", "lifecycle")
 _INTERPOLATION = re.compile(r"(?<!\$)\$\{|(?<!%)%\{")
 # References an expression makes: var.x, local.x, data.T.N, module.M, each, count, a resource
@@ -511,7 +517,9 @@ def _data_document(path: str, text: str, address: str, block: hcl.Block,
         statements.append(statement)
         spots.append(spot)
         refusal = refusal or problem
-    document["Statement"] = statements + made
+    written = statements + made
+    document["Statement"] = [_rendered(statement) for statement in written]
+    refusal = refusal or _unrendered(document, written, line)
     if made:
         located.read_only = "statements made by a dynamic block (refine the literal they " \
             "come from)"
@@ -583,6 +591,51 @@ def _data_statement(text: str, block: hcl.Block, locals_: dict[str, hcl.Value],
         statement.setdefault(key, []).append(_block_json(child))
     statement.setdefault("Effect", "Allow")
     return statement, spot, problem
+
+
+def _rendered(statement: object, templates: bool = False) -> object:
+    """A data source's statement as the provider renders it: in RENDERED's values `&{` is
+    `${`, an IAM policy variable (written so that Terraform does not take it for its own
+    interpolation). An expression ({"terraform": source}) is left as written: it is compared
+    by its source. templates: its strings are Terraform templates (.tf.json), see
+    _ampersands."""
+    if not isinstance(statement, dict):
+        return statement
+    rendered = dict(statement)
+    for key, inner in RENDERED.items():
+        if key not in rendered:
+            continue
+        value = rendered[key]
+        if inner is None:
+            rendered[key] = _ampersands(value, templates)
+        elif isinstance(value, (dict, list)):  # a block, or a list of blocks
+            blocks = [{**b, inner: _ampersands(b[inner], templates)}
+                      if isinstance(b, dict) and inner in b else b
+                      for b in (value if isinstance(value, list) else [value])]
+            rendered[key] = blocks if isinstance(value, list) else blocks[0]
+    return rendered
+
+
+def _ampersands(value: object, templates: bool) -> object:
+    """`&{` as `${`. A template (templates) that interpolates as well is an expression, kept
+    as its source: rendered, it could not be told from one that interpolates where it has a
+    policy variable (`${local.x}`)."""
+    if isinstance(value, str) and "&{" in value and templates and _INTERPOLATION.search(value):
+        return {"terraform": value}
+    if isinstance(value, str):
+        return value.replace("&{", "${")
+    if isinstance(value, list):
+        return [_ampersands(item, templates) for item in value]
+    return value
+
+
+def _unrendered(document: dict, written: list, line: int) -> tuple[int, str] | None:
+    """Why the provider would not render a data source whose `&{` it renders: version
+    2008-10-17 (it refuses `&{` then, so nothing is deployed)."""
+    if document.get("Version") == "2008-10-17" and document["Statement"] != written:
+        return (line, "`&{` in a data source of version 2008-10-17: the provider refuses to "
+                "render it")
+    return None
 
 
 def _block_json(block: hcl.Block) -> dict:
@@ -786,7 +839,8 @@ def _tf_json_data(path: str, text: str, address: str, body: dict, node: Node) ->
             spot.entry_lines = {v: line_number(text, n.start)
                                 for v, n in zip(value, value_node.members, strict=True)}
         spots.append(spot)
-    document["Statement"] = statements
+    document["Statement"] = [_rendered(statement, templates=True) for statement in statements]
+    refusal = refusal or _unrendered(document, statements, line)
     return _structured_document(
         located, document, spots, refusal,
         lambda: Structured(spots, "list" if isinstance(raw, list) else "single", "json",
