@@ -148,7 +148,7 @@ CFN_EXTRA = """  Extra:
 """
 
 CFN_CONTEXT = """Parameters:
-  Prefix: {Type: String}
+  Prefix: {Type: String, Default: "arn:aws:s3:::home/${aws:userid}/*"}
 Mappings:
   Homes:
     all: {arn: "arn:aws:s3:::home/${aws:userid}/*"}
@@ -164,14 +164,14 @@ def cfn_gate(base_resource: object, head_resource: object | None = None):
 
 @pytest.mark.parametrize("resource", [
     {"Fn::Sub": "arn:aws:s3:::${AWS::AccountId}-logs/*"},
-    {"Fn::Sub": "arn:${AWS::Partition}:s3:::${Prefix}-${AppRole.RoleId}/*"},
-    {"Fn::Sub": ["arn:aws:s3:::${Name}/*", {"Name": {"Ref": "Prefix"}}]},
+    {"Fn::Sub": "arn:${AWS::Partition}:s3:::${AWS::Region}-${AppRole.RoleId}/*"},
+    {"Fn::Sub": ["arn:aws:s3:::${Name}/*", {"Name": {"Fn::GetAtt": ["AppRole", "RoleId"]}}]},
     {"Fn::Sub": ["arn:aws:s3:::${Name}/*", {"Name": "logs"}]},
-    {"Fn::Join": ["", ["arn:aws:s3:::", {"Ref": "Prefix"}, "/*"]]},
+    {"Fn::Join": ["", ["arn:aws:s3:::", {"Ref": "AWS::AccountId"}, "/*"]]},
 ])
 def test_what_fn_sub_substitutes_is_not_a_policy_variable(resource):
-    """CloudFormation fills in Fn::Sub's ${...} (pseudo parameters, parameters, attributes, its
-    variable map): the Version-less statement holds no `${` and covers HEAD's narrower one."""
+    """CloudFormation fills in Fn::Sub's ${...} (pseudo parameters, attributes, its variable
+    map): the Version-less statement holds no `${` and covers HEAD's narrower one."""
     code, found = cfn_gate(resource)
     assert code == 0, found
 
@@ -187,6 +187,9 @@ def test_what_fn_sub_substitutes_is_not_a_policy_variable(resource):
     {"Fn::Join": ["", ["arn:aws:s3:::home/$", {"Ref": "Prefix"}, "{aws:userid}/*"]]},
     # A mapping's value, not written in the statement.
     {"Fn::FindInMap": ["Homes", "all", "arn"]},
+    # A parameter's value (here its Default), substituted or referred to.
+    {"Fn::Sub": "${Prefix}"},
+    {"Ref": "Prefix"},
 ])
 def test_a_statement_that_renders_a_variable_is_literal_in_a_version_less_document(resource):
     """Deployed, BASE's Version-less statement holds `${aws:userid}` as literal text; HEAD's

@@ -25,13 +25,13 @@ EVERYWHERE = ("*", ["*"])
 # How an expression shows in what holders write (CloudFormation, Terraform).
 EXPRESSIONS = ('"Ref"', '"Fn::', '"Condition"', "${", "var.", "local.", "each.", "count.",
                "data.", "module.")
-# CloudFormation functions whose value is known only at deploy time (a parameter's, a
-# resource's name or attribute, another stack's export).
-DEPLOY_TIME = ("Ref", "Fn::GetAtt", "Fn::ImportValue")
-# Fn::Sub's ${...}, and the names it substitutes by a deploy-time value: a parameter, a pseudo
-# parameter (AWS::AccountId), a resource or its attribute (Resource.Attribute).
+# Fn::Sub's ${...}, and the names whose values hold neither `$` nor `{`: a pseudo parameter
+# (AWS::AccountId, AWS::Region, ...) or a resource's attribute (Resource.Arn). A plain name
+# is a parameter (whatever a deployer or the template's Default gives) or a resource's Ref
+# (a custom resource's is whatever its code returns): its value may hold `${`.
 SUB_NAME = re.compile(r"\$\{([^}]*)\}")
-SUB_DEPLOY_TIME = re.compile(r"AWS::\w+|\w+(?:\.\w+)*")
+PLAIN_VALUE = re.compile(r"AWS::(?:AccountId|Region|Partition|URLSuffix|StackName|StackId)|"
+                         r"\w+(?:\.\w+)+")
 
 
 @dataclass
@@ -223,10 +223,9 @@ def _literal_variables(statement: dict, document: object) -> bool:
 
 def _may_render_variable(value: object) -> bool:
     """Whether the value, as deployed, may hold `${` (a policy variable's syntax). Modelled:
-    the strings Fn::Sub and Fn::Join make (see _rendered), Fn::If's two values; Ref,
-    Fn::GetAtt and Fn::ImportValue are deploy-time values (a name, an ARN, a parameter's:
-    not judged, see gate.SCOPE). Any other expression (Fn::FindInMap, a Terraform
-    expression: either can build `${` from literals) may."""
+    the strings Fn::Sub and Fn::Join make (see _rendered), Fn::If's two values. Anything else
+    may: a parameter's value, another stack's export, Fn::FindInMap or a Terraform expression
+    (either can build `${` from literals)."""
     if isinstance(value, list):
         return any(_may_render_variable(item) for item in value)
     function = _function(value)
@@ -255,12 +254,15 @@ def _function(value: object) -> str | None:
 
 
 def _rendered(value: object) -> str | None:
-    """The string a value makes as deployed, a deploy-time value as "" (it holds neither `$`
-    nor `{`, so what is written on either side of it meets); None: not modelled."""
+    """The string a value makes as deployed, a value of PLAIN_VALUE as "" (it holds neither
+    `$` nor `{`, so what is written on either side of it meets); None: not modelled, or it
+    may hold `$` or `{`."""
     if isinstance(value, str):
         return value
     function = _function(value)
-    if function in DEPLOY_TIME:
+    argument = value[function] if function is not None else None
+    if function == "Ref" and isinstance(argument, str) and PLAIN_VALUE.fullmatch(argument) or \
+            function == "Fn::GetAtt":
         return ""
     if function == "Fn::Sub":
         return _sub_rendered(value[function])
@@ -270,9 +272,8 @@ def _rendered(value: object) -> str | None:
 
 
 def _sub_rendered(argument: object) -> str | None:
-    """The text Fn::Sub makes: ${Name} of its variable map is that value; of a parameter,
-    resource or attribute, a deploy-time value; ${!Name} is `${Name}` as written; anything
-    else is left as written."""
+    """The text Fn::Sub makes: ${Name} of its variable map is that value, else a value of
+    PLAIN_VALUE; ${!Name} is `${Name}` as written."""
     if isinstance(argument, list) and len(argument) == 2 and isinstance(argument[1], dict):
         text, names = argument
     else:
@@ -287,7 +288,7 @@ def _sub_rendered(argument: object) -> str | None:
         elif name in names:
             part = _rendered(names[name])
         else:
-            part = "" if SUB_DEPLOY_TIME.fullmatch(name) else match.group()
+            part = "" if PLAIN_VALUE.fullmatch(name) else None
         if part is None:
             return None
         rendered, end = rendered + text[end:match.start()] + part, match.end()
