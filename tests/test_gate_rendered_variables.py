@@ -1,6 +1,7 @@
-"""The per-principal gate reads policy variables as the deployed document holds them: Terraform's
-aws_iam_policy_document renders `&{...}` as `${...}` (jsonencode does not), and CloudFormation's
-Fn::Sub substitutes its own `${Name}` (`${!Name}` being a literal `${Name}`). A statement of a
+"""The gate reads policy variables as the deployed document holds them: Terraform's
+aws_iam_policy_document renders `&{...}` as `${...}` (jsonencode does not), a heredoc's or a
+.tf.json string's `$${...}` is Terraform's escape of `${...}`, and CloudFormation's Fn::Sub
+substitutes its own `${Name}` (`${!Name}` being a literal `${Name}`). A statement of a
 document whose Version is not 2012-10-17 is compared with other documents' only when, so
 rendered, it cannot hold `${` (IAM reads it as literal text there, as a variable in 2012-10-17)."""
 
@@ -112,6 +113,52 @@ def test_terraform_local_in_a_version_less_document_is_not_compared():
     head = base + tf_inline("local.home").replace('"legacy"', '"extra"')
     code, found = gate(base, head, "main.tf")
     assert code != 0, found
+
+
+def tf_heredoc(resource: str) -> str:
+    return TF_ROLE + f"""
+resource "aws_iam_role_policy" "legacy" {{
+  name   = "legacy"
+  role   = aws_iam_role.app.id
+  policy = <<EOT
+{{"Version": "2012-10-17", "Statement": [{{"Effect": "Allow", "Action": ["s3:PutObject"],
+  "Resource": ["{resource}"]}}]}}
+EOT
+}}
+"""
+
+
+def tf_json_policy(resource: str) -> str:
+    document = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:PutObject", "Resource": resource}]}
+    return json.dumps({"resource": {"aws_iam_policy": {"home": {
+        "name": "home", "policy": json.dumps(document)}}}}, indent=1)
+
+
+def tf_json_data_source(resource: str) -> str:
+    return json.dumps({"data": {"aws_iam_policy_document": {"home": {"statement": [
+        {"actions": ["s3:PutObject"], "resources": [resource]}]}}}}, indent=1)
+
+
+@pytest.mark.parametrize("written, path", [(tf_heredoc, "main.tf"),
+                                           (tf_json_policy, "main.tf.json"),
+                                           (tf_json_data_source, "main.tf.json")])
+def test_terraform_template_escape_is_the_policy_variable(written, path):
+    """`$${aws:userid}` in a heredoc or a .tf.json string is Terraform's escape of
+    `${aws:userid}`: the caller's id once deployed, not `$` then the id. BASE allows
+    arn:aws:s3:::home/$*; HEAD's home/<caller's userid>/* is not under it (read as `$` and the
+    id, it was: accepted)."""
+    code, found = gate(written("arn:aws:s3:::home/$*"),
+                       written("arn:aws:s3:::home/$${aws:userid}/*"), path)
+    assert code != 0, found
+
+
+def test_heredoc_escape_is_the_variable_the_data_source_renders():
+    """A heredoc's `$${aws:userid}` and the data source's `&{aws:userid}` are one policy
+    variable: moving the policy from one to the other grants nothing new."""
+    code, found = gate(tf_heredoc("arn:aws:s3:::home/$${aws:userid}/*"),
+                       TF_ROLE + tf_data_source(), "main.tf")
+    assert code == 0, found
 
 
 CFN_BASE = """Resources:

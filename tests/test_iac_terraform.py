@@ -215,3 +215,43 @@ def test_tf_json_data_source_renders_ampersand_and_keeps_it_beside_a_template_se
         "data.aws_iam_policy_document.home")
     assert policy.document["Statement"][0]["Resource"] == [{"terraform": mixed}]
     assert policy.inputs == {"local.b"}
+
+
+HEREDOC_TF = """resource "aws_iam_user_policy" "home" {
+  name   = "home"
+  user   = "alice"
+  policy = <<EOT
+{
+  "Version": "2012-10-17",
+  "Statement": [{
+    "Effect": "Allow",
+    "Action": ["s3:GetObject", "s3:DeleteObject"],
+    "Resource": "arn:aws:s3:::home/$${aws:username}/*"
+  }]
+}
+EOT
+}
+"""
+
+
+def test_heredoc_escape_is_read_as_the_policy_variable_and_written_back_escaped(tmp_path):
+    """A heredoc is a template: its `$${aws:username}` is the policy variable
+    `${aws:username}` of the document Terraform sends (read so, by the gate too); refine
+    writes the escape back, not an interpolation Terraform would refuse."""
+    from refiner.iac import template_from_text
+
+    path = tmp_path / "main.tf"
+    path.write_text(HEREDOC_TF)
+    policy = read_template(str(path)).policy("aws_iam_user_policy.home")
+    assert policy.document["Statement"][0]["Resource"] == "arn:aws:s3:::home/${aws:username}/*"
+    assert "${aws:username}" in policy.document_text
+    result = in_process(path, finding(tmp_path, {"s3": ["DeleteObject"]}))
+    assert [o.status for o in result.outcomes] == ["refined"]
+    assert result.text == HEREDOC_TF.replace('["s3:GetObject", "s3:DeleteObject"]',
+                                             '["s3:GetObject"]')
+    again = template_from_text("main.tf", result.text).policy("aws_iam_user_policy.home")
+    assert again.document["Statement"][0]["Resource"] == "arn:aws:s3:::home/${aws:username}/*"
+    # A heredoc that interpolates as well is not rendered: refused with its line.
+    mixed = HEREDOC_TF.replace('"arn:aws:s3:::home/', '"arn:${var.partition}:s3:::home/')
+    refused = template_from_text("main.tf", mixed).policy("aws_iam_user_policy.home")
+    assert "interpolates and escapes" in refused.refusal and refused.refusal_line == 4

@@ -9,10 +9,14 @@ not_resources as Sid, Effect, Action, NotAction, Resource, NotResource; principa
 not_principals and condition blocks as lists of their attributes; the data source's version
 (2012-10-17 when absent), policy_id and its source/override documents as top-level keys, so a
 change to any of them is a change of the policy; `&{` is `${` (an IAM policy variable) where
-the provider renders it so (RENDERED; jsonencode and heredocs keep it as text). Expressions
-are never evaluated: one that an Action list uses makes the policy refused; elsewhere it is
-compared by its source text. In a plan, `jsonencode` and variables are resolved: the policies
-are the JSON strings of `planned_values` (and a data source's `json`)."""
+the provider renders it so (RENDERED; jsonencode and heredocs keep it as text). A heredoc and
+a .tf.json string are templates: their `$${` and `%%{` are read as the `${` and `%{` of the
+document Terraform makes, and written back escaped (a heredoc that interpolates is read as
+written, and refused if it escapes too; a data source's .tf.json string that interpolates is
+an expression). Expressions are never evaluated: one that an
+Action list uses makes the policy refused; elsewhere it is compared by its source text. In a
+plan, `jsonencode` and variables are resolved: the policies are the JSON strings of
+`planned_values` (and a data source's `json`)."""
 
 from __future__ import annotations
 
@@ -371,10 +375,14 @@ def _resource_policy(path: str, text: str, address: str, kind: str,
     located = Located(address, line, kind, hcl.to_json(value))
     if value.kind == "heredoc":
         start, end = value.token.content
-        writer = TextDocument(start, end)
-        located.writer, located.document_text = writer, writer.decode(text)
-        if "%{" in located.document_text.replace("%%{", ""):
+        raw = text[start:end]
+        if "%{" in raw.replace("%%{", ""):
             return located.refuse(line, "the heredoc uses a template directive (%{...})")
+        if value.value is None and ("$${" in raw or "%%{" in raw):
+            return located.refuse(line, "the heredoc both interpolates and escapes `${` (or "
+                                  "`%{`); refiner does not render it")
+        writer = TextDocument(start, end, template=value.value is not None)
+        located.writer, located.document_text = writer, writer.decode(text)
         try:
             located.document = parse_json_text(located.document_text, address)
         except InputError as error:
@@ -593,12 +601,11 @@ def _data_statement(text: str, block: hcl.Block, locals_: dict[str, hcl.Value],
     return statement, spot, problem
 
 
-def _rendered(statement: object, templates: bool = False) -> object:
+def _rendered(statement: object) -> object:
     """A data source's statement as the provider renders it: in RENDERED's values `&{` is
     `${`, an IAM policy variable (written so that Terraform does not take it for its own
     interpolation). An expression ({"terraform": source}) is left as written: it is compared
-    by its source. templates: its strings are Terraform templates (.tf.json), see
-    _ampersands."""
+    by its source."""
     if not isinstance(statement, dict):
         return statement
     rendered = dict(statement)
@@ -607,25 +614,35 @@ def _rendered(statement: object, templates: bool = False) -> object:
             continue
         value = rendered[key]
         if inner is None:
-            rendered[key] = _ampersands(value, templates)
+            rendered[key] = _ampersands(value)
         elif isinstance(value, (dict, list)):  # a block, or a list of blocks
-            blocks = [{**b, inner: _ampersands(b[inner], templates)}
+            blocks = [{**b, inner: _ampersands(b[inner])}
                       if isinstance(b, dict) and inner in b else b
                       for b in (value if isinstance(value, list) else [value])]
             rendered[key] = blocks if isinstance(value, list) else blocks[0]
     return rendered
 
 
-def _ampersands(value: object, templates: bool) -> object:
-    """`&{` as `${`. A template (templates) that interpolates as well is an expression, kept
-    as its source: rendered, it could not be told from one that interpolates where it has a
-    policy variable (`${local.x}`)."""
-    if isinstance(value, str) and "&{" in value and templates and _INTERPOLATION.search(value):
-        return {"terraform": value}
+def _ampersands(value: object) -> object:
     if isinstance(value, str):
         return value.replace("&{", "${")
     if isinstance(value, list):
-        return [_ampersands(item, templates) for item in value]
+        return [_ampersands(item) for item in value]
+    return value
+
+
+def _template_rendered(value: object) -> object:
+    """A value of Terraform's JSON syntax, whose strings are templates, as Terraform makes it:
+    `$${` and `%%{` are `${` and `%{`; a string that interpolates is an expression, kept as
+    its source ({"terraform": source}, as .tf reads it): made, it could not be told from one
+    whose `$${local.x}` is a policy variable's text."""
+    if isinstance(value, str):
+        return {"terraform": value} if _INTERPOLATION.search(value) else \
+            value.replace("$${", "${").replace("%%{", "%{")
+    if isinstance(value, list):
+        return [_template_rendered(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _template_rendered(item) for key, item in value.items()}
     return value
 
 
@@ -772,14 +789,14 @@ def _tf_json_policy(path: str, text: str, address: str, kind: str, value: object
     if _INTERPOLATION.search(value):
         return located.refuse(line, f"policy is a Terraform expression ({_short(value)}); "
                               "refiner does not resolve it (verify the plan instead)")
-    writer = TextDocument(node.start, node.end, "json-string")
+    writer = TextDocument(node.start, node.end, "json-string", template=True)
     if not writer.faithful(text):
         writer.encoding = "json-string-ascii"
         if not writer.faithful(text):
             writer.encoding = "json-string"
-    located.writer, located.document_text = writer, value
+    located.writer, located.document_text = writer, writer.decode(text)
     try:
-        located.document = parse_json_text(value, address)
+        located.document = parse_json_text(located.document_text, address)
     except InputError as error:
         return located.refuse(line, f"policy is not JSON ({error})")
     located.statement_lines = text_document_lines(text, writer)
@@ -839,7 +856,8 @@ def _tf_json_data(path: str, text: str, address: str, body: dict, node: Node) ->
             spot.entry_lines = {v: line_number(text, n.start)
                                 for v, n in zip(value, value_node.members, strict=True)}
         spots.append(spot)
-    document["Statement"] = [_rendered(statement, templates=True) for statement in statements]
+    document["Statement"] = [_rendered(_template_rendered(statement))
+                             for statement in statements]
     refusal = refusal or _unrendered(document, statements, line)
     return _structured_document(
         located, document, spots, refusal,
