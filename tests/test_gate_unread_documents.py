@@ -1,7 +1,8 @@
 """A document a principal gains whose statements are not all under its Statement key (a
-PolicyDocument that is an Fn::If, a data source merging source or override documents, or
-with a dynamic statement block refiner does not expand) is unknown: the gate read only its
-Statement and accepted what the rest grants (an attacker's breaks, each accepted before)."""
+PolicyDocument that is an Fn::If or an Fn::Sub of JSON text, a data source merging source or
+override documents, or with a dynamic statement block refiner does not expand) is unknown:
+the gate read only its Statement and accepted what the rest grants (an attacker's breaks,
+each accepted before)."""
 
 from __future__ import annotations
 
@@ -112,11 +113,23 @@ def gate(base: str, head: str, path: str):
     return comparison.exit_code(), [v.violation for v in comparison.verdicts]
 
 
-def test_a_policy_document_that_is_fn_if_is_unknown():
-    """AppRole gains Extra, whose PolicyDocument is an Fn::If of an Allow on everything: it
-    has no Statement key, and was taken to grant nothing."""
-    code, found = gate(CFN_BASE, CFN_BASE + CFN_IF_DOCUMENT, "t.yaml")
-    assert code != 0 and any(v.kind == "unknown" and "Fn::If" in v.message for v in found), found
+CFN_SUB_DOCUMENT = """  Extra:
+    Type: AWS::IAM::ManagedPolicy
+    Properties:
+      Roles: [!Ref AppRole]
+      PolicyDocument: !Sub '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": "*", "Resource": "arn:${AWS::Partition}:s3:::*"}]}'
+"""
+
+
+@pytest.mark.parametrize("extra, function", [(CFN_IF_DOCUMENT, "Fn::If"),
+                                             (CFN_SUB_DOCUMENT, "Fn::Sub")])
+def test_a_policy_document_that_is_a_function_is_unknown(extra, function):
+    """AppRole gains Extra, whose PolicyDocument is an Fn::If of an Allow on everything, or
+    an Fn::Sub of one's JSON text: it has no Statement key, and was taken to grant nothing."""
+    code, found = gate(CFN_BASE, CFN_BASE + extra, "t.yaml")
+    assert code != 0 and any(v.kind == "unknown" and function in v.message
+                             for v in found), found
 
 
 @pytest.mark.parametrize("more", sorted(GRANTS_MORE))
