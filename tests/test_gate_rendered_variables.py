@@ -194,7 +194,9 @@ CFN_EXTRA = """  Extra:
             Resource: HEAD_RESOURCE
 """
 
-CFN_CONTEXT = """Parameters:
+CFN_CONTEXT = """Conditions:
+  Always: !Equals [a, a]
+Parameters:
   Prefix: {Type: String, Default: "arn:aws:s3:::home/${aws:userid}/*"}
 Mappings:
   Homes:
@@ -215,6 +217,8 @@ def cfn_gate(base_resource: object, head_resource: object | None = None):
     {"Fn::Sub": ["arn:aws:s3:::${Name}/*", {"Name": {"Fn::GetAtt": ["AppRole", "RoleId"]}}]},
     {"Fn::Sub": ["arn:aws:s3:::${Name}/*", {"Name": "logs"}]},
     {"Fn::Join": ["", ["arn:aws:s3:::", {"Ref": "AWS::AccountId"}, "/*"]]},
+    ["arn:aws:s3:::logs/*", {"Fn::If": ["Always", "arn:aws:s3:::more/*",
+                                        {"Ref": "AWS::NoValue"}]}],
 ])
 def test_what_fn_sub_substitutes_is_not_a_policy_variable(resource):
     """CloudFormation fills in Fn::Sub's ${...} (pseudo parameters, attributes, its variable

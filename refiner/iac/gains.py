@@ -26,12 +26,13 @@ EVERYWHERE = ("*", ["*"])
 EXPRESSIONS = ('"Ref"', '"Fn::', '"Condition"', "${", "var.", "local.", "each.", "count.",
                "data.", "module.")
 # Fn::Sub's ${...}, and the names whose values hold neither `$` nor `{`: a pseudo parameter
-# (AWS::AccountId, AWS::Region, ...) or a resource's attribute (Resource.Arn). A plain name
-# is a parameter (whatever a deployer or the template's Default gives) or a resource's Ref
-# (a custom resource's is whatever its code returns): its value may hold `${`.
+# (AWS::AccountId, AWS::Region, ...; AWS::NoValue is none) or a resource's attribute
+# (Resource.Arn). A plain name is a parameter (whatever a deployer or the template's Default
+# gives) or a resource's Ref (a custom resource's is whatever its code returns): its value may
+# hold `${`.
 SUB_NAME = re.compile(r"\$\{([^}]*)\}")
-PLAIN_VALUE = re.compile(r"AWS::(?:AccountId|Region|Partition|URLSuffix|StackName|StackId)|"
-                         r"\w+(?:\.\w+)+")
+PLAIN_VALUE = re.compile(r"AWS::(?:AccountId|Region|Partition|URLSuffix|StackName|StackId|"
+                         r"NoValue)|\w+(?:\.\w+)+")
 
 
 @dataclass
@@ -218,29 +219,29 @@ def _literal_variables(statement: dict, document: object) -> bool:
     document's statements: it covers nothing, and what it grants or denies is not judged
     here (unknown)."""
     return not (isinstance(document, dict) and document.get("Version") == "2012-10-17") and \
-        _may_render_variable(statement)
+        _may_hold_variable(statement)
 
 
-def _may_render_variable(value: object) -> bool:
+def _may_hold_variable(value: object) -> bool:
     """Whether the value, as deployed, may hold `${` (a policy variable's syntax). Modelled:
-    the strings Fn::Sub and Fn::Join make (see _rendered), Fn::If's two values. Anything else
-    may: a parameter's value, another stack's export, Fn::FindInMap or a Terraform expression
-    (either can build `${` from literals)."""
+    the strings Fn::Sub and Fn::Join make (see _deployed_string), Fn::If's two values.
+    Anything else may: a parameter's value, another stack's export, Fn::FindInMap, a
+    Terraform expression (the last two can build `${` from what the template writes)."""
     if isinstance(value, list):
-        return any(_may_render_variable(item) for item in value)
+        return any(_may_hold_variable(item) for item in value)
     function = _function(value)
     if function == "Fn::If":
         argument = value[function]
         return not (isinstance(argument, list) and len(argument) == 3) or \
-            _may_render_variable(argument[1:])
+            _may_hold_variable(argument[1:])
     if function == "Condition":  # the name of a condition
         return not isinstance(value[function], str)
     if isinstance(value, dict) and function is None:
-        return any(_may_render_variable(key) or _may_render_variable(item)
+        return any(_may_hold_variable(key) or _may_hold_variable(item)
                    for key, item in value.items())
     if not isinstance(value, (str, dict)):
         return False  # a number, a boolean, null
-    rendered = _rendered(value)
+    rendered = _deployed_string(value)
     return rendered is None or "${" in rendered
 
 
@@ -253,7 +254,7 @@ def _function(value: object) -> str | None:
     return None
 
 
-def _rendered(value: object) -> str | None:
+def _deployed_string(value: object) -> str | None:
     """The string a value makes as deployed, a value of PLAIN_VALUE as "" (it holds neither
     `$` nor `{`, so what is written on either side of it meets); None: not modelled, or it
     may hold `$` or `{`."""
@@ -265,13 +266,13 @@ def _rendered(value: object) -> str | None:
             function == "Fn::GetAtt":
         return ""
     if function == "Fn::Sub":
-        return _sub_rendered(value[function])
+        return _sub_string(value[function])
     if function == "Fn::Join":
-        return _join_rendered(value[function])
+        return _join_string(value[function])
     return None
 
 
-def _sub_rendered(argument: object) -> str | None:
+def _sub_string(argument: object) -> str | None:
     """The text Fn::Sub makes: ${Name} of its variable map is that value, else a value of
     PLAIN_VALUE; ${!Name} is `${Name}` as written."""
     if isinstance(argument, list) and len(argument) == 2 and isinstance(argument[1], dict):
@@ -286,7 +287,7 @@ def _sub_rendered(argument: object) -> str | None:
         if name.startswith("!"):
             part = "${" + name[1:] + "}"
         elif name in names:
-            part = _rendered(names[name])
+            part = _deployed_string(names[name])
         else:
             part = "" if PLAIN_VALUE.fullmatch(name) else None
         if part is None:
@@ -295,11 +296,11 @@ def _sub_rendered(argument: object) -> str | None:
     return rendered + text[end:]
 
 
-def _join_rendered(argument: object) -> str | None:
+def _join_string(argument: object) -> str | None:
     if not (isinstance(argument, list) and len(argument) == 2 and
             isinstance(argument[0], str) and isinstance(argument[1], list)):
         return None
-    parts = [_rendered(item) for item in argument[1]]
+    parts = [_deployed_string(item) for item in argument[1]]
     return None if None in parts else argument[0].join(parts)
 
 
