@@ -1,14 +1,11 @@
 """An attacker's cases against the per-principal gate (at 53bd7f2): documents whose text is
 equal on both sides but reads values that changed (a Version or a Resource from a mapping, a
-Terraform local) were taken to mean the same; they are now unknown. Two cases stay open,
-marked xfail (strict: they fail the suite once fixed, to be unmarked): Terraform's `&{...}`
-(an IAM policy variable in aws_iam_policy_document, literal text in jsonencode) read as
-literal text in both, and Fn::Sub's `${AWS::AccountId}` taken for a policy variable in a
-Version-less document (a false rejection, fail closed)."""
+Terraform local) were taken to mean the same; they are now unknown. Terraform's `&{...}` (an
+IAM policy variable in aws_iam_policy_document, literal text in jsonencode) was read as
+literal text in both, and Fn::Sub's `${AWS::AccountId}` was taken for a policy variable in a
+Version-less document (a false rejection): both fixed, with the cases around them."""
 
 from pathlib import Path
-
-import pytest
 
 from refiner.gate import compare_templates
 from refiner.iac import template_from_text
@@ -68,7 +65,6 @@ def test_deny_moved_whose_resource_mapping_changed_is_not_kept():
     assert code != 0, found
 
 
-@pytest.mark.xfail(strict=True, reason="Terraform's &{...} is read as literal text everywhere")
 def test_terraform_ampersand_variable_is_not_literal_text():
     """aws_iam_policy_document renders &{aws:userid} as ${aws:userid} (Version 2012-10-17): a
     policy variable. jsonencode leaves &{aws:userid} literal. aws_iam_role.app gains PutObject on
@@ -77,8 +73,6 @@ def test_terraform_ampersand_variable_is_not_literal_text():
     assert code != 0, found
 
 
-@pytest.mark.xfail(strict=True, reason="Fn::Sub's ${...} counts as a policy variable (a "
-                   "false rejection)")
 def test_fn_sub_substitutions_are_not_policy_variables():
     """False rejection: Fn::Sub's ${AWS::AccountId} is resolved by CloudFormation; the
     Version-less statement has no IAM variable and covers HEAD's narrower one (accepted

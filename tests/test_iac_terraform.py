@@ -143,3 +143,115 @@ def test_a_plan_is_read_for_verify_and_refused_for_refine(tmp_path, capsys):
     assert f"{head}:{line_of(head.read_text(), 'sqs:Get*')}: unsound" in out  # the policy's line
     assert "module.worker.aws_iam_role_policy.jobs: sqs:Get* admits an action" in out
     assert main(["verify", str(head), str(PLAN)]) == 0
+
+
+AMPERSANDS_TF = """data "aws_iam_policy_document" "home" {
+  statement {
+    sid         = "Home"
+    actions     = ["s3:GetObject"]
+    resources   = ["arn:aws:s3:::home/&{aws:userid}/*", "$${aws:username}"]
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:aws:iam::111122223333:user/&{aws:username}"]
+    }
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix&{x}"
+      values   = ["home/&{aws:userid}/"]
+    }
+  }
+  statement {
+    effect        = "Deny"
+    not_actions   = ["s3:GetObject"]
+    not_resources = ["arn:aws:s3:::home/&{aws:userid}"]
+  }
+}
+
+resource "aws_iam_policy" "literal" {
+  name   = "literal"
+  policy = jsonencode({
+    Version   = "2012-10-17"
+    Statement = [{ Effect = "Allow", Action = "s3:GetObject",
+                   Resource = "arn:aws:s3:::home/&{aws:userid}/*" }]
+  })
+}
+"""
+
+
+def test_data_source_renders_ampersand_as_a_policy_variable():
+    """aws_iam_policy_document renders `&{` as `${` in resources, not_resources, principals'
+    identifiers and conditions' values (the provider's rule), nowhere else; jsonencode does
+    not: there `&{` is literal text."""
+    from refiner.iac import template_from_text
+
+    template = template_from_text("main.tf", AMPERSANDS_TF)
+    first, second = template.policy("data.aws_iam_policy_document.home").document["Statement"]
+    assert first["Resource"] == ["arn:aws:s3:::home/${aws:userid}/*", "${aws:username}"]
+    assert first["Principal"] == [{"type": "AWS", "identifiers": [
+        "arn:aws:iam::111122223333:user/${aws:username}"]}]
+    assert first["Condition"] == [{"test": "StringLike", "variable": "s3:prefix&{x}",
+                                   "values": ["home/${aws:userid}/"]}]
+    assert second["NotResource"] == ["arn:aws:s3:::home/${aws:userid}"]
+    literal = template.policy("aws_iam_policy.literal").document["Statement"][0]
+    assert literal["Resource"] == "arn:aws:s3:::home/&{aws:userid}/*"
+
+
+def test_tf_json_data_source_renders_ampersand_and_keeps_it_beside_a_template_sequence():
+    """In .tf.json a string is a template: `&{` is rendered where it stands alone; beside a
+    template sequence (`${local.x}`) the rendered text could not be told from an
+    interpolation, so the string is an expression, compared by its source."""
+    from refiner.iac import template_from_text
+
+    def data_source(resource: str) -> str:
+        return json.dumps({"data": {"aws_iam_policy_document": {"home": {"statement": [
+            {"actions": ["s3:GetObject"], "resources": [resource]}]}}}}, indent=1)
+
+    rendered = template_from_text("main.tf.json", data_source("arn:aws:s3:::home/&{aws:userid}"))
+    policy = rendered.policy("data.aws_iam_policy_document.home")
+    assert policy.refusal is None
+    assert policy.document["Statement"][0]["Resource"] == ["arn:aws:s3:::home/${aws:userid}"]
+    mixed = "arn:aws:s3:::${local.b}/&{aws:userid}"
+    policy = template_from_text("main.tf.json", data_source(mixed)).policy(
+        "data.aws_iam_policy_document.home")
+    assert policy.document["Statement"][0]["Resource"] == [{"terraform": mixed}]
+    assert policy.inputs == {"local.b"}
+
+
+HEREDOC_TF = """resource "aws_iam_user_policy" "home" {
+  name   = "home"
+  user   = "alice"
+  policy = <<EOT
+{
+  "Version": "2012-10-17",
+  "Statement": [{
+    "Effect": "Allow",
+    "Action": ["s3:GetObject", "s3:DeleteObject"],
+    "Resource": "arn:aws:s3:::home/$${aws:username}/*"
+  }]
+}
+EOT
+}
+"""
+
+
+def test_heredoc_escape_is_read_as_the_policy_variable_and_written_back_escaped(tmp_path):
+    """A heredoc is a template: its `$${aws:username}` is the policy variable
+    `${aws:username}` of the document Terraform sends (read so, by the gate too); refine
+    writes the escape back, not an interpolation Terraform would refuse."""
+    from refiner.iac import template_from_text
+
+    path = tmp_path / "main.tf"
+    path.write_text(HEREDOC_TF)
+    policy = read_template(str(path)).policy("aws_iam_user_policy.home")
+    assert policy.document["Statement"][0]["Resource"] == "arn:aws:s3:::home/${aws:username}/*"
+    assert "${aws:username}" in policy.document_text
+    result = in_process(path, finding(tmp_path, {"s3": ["DeleteObject"]}))
+    assert [o.status for o in result.outcomes] == ["refined"]
+    assert result.text == HEREDOC_TF.replace('["s3:GetObject", "s3:DeleteObject"]',
+                                             '["s3:GetObject"]')
+    again = template_from_text("main.tf", result.text).policy("aws_iam_user_policy.home")
+    assert again.document["Statement"][0]["Resource"] == "arn:aws:s3:::home/${aws:username}/*"
+    # A heredoc that interpolates as well is not rendered: refused with its line.
+    mixed = HEREDOC_TF.replace('"arn:aws:s3:::home/', '"arn:${var.partition}:s3:::home/')
+    refused = template_from_text("main.tf", mixed).policy("aws_iam_user_policy.home")
+    assert "interpolates and escapes" in refused.refusal and refused.refusal_line == 4

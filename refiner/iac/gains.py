@@ -13,6 +13,7 @@ in both (the same template policy, the same ARN) are the per-document gate's to 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 
 from ..gate import named
@@ -24,6 +25,14 @@ EVERYWHERE = ("*", ["*"])
 # How an expression shows in what holders write (CloudFormation, Terraform).
 EXPRESSIONS = ('"Ref"', '"Fn::', '"Condition"', "${", "var.", "local.", "each.", "count.",
                "data.", "module.")
+# Fn::Sub's ${...}, and the names whose values hold neither `$` nor `{`: a pseudo parameter
+# (AWS::AccountId, AWS::Region, ...; AWS::NoValue is none) or a resource's attribute
+# (Resource.Arn). A plain name is a parameter (whatever a deployer or the template's Default
+# gives) or a resource's Ref (a custom resource's is whatever its code returns): its value may
+# hold `${`.
+SUB_NAME = re.compile(r"\$\{([^}]*)\}")
+PLAIN_VALUE = re.compile(r"AWS::(?:AccountId|Region|Partition|URLSuffix|StackName|StackId|"
+                         r"NoValue)|\w+(?:\.\w+)+")
 
 
 @dataclass
@@ -203,13 +212,96 @@ def _statements(document: object) -> list[dict]:
 
 
 def _literal_variables(statement: dict, document: object) -> bool:
-    """The statement's policy variables (${...}) are literal text: its document's Version is
-    not 2012-10-17 (IAM fills variables in only then). Written the same, it matches other
-    requests than a statement of a 2012-10-17 document, so it is compared with none of
-    another document's statements: it covers nothing, and what it grants or denies is not
-    judged here (unknown)."""
+    """The statement's policy variables (${...}) are literal text, or may be: its document's
+    Version is not 2012-10-17 (IAM fills variables in only then) and, once its template's
+    expressions are resolved, it may hold `${`. Written the same, it matches other requests
+    than a statement of a 2012-10-17 document, so it is compared with none of another
+    document's statements: it covers nothing, and what it grants or denies is not judged
+    here (unknown)."""
     return not (isinstance(document, dict) and document.get("Version") == "2012-10-17") and \
-        "${" in canonical(statement)
+        _may_hold_variable(statement)
+
+
+def _may_hold_variable(value: object) -> bool:
+    """Whether the value, as deployed, may hold `${` (a policy variable's syntax). Modelled:
+    the strings Fn::Sub and Fn::Join make (see _deployed_string), Fn::If's two values.
+    Anything else may: a parameter's value, another stack's export, Fn::FindInMap, a
+    Terraform expression (the last two can build `${` from what the template writes)."""
+    if isinstance(value, list):
+        return any(_may_hold_variable(item) for item in value)
+    function = _function(value)
+    if function == "Fn::If":
+        argument = value[function]
+        return not (isinstance(argument, list) and len(argument) == 3) or \
+            _may_hold_variable(argument[1:])
+    if function == "Condition":  # the name of a condition
+        return not isinstance(value[function], str)
+    if isinstance(value, dict) and function is None:
+        return any(_may_hold_variable(key) or _may_hold_variable(item)
+                   for key, item in value.items())
+    if not isinstance(value, (str, dict)):
+        return False  # a number, a boolean, null
+    rendered = _deployed_string(value)
+    return rendered is None or "${" in rendered
+
+
+def _function(value: object) -> str | None:
+    """The CloudFormation function (or "terraform": an expression) a value is, if one."""
+    if isinstance(value, dict) and len(value) == 1:
+        name = next(iter(value))
+        if name in ("Ref", "Condition", "terraform") or name.startswith("Fn::"):
+            return name
+    return None
+
+
+def _deployed_string(value: object) -> str | None:
+    """The string a value makes as deployed, a value of PLAIN_VALUE as "" (it holds neither
+    `$` nor `{`, so what is written on either side of it meets); None: not modelled, or it
+    may hold `$` or `{`."""
+    if isinstance(value, str):
+        return value
+    function = _function(value)
+    argument = value[function] if function is not None else None
+    if function == "Ref" and isinstance(argument, str) and PLAIN_VALUE.fullmatch(argument) or \
+            function == "Fn::GetAtt":
+        return ""
+    if function == "Fn::Sub":
+        return _sub_string(value[function])
+    if function == "Fn::Join":
+        return _join_string(value[function])
+    return None
+
+
+def _sub_string(argument: object) -> str | None:
+    """The text Fn::Sub makes: ${Name} of its variable map is that value, else a value of
+    PLAIN_VALUE; ${!Name} is `${Name}` as written."""
+    if isinstance(argument, list) and len(argument) == 2 and isinstance(argument[1], dict):
+        text, names = argument
+    else:
+        text, names = argument, {}
+    if not isinstance(text, str):
+        return None
+    rendered, end = "", 0
+    for match in SUB_NAME.finditer(text):
+        name = match.group(1)
+        if name.startswith("!"):
+            part = "${" + name[1:] + "}"
+        elif name in names:
+            part = _deployed_string(names[name])
+        else:
+            part = "" if PLAIN_VALUE.fullmatch(name) else None
+        if part is None:
+            return None
+        rendered, end = rendered + text[end:match.start()] + part, match.end()
+    return rendered + text[end:]
+
+
+def _join_string(argument: object) -> str | None:
+    if not (isinstance(argument, list) and len(argument) == 2 and
+            isinstance(argument[0], str) and isinstance(argument[1], list)):
+        return None
+    parts = [_deployed_string(item) for item in argument[1]]
+    return None if None in parts else argument[0].join(parts)
 
 
 def _comparable(document: object) -> list[dict]:

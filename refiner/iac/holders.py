@@ -6,8 +6,9 @@ directly (inline policies, attached managed policies by ARN or by reference to a
 the template), its group memberships, its permissions boundary and, for a role, its trust
 policy. A document is `Held`: its identity as written (`ref`), the line, and its JSON value,
 or None with the reason it is not known (an expression, an ARN neither the template nor the
-AWS managed snapshot defines, a group defined elsewhere). AWS managed ARNs are resolved with
-refiner.managed in every partition.
+AWS managed snapshot defines, a group defined elsewhere, keys no IAM document has: statements
+the gate would not see). AWS managed ARNs are resolved with refiner.managed in every
+partition.
 
 CloudFormation: AWS::IAM::Role/User/Group (Policies, ManagedPolicyArns, PermissionsBoundary,
 AssumeRolePolicyDocument, Groups), AWS::IAM::Policy/ManagedPolicy (Roles/Users/Groups),
@@ -50,6 +51,8 @@ TF_POLICY_RESOURCES = ("aws_iam_policy", "aws_iam_role_policy", "aws_iam_user_po
                        "aws_iam_group_policy")
 TF_PRINCIPAL_KEYS = ("inline_policy", "managed_policy_arns", "permissions_boundary",
                      "assume_role_policy")
+# The keys of an IAM policy document.
+DOCUMENT_KEYS = {"Version", "Id", "Statement"}
 # Terraform attributes that name a principal: (attribute, kind, a list?).
 TF_TARGETS = {"role": ("role", False), "user": ("user", False), "group": ("group", False),
               "roles": ("role", True), "users": ("user", True), "groups": ("group", True)}
@@ -90,6 +93,15 @@ class Held:
     # An inline policy's name: IAM keeps one inline policy per principal and name
     # (Put{Role,User,Group}Policy replaces one of the same name).
     name: str | None = None
+
+    def __post_init__(self) -> None:
+        # Keys an IAM document does not have (a data source's source or override documents,
+        # a dynamic block not expanded, a document that is an Fn::If) hold statements the
+        # gate would not see: such a document is not known.
+        if isinstance(self.document, dict) and self.reason is None and \
+                not set(self.document) <= DOCUMENT_KEYS:
+            self.reason = "the document holds what is not an IAM document's (" + ", ".join(
+                sorted(set(self.document) - DOCUMENT_KEYS)) + "): its statements are not read"
 
     @property
     def known(self) -> bool:

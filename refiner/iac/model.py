@@ -48,16 +48,22 @@ class TextDocument:
     """A document held as JSON text at [start, end) of the template. encoding: "text" (the
     span is the JSON text itself), "json-string" / "json-string-ascii" (a JSON string holding
     it), "yaml-single" / "yaml-double" (a one-line quoted YAML scalar), "yaml-block" (a literal
-    block scalar: its content lines, indented by `indent`)."""
+    block scalar: its content lines, indented by `indent`). template: the text is a Terraform
+    template without interpolation (a heredoc, a string of .tf.json), whose `$${` and `%%{`
+    are `${` and `%{` in the document it makes (an IAM policy variable, `${aws:username}`)."""
 
     start: int
     end: int
     encoding: str = "text"
     indent: str = ""
     newline: str = "\n"
+    template: bool = False
 
     def decode(self, text: str) -> str:
-        held = text[self.start:self.end]
+        held = self._decoded(text[self.start:self.end])
+        return held.replace("$${", "${").replace("%%{", "%{") if self.template else held
+
+    def _decoded(self, held: str) -> str:
         if self.encoding == "text":
             return held
         if self.encoding.startswith("json-string") or self.encoding == "yaml-double":
@@ -68,6 +74,8 @@ class TextDocument:
         return "\n".join(line[len(self.indent):] for line in lines)
 
     def encode(self, document: str) -> str:
+        if self.template:
+            document = document.replace("${", "$${").replace("%{", "%%{")
         if self.encoding == "text":
             return document
         if self.encoding.startswith("json-string") or self.encoding == "yaml-double":

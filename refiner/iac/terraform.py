@@ -8,7 +8,12 @@ as an IAM statement: sid, effect (Allow when absent), actions, not_actions, reso
 not_resources as Sid, Effect, Action, NotAction, Resource, NotResource; principals,
 not_principals and condition blocks as lists of their attributes; the data source's version
 (2012-10-17 when absent), policy_id and its source/override documents as top-level keys, so a
-change to any of them is a change of the policy. Expressions are never evaluated: one that an
+change to any of them is a change of the policy; `&{` is `${` (an IAM policy variable) where
+the provider renders it so (RENDERED; jsonencode and heredocs keep it as text). A heredoc and
+a .tf.json string are templates: their `$${` and `%%{` are read as the `${` and `%{` of the
+document Terraform makes, and written back escaped (a heredoc that interpolates is read as
+written, and refused if it escapes too; a data source's .tf.json string that interpolates is
+an expression). Expressions are never evaluated: one that an
 Action list uses makes the policy refused; elsewhere it is compared by its source text. In a
 plan, `jsonencode` and variables are resolved: the policies are the JSON strings of
 `planned_values` (and a data source's `json`)."""
@@ -82,6 +87,11 @@ STATEMENT_KEYS = {"sid": "Sid", "effect": "Effect", "actions": "Action",
                   "not_resources": "NotResource", "principals": "Principal",
                   "not_principals": "NotPrincipal", "condition": "Condition"}
 DOCUMENT_KEYS = {"version": "Version", "policy_id": "Id"}
+# The statement values in which aws_iam_policy_document renders `&{` as `${` (key, and the
+# attribute of its blocks, or None for the value itself); never in actions, sid, a condition's
+# test or variable, policy_id or the source and override documents.
+RENDERED = {"Resource": None, "NotResource": None, "Principal": "identifiers",
+            "NotPrincipal": "identifiers", "Condition": "values"}
 META_ARGUMENTS = ("for_each", "count", "provider", "depends_on", "lifecycle")
 _INTERPOLATION = re.compile(r"(?<!\$)\$\{|(?<!%)%\{")
 # References an expression makes: var.x, local.x, data.T.N, module.M, each, count, a resource
@@ -365,10 +375,14 @@ def _resource_policy(path: str, text: str, address: str, kind: str,
     located = Located(address, line, kind, hcl.to_json(value))
     if value.kind == "heredoc":
         start, end = value.token.content
-        writer = TextDocument(start, end)
-        located.writer, located.document_text = writer, writer.decode(text)
-        if "%{" in located.document_text.replace("%%{", ""):
+        raw = text[start:end]
+        if "%{" in raw.replace("%%{", ""):
             return located.refuse(line, "the heredoc uses a template directive (%{...})")
+        if value.value is None and ("$${" in raw or "%%{" in raw):
+            return located.refuse(line, "the heredoc both interpolates and escapes `${` (or "
+                                  "`%{`); refiner does not render it")
+        writer = TextDocument(start, end, template=value.value is not None)
+        located.writer, located.document_text = writer, writer.decode(text)
         try:
             located.document = parse_json_text(located.document_text, address)
         except InputError as error:
@@ -511,7 +525,9 @@ def _data_document(path: str, text: str, address: str, block: hcl.Block,
         statements.append(statement)
         spots.append(spot)
         refusal = refusal or problem
-    document["Statement"] = statements + made
+    written = statements + made
+    document["Statement"] = [_rendered(statement) for statement in written]
+    refusal = refusal or _unrendered(document, written, line)
     if made:
         located.read_only = "statements made by a dynamic block (refine the literal they " \
             "come from)"
@@ -583,6 +599,60 @@ def _data_statement(text: str, block: hcl.Block, locals_: dict[str, hcl.Value],
         statement.setdefault(key, []).append(_block_json(child))
     statement.setdefault("Effect", "Allow")
     return statement, spot, problem
+
+
+def _rendered(statement: object) -> object:
+    """A data source's statement as the provider renders it: in RENDERED's values `&{` is
+    `${`, an IAM policy variable (written so that Terraform does not take it for its own
+    interpolation). An expression ({"terraform": source}) is left as written: it is compared
+    by its source."""
+    if not isinstance(statement, dict):
+        return statement
+    rendered = dict(statement)
+    for key, inner in RENDERED.items():
+        if key not in rendered:
+            continue
+        value = rendered[key]
+        if inner is None:
+            rendered[key] = _ampersands(value)
+        elif isinstance(value, (dict, list)):  # a block, or a list of blocks
+            blocks = [{**b, inner: _ampersands(b[inner])}
+                      if isinstance(b, dict) and inner in b else b
+                      for b in (value if isinstance(value, list) else [value])]
+            rendered[key] = blocks if isinstance(value, list) else blocks[0]
+    return rendered
+
+
+def _ampersands(value: object) -> object:
+    if isinstance(value, str):
+        return value.replace("&{", "${")
+    if isinstance(value, list):
+        return [_ampersands(item) for item in value]
+    return value
+
+
+def _template_rendered(value: object) -> object:
+    """A value of Terraform's JSON syntax, whose strings are templates, as Terraform makes it:
+    `$${` and `%%{` are `${` and `%{`; a string that interpolates is an expression, kept as
+    its source ({"terraform": source}, as .tf reads it): made, it could not be told from one
+    whose `$${local.x}` is a policy variable's text."""
+    if isinstance(value, str):
+        return {"terraform": value} if _INTERPOLATION.search(value) else \
+            value.replace("$${", "${").replace("%%{", "%{")
+    if isinstance(value, list):
+        return [_template_rendered(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _template_rendered(item) for key, item in value.items()}
+    return value
+
+
+def _unrendered(document: dict, written: list, line: int) -> tuple[int, str] | None:
+    """Why the provider would not render a data source whose `&{` it renders: version
+    2008-10-17 (it refuses `&{` then, so nothing is deployed)."""
+    if document.get("Version") == "2008-10-17" and document["Statement"] != written:
+        return (line, "`&{` in a data source of version 2008-10-17: the provider refuses to "
+                "render it")
+    return None
 
 
 def _block_json(block: hcl.Block) -> dict:
@@ -719,14 +789,14 @@ def _tf_json_policy(path: str, text: str, address: str, kind: str, value: object
     if _INTERPOLATION.search(value):
         return located.refuse(line, f"policy is a Terraform expression ({_short(value)}); "
                               "refiner does not resolve it (verify the plan instead)")
-    writer = TextDocument(node.start, node.end, "json-string")
+    writer = TextDocument(node.start, node.end, "json-string", template=True)
     if not writer.faithful(text):
         writer.encoding = "json-string-ascii"
         if not writer.faithful(text):
             writer.encoding = "json-string"
-    located.writer, located.document_text = writer, value
+    located.writer, located.document_text = writer, writer.decode(text)
     try:
-        located.document = parse_json_text(value, address)
+        located.document = parse_json_text(located.document_text, address)
     except InputError as error:
         return located.refuse(line, f"policy is not JSON ({error})")
     located.statement_lines = text_document_lines(text, writer)
@@ -786,7 +856,9 @@ def _tf_json_data(path: str, text: str, address: str, body: dict, node: Node) ->
             spot.entry_lines = {v: line_number(text, n.start)
                                 for v, n in zip(value, value_node.members, strict=True)}
         spots.append(spot)
-    document["Statement"] = statements
+    document["Statement"] = [_rendered(_template_rendered(statement))
+                             for statement in statements]
+    refusal = refusal or _unrendered(document, statements, line)
     return _structured_document(
         located, document, spots, refusal,
         lambda: Structured(spots, "list" if isinstance(raw, list) else "single", "json",
