@@ -213,16 +213,15 @@ def cfn_gate(base_resource: object, head_resource: object | None = None):
 
 @pytest.mark.parametrize("resource", [
     {"Fn::Sub": "arn:aws:s3:::${AWS::AccountId}-logs/*"},
-    {"Fn::Sub": "arn:${AWS::Partition}:s3:::${AWS::Region}-${AppRole.RoleId}/*"},
-    {"Fn::Sub": ["arn:aws:s3:::${Name}/*", {"Name": {"Fn::GetAtt": ["AppRole", "RoleId"]}}]},
+    {"Fn::Sub": "arn:${AWS::Partition}:s3:::${AWS::Region}-${AWS::StackName}/*"},
     {"Fn::Sub": ["arn:aws:s3:::${Name}/*", {"Name": "logs"}]},
     {"Fn::Join": ["", ["arn:aws:s3:::", {"Ref": "AWS::AccountId"}, "/*"]]},
     ["arn:aws:s3:::logs/*", {"Fn::If": ["Always", "arn:aws:s3:::more/*",
                                         {"Ref": "AWS::NoValue"}]}],
 ])
 def test_what_fn_sub_substitutes_is_not_a_policy_variable(resource):
-    """CloudFormation fills in Fn::Sub's ${...} (pseudo parameters, attributes, its variable
-    map): the Version-less statement holds no `${` and covers HEAD's narrower one."""
+    """CloudFormation fills in Fn::Sub's ${...} (pseudo parameters, its variable map): the
+    Version-less statement holds no `${` and covers HEAD's narrower one."""
     code, found = cfn_gate(resource)
     assert code == 0, found
 
@@ -241,6 +240,11 @@ def test_what_fn_sub_substitutes_is_not_a_policy_variable(resource):
     # A parameter's value (here its Default), substituted or referred to.
     {"Fn::Sub": "${Prefix}"},
     {"Ref": "Prefix"},
+    # A resource's attribute: a custom resource's (or a nested stack's output, an SSM
+    # parameter's Value) may be any string, `${aws:userid}` among them.
+    {"Fn::Sub": "${AppRole.RoleId}"},
+    {"Fn::Sub": ["arn:aws:s3:::${Name}", {"Name": {"Fn::GetAtt": ["AppRole", "RoleId"]}}]},
+    {"Fn::Join": ["", [{"Fn::GetAtt": ["AppRole", "RoleId"]}]]},
 ])
 def test_a_statement_that_renders_a_variable_is_literal_in_a_version_less_document(resource):
     """Deployed, BASE's Version-less statement holds `${aws:userid}` as literal text; HEAD's

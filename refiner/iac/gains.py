@@ -26,13 +26,13 @@ EVERYWHERE = ("*", ["*"])
 EXPRESSIONS = ('"Ref"', '"Fn::', '"Condition"', "${", "var.", "local.", "each.", "count.",
                "data.", "module.")
 # Fn::Sub's ${...}, and the names whose values hold neither `$` nor `{`: a pseudo parameter
-# (AWS::AccountId, AWS::Region, ...; AWS::NoValue is none) or a resource's attribute
-# (Resource.Arn). A plain name is a parameter (whatever a deployer or the template's Default
-# gives) or a resource's Ref (a custom resource's is whatever its code returns): its value may
-# hold `${`.
+# (AWS::AccountId, AWS::Region, ...; AWS::NoValue is none). Any other name may hold `${`: a
+# parameter (whatever a deployer or the template's Default gives), a resource's Ref or
+# attribute (a custom resource's is whatever its code returns, a nested stack's output or an
+# SSM parameter's Value any string).
 SUB_NAME = re.compile(r"\$\{([^}]*)\}")
 PLAIN_VALUE = re.compile(r"AWS::(?:AccountId|Region|Partition|URLSuffix|StackName|StackId|"
-                         r"NoValue)|\w+(?:\.\w+)+")
+                         r"NoValue)")
 
 
 @dataclass
@@ -262,8 +262,7 @@ def _deployed_string(value: object) -> str | None:
         return value
     function = _function(value)
     argument = value[function] if function is not None else None
-    if function == "Ref" and isinstance(argument, str) and PLAIN_VALUE.fullmatch(argument) or \
-            function == "Fn::GetAtt":
+    if function == "Ref" and isinstance(argument, str) and PLAIN_VALUE.fullmatch(argument):
         return ""
     if function == "Fn::Sub":
         return _sub_string(value[function])
