@@ -30,10 +30,10 @@ from .render import review_diff
 from .split import split_policy
 
 WINDOW_PER_WORKER = 4  # batches in flight per worker: enough to keep it busy, few to redo
-POOL_BATCH = 8  # tasks per pool submission at most: each costs the parent a future, a wakeup
+POOL_BATCH = 16  # tasks per pool submission at most: each costs the parent a future, a wakeup
 POOL_BATCHES_PER_WORKER = 32  # and a pickle, but fewer tasks than this many batches per
 # worker would leave one worker idle at the end while the other finishes its last batch
-DASK_BATCH = 32  # tasks per Dask task: the scheduler's overhead is a few ms per task
+DASK_BATCH = 64  # tasks per Dask task: the scheduler's overhead is a few ms per task
 WORKER_NICENESS = 5  # below the parent
 PARENT_POLL_SECONDS = 0.5  # how soon a worker notices that its parent is gone
 
