@@ -124,7 +124,7 @@ def parse_pages(texts: Iterable[tuple[str, str]]) -> tuple[dict, list[dict]]:
 def finding_pages(paths: list[str]) -> dict[str, FindingPages]:
     """Finding id -> where its GetFindingV2 pages are, from files, folders of them (*.json,
     *.jsonl) and JSON Lines files (one response a line). Each page is parsed here for its id
-    only (the strict reading is FindingPages.read's)."""
+    only (the strict reading is parse_pages', in a worker)."""
     pages: dict[str, FindingPages] = {}
     for label, text, source in _finding_texts(paths):
         try:  # orjson: some times faster; what it refuses, json reads or refuses in words

@@ -35,6 +35,7 @@ class OutputFolder:
         self._manifest = None
         self._results = None
         self._new_mode = new_file_mode()
+        self._unlisted: set[str] = set()  # files in its folders it did not write
 
     def begin(self, folders: tuple[str, ...]) -> None:
         for folder in (self.path, *(self.path / f for f in folders)):
@@ -42,10 +43,15 @@ class OutputFolder:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as error:
                 raise InputError(f"cannot create {folder}: {error.strerror}") from None
+        # Files in them that this command did not write keep their mode when they are replaced
+        # (listed here once: the thousands this command writes need not be looked up).
+        self._unlisted = {f"{folder}/{entry.name}" for folder in folders
+                          for entry in os.scandir(self.path / folder)}
         manifest = self.path / MANIFEST
         if manifest.is_file():
             self._listed = {line for line in manifest.read_text(encoding="utf-8").splitlines()
                             if line and _inside(line)}
+        self._unlisted -= self._listed
         self._remove_temporary_files()
         if COMPLETE in self._listed:  # from now on, until the end, the folder is incomplete
             (self.path / COMPLETE).unlink(missing_ok=True)
@@ -128,9 +134,10 @@ class OutputFolder:
                 except (OSError, ValueError):
                     pass
             # begin() made the folders: each of thousands of files need not check them again;
-            # a file this command did not write before gets a new file's mode
+            # a file not there before gets a new file's mode
+            there = relative in written_before or relative in self._unlisted
             write_file(str(target), text, sync=relative == COMPLETE, checked=True,
-                       new_mode=None if relative in written_before else self._new_mode)
+                       new_mode=None if there else self._new_mode)
 
     def write_chunks(self, relative: str, chunks) -> None:
         """Write OUTDIR/relative piece by piece (a large summary is never held whole)."""

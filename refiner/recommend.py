@@ -29,7 +29,7 @@ from .render import timestamp
 from .report import row_html, write_report
 from .sharing import DEFAULT_SHARED, Decision, UnusedSet, decide, document_scope, size_kind, task_key
 from .split import DEFAULT_ATTACHMENT_QUOTA
-from .tasks import catalog_digest, catalog_for, cluster, execute, granted_actions, run_task
+from .tasks import catalog_digest, catalog_for, cluster, execute, failed, granted_actions, read_task
 
 RECOMMENDATIONS, STATE, SHARED = "recommendations", "state", "shared"
 READ_IN_WORKERS = 64  # findings: fewer are read in this process (a pool costs more)
@@ -224,12 +224,17 @@ class Planner:
 
     def _read_results(self, pages: dict[str, FindingPages]) -> Iterator[dict]:
         in_workers = len(pages) >= READ_IN_WORKERS
-        tasks = (self._read_task(finding_id, found, ship=in_workers)
-                 for finding_id, found in pages.items())
         with progress(self.job.progress, len(pages), "reading findings") as advance:
-            for result in execute(tasks, len(pages), self.job.workers, self.job.scheduler,
-                                  self.catalog, READ_BATCH_SCALE) if in_workers \
-                    else map(run_task, tasks):
+            if in_workers:
+                tasks = (self._read_task(finding_id, found, ship=True)
+                         for finding_id, found in pages.items())
+                # A pool's process reads each file itself: its tasks are small, batched more.
+                results = execute(tasks, len(pages), self.job.workers, self.job.scheduler,
+                                  self.catalog, 1 if self.job.scheduler else READ_BATCH_SCALE)
+            else:
+                results = (self._read_here(finding_id, found)
+                           for finding_id, found in pages.items())
+            for result in results:
                 advance()
                 yield result
 
@@ -242,17 +247,30 @@ class Planner:
             task["texts"] = list(found.texts())
         return task
 
+    def _read_here(self, finding_id: str, found: FindingPages) -> dict:
+        """read_task in this process, as a worker's result. An exception that is not about
+        the input (a bug, memory) is kept whole, to be raised when the finding's turn comes,
+        as reading the finding in its turn raised it."""
+        try:
+            result = read_task(self._read_task(finding_id, found, ship=False), self.catalog)
+        except InputError as error:
+            return failed({"key": finding_id}, "InvalidInput", str(error))
+        except Exception as error:  # noqa: BLE001 (raised in the finding's turn)
+            return {"key": finding_id, "status": "FAILED", "exception": error}
+        return {**result, "key": finding_id, "status": "SUCCEEDED"}
+
     def _arrived(self, result: dict, pages: dict[str, FindingPages]) -> tuple:
         """(head, what it leaves unused or None, error) of a finding as a worker read it,
         made compact as it arrives (an account's findings are all held until they are taken
         in order): the unused set with keep rules applied, one of each. The error of a page
-        that does not read is raised when its finding's turn comes."""
+        that does not read, and any exception, is raised when its finding's turn comes."""
         finding_id = result["key"]
-        if result["status"] != "SUCCEEDED" and result["error"]["code"] != "InvalidInput":
+        if result["status"] != "SUCCEEDED" and "exception" not in result and \
+                result["error"]["code"] != "InvalidInput":
             # a worker lost or a bug, not the input: read here, as a worker would have
-            result = run_task(self._read_task(finding_id, pages[finding_id], ship=False))
+            result = self._read_here(finding_id, pages[finding_id])
         if result["status"] != "SUCCEEDED":
-            return None, None, result["error"]["message"]
+            return None, None, result.get("exception") or result["error"]["message"]
         head = {key: sys.intern(value) if isinstance(value, str) else value
                 for key, value in result["head"].items()}
         principal = self.graph.principals.get(head.get("resource")) \
@@ -266,9 +284,16 @@ class Planner:
                              tuple(map(sys.intern, value["services"])))
             return head, {"kept": {}, "unused": self._sets.setdefault(held, held),
                           "keptItems": []}, None
-        kept = self._keep(principal, head)
-        reading = {"kept": kept}
+        return head, self._kept_reading(principal, head, result), None
+
+    def _kept_reading(self, principal: Principal, head: dict, result: dict) -> dict:
+        """What keep rules make of a finding: KEPT whole, an error (a rule cannot tell, or the
+        finding's unused actions do not read), or its unused set less what they keep. Any
+        other exception is kept for the finding's turn (where keep rules ran before)."""
         try:
+            kept = self._keep(principal, head)
+            if kept.get("status") == "KEPT":
+                return {"kept": kept}
             if "error" in kept:  # a keep rule cannot tell (a date missing): never guessed
                 raise InputError(kept["error"]["message"])
             if "unusedError" in result:
@@ -277,11 +302,11 @@ class Planner:
             unused = keep.for_worker(kept.get("keep"), unused_from_json(result["unused"]),
                                      self.catalog)
         except InputError as error:
-            reading["error"] = str(error)
-            return head, reading, None
+            return {"kept": {}, "error": str(error)}
+        except Exception as error:  # noqa: BLE001 (raised in the finding's turn)
+            return {"exception": error}
         held = UnusedSet.of(unused)
-        reading.update(unused=self._sets.setdefault(held, held), keptItems=unused.kept)
-        return head, reading, None
+        return {"kept": {}, "unused": self._sets.setdefault(held, held), "keptItems": unused.kept}
 
     def tasks(self) -> Iterator[dict]:
         """Refine tasks as they are made, once every finding is read: shared documents are
@@ -338,9 +363,11 @@ class Planner:
         return resolved
 
     def _read(self, finding_id: str, head: dict | None, reading: dict | None,
-              error: str | None) -> str | None:
+              error: str | BaseException | None) -> str | None:
         """Take one finding as _arrived made it: its row when it needs no work, else its
         principal's unused set; the principal's ARN when it is to be refined."""
+        if isinstance(error, BaseException):
+            raise error
         if error is not None:
             raise InputError(error)
         arn = head.get("resource") if isinstance(head.get("resource"), str) else None
@@ -369,6 +396,8 @@ class Planner:
             self.failed[arn] = error
             self.unused_of.pop(arn, None)
             self.rows.append({**row, "status": "FAILED", "error": error})
+        elif "exception" in reading:
+            raise reading["exception"]
         elif reading["kept"].get("status") == "KEPT":
             # kept whole: never refined, it uses everything
             self.rows.append({**row, **reading["kept"]})
