@@ -526,7 +526,9 @@ def _data_document(path: str, text: str, address: str, block: hcl.Block,
         spots.append(spot)
         refusal = refusal or problem
     written = statements + made
-    document["Statement"] = [_rendered(statement) for statement in written]
+    # Version 2008-10-17: the provider renders nothing (it refuses `&{`, see _unrendered).
+    expressions = document.get("Version") != "2008-10-17"
+    document["Statement"] = [_rendered(statement, expressions) for statement in written]
     refusal = refusal or _unrendered(document, written, line)
     if made:
         located.read_only = "statements made by a dynamic block (refine the literal they " \
@@ -601,11 +603,13 @@ def _data_statement(text: str, block: hcl.Block, locals_: dict[str, hcl.Value],
     return statement, spot, problem
 
 
-def _rendered(statement: object) -> object:
+def _rendered(statement: object, expressions: bool = True) -> object:
     """A data source's statement as the provider renders it: in RENDERED's values `&{` is
     `${`, an IAM policy variable (written so that Terraform does not take it for its own
-    interpolation). An expression ({"terraform": source}) is left as written: it is compared
-    by its source."""
+    interpolation). An expression ({"terraform": source}) there is compared by its source,
+    as rendered (expressions: the document's version may be 2012-10-17): its value's `&{`
+    too is `${` once deployed, so it is not the same expression in a jsonencode, where the
+    value is kept as it is."""
     if not isinstance(statement, dict):
         return statement
     rendered = dict(statement)
@@ -614,20 +618,22 @@ def _rendered(statement: object) -> object:
             continue
         value = rendered[key]
         if inner is None:
-            rendered[key] = _ampersands(value)
+            rendered[key] = _ampersands(value, expressions)
         elif isinstance(value, (dict, list)):  # a block, or a list of blocks
-            blocks = [{**b, inner: _ampersands(b[inner])}
+            blocks = [{**b, inner: _ampersands(b[inner], expressions)}
                       if isinstance(b, dict) and inner in b else b
                       for b in (value if isinstance(value, list) else [value])]
             rendered[key] = blocks if isinstance(value, list) else blocks[0]
     return rendered
 
 
-def _ampersands(value: object) -> object:
+def _ampersands(value: object, expressions: bool = True) -> object:
     if isinstance(value, str):
         return value.replace("&{", "${")
     if isinstance(value, list):
-        return [_ampersands(item) for item in value]
+        return [_ampersands(item, expressions) for item in value]
+    if expressions and isinstance(value, dict) and set(value) == {"terraform"}:
+        return {"terraform": f'replace({value["terraform"]}, "&{{", "${{")'}
     return value
 
 
@@ -856,7 +862,8 @@ def _tf_json_data(path: str, text: str, address: str, body: dict, node: Node) ->
             spot.entry_lines = {v: line_number(text, n.start)
                                 for v, n in zip(value, value_node.members, strict=True)}
         spots.append(spot)
-    document["Statement"] = [_rendered(_template_rendered(statement))
+    expressions = document.get("Version") != "2008-10-17"
+    document["Statement"] = [_rendered(_template_rendered(statement), expressions)
                              for statement in statements]
     refusal = refusal or _unrendered(document, statements, line)
     return _structured_document(
