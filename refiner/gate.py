@@ -186,7 +186,7 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
         old = original.policy_input(f"{base.path}: {original.id}")
         new = policy.policy_input(f"{head.path}: {policy.id}")
         if unused is None:
-            pairs = gate(old, new, gate_checker)
+            pairs = gate(_as_read(original, old), _as_read(policy, new), gate_checker)
         else:
             report = verify(old, new, unused, catalog, timeout_ms, solver, export, deadline,
                             coarse)
@@ -237,6 +237,16 @@ def compare_templates(base, head, unused=None, catalog=None, timeout_ms: int = 1
                         "solver-disagreement" if answer == "sat" else "unknown", None, None,
                         f"z3 proved obligation {label} but cvc5 answers {answer}"), 1))
     return result
+
+
+def _as_read(located, text: PolicyInput) -> PolicyInput:
+    """The document the gate judges: the reader's value where it differs from the text refine
+    edits (a Terraform heredoc that interpolates: its `${...}` are expressions there, which
+    its text, written back by refine, keeps as they are)."""
+    document = getattr(located, "document", None)
+    if not isinstance(document, dict) or same_json(document, text.document):
+        return text
+    return dataclasses.replace(text, document=document)
 
 
 def _without_principal(original, policy) -> str:

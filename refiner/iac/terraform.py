@@ -387,6 +387,13 @@ def _resource_policy(path: str, text: str, address: str, kind: str,
             located.document = parse_json_text(located.document_text, address)
         except InputError as error:
             return located.refuse(line, f"the heredoc is not JSON ({error})")
+        if value.value is None:  # Terraform interpolates it: its ${...} are its own
+            interpolated = _interpolated(located.document)
+            if interpolated is None:
+                located.document = {"terraform": value.token.text}
+                return located.refuse(line, "a key of the heredoc's document interpolates: "
+                                      "refiner does not resolve it")
+            located.document = interpolated
         refusal = _text_action_refusal(located.document, text, writer)
         if refusal is not None:
             return located.refuse(*refusal)
@@ -397,6 +404,25 @@ def _resource_policy(path: str, text: str, address: str, kind: str,
         return _jsonencode(path, text, located, value.items[0])
     return located.refuse(line, f"policy is `{_source(text, value)}`, not a document written "
                           "here (refine it where it is written)")
+
+
+def _interpolated(value: object) -> object:
+    """A document of a heredoc that interpolates, as Terraform makes it: a string with a
+    template sequence (`${...}`, `%{...}`) is an expression ({"terraform": its text}), not the
+    policy variable the same text is in a document Terraform does not interpolate (a heredoc
+    or jsonencode's `$${local.x}`); None when an object's key interpolates (the key is not
+    known)."""
+    if isinstance(value, str):
+        return {"terraform": value} if _INTERPOLATION.search(value) else value
+    if isinstance(value, list):
+        items = [_interpolated(item) for item in value]
+        return None if any(item is None for item in items) else items
+    if isinstance(value, dict):
+        if any(_INTERPOLATION.search(key) for key in value):
+            return None
+        members = {key: _interpolated(item) for key, item in value.items()}
+        return None if any(item is None for item in members.values()) else members
+    return value
 
 
 def _source(text: str, value: hcl.Value) -> str:
