@@ -226,7 +226,8 @@ def _may_hold_variable(value: object) -> bool:
     """Whether the value, as deployed, may hold `${` (a policy variable's syntax). Modelled:
     the strings Fn::Sub and Fn::Join make (see _deployed_string), Fn::If's two values.
     Anything else may: a parameter's value, another stack's export, Fn::FindInMap, a
-    Terraform expression (the last two can build `${` from what the template writes)."""
+    Terraform expression (the last two can build `${` from what the template writes), a
+    dynamic reference ({{resolve:ssm:...}}: CloudFormation puts in the parameter's value)."""
     if isinstance(value, list):
         return any(_may_hold_variable(item) for item in value)
     function = _function(value)
@@ -242,7 +243,8 @@ def _may_hold_variable(value: object) -> bool:
     if not isinstance(value, (str, dict)):
         return False  # a number, a boolean, null
     rendered = _deployed_string(value)
-    return rendered is None or "${" in rendered
+    # `{{` may open a dynamic reference ({{resolve:ssm:...}}), any string once deployed.
+    return rendered is None or "${" in rendered or "{{" in rendered
 
 
 def _function(value: object) -> str | None:
@@ -396,7 +398,7 @@ def _denies_kept(checker: Checker, label: str, held_before: list[Held], held_aft
         if held.ref in refs_after and held.policy_id is not None:
             continue  # the per-document gate judges a Deny removed from the same policy
         if _reads_changed(held, reads_changed) and any(
-                d.get("Effect") == "Deny" for d in _statements(held.document)):
+                d.get("Effect") != "Allow" for d in _statements(held.document)):
             found.append(Finding(label, _unknown(
                 f"{label} held {held.ref}, a Deny whose text reads values that changed: "
                 "whether HEAD still denies what it denied cannot be judged"),
@@ -405,7 +407,13 @@ def _denies_kept(checker: Checker, label: str, held_before: list[Held], held_aft
         if any(same_json(held.document, document) for document in unchanged):
             continue  # a document held as it was (its Version too) denies what it denied
         for index, deny in enumerate(_statements(held.document)):
-            if deny.get("Effect") != "Deny":
+            if deny.get("Effect") == "Allow":
+                continue
+            if deny.get("Effect") != "Deny":  # an expression (Fn::If, a local): it may deny
+                found.append(Finding(label, _unknown(
+                    f"{label} no longer holds {held.ref} as it was, and its statement {index} "
+                    "is, or has an Effect that is, an expression the gate does not read: it "
+                    "may be a Deny"), where.line, where.path))
                 continue
             if _literal_variables(deny, held.document):
                 found.append(Finding(label, _unknown(

@@ -387,6 +387,13 @@ def _resource_policy(path: str, text: str, address: str, kind: str,
             located.document = parse_json_text(located.document_text, address)
         except InputError as error:
             return located.refuse(line, f"the heredoc is not JSON ({error})")
+        if value.value is None:  # Terraform interpolates it: its ${...} are its own
+            interpolated = _interpolated(located.document)
+            if interpolated is None:
+                located.document = {"terraform": value.token.text}
+                return located.refuse(line, "a key of the heredoc's document interpolates: "
+                                      "refiner does not resolve it")
+            located.document = interpolated
         refusal = _text_action_refusal(located.document, text, writer)
         if refusal is not None:
             return located.refuse(*refusal)
@@ -397,6 +404,25 @@ def _resource_policy(path: str, text: str, address: str, kind: str,
         return _jsonencode(path, text, located, value.items[0])
     return located.refuse(line, f"policy is `{_source(text, value)}`, not a document written "
                           "here (refine it where it is written)")
+
+
+def _interpolated(value: object) -> object:
+    """A document of a heredoc that interpolates, as Terraform makes it: a string with a
+    template sequence (`${...}`, `%{...}`) is an expression ({"terraform": its text}), not the
+    policy variable the same text is in a document Terraform does not interpolate (a heredoc
+    or jsonencode's `$${local.x}`); None when an object's key interpolates (the key is not
+    known)."""
+    if isinstance(value, str):
+        return {"terraform": value} if _INTERPOLATION.search(value) else value
+    if isinstance(value, list):
+        items = [_interpolated(item) for item in value]
+        return None if any(item is None for item in items) else items
+    if isinstance(value, dict):
+        if any(_INTERPOLATION.search(key) for key in value):
+            return None
+        members = {key: _interpolated(item) for key, item in value.items()}
+        return None if any(item is None for item in members.values()) else members
+    return value
 
 
 def _source(text: str, value: hcl.Value) -> str:
@@ -526,7 +552,9 @@ def _data_document(path: str, text: str, address: str, block: hcl.Block,
         spots.append(spot)
         refusal = refusal or problem
     written = statements + made
-    document["Statement"] = [_rendered(statement) for statement in written]
+    # Version 2008-10-17: the provider renders nothing (it refuses `&{`, see _unrendered).
+    expressions = document.get("Version") != "2008-10-17"
+    document["Statement"] = [_rendered(statement, expressions) for statement in written]
     refusal = refusal or _unrendered(document, written, line)
     if made:
         located.read_only = "statements made by a dynamic block (refine the literal they " \
@@ -601,11 +629,13 @@ def _data_statement(text: str, block: hcl.Block, locals_: dict[str, hcl.Value],
     return statement, spot, problem
 
 
-def _rendered(statement: object) -> object:
+def _rendered(statement: object, expressions: bool = True) -> object:
     """A data source's statement as the provider renders it: in RENDERED's values `&{` is
     `${`, an IAM policy variable (written so that Terraform does not take it for its own
-    interpolation). An expression ({"terraform": source}) is left as written: it is compared
-    by its source."""
+    interpolation). An expression ({"terraform": source}) there is compared by its source,
+    as rendered (expressions: the document's version may be 2012-10-17): its value's `&{`
+    too is `${` once deployed, so it is not the same expression in a jsonencode, where the
+    value is kept as it is."""
     if not isinstance(statement, dict):
         return statement
     rendered = dict(statement)
@@ -614,20 +644,22 @@ def _rendered(statement: object) -> object:
             continue
         value = rendered[key]
         if inner is None:
-            rendered[key] = _ampersands(value)
+            rendered[key] = _ampersands(value, expressions)
         elif isinstance(value, (dict, list)):  # a block, or a list of blocks
-            blocks = [{**b, inner: _ampersands(b[inner])}
+            blocks = [{**b, inner: _ampersands(b[inner], expressions)}
                       if isinstance(b, dict) and inner in b else b
                       for b in (value if isinstance(value, list) else [value])]
             rendered[key] = blocks if isinstance(value, list) else blocks[0]
     return rendered
 
 
-def _ampersands(value: object) -> object:
+def _ampersands(value: object, expressions: bool = True) -> object:
     if isinstance(value, str):
         return value.replace("&{", "${")
     if isinstance(value, list):
-        return [_ampersands(item) for item in value]
+        return [_ampersands(item, expressions) for item in value]
+    if expressions and isinstance(value, dict) and set(value) == {"terraform"}:
+        return {"terraform": f'replace({value["terraform"]}, "&{{", "${{")'}
     return value
 
 
@@ -856,7 +888,8 @@ def _tf_json_data(path: str, text: str, address: str, body: dict, node: Node) ->
             spot.entry_lines = {v: line_number(text, n.start)
                                 for v, n in zip(value, value_node.members, strict=True)}
         spots.append(spot)
-    document["Statement"] = [_rendered(_template_rendered(statement))
+    expressions = document.get("Version") != "2008-10-17"
+    document["Statement"] = [_rendered(_template_rendered(statement), expressions)
                              for statement in statements]
     refusal = refusal or _unrendered(document, statements, line)
     return _structured_document(
