@@ -146,10 +146,9 @@ def check_task(task: dict, catalog: Catalog) -> dict:
 def read_task(task: dict, catalog: Catalog) -> dict:
     """Read one finding's pages strictly (a page that does not read fails the task, and the
     run) and, for an active unused-permissions finding, what it leaves unused (or why that
-    cannot be read: the finding fails, not the run). Pages come as texts (a Dask worker may
-    not see the client's files) or as where they are."""
-    texts = task["texts"] if "texts" in task else FindingPages(task["sources"]).texts()
-    head, pages = parse_pages(texts)
+    cannot be read: the finding fails, not the run). A process of the pool, or recommend's
+    own, reads the files the pages are in."""
+    head, pages = parse_pages(FindingPages(task["sources"]).texts())
     result: dict = {"head": {key: head[key] for key in READ_HEAD if key in head}}
     if says_unused(head):
         labelled = [(f"finding {task['key']} page {number}", page)

@@ -288,7 +288,8 @@ def test_a_worker_dying_as_it_reads_a_finding_costs_nothing(bundle, first_run, t
 
 
 def test_dask_local_cluster_gives_the_same_results(bundle, first_run, tmp_path, monkeypatch):
-    """Findings are read by the Dask workers too, from the texts the client sends."""
+    """On Dask the client reads the findings (however many: sending their texts to the
+    cluster cost more than reading them), the workers refine and prove."""
     distributed = pytest.importorskip("distributed")
     monkeypatch.setattr(refiner.recommend, "READ_IN_WORKERS", 1)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
