@@ -32,10 +32,12 @@ from .render import as_sarif
 from .smt import cvc5_result, to_smtlib
 from .verification import (
     REJECTING,
+    VERSION_UNREAD,
     Report,
     document_changes,
     pair_statements,
     shape_key,
+    variables_as_read,
     verify,
 )
 
@@ -389,12 +391,9 @@ def gate(base: PolicyInput, head: PolicyInput, checker: Checker) -> list[tuple[V
     def prove(index: int, before: dict, after: dict | None) -> list[Violation]:
         return no_new_access(checker, index, before, after)
 
-    read = [_variables_as_read(policy) for policy in (base, head)]
+    read = [variables_as_read(policy) for policy in (base, head)]
     if None in read:
-        return [(Violation("unknown", -1, None, "the policy's Version is an expression and a "
-                           "statement holds `${`: IAM reads it as a policy variable in Version "
-                           "2012-10-17 and as literal text in any other, so what it admits "
-                           "cannot be judged"), None)]
+        return [(Violation("unknown", -1, None, VERSION_UNREAD), None)]
     base, head = read
     found: list[tuple[Violation, int | None]] = []
     if head.statements:
@@ -425,47 +424,6 @@ def gate(base: PolicyInput, head: PolicyInput, checker: Checker) -> list[tuple[V
         at = violation.statement if violation.statement >= 0 else None
         found.append((violation, at))
     return found
-
-
-def _variables_as_read(policy: PolicyInput) -> PolicyInput | None:
-    """The policy as the request model is to read it. In a document whose Version is not
-    2012-10-17 IAM takes `${...}` for literal text: its policy variables and the escapes
-    `${*}`, `${?}`, `${$}` alike (which the model would read as a variable or as the one
-    character), so each `${` of a Resource, NotResource or Condition value is written `${$}{`,
-    the escape of `$` followed by `{`: the same text, with its wildcards, as the model reads
-    it. None: the Version is an expression (either reading) and a statement holds `${`."""
-    document = policy.document
-    version = document.get("Version")
-    if version == "2012-10-17" or "${" not in dumps(document.get("Statement")):
-        return policy
-    if version is not None and not isinstance(version, str):
-        return None
-    statements = [_literal_text(statement) for statement in policy.statements]
-    return dataclasses.replace(policy, document={
-        **document, "Statement": statements if policy.statements_as_list else statements[0]})
-
-
-def _literal_text(statement: object) -> object:
-    if not isinstance(statement, dict):
-        return statement
-    read = dict(statement)
-    for key in ("Resource", "NotResource"):
-        if key in read:
-            read[key] = _escaped(read[key])
-    block = read.get("Condition")
-    if isinstance(block, dict):
-        read["Condition"] = {operator: {key: _escaped(value) for key, value in keys.items()}
-                             if isinstance(keys, dict) else keys
-                             for operator, keys in block.items()}
-    return read
-
-
-def _escaped(value: object) -> object:
-    if isinstance(value, str):
-        return value.replace("${", "${$}{")
-    if isinstance(value, list):
-        return [_escaped(item) for item in value]
-    return value
 
 
 def _same_structure(before: dict, after: dict) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
 import heapq
 import itertools
@@ -307,6 +308,53 @@ def document_changes(original: dict, refined: dict) -> list[Violation]:
     return changes
 
 
+VERSION_UNREAD = ("the policy's Version is an expression and a statement holds `${`: IAM "
+                  "reads it as a policy variable in Version 2012-10-17 and as literal text "
+                  "in any other, so what it admits cannot be judged")
+
+
+def variables_as_read(policy: PolicyInput) -> PolicyInput | None:
+    """The policy as the request model is to read it. In a document whose Version is not
+    2012-10-17 IAM takes `${...}` for literal text: its policy variables and the escapes
+    `${*}`, `${?}`, `${$}` alike (which the model would read as a variable or as the one
+    character), so each `${` of a Resource, NotResource or Condition value is written `${$}{`,
+    the escape of `$` followed by `{`: the same text, with its wildcards, as the model reads
+    it. None: the Version is an expression (either reading) and a statement holds `${`."""
+    document = policy.document
+    version = document.get("Version")
+    if version == "2012-10-17" or "${" not in jsontext.dumps(document.get("Statement")):
+        return policy
+    if version is not None and not isinstance(version, str):
+        return None
+    statements = [_literal_text(statement) for statement in policy.statements]
+    return dataclasses.replace(policy, document={
+        **document, "Statement": statements if policy.statements_as_list else statements[0]})
+
+
+def _literal_text(statement: object) -> object:
+    if not isinstance(statement, dict):
+        return statement
+    read = dict(statement)
+    for key in ("Resource", "NotResource"):
+        if key in read:
+            read[key] = _escaped(read[key])
+    block = read.get("Condition")
+    if isinstance(block, dict):
+        read["Condition"] = {operator: {key: _escaped(value) for key, value in keys.items()}
+                             if isinstance(keys, dict) else keys
+                             for operator, keys in block.items()}
+    return read
+
+
+def _escaped(value: object) -> object:
+    if isinstance(value, str):
+        return value.replace("${", "${$}{")
+    if isinstance(value, list):
+        return [_escaped(item) for item in value]
+    return value
+
+
+
 def verify(
     original: PolicyInput,
     refined: PolicyInput,
@@ -322,9 +370,14 @@ def verify(
     obligations Z3 discharged are kept as SMT-LIB (and re-discharged by cvc5). The not-least
     lint comes last and stops short of deadline (a monotonic time; the caller bounds the rest
     of the run); coarse: refine --max-size's coarser prefixes are not taken for narrowable."""
+    report = Report()
+    read = [variables_as_read(policy) for policy in (original, refined)]
+    if None in read:
+        report.verdicts.append(Violation("unknown", -1, None, VERSION_UNREAD))
+        return report
+    original, refined = read
     record = export or solver in ("cvc5", "both")
     checker = keep.checker(unused, catalog, timeout_ms, record)  # kept statements unchanged
-    report = Report()
     if refined.statements:  # a policy left with no statement allows nothing, whatever else
         report.verdicts += document_changes(original.document, refined.document)
     pairing = pair_statements(original.statements, refined.statements, checker.check_statement)

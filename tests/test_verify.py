@@ -431,3 +431,21 @@ def test_a_deny_that_leaves_out_more_is_rejected_with_its_request(tmp_path, caps
     assert main(["verify", *map(str, paths), "--format", "json", "--deadline", "60"]) == 1
     requests = [v.get("request") for v in json.loads(capsys.readouterr().out)["verdicts"]]
     assert {"action": action, "resource": "arn:aws:s3:::b"} in requests
+
+
+@pytest.mark.parametrize("version, code", [(None, 1), ("2008-10-17", 1), ("2012-10-17", 0)])
+def test_a_variable_escape_is_literal_text_outside_version_2012(tmp_path, capsys, version, code):
+    """`${*}` is the character `*` only in a Version 2012-10-17 document; in any other IAM
+    reads the five characters as written, so bucket/${*} is not inside bucket/? there (and
+    a REFINED that writes it admits bucket/${*} itself: a widening)."""
+    def policy(resource: str) -> dict:
+        document = {"Statement": [{"Effect": "Allow", "Action": "s3:GetObject",
+                                   "Resource": resource}]}
+        return {"Version": version, **document} if version else document
+
+    (tmp_path / "o.json").write_text(json.dumps(policy("arn:aws:s3:::bucket/?")))
+    (tmp_path / "r.json").write_text(json.dumps(policy("arn:aws:s3:::bucket/${*}")))
+    (tmp_path / "f.json").write_text(json.dumps([{"serviceNamespace": "s3",
+                                                  "actions": ["PutObject"]}]))
+    assert main(["verify", str(tmp_path / "o.json"), str(tmp_path / "r.json"), "--unused",
+                 str(tmp_path / "f.json"), "--format", "json"]) == code, capsys.readouterr().out
