@@ -8,7 +8,8 @@ import difflib
 import json
 from pathlib import Path
 
-from refiner.iac import TemplateRun, parse_template
+from refiner.gate import compare_templates
+from refiner.iac import TemplateRun, parse_template, template_from_text
 from refiner.iac.edit import line_number
 from refiner.iac.model import Structured, TextDocument
 from refiner.writeback import locate
@@ -109,3 +110,11 @@ def assert_only_action_lists_changed(before: str, after: str, result: TemplateRu
     kept_after = [line for number, line in enumerate(after.splitlines(keepends=True), 1)
                   if number not in new]
     assert kept_before == kept_after, "".join(difflib.unified_diff(kept_before, kept_after))
+
+
+def gate_templates(base: str, head: str, path: str = "t.yaml",
+                   allow_new_policies: bool = False) -> tuple[int, list[str]]:
+    """The gate's exit code and violations for BASE and HEAD texts of one template file."""
+    comparison = compare_templates(template_from_text(path, base), template_from_text(path, head),
+                                   allow_new_policies=allow_new_policies)
+    return comparison.exit_code(), [v.violation for v in comparison.verdicts]

@@ -13,16 +13,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from refiner.gate import compare_templates
-from refiner.iac import template_from_text
-
-
-def gate(base: str, head: str, path: str = "t.yaml", allow_new_policies: bool = False):
-    comparison = compare_templates(template_from_text(path, base), template_from_text(path, head),
-                                   allow_new_policies=allow_new_policies)
-    return comparison.exit_code(), [v.violation for v in comparison.verdicts]
-
+from iac_support import gate_templates as gate
 
 CFN_ROLE = """Resources:
   AppRole:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from iac_support import gate_templates as gate
 
-from refiner.gate import compare_templates
 from refiner.iac import template_from_text
 
 TF_ROLE = """resource "aws_iam_role" "app" {
@@ -64,10 +64,6 @@ def tf_data_source(version: str = "") -> str:
     return TF_DATA_SOURCE.replace("VERSION", version)
 
 
-def gate(base: str, head: str, path: str = "t.yaml", allow_new_policies: bool = False):
-    comparison = compare_templates(template_from_text(path, base), template_from_text(path, head),
-                                   allow_new_policies=allow_new_policies)
-    return comparison.exit_code(), [v.violation for v in comparison.verdicts]
 
 
 def test_jsonencode_ampersand_is_literal_where_the_data_source_renders_a_variable():
