@@ -333,7 +333,7 @@ def _run_on(client, shipped, tasks: Iterable[dict], batch_size: int) -> Iterator
     elsewhere, or they fail)."""
     from distributed import as_completed
 
-    window = 4 * max(1, len(client.scheduler_info().get("workers", {})))
+    window = WINDOW_PER_WORKER * max(1, len(client.scheduler_info().get("workers", {})))
     source = iter(tasks)
     running = as_completed()
     held: dict = {}

@@ -139,10 +139,12 @@ def test_an_organization_through_a_dask_cluster_equals_its_accounts_one_by_one(
 
     # When the first result comes back, the worker then holding the most tasks is killed: the
     # run still finishes, the same (its tasks are run again on the other). One task a Dask
-    # task, so that the first result leaves others in flight.
+    # task, and every task sent at once, so that the first result leaves others in flight
+    # (with a few in flight, two fast workers could finish them all before it is taken).
     from distributed import Client
 
     monkeypatch.setattr(refiner.tasks, "DASK_BATCH", 1)
+    monkeypatch.setattr(refiner.tasks, "WINDOW_PER_WORKER", 100_000)
     real_add = refiner.outdir.OutputFolder.add_result
     held_when_killed = []
     with DaskProcesses(tmp_path) as cluster, Client(cluster.address, timeout="30s") as observer:
