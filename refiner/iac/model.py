@@ -43,6 +43,12 @@ SYNTAXES = {"yaml-block": YAML_BLOCK, "yaml-flow": YAML_FLOW, "hcl": HCL_LIST, "
 ACTION_KEYS = ("Action", "NotAction")
 
 
+def template_string(text: str) -> str:
+    """The string a Terraform template without interpolation makes: its `$${` and `%%{` are
+    `${` and `%{`."""
+    return text.replace("$${", "${").replace("%%{", "%{")
+
+
 @dataclass
 class TextDocument:
     """A document held as JSON text at [start, end) of the template. encoding: "text" (the
@@ -61,7 +67,7 @@ class TextDocument:
 
     def decode(self, text: str) -> str:
         held = self._decoded(text[self.start:self.end])
-        return held.replace("$${", "${").replace("%%{", "%{") if self.template else held
+        return template_string(held) if self.template else held
 
     def _decoded(self, held: str) -> str:
         if self.encoding == "text":

@@ -40,6 +40,7 @@ from .model import (
     TextDocument,
     action_refusal,
     finish,
+    template_string,
     text_document_lines,
 )
 
@@ -669,8 +670,7 @@ def _template_rendered(value: object) -> object:
     its source ({"terraform": source}, as .tf reads it): made, it could not be told from one
     whose `$${local.x}` is a policy variable's text."""
     if isinstance(value, str):
-        return {"terraform": value} if _INTERPOLATION.search(value) else \
-            value.replace("$${", "${").replace("%%{", "%{")
+        return {"terraform": value} if _INTERPOLATION.search(value) else template_string(value)
     if isinstance(value, list):
         return [_template_rendered(item) for item in value]
     if isinstance(value, dict):
