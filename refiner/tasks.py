@@ -190,15 +190,15 @@ def granted_actions(text: str, catalog: Catalog) -> frozenset:
 def execute(tasks: Iterable[dict], count: int, workers: int | None, scheduler: str | None,
             catalog: Catalog, batch_scale: int = 1) -> Iterator[dict]:
     """Results of run_task for every task, as they finish, on a process pool (or a Dask
-    cluster with scheduler); batch_scale: that many times more tasks to a submission (for
-    tasks that take less time than a submission costs). A worker that dies (a solver abort
+    cluster with scheduler); batch_scale: on a pool, that many times more tasks to a
+    submission (for tasks that take less time than a submission costs). A worker that dies (a solver abort
     kills its process) breaks a process pool: the tasks that were in flight are redone one by
     one in a child each, so only the one that kills its child fails, and the rest go on in a
     new pool."""
     if not count:
         return
     if scheduler:
-        yield from _on_dask(tasks, scheduler, catalog, DASK_BATCH * batch_scale)
+        yield from _on_dask(tasks, scheduler, catalog)
         return
     workers = min(workers or multiprocessing.cpu_count(), count)
     batch = max(1, min(POOL_BATCH * batch_scale, count // (workers * POOL_BATCHES_PER_WORKER)))
@@ -317,17 +317,16 @@ def _dask_client(address: str, catalog: Catalog) -> Iterator[tuple]:
         yield client, client.scatter(json.dumps(catalog.services), broadcast=True)
 
 
-def _on_dask(tasks: Iterable[dict], address: str, catalog: Catalog, batch: int) \
-        -> Iterator[dict]:
+def _on_dask(tasks: Iterable[dict], address: str, catalog: Catalog) -> Iterator[dict]:
     held = _CLUSTERS.get((address, id(catalog)))
     if held is None:
         with _dask_client(address, catalog) as (client, shipped):
-            yield from _run_on(client, shipped, tasks, batch)
+            yield from _run_on(client, shipped, tasks)
     else:
-        yield from _run_on(*held, tasks, batch)
+        yield from _run_on(*held, tasks)
 
 
-def _run_on(client, shipped, tasks: Iterable[dict], batch_size: int) -> Iterator[dict]:
+def _run_on(client, shipped, tasks: Iterable[dict]) -> Iterator[dict]:
     """Tasks in batches, a bounded window of them in flight, results streamed back as each
     batch finishes. A worker lost mid-run costs only its batches (Dask runs them again
     elsewhere, or they fail)."""
@@ -339,7 +338,7 @@ def _run_on(client, shipped, tasks: Iterable[dict], batch_size: int) -> Iterator
     held: dict = {}
 
     def submit() -> bool:
-        batch = list(itertools.islice(source, batch_size))
+        batch = list(itertools.islice(source, DASK_BATCH))
         if not batch:
             return False
         future = client.submit(run_batch, batch, shipped, pure=False)
