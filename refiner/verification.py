@@ -354,7 +354,6 @@ def _escaped(value: object) -> object:
     return value
 
 
-
 def verify(
     original: PolicyInput,
     refined: PolicyInput,

@@ -267,9 +267,9 @@ def _deployed_string(value: object) -> str | None:
     if function == "Ref" and isinstance(argument, str) and PLAIN_VALUE.fullmatch(argument):
         return ""
     if function == "Fn::Sub":
-        return _sub_string(value[function])
+        return _sub_string(argument)
     if function == "Fn::Join":
-        return _join_string(value[function])
+        return _join_string(argument)
     return None
 
 
